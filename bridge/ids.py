@@ -1,0 +1,15 @@
+"""Server-minted identifiers."""
+
+from __future__ import annotations
+
+import secrets
+
+
+def new_generation_id() -> str:
+    """A resume id: 192 random bits, URL-safe. Knowing it is enough to read a generation,
+    so it must be unguessable."""
+    return "gen_" + secrets.token_urlsafe(24)
+
+
+def new_message_id() -> str:
+    return "msg_" + secrets.token_urlsafe(12)

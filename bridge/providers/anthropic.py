@@ -1,0 +1,510 @@
+"""`anthropic:<model>`: the Anthropic Messages API, streamed through the official SDK.
+
+The raw event stream (`messages.create(stream=True)`) is used rather than the SDK's
+`messages.stream()` helper: it does no accumulation we would not use, and leaving the
+`async with` closes the HTTP response, so a stop reaches Anthropic at once.
+
+Thinking blocks come back on later turns only with their signature (Anthropic verifies
+it), which `ReasoningEnd` hands out as `providerMetadata.anthropic.signature`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anthropic
+from anthropic import AsyncAnthropic, omit
+from anthropic.types import (
+    Base64ImageSourceParam,
+    ContentBlockParam,
+    DocumentBlockParam,
+    MessageDeltaUsage,
+    MessageParam,
+    RawMessageStreamEvent,
+    ThinkingConfigEnabledParam,
+    ToolParam,
+    ToolResultBlockParam,
+)
+from anthropic.types import Usage as AnthropicUsage
+
+from bridge.errors import ProviderError
+from bridge.providers._convert import (
+    AssistantStep,
+    Deadline,
+    SystemTurn,
+    ToolExchange,
+    UserTurn,
+    conversation_turns,
+    error_for_status,
+    file_kind,
+    metadata_value,
+    parse_data_url,
+    stream_error,
+    to_json,
+    unsupported_file_note,
+)
+from bridge.providers.base import (
+    FinishReason,
+    ModelRequest,
+    ProviderEvent,
+    ReasoningDelta,
+    ReasoningEnd,
+    ReasoningStart,
+    Source,
+    StepFinished,
+    StreamOpened,
+    TextDelta,
+    TextEnd,
+    TextStart,
+    ToolCall,
+    ToolInputDelta,
+    ToolInputStart,
+    ToolSpec,
+    Usage,
+)
+from protocol.messages import FileUIPart, ReasoningUIPart, TextUIPart
+
+LABEL = "Anthropic"
+DEFAULT_MAX_TOKENS = 4096
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool-calls",
+    "refusal": "content-filter",
+    "pause_turn": "other",
+}
+
+
+def anthropic_error(
+    exc: anthropic.AnthropicError, *, provider: str, secrets: Sequence[str]
+) -> ProviderError:
+    """Map an SDK error; messages come from the parsed body (`str(exc)` quotes it whole)."""
+    if isinstance(exc, anthropic.APITimeoutError):
+        return error_for_status(None, "request timed out", provider=provider, label=LABEL)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return error_for_status(
+            None, "could not connect to the API", provider=provider, label=LABEL
+        )
+    if isinstance(exc, anthropic.APIStatusError):
+        if exc.status_code < 400:
+            # An `error` event inside a 200 stream (overloaded, api_error, …).
+            return stream_error(
+                exc.type, exc.api_message, provider=provider, label=LABEL, secrets=secrets
+            )
+        return error_for_status(
+            exc.status_code, exc.api_message, provider=provider, label=LABEL, secrets=secrets
+        )
+    return ProviderError(f"{LABEL} client error: {type(exc).__name__}", provider=provider)
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float | None = 600.0,
+        max_retries: int = 2,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        thinking_budget: int | None = None,
+        client: AsyncAnthropic | None = None,
+    ) -> None:
+        self._client = client or AsyncAnthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+        self._secrets = [api_key]
+        self._timeout = timeout
+        self._default_max_tokens = default_max_tokens
+        self._thinking_budget = thinking_budget
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
+        deadline = Deadline(self._timeout)
+        system, messages = to_messages(request)
+        max_tokens = request.max_output_tokens or self._default_max_tokens
+        thinking: ThinkingConfigEnabledParam | None = None
+        if self._thinking_budget:
+            # The budget counts against max_tokens: add it, so the answer keeps its share.
+            thinking = {"type": "enabled", "budget_tokens": self._thinking_budget}
+            max_tokens += self._thinking_budget
+        # This SDK no longer declares `temperature`; the API takes it (not with thinking).
+        extra = (
+            {"temperature": request.temperature}
+            if request.temperature is not None and thinking is None
+            else None
+        )
+        try:
+            response = await self._client.messages.create(
+                model=request.model,
+                max_tokens=max_tokens,
+                messages=messages,
+                system=system or omit,
+                tools=[to_tool(tool) for tool in request.tools] or omit,
+                thinking=thinking or omit,
+                stream=True,
+                extra_body=extra,
+            )
+        except anthropic.AnthropicError as exc:
+            raise anthropic_error(exc, provider=self.name, secrets=self._secrets) from exc
+
+        async with response:
+            state = _StreamState()
+            try:
+                while (event := await deadline.next(response)) is not None:
+                    for out in state.handle(event, request.model):
+                        yield out
+                    if state.finished:
+                        return
+            except anthropic.AnthropicError as exc:
+                raise anthropic_error(exc, provider=self.name, secrets=self._secrets) from exc
+            except TimeoutError as exc:
+                raise deadline.error(provider=self.name, label=LABEL) from exc
+        raise error_for_status(
+            None, "the stream ended before message_stop", provider=self.name, label=LABEL
+        )
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(slots=True)
+class _Block:
+    kind: Literal["text", "thinking", "redacted", "tool", "other"]
+    id: str
+    name: str = ""
+    parts: list[str] = field(default_factory=list)
+    signature: str = ""
+    data: str = ""
+
+
+class _StreamState:
+    def __init__(self) -> None:
+        self.finished = False
+        self._opened = False
+        self._blocks: dict[int, _Block] = {}
+        self._input = 0
+        self._cached: int | None = None
+        self._output: int | None = None
+        self._reasoning: int | None = None
+        self._stop_reason: str | None = None
+        self._saw_tool = False
+        self._cited: set[str] = set()
+
+    def handle(self, event: RawMessageStreamEvent, model: str) -> list[ProviderEvent]:
+        out: list[ProviderEvent] = []
+        if not self._opened:
+            self._opened = True
+            start = event.message if event.type == "message_start" else None
+            out.append(
+                StreamOpened(
+                    response_id=start.id if start else None, model=start.model if start else model
+                )
+            )
+        match event.type:
+            case "message_start":
+                self._add_usage(event.message.usage)
+            case "content_block_start":
+                out += self._block_start(event.index, event.content_block)
+            case "content_block_delta":
+                out += self._block_delta(event.index, event.delta)
+            case "content_block_stop":
+                out += self._block_stop(event.index)
+            case "message_delta":
+                self._stop_reason = event.delta.stop_reason or self._stop_reason
+                self._add_usage(event.usage)
+            case "message_stop":
+                out += self._finish()
+        return out
+
+    def _block_start(self, index: int, block: object) -> list[ProviderEvent]:
+        kind = getattr(block, "type", None)
+        block_id = str(index)
+        if kind == "text":
+            self._blocks[index] = _Block("text", block_id)
+            text = str(getattr(block, "text", "") or "")
+            return [TextStart(block_id), *([TextDelta(block_id, text)] if text else [])]
+        if kind == "thinking":
+            self._blocks[index] = _Block(
+                "thinking", block_id, signature=str(getattr(block, "signature", "") or "")
+            )
+            text = str(getattr(block, "thinking", "") or "")
+            return [ReasoningStart(block_id), *([ReasoningDelta(block_id, text)] if text else [])]
+        if kind == "redacted_thinking":
+            self._blocks[index] = _Block("redacted", block_id, data=str(getattr(block, "data", "")))
+            return [ReasoningStart(block_id)]
+        if kind == "tool_use":
+            self._saw_tool = True
+            call_id, name = str(getattr(block, "id", "")), str(getattr(block, "name", ""))
+            initial = getattr(block, "input", None)
+            entry = _Block("tool", call_id, name=name)
+            if initial:
+                entry.data = to_json(initial)  # input sent whole rather than streamed
+            self._blocks[index] = entry
+            return [ToolInputStart(call_id, name)]
+        self._blocks[index] = _Block("other", block_id)  # server tools: not offered
+        return []
+
+    def _block_delta(self, index: int, delta: object) -> list[ProviderEvent]:
+        block = self._blocks.get(index)
+        if block is None:
+            return []
+        kind = getattr(delta, "type", None)
+        if kind == "text_delta":
+            return [TextDelta(block.id, str(getattr(delta, "text", "")))]
+        if kind == "thinking_delta":
+            return [ReasoningDelta(block.id, str(getattr(delta, "thinking", "")))]
+        if kind == "signature_delta":
+            block.signature += str(getattr(delta, "signature", ""))
+            return []
+        if kind == "input_json_delta":
+            piece = str(getattr(delta, "partial_json", ""))
+            if not piece:
+                return []
+            block.parts.append(piece)
+            return [ToolInputDelta(block.id, piece)]
+        if kind == "citations_delta":
+            return self._citation(getattr(delta, "citation", None))
+        return []
+
+    def _block_stop(self, index: int) -> list[ProviderEvent]:
+        block = self._blocks.pop(index, None)
+        if block is None:
+            return []
+        if block.kind == "text":
+            return [TextEnd(block.id)]
+        if block.kind == "thinking":
+            metadata = {"anthropic": {"signature": block.signature}} if block.signature else None
+            return [ReasoningEnd(block.id, provider_metadata=metadata)]
+        if block.kind == "redacted":
+            return [
+                ReasoningEnd(
+                    block.id, provider_metadata={"anthropic": {"redactedData": block.data}}
+                )
+            ]
+        if block.kind == "tool":
+            text = "".join(block.parts) or block.data or "{}"
+            return [ToolCall(block.id, block.name, text)]
+        return []
+
+    def _citation(self, citation: object) -> list[ProviderEvent]:
+        kind = getattr(citation, "type", None)
+        title = getattr(citation, "title", None) or getattr(citation, "document_title", None)
+        metadata = {"anthropic": {"citedText": getattr(citation, "cited_text", None)}}
+        if kind in ("web_search_result_location", "search_result_location"):
+            url = str(getattr(citation, "url", None) or getattr(citation, "source", ""))
+            if not url or url in self._cited:
+                return []
+            self._cited.add(url)
+            return [
+                Source(
+                    "url",
+                    f"src-{len(self._cited)}",
+                    url=url,
+                    title=title,
+                    provider_metadata=metadata,
+                )
+            ]
+        if kind in ("char_location", "page_location", "content_block_location"):
+            index = getattr(citation, "document_index", 0)
+            key = f"document:{index}"
+            if key in self._cited:
+                return []
+            self._cited.add(key)
+            media_type = "application/pdf" if kind == "page_location" else "text/plain"
+            return [
+                Source(
+                    "document",
+                    f"src-{len(self._cited)}",
+                    media_type=media_type,
+                    title=str(title or f"Document {int(index) + 1}"),
+                    provider_metadata=metadata,
+                )
+            ]
+        return []
+
+    def _add_usage(self, usage: AnthropicUsage | MessageDeltaUsage) -> None:
+        # Anthropic counts cache reads and writes apart from `input_tokens`; the bridge
+        # reports the whole input, as OpenAI does, with the cache reads inside it.
+        cache_write = usage.cache_creation_input_tokens or 0
+        cache_read = usage.cache_read_input_tokens
+        if usage.input_tokens is not None:
+            self._input = usage.input_tokens + cache_write + (cache_read or 0)
+        if cache_read is not None:
+            self._cached = cache_read
+        self._output = usage.output_tokens
+        details = usage.output_tokens_details
+        if details is not None:
+            self._reasoning = details.thinking_tokens
+
+    def _finish(self) -> list[ProviderEvent]:
+        self.finished = True
+        out: list[ProviderEvent] = []
+        for index in sorted(self._blocks):
+            out += self._block_stop(index)
+        raw = self._stop_reason
+        reason = _FINISH_REASONS.get(raw, "other") if raw else "other"
+        if raw is None and self._saw_tool:
+            reason = "tool-calls"
+        usage = Usage(
+            input_tokens=self._input,
+            output_tokens=self._output,
+            reasoning_tokens=self._reasoning,
+            cached_input_tokens=self._cached,
+        )
+        out.append(StepFinished(finish_reason=reason, usage=usage, raw_finish_reason=raw))
+        return out
+
+
+# --------------------------------------------------------------------------- request
+
+
+def to_tool(tool: ToolSpec) -> ToolParam:
+    return {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
+
+
+Role = Literal["user", "assistant"]
+
+
+def to_messages(request: ModelRequest) -> tuple[str | None, list[MessageParam]]:
+    """The system prompt (request's plus any system messages) and the messages, with
+    consecutive same-role turns merged: the API wants user and assistant to alternate."""
+    system = [request.system] if request.system else []
+    turns: list[tuple[Role, list[ContentBlockParam]]] = []
+
+    def add(role: Role, blocks: list[ContentBlockParam]) -> None:
+        if not blocks:
+            return
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((role, blocks))
+
+    for turn in conversation_turns(request.messages):
+        if isinstance(turn, SystemTurn):
+            system.append(turn.text)
+        elif isinstance(turn, UserTurn):
+            add("user", _user_blocks(turn))
+        else:
+            add("assistant", _assistant_blocks(turn))
+            # Results go in the user turn right after the assistant turn that called.
+            add("user", [_tool_result(call) for call in turn.tool_exchanges])
+    _trim_final_assistant(turns)
+    messages: list[MessageParam] = []
+    for role, blocks in turns:
+        if role == "user":
+            messages.append({"role": "user", "content": blocks})
+        else:
+            messages.append({"role": "assistant", "content": blocks})
+    return ("\n\n".join(system) or None), messages
+
+
+def _tool_result(call: ToolExchange) -> ContentBlockParam:
+    block: ToolResultBlockParam = {
+        "type": "tool_result",
+        "tool_use_id": call.tool_call_id,
+        "content": call.result.text,
+    }
+    if call.result.is_error:
+        block["is_error"] = True  # errors and denials: the model should not trust the text
+    return block
+
+
+def _user_blocks(turn: UserTurn) -> list[ContentBlockParam]:
+    blocks: list[ContentBlockParam] = []
+    for part in turn.parts:
+        if isinstance(part, TextUIPart):
+            blocks.append({"type": "text", "text": part.text})
+        else:
+            blocks.append(_file_block(part))
+    return blocks
+
+
+_IMAGE_TYPES: dict[str, Literal["image/jpeg", "image/png", "image/gif", "image/webp"]] = {
+    "image/jpeg": "image/jpeg",
+    "image/jpg": "image/jpeg",
+    "image/png": "image/png",
+    "image/gif": "image/gif",
+    "image/webp": "image/webp",
+}
+
+
+def _file_block(part: FileUIPart) -> ContentBlockParam:
+    kind = file_kind(part.media_type)
+    data = parse_data_url(part.url)
+    if data is None and kind in ("image", "pdf") and part.url.startswith(("http://", "https://")):
+        if kind == "image":
+            return {"type": "image", "source": {"type": "url", "url": part.url}}
+        return {"type": "document", "source": {"type": "url", "url": part.url}}
+    if data is not None:
+        image_type = _IMAGE_TYPES.get(data.media_type)
+        if kind == "image" and image_type is not None:
+            source: Base64ImageSourceParam = {
+                "type": "base64",
+                "media_type": image_type,
+                "data": data.data,
+            }
+            return {"type": "image", "source": source}
+        if kind == "pdf":
+            return {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": data.data},
+            }
+        if kind == "text":
+            block: DocumentBlockParam = {
+                "type": "document",
+                "source": {"type": "text", "media_type": "text/plain", "data": data.text()},
+            }
+            if part.filename:
+                block["title"] = part.filename
+            return block
+    return {"type": "text", "text": unsupported_file_note(part)}
+
+
+def _assistant_blocks(step: AssistantStep) -> list[ContentBlockParam]:
+    blocks: list[ContentBlockParam] = []
+    for part in step.parts:
+        if isinstance(part, ReasoningUIPart):
+            redacted = metadata_value(part.provider_metadata, "anthropic", "redactedData")
+            signature = metadata_value(part.provider_metadata, "anthropic", "signature")
+            if isinstance(redacted, str):
+                blocks.append({"type": "redacted_thinking", "data": redacted})
+            elif isinstance(signature, str) and signature:
+                blocks.append({"type": "thinking", "thinking": part.text, "signature": signature})
+            # Without a signature the API would reject the block: it is left out.
+        elif isinstance(part, TextUIPart):
+            blocks.append({"type": "text", "text": part.text})
+        else:
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": part.tool_call_id,
+                    "name": part.tool_name,
+                    "input": part.input_object,
+                }
+            )
+    return blocks
+
+
+def _trim_final_assistant(turns: list[tuple[Role, list[ContentBlockParam]]]) -> None:
+    """A final assistant turn is a prefill, which must not end with whitespace."""
+    if not turns or turns[-1][0] != "assistant":
+        return
+    blocks = turns[-1][1]
+    last = blocks[-1] if blocks else None
+    if last is not None and last.get("type") == "text":
+        text = str(last.get("text", "")).rstrip()
+        if text:
+            blocks[-1] = {"type": "text", "text": text}
+        else:
+            blocks.pop()
+            if not blocks:
+                turns.pop()

@@ -1,0 +1,201 @@
+"""The provider protocol and the provider-neutral events providers yield.
+
+A provider turns one model call into an async iterator of `ProviderEvent`s. It knows
+nothing of the UI message stream: the runner maps events to chunks. One call is one
+step; the runner drives the multi-step tool loop and calls `stream` once per step with
+the conversation so far (the in-progress assistant message included, with its tool
+parts and their outputs).
+
+Each `stream` call yields, in order:
+
+* `StreamOpened` once the provider accepted the request (HTTP status OK). Errors before
+  it (bad key, unknown model, rate limit) are raised as `ProviderError`s and reach the
+  client as a non-2xx response when nothing was streamed yet;
+* any number of content events; text and reasoning blocks are bracketed by their
+  start/end events with a block id unique within the step; tool calls stream their input
+  (`ToolInputStart`, `ToolInputDelta`) and end with a complete `ToolCall`;
+* `StepFinished` last, with the normalised finish reason and the step's usage.
+
+A failure after `StreamOpened` is raised as a `ProviderError` too; the runner turns it
+into an `error` chunk. Cancelling the iterator (`aclose`) must close the upstream HTTP
+response, so a stop really stops the provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from protocol.messages import UIMessage
+
+ProviderMetadata = dict[str, dict[str, Any]]
+FinishReason = Literal[
+    "stop", "length", "content-filter", "tool-calls", "error", "interrupted", "other"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as the model sees it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    """JSON schema of the input object."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    model: str
+    """The provider's own model name (the part after `provider:`)."""
+    messages: Sequence[UIMessage]
+    """The conversation, oldest first; may end with the in-progress assistant message."""
+    system: str | None = None
+    tools: Sequence[ToolSpec] = ()
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_input_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The provider accepted the request."""
+
+    response_id: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextStart:
+    id: str
+    provider_metadata: ProviderMetadata | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextEnd:
+    id: str
+    provider_metadata: ProviderMetadata | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningStart:
+    id: str
+    provider_metadata: ProviderMetadata | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningEnd:
+    id: str
+    provider_metadata: ProviderMetadata | None = None
+    """E.g. {"anthropic": {"signature": "..."}} or {"anthropic": {"redactedData": "..."}},
+    {"openai": {"itemId": "...", "encryptedContent": ...}}: what the provider needs to get
+    the block back on the next turn."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputStart:
+    tool_call_id: str
+    tool_name: str
+    provider_executed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputDelta:
+    tool_call_id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A complete tool call. `input_text` is the raw JSON text the model produced (it may be
+    invalid JSON: the runner validates it)."""
+
+    tool_call_id: str
+    tool_name: str
+    input_text: str
+    provider_executed: bool = False
+    provider_metadata: ProviderMetadata | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    source_type: Literal["url", "document"]
+    id: str
+    url: str | None = None
+    title: str | None = None
+    media_type: str | None = None
+    filename: str | None = None
+    provider_metadata: ProviderMetadata | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    media_type: str
+    url: str
+    """A data URL or an http(s) URL."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    finish_reason: FinishReason
+    usage: Usage = field(default_factory=Usage)
+    raw_finish_reason: str | None = None
+    provider_metadata: ProviderMetadata | None = None
+
+
+ProviderEvent = (
+    StreamOpened
+    | TextStart
+    | TextDelta
+    | TextEnd
+    | ReasoningStart
+    | ReasoningDelta
+    | ReasoningEnd
+    | ToolInputStart
+    | ToolInputDelta
+    | ToolCall
+    | Source
+    | File
+    | StepFinished
+)
+
+
+class Provider(Protocol):
+    """One configured provider (e.g. the OpenAI Responses API with a key and base URL)."""
+
+    name: str
+    """The prefix in "provider:model" strings."""
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
+        """Start one model call. See the module docstring for the event order."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the HTTP client."""
+        ...

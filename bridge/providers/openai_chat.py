@@ -1,0 +1,355 @@
+"""`openai-chat:<model>`: Chat Completions streaming, for OpenAI-compatible servers (vLLM,
+Ollama, LM Studio, Groq, …) through the official `openai` SDK.
+
+Compatible servers differ in small ways, handled here: reasoning arrives as
+`reasoning_content` (vLLM, DeepSeek) or `reasoning` (Ollama, newer vLLM), fields the SDK's
+types do not declare; some send a whole tool call in one delta, some report `stop` rather
+than `tool_calls` as the finish reason of a tool call.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+import openai
+from openai import AsyncOpenAI, omit
+from openai.types import CompletionUsage
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionChunk,
+    ChatCompletionContentPartParam,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+    ChatCompletionToolMessageParam,
+)
+
+from bridge.providers._convert import (
+    AssistantStep,
+    Deadline,
+    SystemTurn,
+    UserTurn,
+    conversation_turns,
+    file_kind,
+    file_text,
+    unsupported_file_note,
+)
+from bridge.providers.base import (
+    FinishReason,
+    ModelRequest,
+    ProviderEvent,
+    ReasoningDelta,
+    ReasoningEnd,
+    ReasoningStart,
+    StepFinished,
+    StreamOpened,
+    TextDelta,
+    TextEnd,
+    TextStart,
+    ToolCall,
+    ToolInputDelta,
+    ToolInputStart,
+    ToolSpec,
+    Usage,
+)
+from bridge.providers.openai_responses import make_openai_client, openai_error
+from protocol.messages import FileUIPart, ReasoningUIPart, TextUIPart
+
+logger = logging.getLogger(__name__)
+
+LABEL = "OpenAI-compatible server"
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool-calls",
+    "function_call": "tool-calls",
+    "content_filter": "content-filter",
+}
+
+
+class OpenAIChatProvider:
+    name = "openai-chat"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float | None = 600.0,
+        max_retries: int = 2,
+        client: AsyncOpenAI | None = None,
+    ) -> None:
+        self._client = client or make_openai_client(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+        self._secrets = [api_key]
+        self._timeout = timeout
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
+        deadline = Deadline(self._timeout)
+        try:
+            response = await self._client.chat.completions.create(
+                model=request.model,
+                messages=to_messages(request),
+                tools=[to_tool(tool) for tool in request.tools] or omit,
+                # `max_tokens`, not `max_completion_tokens`: the compatible servers all
+                # know the older name.
+                max_tokens=request.max_output_tokens or omit,
+                temperature=omit if request.temperature is None else request.temperature,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        except openai.OpenAIError as exc:
+            raise openai_error(exc, provider=self.name, secrets=self._secrets) from exc
+
+        async with response:
+            state = _StreamState()
+            opened = False
+            try:
+                while (chunk := await deadline.next(response)) is not None:
+                    if not opened:
+                        opened = True
+                        yield StreamOpened(response_id=chunk.id or None, model=chunk.model or None)
+                    for event in state.handle(chunk):
+                        yield event
+            except openai.OpenAIError as exc:
+                raise openai_error(exc, provider=self.name, secrets=self._secrets) from exc
+            except TimeoutError as exc:
+                raise deadline.error(provider=self.name, label=LABEL) from exc
+        if not opened:
+            yield StreamOpened(model=request.model)
+        for event in state.finish():
+            yield event
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(slots=True)
+class _PendingCall:
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    started: bool = False
+    done: bool = False
+
+
+class _StreamState:
+    """Maps chunks to provider events. Tool calls are keyed by their `index`: parallel
+    calls interleave their deltas."""
+
+    def __init__(self) -> None:
+        self._text: str | None = None
+        self._reasoning: str | None = None
+        self._blocks = 0
+        self._calls: dict[int, _PendingCall] = {}
+        self._raw_finish: str | None = None
+        self._usage: CompletionUsage | None = None
+
+    def handle(self, chunk: ChatCompletionChunk) -> list[ProviderEvent]:
+        out: list[ProviderEvent] = []
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices[:1]:
+            delta = choice.delta
+            reasoning = getattr(delta, "reasoning_content", None) or getattr(
+                delta, "reasoning", None
+            )
+            if isinstance(reasoning, str) and reasoning:
+                out += self._reasoning_delta(reasoning)
+            if delta.content:
+                out += self._text_delta(delta.content)
+            for call in delta.tool_calls or ():
+                out += self._tool_delta(
+                    call.index,
+                    call.id,
+                    call.function.name if call.function else None,
+                    call.function.arguments if call.function else None,
+                )
+            if choice.finish_reason is not None:
+                self._raw_finish = choice.finish_reason
+                out += self._close_blocks()
+                out += self._complete_calls()
+        return out
+
+    def finish(self) -> list[ProviderEvent]:
+        out = [*self._close_blocks(), *self._complete_calls()]
+        raw = self._raw_finish
+        reason: FinishReason = _FINISH_REASONS.get(raw, "other") if raw else "other"
+        if any(call.done for call in self._calls.values()):
+            reason = "tool-calls"  # Ollama reports "stop" for tool calls
+        out.append(
+            StepFinished(finish_reason=reason, usage=_usage(self._usage), raw_finish_reason=raw)
+        )
+        return out
+
+    def _text_delta(self, text: str) -> list[ProviderEvent]:
+        out: list[ProviderEvent] = []
+        if self._text is None:
+            out += self._close_blocks()
+            self._text = self._next_block("text")
+            out.append(TextStart(self._text))
+        out.append(TextDelta(self._text, text))
+        return out
+
+    def _reasoning_delta(self, text: str) -> list[ProviderEvent]:
+        out: list[ProviderEvent] = []
+        if self._reasoning is None:
+            out += self._close_blocks()
+            self._reasoning = self._next_block("reasoning")
+            out.append(ReasoningStart(self._reasoning))
+        out.append(ReasoningDelta(self._reasoning, text))
+        return out
+
+    def _next_block(self, kind: str) -> str:
+        self._blocks += 1
+        return f"{kind}-{self._blocks}"
+
+    def _close_blocks(self) -> list[ProviderEvent]:
+        out: list[ProviderEvent] = []
+        if self._reasoning is not None:
+            out.append(ReasoningEnd(self._reasoning))
+            self._reasoning = None
+        if self._text is not None:
+            out.append(TextEnd(self._text))
+            self._text = None
+        return out
+
+    def _tool_delta(
+        self, index: int, call_id: str | None, name: str | None, arguments: str | None
+    ) -> list[ProviderEvent]:
+        call = self._calls.setdefault(index, _PendingCall())
+        if call.done:
+            return []
+        if call_id and call.id is None:
+            call.id = call_id
+        if name and not call.started:
+            call.name = (call.name or "") + name
+        if arguments:
+            call.arguments += arguments
+        if call.started:
+            return [ToolInputDelta(call.id or "", arguments)] if arguments else []
+        if call.name is None:
+            return []  # wait for the name: the start event needs it
+        call.started = True
+        call.id = call.id or f"call_{uuid.uuid4().hex[:24]}"
+        out: list[ProviderEvent] = [*self._close_blocks(), ToolInputStart(call.id, call.name)]
+        if call.arguments:
+            out.append(ToolInputDelta(call.id, call.arguments))
+        return out
+
+    def _complete_calls(self) -> list[ProviderEvent]:
+        out: list[ProviderEvent] = []
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            if call.done:
+                continue
+            if not call.started or call.id is None or call.name is None:
+                logger.warning("dropping a tool call without a name (index %d)", index)
+                call.done = True
+                continue
+            call.done = True
+            out.append(ToolCall(call.id, call.name, call.arguments or "{}"))
+        return out
+
+
+def _usage(usage: CompletionUsage | None) -> Usage:
+    if usage is None:
+        return Usage()
+    details = usage.completion_tokens_details
+    prompt = usage.prompt_tokens_details
+    return Usage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        reasoning_tokens=details.reasoning_tokens if details else None,
+        cached_input_tokens=prompt.cached_tokens if prompt else None,
+    )
+
+
+# --------------------------------------------------------------------------- request
+
+
+def to_tool(tool: ToolSpec) -> ChatCompletionFunctionToolParam:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.input_schema,
+        },
+    }
+
+
+def to_messages(request: ModelRequest) -> list[ChatCompletionMessageParam]:
+    messages: list[ChatCompletionMessageParam] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    for turn in conversation_turns(request.messages):
+        if isinstance(turn, SystemTurn):
+            messages.append({"role": "system", "content": turn.text})
+        elif isinstance(turn, UserTurn):
+            messages.append({"role": "user", "content": _user_content(turn)})
+        else:
+            messages.extend(_step_messages(turn))
+    return messages
+
+
+def _user_content(turn: UserTurn) -> str | list[ChatCompletionContentPartParam]:
+    if all(isinstance(part, TextUIPart) for part in turn.parts):
+        # Plain string content: the form every compatible server understands.
+        return "\n\n".join(part.text for part in turn.parts if isinstance(part, TextUIPart))
+    content: list[ChatCompletionContentPartParam] = []
+    for part in turn.parts:
+        if isinstance(part, TextUIPart):
+            content.append({"type": "text", "text": part.text})
+        else:
+            content.append(_file_part(part))
+    return content
+
+
+def _file_part(part: FileUIPart) -> ChatCompletionContentPartParam:
+    kind = file_kind(part.media_type)
+    if kind == "image":
+        return {"type": "image_url", "image_url": {"url": part.url}}
+    if kind == "pdf" and part.url.startswith("data:"):
+        return {
+            "type": "file",
+            "file": {"file_data": part.url, "filename": part.filename or "document.pdf"},
+        }
+    if kind == "text" and (text := file_text(part)) is not None:
+        return {"type": "text", "text": text}
+    return {"type": "text", "text": unsupported_file_note(part)}
+
+
+def _step_messages(step: AssistantStep) -> list[ChatCompletionMessageParam]:
+    """One assistant message per step (its text and tool calls), then one tool message per
+    call. Reasoning is not sent back: compatible servers have no field for it."""
+    text = "".join(part.text for part in step.parts if isinstance(part, TextUIPart))
+    calls: list[ChatCompletionMessageFunctionToolCallParam] = []
+    results: list[ChatCompletionToolMessageParam] = []
+    for part in step.parts:
+        if isinstance(part, TextUIPart | ReasoningUIPart):
+            continue
+        calls.append(
+            {
+                "id": part.tool_call_id,
+                "type": "function",
+                "function": {"name": part.tool_name, "arguments": part.input_json},
+            }
+        )
+        results.append(
+            {"role": "tool", "tool_call_id": part.tool_call_id, "content": part.result.text}
+        )
+    if not text and not calls:
+        return []
+    assistant: ChatCompletionAssistantMessageParam = {"role": "assistant", "content": text or None}
+    if calls:
+        assistant["tool_calls"] = calls
+    return [assistant, *results]

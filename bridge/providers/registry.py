@@ -1,0 +1,156 @@
+"""Which providers exist, from the settings, and how "provider:model" strings resolve.
+
+openai:<model>        OpenAI Responses API        OPENAI_API_KEY, or OPENAI_BASE_URL alone
+openai-chat:<model>   Chat Completions (vLLM, …)  same as openai
+anthropic:<model>     Anthropic Messages API      ANTHROPIC_API_KEY
+demo:<anything>       scripted, no network        always
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from bridge.errors import ModelNotAllowed
+from bridge.providers.anthropic import AnthropicProvider
+from bridge.providers.base import Provider
+from bridge.providers.demo import DemoProvider
+from bridge.providers.openai_chat import OpenAIChatProvider
+from bridge.providers.openai_responses import OpenAIResponsesProvider
+from bridge.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEMO_MODEL = "demo:scripted"
+OPENAI_DEFAULT = "openai:gpt-4.1-mini"
+ANTHROPIC_DEFAULT = "anthropic:claude-sonnet-4-5"
+KNOWN_PROVIDERS = ("openai", "openai-chat", "anthropic", "demo")
+# A local OpenAI-compatible server usually wants no key, but the SDK insists on one.
+PLACEHOLDER_KEY = "unused"
+
+_SETUP_HINTS = {
+    "openai": "set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)",
+    "openai-chat": "set OPENAI_BASE_URL and/or OPENAI_API_KEY",
+    "anthropic": "set ANTHROPIC_API_KEY",
+}
+
+
+def parse_model_string(model_string: str) -> tuple[str, str]:
+    """ "provider:model" → (provider, model); ModelNotAllowed when malformed."""
+    provider, sep, model = model_string.partition(":")
+    provider, model = provider.strip(), model.strip()
+    if not sep or not provider or not model:
+        raise ModelNotAllowed(
+            f'model "{model_string}" is not of the form "provider:model" '
+            f"(providers: {', '.join(KNOWN_PROVIDERS)})"
+        )
+    return provider, model
+
+
+def default_model(settings: Settings) -> str:
+    """BRIDGE_MODEL, else the first provider with a key, else the demo model."""
+    if settings.bridge_model:
+        return settings.bridge_model
+    if settings.openai_api_key:
+        return OPENAI_DEFAULT
+    if settings.anthropic_api_key:
+        return ANTHROPIC_DEFAULT
+    logger.warning(
+        "no provider key set (OPENAI_API_KEY, ANTHROPIC_API_KEY) and no BRIDGE_MODEL: "
+        "serving the scripted demo model %s",
+        DEMO_MODEL,
+    )
+    return DEMO_MODEL
+
+
+class ProviderRegistry:
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        *,
+        default_model: str,
+        allowed_models: Sequence[str] | None = None,
+    ) -> None:
+        self.providers = dict(providers)
+        self.default_model = default_model
+        self.allowed_models: list[str] = list(allowed_models or [default_model])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProviderRegistry:
+        providers: dict[str, Provider] = {
+            "demo": DemoProvider(token_delay=settings.bridge_demo_token_delay_ms / 1000)
+        }
+        timeout = settings.provider_timeout_seconds
+        if settings.openai_api_key or settings.openai_base_url:
+            key = settings.openai_api_key or PLACEHOLDER_KEY
+            base_url = settings.openai_base_url
+            providers["openai"] = OpenAIResponsesProvider(
+                api_key=key, base_url=base_url, timeout=timeout
+            )
+            providers["openai-chat"] = OpenAIChatProvider(
+                api_key=key, base_url=base_url, timeout=timeout
+            )
+        if settings.anthropic_api_key:
+            providers["anthropic"] = AnthropicProvider(
+                api_key=settings.anthropic_api_key,
+                base_url=settings.anthropic_base_url,
+                timeout=timeout,
+            )
+        registry = cls(
+            providers,
+            default_model=default_model(settings),
+            allowed_models=settings.bridge_models or None,
+        )
+        registry._warn_unresolvable()
+        if registry.default_model not in registry.allowed_models:
+            logger.warning(
+                "the default model %s is not in BRIDGE_MODELS: requests must name a model",
+                registry.default_model,
+            )
+        return registry
+
+    @property
+    def configured(self) -> list[str]:
+        """Names of the providers that can serve requests."""
+        return sorted(self.providers)
+
+    def resolve(self, model_string: str) -> tuple[Provider, str]:
+        """The provider and its own model name for "provider:model"."""
+        name, model = parse_model_string(model_string)
+        provider = self.providers.get(name)
+        if provider is not None:
+            return provider, model
+        if name in _SETUP_HINTS:
+            raise ModelNotAllowed(
+                f'provider "{name}" is not configured on this server: {_SETUP_HINTS[name]}'
+            )
+        raise ModelNotAllowed(
+            f'unknown provider "{name}" in model "{model_string}" '
+            f"(providers: {', '.join(KNOWN_PROVIDERS)})"
+        )
+
+    def choose(self, requested: str | None) -> tuple[Provider, str, str]:
+        """The model a request asked for (or the default), checked against the allowlist:
+        (provider, provider's model name, "provider:model")."""
+        model_string = requested or self.default_model
+        if model_string not in self.allowed_models:
+            raise ModelNotAllowed(
+                f'model "{model_string}" is not allowed; choose one of: '
+                + ", ".join(self.allowed_models)
+            )
+        provider, model = self.resolve(model_string)
+        return provider, model, model_string
+
+    async def aclose(self) -> None:
+        for name, provider in self.providers.items():
+            try:
+                await provider.aclose()
+            except Exception:  # closing one must not keep the others open
+                logger.exception("closing provider %s failed", name)
+
+    def _warn_unresolvable(self) -> None:
+        for model_string in dict.fromkeys([self.default_model, *self.allowed_models]):
+            try:
+                self.resolve(model_string)
+            except ModelNotAllowed as exc:
+                logger.warning("model %s cannot be served: %s", model_string, exc.message)

@@ -1,0 +1,76 @@
+"""Every setting is an environment variable with a safe default (see README, "Settings")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Providers
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    provider_timeout_seconds: float = Field(default=600.0, gt=0)
+    """Per provider request, whole stream."""
+
+    # Models
+    bridge_model: str | None = None
+    """Default "provider:model"; unset: openai:gpt-4.1-mini, anthropic:claude-sonnet-4-5 or
+    demo:scripted, by which key is set."""
+    bridge_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Allowlist a request may choose from with the body field `model`."""
+    bridge_system_prompt: str | None = None
+    bridge_max_output_tokens: int | None = Field(default=None, gt=0)
+    bridge_temperature: float | None = Field(default=None, ge=0, le=2)
+    bridge_demo_token_delay_ms: float = Field(default=30, ge=0)
+    """Pause between the tokens the `demo:` model writes."""
+
+    # HTTP
+    bridge_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    bridge_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    bridge_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    bridge_max_poll_wait_seconds: float = Field(default=30.0, gt=0)
+    bridge_expose_errors: bool = False
+    """Send provider/tool error details to clients; off: a generic text."""
+
+    # Auth
+    bridge_auth_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """`token:user` pairs; empty: no authentication, every caller is `anonymous`."""
+
+    # Session store
+    redis_url: str | None = None
+    bridge_key_prefix: str = "aisdk"
+    bridge_log_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    """How long a generation's log is kept after it ended (offset replay retention)."""
+    bridge_history_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+    bridge_flush_ms: float = Field(default=5.0, ge=0)
+    """Batching window: chunks produced within it are appended in one round trip."""
+    bridge_lease_seconds: float = Field(default=15.0, gt=0)
+    """A producer that has not written for this long is presumed dead."""
+    bridge_resume_grace_seconds: float = Field(default=10.0, ge=0)
+    """After a generation ends, a resume GET still replays it for this long."""
+
+    # Tools
+    bridge_tools: str | None = None
+    """Module path with tool declarations, e.g. `myapp.tools`."""
+    bridge_max_steps: int = Field(default=8, gt=0)
+    bridge_tool_timeout_seconds: float = Field(default=60.0, gt=0)
+    bridge_allow_client_tools: bool = False
+    """Accept tool declarations (JSON schemas) from the request body `tools`."""
+
+    @field_validator("bridge_models", "bridge_cors_origins", "bridge_auth_tokens", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)

@@ -1,0 +1,1 @@
+"""Session stores: the contract in `base`, implementations in `memory` and `redis`."""

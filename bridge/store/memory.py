@@ -1,0 +1,329 @@
+"""`MemoryStore`: the session store kept in this process (the default when no Redis is set).
+
+It models the same keys and expiry times as `RedisStore` (a chat record, a history, one log,
+one lease and one stop flag per generation, each with its own TTL) so both stores behave
+alike under the contract tests. Expired items are dropped when touched and by a periodic
+sweep, so memory does not grow with every chat ever seen.
+
+All state changes happen without an `await` in between, so each method is atomic on the
+event loop without locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import orjson
+
+from bridge.store.base import (
+    ChatBusy,
+    ChatState,
+    GenerationInfo,
+    GenerationNotFound,
+    JSONDict,
+    LogEntry,
+    LogRead,
+    OffsetConflict,
+    Outcome,
+)
+
+_Key = tuple[str, str]  # (chat_id, generation_id)
+_K = TypeVar("_K")
+
+
+class _Expiring(Protocol):
+    expires_at: float
+
+
+_Item = TypeVar("_Item", bound=_Expiring)
+
+_SWEEP_INTERVAL_SECONDS = 60.0
+
+
+@dataclass
+class _Chat:
+    expires_at: float
+    owner: str | None = None
+    active: str | None = None
+    last: str | None = None
+    last_ended_at: float | None = None
+
+
+@dataclass
+class _History:
+    expires_at: float
+    # Stored serialized, like in Redis: callers can neither alias nor mutate what we keep.
+    data: bytes
+
+
+@dataclass
+class _Log:
+    expires_at: float
+    chunks: list[bytes]
+    outcome: Outcome | None = None
+    # Replaced on every change: readers wait on the current one, writers set and swap it.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+@dataclass
+class _Stop:
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    expires_at: float = float("inf")
+    waiters: int = 0
+
+
+class MemoryStore:
+    """In-process `SessionStore`. `clock` gives Unix time; tests inject a fake one."""
+
+    def __init__(
+        self,
+        *,
+        log_ttl_seconds: float = 86400,
+        history_ttl_seconds: float = 30 * 86400,
+        lease_seconds: float = 15,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._log_ttl = log_ttl_seconds
+        self._history_ttl = history_ttl_seconds
+        self._lease_ttl = lease_seconds
+        self._clock = clock
+        self._chats: dict[str, _Chat] = {}
+        self._histories: dict[str, _History] = {}
+        self._logs: dict[_Key, _Log] = {}
+        self._leases: dict[_Key, float] = {}  # expiry time
+        self._stops: dict[_Key, _Stop] = {}
+        self._next_sweep = clock() + _SWEEP_INTERVAL_SECONDS
+        self._closed = False
+
+    async def start(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        for log in self._logs.values():
+            log.notify()
+        for stop in self._stops.values():
+            stop.event.set()
+
+    # --- chats -------------------------------------------------------------------------
+
+    async def get_chat(self, chat_id: str) -> ChatState | None:
+        chat = self._live(self._chats, chat_id)
+        if chat is None:
+            return None
+        return ChatState(chat_id, chat.owner, chat.active, chat.last, chat.last_ended_at)
+
+    async def claim_chat(self, chat_id: str, owner: str) -> str:
+        self._maybe_sweep()
+        chat = self._touch_chat(chat_id)
+        if chat.owner is None:
+            chat.owner = owner
+        return chat.owner
+
+    async def load_messages(self, chat_id: str) -> list[JSONDict]:
+        history = self._live(self._histories, chat_id)
+        if history is None:
+            return []
+        messages: list[JSONDict] = orjson.loads(history.data)
+        return messages
+
+    async def save_messages(self, chat_id: str, messages: Sequence[JSONDict]) -> None:
+        self._maybe_sweep()
+        self._save_history(chat_id, messages)
+
+    # --- generations -------------------------------------------------------------------
+
+    async def begin_generation(
+        self,
+        info: GenerationInfo,
+        start_chunk: bytes,
+        messages: Sequence[JSONDict],
+    ) -> None:
+        self._maybe_sweep()
+        chat_id, generation_id = info.chat_id, info.generation_id
+        chat = self._live(self._chats, chat_id)
+        if (
+            chat is not None
+            and chat.active is not None
+            and self._lease_alive((chat_id, chat.active))
+        ):
+            raise ChatBusy(chat.active)
+        key = (chat_id, generation_id)
+        if self._live(self._logs, key) is not None:
+            raise OffsetConflict(f"generation {generation_id} already has a log")
+        history = orjson.dumps(list(messages))  # may raise: before any state changes
+        now = self._clock()
+        chat = self._touch_chat(chat_id)
+        chat.active = chat.last = generation_id
+        chat.last_ended_at = None
+        self._histories[chat_id] = _History(now + self._history_ttl, history)
+        self._logs[key] = _Log(now + self._log_ttl, [start_chunk])
+        self._leases[key] = now + self._lease_ttl
+
+    async def append(
+        self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
+    ) -> None:
+        key = (chat_id, generation_id)
+        log = self._writable_log(key, first_offset)
+        log.chunks.extend(chunks)
+        log.expires_at = self._clock() + self._log_ttl
+        self._renew(key)
+        if chunks:
+            log.notify()
+
+    async def end_generation(
+        self,
+        chat_id: str,
+        generation_id: str,
+        offset: int,
+        outcome: Outcome,
+        messages: Sequence[JSONDict] | None,
+    ) -> None:
+        key = (chat_id, generation_id)
+        log = self._writable_log(key, offset)
+        if messages is not None:
+            self._save_history(chat_id, messages)
+        now = self._clock()
+        log.outcome = outcome
+        log.expires_at = now + self._log_ttl
+        self._leases.pop(key, None)
+        chat = self._live(self._chats, chat_id)
+        if chat is not None:
+            chat.expires_at = now + self._history_ttl
+            if chat.active == generation_id:
+                chat.active = None
+            # A newer generation may have replaced this one (after its lease ran out): the
+            # end time describes `last`, so only this generation's own end may set it.
+            if chat.last == generation_id:
+                chat.last_ended_at = now
+        log.notify()
+
+    async def read(
+        self,
+        chat_id: str,
+        generation_id: str,
+        after: int,
+        *,
+        limit: int = 1000,
+        wait: float = 0.0,
+    ) -> LogRead:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        key = (chat_id, generation_id)
+        start = max(after + 1, 0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            log = self._live(self._logs, key)
+            if log is None:
+                raise GenerationNotFound(generation_id)
+            chunks = log.chunks[start : start + limit]
+            reached_end = log.outcome is not None and start + len(chunks) >= len(log.chunks)
+            remaining = deadline - loop.time()
+            if chunks or reached_end or remaining <= 0 or self._closed:
+                entries = [LogEntry(start + i, data) for i, data in enumerate(chunks)]
+                return LogRead(entries, reached_end, log.outcome if reached_end else None)
+            try:
+                async with asyncio.timeout(remaining):
+                    await log.changed.wait()
+            except TimeoutError:
+                return LogRead([], False)
+
+    async def producer_alive(self, chat_id: str, generation_id: str) -> bool:
+        return self._lease_alive((chat_id, generation_id))
+
+    async def renew_lease(self, chat_id: str, generation_id: str) -> None:
+        self._renew((chat_id, generation_id))
+
+    # --- stop ----------------------------------------------------------------------------
+
+    async def request_stop(self, chat_id: str, generation_id: str) -> None:
+        self._maybe_sweep()
+        stop = self._stop((chat_id, generation_id))
+        stop.expires_at = self._clock() + self._log_ttl
+        stop.event.set()
+
+    async def wait_for_stop(self, chat_id: str, generation_id: str) -> None:
+        key = (chat_id, generation_id)
+        stop = self._stop(key)
+        stop.waiters += 1
+        try:
+            await stop.event.wait()
+        finally:
+            stop.waiters -= 1
+            # Drop the record of a generation nobody waits on any more and that was never
+            # stopped; otherwise every generation would leave one behind.
+            if stop.waiters == 0 and not stop.event.is_set() and self._stops.get(key) is stop:
+                del self._stops[key]
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _live(self, items: dict[_K, _Item], key: _K) -> _Item | None:
+        item = items.get(key)
+        if item is not None and item.expires_at <= self._clock():
+            del items[key]
+            return None
+        return item
+
+    def _touch_chat(self, chat_id: str) -> _Chat:
+        expires_at = self._clock() + self._history_ttl
+        chat = self._live(self._chats, chat_id)
+        if chat is None:
+            chat = self._chats[chat_id] = _Chat(expires_at)
+        chat.expires_at = expires_at
+        return chat
+
+    def _save_history(self, chat_id: str, messages: Sequence[JSONDict]) -> None:
+        data = orjson.dumps(list(messages))
+        self._histories[chat_id] = _History(self._clock() + self._history_ttl, data)
+
+    def _writable_log(self, key: _Key, offset: int) -> _Log:
+        log = self._live(self._logs, key)
+        if log is None:
+            raise GenerationNotFound(key[1])
+        if log.outcome is not None:
+            raise OffsetConflict(f"generation {key[1]} has ended")
+        if offset != len(log.chunks):
+            raise OffsetConflict(f"offset {offset} is not the next offset {len(log.chunks)}")
+        return log
+
+    def _lease_alive(self, key: _Key) -> bool:
+        expires_at = self._leases.get(key)
+        return expires_at is not None and expires_at > self._clock()
+
+    def _renew(self, key: _Key) -> None:
+        # A lapsed lease stays lapsed: once the producer was presumed dead, another process
+        # may already have acted on it (like Redis PEXPIRE on a key that is gone).
+        if self._lease_alive(key):
+            self._leases[key] = self._clock() + self._lease_ttl
+
+    def _stop(self, key: _Key) -> _Stop:
+        stop = self._live(self._stops, key)
+        if stop is None:
+            stop = self._stops[key] = _Stop()
+        return stop
+
+    def _maybe_sweep(self) -> None:
+        now = self._clock()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP_INTERVAL_SECONDS
+        _drop_expired(self._chats, now)
+        _drop_expired(self._histories, now)
+        _drop_expired(self._logs, now)
+        _drop_expired(self._stops, now)
+        for key in [k for k, expires_at in self._leases.items() if expires_at <= now]:
+            del self._leases[key]
+
+
+def _drop_expired(items: dict[_K, _Item], now: float) -> None:
+    for key in [k for k, item in items.items() if item.expires_at <= now]:
+        del items[key]

@@ -1,0 +1,34 @@
+import type { Metadata } from 'next';
+import { notFound } from 'next/navigation';
+import { Chat } from '@/components/chat';
+import { Sidebar } from '@/components/sidebar';
+import { loadChat, loadChats, loadModels } from '@/lib/bridge';
+import { CHAT_ID_PATTERN } from '@/lib/ids';
+
+type Props = { params: Promise<{ id: string }> };
+
+export const metadata: Metadata = { title: 'Chat · aisdk-bridge demo' };
+
+// The stored history is rendered on the server, then the client resumes whatever the bridge
+// is still generating for this chat (useChat `resume: true`).
+export default async function ChatPage({ params }: Props) {
+  const { id } = await params;
+  if (!CHAT_ID_PATTERN.test(id)) notFound();
+
+  const [chat, chats, models] = await Promise.all([loadChat(id), loadChats(), loadModels()]);
+  const title = chats.data.find((c) => c.id === id)?.title ?? null;
+
+  return (
+    <div className="app">
+      <Sidebar initialChats={chats.data} activeId={id} />
+      <Chat
+        key={id}
+        id={id}
+        title={title}
+        initialMessages={chat.data.messages}
+        models={models.data}
+        loadError={chat.error}
+      />
+    </div>
+  );
+}

@@ -1,0 +1,298 @@
+'use client';
+
+import { useChat } from '@ai-sdk/react';
+import { DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalResponses } from 'ai';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { describeError, sleep } from '@/lib/errors';
+import type { ChatMessage, ModelList, StoredChat } from '@/lib/types';
+import { useConnection, usePhaseHistory } from '@/lib/use-connection';
+import { notifyChatsChanged } from './sidebar';
+import { Composer } from './composer';
+import { ConnectionBadge } from './connection-badge';
+import { EmptyState } from './empty-state';
+import { Message } from './message';
+import { ModelPicker, useModelChoice } from './model-picker';
+
+type Props = {
+  id: string;
+  title: string | null;
+  initialMessages: ChatMessage[];
+  models: ModelList;
+  loadError: string | null;
+};
+
+declare global {
+  interface Window {
+    __demoChat?: { id: string; status: string; messages: ChatMessage[] };
+  }
+}
+
+/** How often an idle page asks whether another tab or device started an answer here. */
+const FOLLOW_INTERVAL_MS = 4000;
+
+async function fetchStoredChat(id: string): Promise<StoredChat | null> {
+  try {
+    const response = await fetch(`/api/chat/${encodeURIComponent(id)}/messages`, {
+      cache: 'no-store',
+    });
+    return response.ok ? ((await response.json()) as StoredChat) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function Chat({ id, title, initialMessages, models, loadError }: Props) {
+  const [model, setModel] = useModelChoice(models);
+  const modelRef = useRef(model);
+  modelRef.current = model;
+
+  const [notice, setNotice] = useState<string | null>(null);
+  const connection = useConnection();
+  const resyncRef = useRef<() => Promise<void>>(async () => {});
+
+  const transport = useMemo(
+    () =>
+      new DefaultChatTransport<ChatMessage>({
+        api: '/api/chat',
+        fetch: connection.fetch,
+        // A function, so that automatic resubmits (tool approvals) carry the current choice.
+        body: () => (modelRef.current ? { model: modelRef.current } : {}),
+      }),
+    [connection.fetch],
+  );
+
+  const chat = useChat<ChatMessage>({
+    id,
+    messages: initialMessages,
+    transport,
+    resume: true,
+    throttle: 30,
+    sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    onError: (error) => {
+      if (connection.onError(error)) return; // a network drop: resuming by itself
+      if (describeError(error).status === 409) {
+        // Another tab or device is answering in this chat right now: follow that answer.
+        setNotice('This chat is already answering elsewhere; following that answer.');
+        void resyncRef.current();
+      }
+    },
+    onFinish: () => notifyChatsChanged(),
+  });
+  const { messages, setMessages, resumeStream, sendMessage, regenerate, stop, error, clearError } =
+    chat;
+
+  // Expose the client state read-only, for the browser tests and for devtools.
+  useEffect(() => {
+    window.__demoChat = { id, status: chat.status, messages };
+  }, [id, chat.status, messages]);
+
+  /**
+   * Replace the local messages with the stored ones (the bridge is the source of truth), and
+   * follow the generation the bridge reports as running, if any.
+   */
+  const resync = useCallback(
+    async ({ waitForIdle = false }: { waitForIdle?: boolean } = {}) => {
+      let stored = await fetchStoredChat(id);
+      for (let i = 0; waitForIdle && stored?.activeGenerationId && i < 20; i++) {
+        await sleep(150);
+        stored = await fetchStoredChat(id);
+      }
+      if (!stored) return;
+      if (stored.activeGenerationId && !waitForIdle) {
+        setMessages(stored.messages);
+        await resumeStream();
+        return;
+      }
+      setMessages((local) => {
+        const storedIds = new Set(stored.messages.map((m) => m.id));
+        // Keep a local user message the bridge never received (the send itself failed).
+        const undelivered = local.filter((m) => m.role === 'user' && !storedIds.has(m.id));
+        return undelivered.length > 0 ? local : stored.messages;
+      });
+    },
+    [id, resumeStream, setMessages],
+  );
+  resyncRef.current = resync;
+  connection.bind({ resume: resumeStream, resync });
+
+  // Watch for answers started by another tab or device while this page is idle.
+  const busy = chat.status === 'submitted' || chat.status === 'streaming';
+  const phase = connection.phaseFor(chat.status);
+  usePhaseHistory(phase);
+  useEffect(() => {
+    if (busy || phase === 'reconnecting' || phase === 'stopping') return;
+    let cancelled = false;
+    const check = async () => {
+      if (document.visibilityState !== 'visible') return;
+      const stored = await fetchStoredChat(id);
+      if (!cancelled && stored?.activeGenerationId) {
+        setMessages(stored.messages);
+        await resumeStream();
+      }
+    };
+    const interval = setInterval(check, FOLLOW_INTERVAL_MS);
+    const onVisible = () => void check();
+    document.addEventListener('visibilitychange', onVisible);
+    return () => {
+      cancelled = true;
+      clearInterval(interval);
+      document.removeEventListener('visibilitychange', onVisible);
+    };
+  }, [busy, phase, id, resumeStream, setMessages]);
+
+  const send = useCallback(
+    (text: string) => {
+      setNotice(null);
+      clearError();
+      void sendMessage({ text });
+      notifyChatsChanged();
+    },
+    [sendMessage, clearError],
+  );
+
+  const handleStop = useCallback(async () => {
+    connection.beginStop();
+    // Stop the generation on the bridge (a local stop alone only closes this tab's
+    // connection: the answer would go on and come back on the next resume).
+    const serverStop = fetch(`/api/chat/${encodeURIComponent(id)}/stop`, { method: 'POST' })
+      .then((response) => (response.ok ? response.json() : null))
+      .catch(() => null);
+    await Promise.race([serverStop, sleep(2000)]);
+    await stop();
+    // Show exactly what the bridge stored (it may have written a few tokens more).
+    await resync({ waitForIdle: true });
+    connection.endStop();
+    notifyChatsChanged();
+  }, [connection, id, stop, resync]);
+
+  const handleDrop = useCallback(() => {
+    if (connection.drop() === 0) setNotice('No connection to drop right now.');
+  }, [connection]);
+
+  const approve = useCallback(
+    (approvalId: string, approved: boolean) => {
+      void chat.addToolApprovalResponse({
+        id: approvalId,
+        approved,
+        reason: approved ? 'Approved in the demo UI' : 'Denied in the demo UI',
+      });
+    },
+    [chat],
+  );
+
+  // Keep the newest text in view while it streams, unless the reader scrolled up.
+  const scroller = useRef<HTMLDivElement>(null);
+  const pinned = useRef(true);
+  useEffect(() => {
+    const el = scroller.current;
+    if (el && pinned.current) el.scrollTop = el.scrollHeight;
+  }, [messages]);
+
+  const shownError = phase === 'error' && error ? describeError(error).message : null;
+  const lastId = messages[messages.length - 1]?.id;
+  const streamingId = busy && messages[messages.length - 1]?.role === 'assistant' ? lastId : null;
+  const canStop = busy || phase === 'reconnecting';
+
+  return (
+    <main className="chat" data-testid="chat" data-chat-id={id} data-status={chat.status}>
+      <header className="chat-header">
+        <h1 className="chat-title" title={title ?? undefined}>
+          {title || 'New chat'}
+        </h1>
+        <div className="chat-header-controls">
+          <ModelPicker models={models} value={model} onChange={setModel} disabled={busy} />
+          <ConnectionBadge phase={phase} />
+          <button
+            type="button"
+            className="button button-ghost"
+            data-testid="drop-connection"
+            onClick={handleDrop}
+            disabled={!busy}
+            title="Abort the in-flight HTTP request on purpose; the page resumes the answer by itself"
+          >
+            Drop connection
+          </button>
+        </div>
+      </header>
+
+      {loadError ? (
+        <div className="banner banner-warning" data-testid="load-error">
+          Could not load this chat from the bridge: {loadError}
+        </div>
+      ) : null}
+
+      <div
+        className="messages"
+        ref={scroller}
+        data-testid="messages"
+        onScroll={(event) => {
+          const el = event.currentTarget;
+          pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+        }}
+      >
+        <div className="messages-inner">
+          {messages.length === 0 ? (
+            <EmptyState onPick={send} />
+          ) : (
+            messages.map((message) => (
+              <Message
+                key={message.id}
+                message={message}
+                streaming={message.id === streamingId}
+                onApproval={approve}
+              />
+            ))
+          )}
+          {chat.status === 'submitted' ? (
+            <div className="thinking" data-testid="thinking">
+              <span />
+              <span />
+              <span />
+            </div>
+          ) : null}
+        </div>
+      </div>
+
+      <div className="chat-footer">
+        {notice ? (
+          <div className="banner banner-info" data-testid="notice">
+            <span>{notice}</span>
+            <button type="button" className="link-button" onClick={() => setNotice(null)}>
+              Dismiss
+            </button>
+          </div>
+        ) : null}
+        {shownError ? (
+          <div className="banner banner-error" role="alert" data-testid="error-banner">
+            <span>{shownError}</span>
+            <span className="banner-actions">
+              <button type="button" className="link-button" onClick={() => connection.retry()}>
+                Reconnect
+              </button>
+              {messages[messages.length - 1]?.role === 'user' ? (
+                <button
+                  type="button"
+                  className="link-button"
+                  data-testid="retry-send"
+                  onClick={() => void regenerate()}
+                >
+                  Send again
+                </button>
+              ) : null}
+              <button type="button" className="link-button" onClick={() => clearError()}>
+                Dismiss
+              </button>
+            </span>
+          </div>
+        ) : null}
+        <Composer
+          onSend={send}
+          onStop={handleStop}
+          canStop={canStop}
+          stopping={phase === 'stopping'}
+          disabled={busy || phase === 'reconnecting' || phase === 'stopping'}
+        />
+      </div>
+    </main>
+  );
+}

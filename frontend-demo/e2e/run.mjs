@@ -1,0 +1,498 @@
+#!/usr/bin/env node
+// Browser scenarios for the demo, driven with playwright-core and a system Chromium.
+//
+//   node e2e/run.mjs <scenario> --base-url http://127.0.0.1:3000 --chromium /usr/bin/chromium \
+//       [--screenshot path.png] [--timeout-ms 60000]
+//
+// Prints one JSON object on stdout: {"scenario", "ok", "error"?, "checks": [...], ...}.
+// Exit status 0 when every check passed, 1 when one failed, 2 on bad usage.
+// tests/test_browser_demo.py runs it against a real bridge and `next start`.
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const LONG_PROMPT = 'Please write a long answer about resumable streams.';
+
+// ------------------------------------------------------------------------- plumbing
+
+class CheckFailed extends Error {}
+
+function createRun(scenario) {
+  const result = { scenario, ok: false, checks: [] };
+  return {
+    result,
+    check(name, condition, detail) {
+      result.checks.push({ name, ok: Boolean(condition), ...(detail === undefined ? {} : { detail }) });
+      if (!condition) throw new CheckFailed(`${name}${detail === undefined ? '' : `: ${JSON.stringify(detail)}`}`);
+    },
+    note(key, value) {
+      result[key] = value;
+    },
+  };
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function launch(executablePath) {
+  // launch() (not launchPersistentContext) so that scenarios can open several isolated
+  // contexts ("devices"). Playwright starts Chromium with a fresh temporary
+  // --user-data-dir of its own and deletes it on close (it refuses that flag in `args`).
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+    timeout: 60_000,
+  });
+  return {
+    browser,
+    async close() {
+      await browser.close().catch(() => {});
+    },
+  };
+}
+
+async function newPage(browser, consoleLog) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') {
+      consoleLog.push(`[${message.type()}] ${message.text()}`.slice(0, 500));
+    }
+  });
+  page.on('pageerror', (error) => consoleLog.push(`[pageerror] ${String(error).slice(0, 500)}`));
+  return page;
+}
+
+/** Open `/`, follow the redirect to a fresh `/chat/<id>`, wait until the UI is live. */
+async function openNewChat(page, baseUrl) {
+  await page.goto(`${baseUrl}/`, { waitUntil: 'domcontentloaded' });
+  await page.waitForURL(/\/chat\/[^/]+$/);
+  await waitForHydration(page);
+  return decodeURIComponent(new URL(page.url()).pathname.split('/').pop());
+}
+
+async function waitForHydration(page) {
+  await page.waitForFunction(() => window.__demoChat !== undefined, null, { timeout: 30_000 });
+}
+
+async function sendText(page, text) {
+  const input = page.getByTestId('composer-input');
+  await input.fill(text);
+  await page.getByTestId('send-button').click();
+}
+
+/** The chat as the client holds it (window.__demoChat). */
+async function clientState(page) {
+  return page.evaluate(() => {
+    const chat = window.__demoChat;
+    return chat ? JSON.parse(JSON.stringify(chat)) : null;
+  });
+}
+
+async function storedChat(baseUrl, chatId) {
+  const response = await fetch(`${baseUrl}/api/chat/${encodeURIComponent(chatId)}/messages`);
+  if (!response.ok) throw new Error(`GET messages: HTTP ${response.status}`);
+  return response.json();
+}
+
+function textOf(message) {
+  return (message?.parts ?? [])
+    .filter((part) => part.type === 'text')
+    .map((part) => part.text)
+    .join('');
+}
+
+function assistants(messages) {
+  return (messages ?? []).filter((message) => message.role === 'assistant');
+}
+
+/** Rendered text of every assistant message (what a reader sees). */
+async function renderedAssistantTexts(page) {
+  return page.$$eval('[data-testid="message"][data-role="assistant"]', (nodes) =>
+    nodes.map((node) =>
+      [...node.querySelectorAll('[data-testid="message-text"]')].map((el) => el.innerText).join('\n'),
+    ),
+  );
+}
+
+async function phases(page) {
+  return page.evaluate(() => [...(window.__connectionPhases ?? [])]);
+}
+
+/** Length of the assistant text the client holds right now. */
+async function streamedLength(page) {
+  return page.evaluate(() => {
+    const messages = window.__demoChat?.messages ?? [];
+    const last = messages[messages.length - 1];
+    if (!last || last.role !== 'assistant') return 0;
+    return last.parts.filter((p) => p.type === 'text').reduce((n, p) => n + p.text.length, 0);
+  });
+}
+
+async function waitForStreamedText(page, minChars, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const length = await streamedLength(page);
+    const status = await page.getAttribute('[data-testid="chat"]', 'data-status');
+    if (length >= minChars && status === 'streaming') return length;
+    if (length >= minChars) throw new Error(`the answer was no longer streaming at ${length} chars`);
+    await sleep(25);
+  }
+  throw new Error(`no streamed text of ${minChars} chars within ${timeoutMs} ms`);
+}
+
+/**
+ * Wait until the bridge has no running generation for the chat and the page shows the
+ * stored last assistant message in full, idle. Returns {stored, client}.
+ */
+async function waitForSettled(page, baseUrl, chatId, { timeoutMs = 60_000, requireUsage = true } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last = null;
+  while (Date.now() < deadline) {
+    const stored = await storedChat(baseUrl, chatId);
+    const client = await clientState(page);
+    const phase = await page.getAttribute('[data-testid="connection-state"]', 'data-state').catch(() => null);
+    const storedLast = stored.messages[stored.messages.length - 1];
+    const clientLast = client?.messages?.[client.messages.length - 1];
+    last = {
+      active: stored.activeGenerationId,
+      status: client?.status,
+      phase,
+      storedLastId: storedLast?.id,
+      clientLastId: clientLast?.id,
+      storedChars: textOf(storedLast).length,
+      clientChars: textOf(clientLast).length,
+    };
+    const settled =
+      stored.activeGenerationId === null &&
+      client?.status === 'ready' &&
+      (phase === 'idle' || phase === 'stopped') &&
+      storedLast?.role === 'assistant' &&
+      clientLast?.id === storedLast.id &&
+      textOf(clientLast) === textOf(storedLast) &&
+      JSON.stringify(clientLast.parts.map((p) => p.state ?? null)) ===
+        JSON.stringify(storedLast.parts.map((p) => p.state ?? null)) &&
+      (!requireUsage || (await page.locator('[data-testid="message"][data-role="assistant"] [data-testid="usage"]').count()) > 0);
+    if (settled) {
+      await sleep(300); // let React paint the last update
+      return { stored, client: await clientState(page) };
+    }
+    await sleep(100);
+  }
+  throw new Error(`the chat did not settle: ${JSON.stringify(last)}`);
+}
+
+/** An uninterrupted run of the long prompt in a fresh chat: the reference answer. */
+async function referenceRun(browser, baseUrl, consoleLog) {
+  const page = await newPage(browser, consoleLog);
+  const chatId = await openNewChat(page, baseUrl);
+  await sendText(page, LONG_PROMPT);
+  const { stored } = await waitForSettled(page, baseUrl, chatId);
+  const rendered = await renderedAssistantTexts(page);
+  await page.context().close();
+  return { chatId, text: textOf(assistants(stored.messages)[0]), rendered: rendered[0] };
+}
+
+async function resumeStatus(baseUrl, chatId) {
+  const response = await fetch(`${baseUrl}/api/chat/${encodeURIComponent(chatId)}/stream`);
+  await response.body?.cancel();
+  return response.status;
+}
+
+// ------------------------------------------------------------------------- scenarios
+
+const scenarios = {
+  /** Send a message, see the streamed answer complete. */
+  async send({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    run.check('empty state shown for a new chat', await page.getByTestId('empty-state').isVisible());
+    const models = await page.getByTestId('model-picker').evaluate((el) => (el.tagName === 'SELECT' ? el.value : el.textContent));
+    run.note('model', models);
+    await sendText(page, 'Hello from the browser test');
+    await page.waitForSelector('[data-testid="message"][data-role="assistant"]');
+    const { stored, client } = await waitForSettled(page, baseUrl, chatId);
+    const seen = await phases(page);
+    run.note('phases', seen);
+    run.check('the answer streamed (badge showed "streaming")', seen.includes('streaming'), seen);
+    run.check('one user and one assistant message', client.messages.length === 2 && assistants(client.messages).length === 1,
+      client.messages.map((m) => m.role));
+    const text = textOf(assistants(client.messages)[0]);
+    run.check('the answer quotes the message', text.includes('Hello from the browser test'), text.slice(0, 200));
+    run.check('client text equals stored text', text === textOf(assistants(stored.messages)[0]));
+    const rendered = await renderedAssistantTexts(page);
+    run.check('the answer is rendered as markdown (bold → <strong>)',
+      (await page.locator('[data-testid="message-text"] strong').count()) > 0);
+    run.check('reasoning is shown', (await page.getByTestId('reasoning').count()) > 0);
+    run.check('token usage is shown', (await page.getByTestId('usage').count()) > 0, await page.getByTestId('usage').first().innerText());
+    run.note('renderedText', rendered[0]);
+  },
+
+  /** Reload in the middle of a long answer: it continues, complete, no duplicate. */
+  async reload({ browser, baseUrl, run, consoleLog }) {
+    const reference = await referenceRun(browser, baseUrl, consoleLog);
+    run.check('reference answer is long', reference.text.length > 1500, reference.text.length);
+
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    await sendText(page, LONG_PROMPT);
+    const before = await waitForStreamedText(page, 300);
+    run.note('charsBeforeReload', before);
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await waitForHydration(page);
+    const afterReload = await streamedLength(page);
+    run.note('charsRightAfterReload', afterReload);
+    const { stored, client } = await waitForSettled(page, baseUrl, chatId);
+    const seen = await phases(page);
+    run.note('phasesAfterReload', seen);
+    run.check('the reloaded page resumed the running answer', seen.includes('resumed'), seen);
+    run.check('exactly one assistant message (client)', assistants(client.messages).length === 1, client.messages.map((m) => m.role));
+    run.check('exactly one assistant message (stored)', assistants(stored.messages).length === 1, stored.messages.map((m) => m.role));
+    const text = textOf(assistants(client.messages)[0]);
+    run.check('answer text equals the uninterrupted run', text === reference.text,
+      { got: text.length, want: reference.text.length });
+    run.check('stored text equals the uninterrupted run', textOf(assistants(stored.messages)[0]) === reference.text);
+    const rendered = await renderedAssistantTexts(page);
+    run.check('exactly one assistant message (page)', rendered.length === 1, rendered.length);
+    run.check('rendered answer equals the uninterrupted run', rendered[0] === reference.rendered,
+      { got: rendered[0]?.length, want: reference.rendered.length });
+  },
+
+  /** Two devices on one chat while it streams: both end with the same message. */
+  async 'second-page'({ browser, baseUrl, run, consoleLog }) {
+    const first = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(first, baseUrl);
+    await sendText(first, LONG_PROMPT);
+    await waitForStreamedText(first, 200);
+    const second = await newPage(browser, consoleLog); // another context: another "device"
+    await second.goto(`${baseUrl}/chat/${encodeURIComponent(chatId)}`, { waitUntil: 'domcontentloaded' });
+    await waitForHydration(second);
+    const secondStartChars = await streamedLength(second);
+    run.note('secondPageJoinedAtChars', secondStartChars);
+    await second.waitForFunction(() => document.querySelector('[data-testid="chat"]')?.getAttribute('data-status') === 'streaming',
+      null, { timeout: 15_000 });
+    run.check('the second page streamed the answer live', true);
+    const a = await waitForSettled(first, baseUrl, chatId);
+    const b = await waitForSettled(second, baseUrl, chatId);
+    const textA = textOf(assistants(a.client.messages)[0]);
+    const textB = textOf(assistants(b.client.messages)[0]);
+    run.check('one assistant message on each page',
+      assistants(a.client.messages).length === 1 && assistants(b.client.messages).length === 1);
+    run.check('same message id on both pages', assistants(a.client.messages)[0].id === assistants(b.client.messages)[0].id);
+    run.check('same text on both pages', textA === textB, { a: textA.length, b: textB.length });
+    run.check('same text as stored', textA === textOf(assistants(a.stored.messages)[0]));
+    const [ra] = await renderedAssistantTexts(first);
+    const [rb] = await renderedAssistantTexts(second);
+    run.check('same rendering on both pages', ra === rb);
+    run.check('the second page resumed', (await phases(second)).includes('resumed'), await phases(second));
+  },
+
+  /** Stop: the bridge stops the generation; the partial answer survives a reload. */
+  async stop({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    const stopResponses = [];
+    page.on('response', async (response) => {
+      if (response.request().method() === 'POST' && response.url().endsWith('/stop')) {
+        stopResponses.push({ status: response.status(), body: await response.json().catch(() => null) });
+      }
+    });
+    await sendText(page, LONG_PROMPT);
+    await waitForStreamedText(page, 250);
+    await page.getByTestId('stop-button').click();
+    await page.waitForSelector('[data-testid="connection-state"][data-state="stopped"]', { timeout: 20_000 });
+    run.note('stopResponses', stopResponses);
+    run.check('the stop endpoint was called once', stopResponses.length === 1, stopResponses);
+    run.check('the bridge reports the generation stopped', stopResponses[0]?.body?.stopped === true, stopResponses[0]);
+
+    // The bridge has nothing running any more: resume answers 204.
+    const started = Date.now();
+    let status = await resumeStatus(baseUrl, chatId);
+    while (status !== 204 && Date.now() - started < 15_000) {
+      await sleep(250);
+      status = await resumeStatus(baseUrl, chatId);
+    }
+    run.note('resumeStatusAfterStop', status);
+    run.note('msUntilResume204', Date.now() - started);
+    run.check('GET /api/chat/{id}/stream answers 204 after the stop', status === 204, status);
+
+    const { stored, client } = await waitForSettled(page, baseUrl, chatId, { requireUsage: false });
+    const partial = textOf(assistants(client.messages)[0]);
+    run.note('partialChars', partial.length);
+    run.check('a partial answer is kept', partial.length >= 250, partial.length);
+    run.check('the partial answer is shorter than a full one', partial.length < 1500, partial.length);
+    run.check('client partial equals stored partial', partial === textOf(assistants(stored.messages)[0]));
+    const renderedBefore = await renderedAssistantTexts(page);
+    await sleep(1000);
+    run.check('nothing streams after the stop', (await streamedLength(page)) === partial.length);
+
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await waitForHydration(page);
+    const after = await waitForSettled(page, baseUrl, chatId, { requireUsage: false });
+    const partialAfter = textOf(assistants(after.client.messages)[0]);
+    run.check('after a reload the partial answer is still there', partialAfter === partial,
+      { before: partial.length, after: partialAfter.length });
+    run.check('one assistant message after the reload', assistants(after.client.messages).length === 1);
+    const renderedAfter = await renderedAssistantTexts(page);
+    run.check('same rendering after the reload', renderedAfter.length === 1 && renderedAfter[0] === renderedBefore[0]);
+  },
+
+  /** Approve one tool call, deny another; results show and survive a reload. */
+  async tools({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+
+    await sendText(page, 'Please delete notes.txt');
+    const firstTool = page.locator('[data-testid="tool-part"][data-tool-name="delete_file"]').first();
+    await firstTool.locator('[data-testid="approve-button"]').waitFor({ timeout: 30_000 });
+    run.check('the delete_file call asks for approval', (await firstTool.getAttribute('data-state')) === 'approval-requested');
+    run.check('the tool input is shown', (await firstTool.getByTestId('tool-input').innerText()).includes('notes.txt'));
+    await firstTool.getByTestId('approve-button').click();
+    await page.waitForSelector('[data-testid="tool-part"][data-state="output-available"] [data-testid="tool-output"]', { timeout: 30_000 });
+    const first = await waitForSettled(page, baseUrl, chatId);
+    const approvedOutput = await page.locator('[data-testid="tool-part"][data-state="output-available"] [data-testid="tool-output"]').first().innerText();
+    run.note('approvedOutput', approvedOutput);
+    run.check('the approved call ran and its output is shown', approvedOutput.length > 0);
+    run.check('the model answered after the tool', textOf(assistants(first.client.messages).at(-1)).length > 0);
+
+    await sendText(page, 'Now delete draft.md as well');
+    const secondTool = page.locator('[data-testid="tool-part"][data-state="approval-requested"]');
+    await secondTool.locator('[data-testid="deny-button"]').waitFor({ timeout: 30_000 });
+    await secondTool.getByTestId('deny-button').click();
+    await page.waitForSelector('[data-testid="tool-part"][data-state="output-denied"]', { timeout: 30_000 });
+    const second = await waitForSettled(page, baseUrl, chatId);
+    run.check('the denied call shows as denied', (await page.getByTestId('tool-denied').count()) === 1);
+    run.check('the model answered after the denial', textOf(assistants(second.client.messages).at(-1)).length > 0);
+
+    const toolStates = (messages) =>
+      messages.flatMap((m) => m.parts.filter((p) => p.type === 'tool-delete_file' || p.type === 'dynamic-tool').map((p) => p.state));
+    run.note('storedToolStates', toolStates(second.stored.messages));
+    run.check('stored: one approved result and one denial',
+      JSON.stringify(toolStates(second.stored.messages)) === JSON.stringify(['output-available', 'output-denied']),
+      toolStates(second.stored.messages));
+
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await waitForHydration(page);
+    await waitForSettled(page, baseUrl, chatId);
+    const statesAfter = await page.$$eval('[data-testid="tool-part"]', (nodes) => nodes.map((n) => n.getAttribute('data-state')));
+    run.check('after a reload: the output and the denial are still shown',
+      JSON.stringify(statesAfter) === JSON.stringify(['output-available', 'output-denied']), statesAfter);
+    run.check('after a reload: the approved output is the same',
+      (await page.locator('[data-testid="tool-part"][data-state="output-available"] [data-testid="tool-output"]').first().innerText()) === approvedOutput);
+    run.check('no approval buttons left', (await page.getByTestId('approve-button').count()) === 0);
+  },
+
+  /** The "drop connection" control: the answer recovers without a reload. */
+  async drop({ browser, baseUrl, run, consoleLog }) {
+    const reference = await referenceRun(browser, baseUrl, consoleLog);
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    await page.evaluate(() => {
+      window.__noReloadMarker = 'still the same document';
+    });
+    await sendText(page, LONG_PROMPT);
+    await waitForStreamedText(page, 300);
+    await page.getByTestId('drop-connection').click();
+    const { stored, client } = await waitForSettled(page, baseUrl, chatId);
+    const seen = await phases(page);
+    run.note('phases', seen);
+    run.check('no page reload happened', (await page.evaluate(() => window.__noReloadMarker)) === 'still the same document');
+    const dropAt = seen.indexOf('reconnecting');
+    run.check('the badge showed "reconnecting" after the drop', dropAt !== -1, seen);
+    run.check('then "resumed"', seen.indexOf('resumed', dropAt) !== -1, seen);
+    run.check('exactly one assistant message', assistants(client.messages).length === 1);
+    const text = textOf(assistants(client.messages)[0]);
+    run.check('answer text equals the uninterrupted run', text === reference.text, { got: text.length, want: reference.text.length });
+    run.check('stored text equals the uninterrupted run', textOf(assistants(stored.messages)[0]) === reference.text);
+    const rendered = await renderedAssistantTexts(page);
+    run.check('rendered answer equals the uninterrupted run', rendered.length === 1 && rendered[0] === reference.rendered);
+    run.check('no error banner', (await page.getByTestId('error-banner').count()) === 0);
+  },
+
+  /** A chat with reasoning, sources, a tool approval and usage, saved as a screenshot. */
+  async screenshot({ browser, baseUrl, run, consoleLog, args }) {
+    const path = args.screenshot;
+    if (!path) throw new Error('--screenshot is required');
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    await sendText(page, 'What are resumable streams? Please cite sources.');
+    await waitForSettled(page, baseUrl, chatId);
+    run.check('sources are shown', (await page.getByTestId('sources').count()) > 0);
+    await sendText(page, 'Please delete notes.txt');
+    const tool = page.locator('[data-testid="tool-part"][data-state="approval-requested"]');
+    await tool.getByTestId('approve-button').waitFor({ timeout: 30_000 });
+    await tool.getByTestId('approve-button').click();
+    await waitForSettled(page, baseUrl, chatId);
+    // Give the sidebar a moment to pick up the new chat title.
+    await page.evaluate(() => window.dispatchEvent(new Event('focus')));
+    await sleep(800);
+    await page.getByTestId('composer-input').fill('Write a long answer about resumable streams');
+    mkdirSync(dirname(path), { recursive: true });
+    await page.screenshot({ path, fullPage: false });
+    run.note('screenshot', path);
+    run.check('screenshot written', true);
+  },
+};
+
+// ------------------------------------------------------------------------- main
+
+async function main() {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      'base-url': { type: 'string' },
+      chromium: { type: 'string', default: process.env.CHROMIUM_PATH },
+      screenshot: { type: 'string' },
+      'timeout-ms': { type: 'string', default: '120000' },
+    },
+  });
+  const name = positionals[0];
+  if (!name || !scenarios[name] || !values['base-url'] || !values.chromium) {
+    process.stderr.write(
+      `usage: run.mjs <${Object.keys(scenarios).join('|')}> --base-url URL --chromium PATH [--screenshot PNG]\n`,
+    );
+    process.exit(2);
+  }
+  const baseUrl = values['base-url'].replace(/\/+$/, '');
+  const run = createRun(name);
+  const consoleLog = [];
+  const started = Date.now();
+  let launched = null;
+  const timeout = setTimeout(() => {
+    run.result.error = `scenario timed out after ${values['timeout-ms']} ms`;
+    run.result.console = consoleLog;
+    process.stdout.write(`${JSON.stringify(run.result)}\n`);
+    process.exit(1);
+  }, Number(values['timeout-ms']));
+  try {
+    launched = await launch(values.chromium);
+    run.note('browserVersion', launched.browser.version());
+    await scenarios[name]({ browser: launched.browser, baseUrl, run, consoleLog, args: values });
+    run.result.ok = true;
+  } catch (error) {
+    run.result.ok = false;
+    run.result.error = error instanceof CheckFailed ? `check failed: ${error.message}` : String(error?.stack ?? error);
+  } finally {
+    clearTimeout(timeout);
+    run.result.ms = Date.now() - started;
+    run.result.console = consoleLog;
+    await launched?.close();
+  }
+  process.stdout.write(`${JSON.stringify(run.result)}\n`);
+  process.exit(run.result.ok ? 0 : 1);
+}
+
+main();

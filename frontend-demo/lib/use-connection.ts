@@ -1,0 +1,194 @@
+'use client';
+
+import type { ChatStatus } from 'ai';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { createDroppableFetch, isNetworkError, type FetchEvent, type RequestKind } from './droppable-fetch';
+
+/** What the connection badge shows. */
+export type ConnectionPhase =
+  | 'idle'
+  | 'sending'
+  | 'streaming'
+  | 'reconnecting'
+  | 'resumed'
+  | 'stopping'
+  | 'stopped'
+  | 'offline'
+  | 'error';
+
+const MAX_ATTEMPTS = 8;
+const FIRST_RETRY_MS = 300;
+const MAX_RETRY_MS = 8000;
+
+type Handlers = {
+  /** Reconnect to the chat's running generation (useChat's `resumeStream`). */
+  resume: () => Promise<void>;
+  /** A resume found nothing running: reload the stored messages (the answer may have ended). */
+  resync: () => Promise<void>;
+};
+
+declare global {
+  interface Window {
+    /** Phase history, for the browser tests and for curious humans in devtools. */
+    __connectionPhases?: ConnectionPhase[];
+  }
+}
+
+/** Remember every phase the badge went through (read by the browser tests). */
+export function usePhaseHistory(phase: ConnectionPhase) {
+  useEffect(() => {
+    const history = (window.__connectionPhases ??= []);
+    if (history[history.length - 1] !== phase) history.push(phase);
+  }, [phase]);
+}
+
+/**
+ * Owns the transport's `fetch` and everything about the connection: which request is in
+ * flight, the "drop connection" control, automatic resume after a network error (useChat
+ * only resumes on a page reload or when a hidden tab becomes visible) and on `online`.
+ */
+export function useConnection() {
+  /** The kind of the request whose response is being read (null: none). */
+  const [inflight, setInflight] = useState<RequestKind | null>(null);
+  const [recovering, setRecovering] = useState(false);
+  const [gaveUp, setGaveUp] = useState(false);
+  const [offline, setOffline] = useState(false);
+  const [stopping, setStopping] = useState(false);
+  const [stopped, setStopped] = useState(false);
+
+  const handlers = useRef<Handlers | null>(null);
+  const attempts = useRef(0);
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const recoveringRef = useRef(false);
+  const stoppedRef = useRef(false);
+
+  const setRecoveringBoth = (value: boolean) => {
+    recoveringRef.current = value;
+    setRecovering(value);
+  };
+
+  const clearTimer = () => {
+    if (timer.current) clearTimeout(timer.current);
+    timer.current = null;
+  };
+
+  const resumeNow = useCallback(() => {
+    clearTimer();
+    void handlers.current?.resume();
+  }, []);
+
+  const scheduleResume = useCallback(() => {
+    clearTimer();
+    if (stoppedRef.current) return;
+    if (attempts.current >= MAX_ATTEMPTS) {
+      setRecoveringBoth(false);
+      setGaveUp(true);
+      return;
+    }
+    setRecoveringBoth(true);
+    setGaveUp(false);
+    if (typeof navigator !== 'undefined' && !navigator.onLine) {
+      setOffline(true); // the `online` listener resumes
+      return;
+    }
+    const delay = Math.min(FIRST_RETRY_MS * 2 ** attempts.current, MAX_RETRY_MS);
+    attempts.current += 1;
+    timer.current = setTimeout(resumeNow, delay);
+  }, [resumeNow]);
+
+  const onFetchEvent = useCallback((event: FetchEvent) => {
+    if (event.type === 'request') {
+      if (event.kind === 'send') {
+        // A new turn: forget the previous stop / failure.
+        stoppedRef.current = false;
+        setStopped(false);
+        setGaveUp(false);
+        attempts.current = 0;
+        clearTimer();
+        setRecoveringBoth(false);
+      }
+      if (event.kind !== 'other') setInflight(event.kind);
+    } else if (event.type === 'end') {
+      if (event.kind !== 'other') setInflight((current) => (current === event.kind ? null : current));
+    } else if (event.type === 'response' && event.kind === 'resume') {
+      const wasRecovering = recoveringRef.current;
+      if (event.status === 200 || event.status === 204) {
+        attempts.current = 0;
+        setRecoveringBoth(false);
+      }
+      if (event.status === 204 && wasRecovering) void handlers.current?.resync();
+    }
+  }, []);
+
+  const droppable = useMemo(() => createDroppableFetch((event) => onFetchEvent(event)), [onFetchEvent]);
+
+  /** useChat `onError`: returns true when the error is handled by an automatic resume. */
+  const onError = useCallback(
+    (error: unknown): boolean => {
+      if (stoppedRef.current || !isNetworkError(error)) return false;
+      scheduleResume();
+      return true;
+    },
+    [scheduleResume],
+  );
+
+  useEffect(() => {
+    const goOnline = () => {
+      setOffline(false);
+      if (recoveringRef.current) {
+        attempts.current = 0;
+        resumeNow();
+      }
+    };
+    const goOffline = () => setOffline(true);
+    setOffline(!navigator.onLine);
+    window.addEventListener('online', goOnline);
+    window.addEventListener('offline', goOffline);
+    return () => {
+      window.removeEventListener('online', goOnline);
+      window.removeEventListener('offline', goOffline);
+      clearTimer();
+    };
+  }, [resumeNow]);
+
+  /** The badge state, given useChat's status. */
+  const phaseFor = (status: ChatStatus): ConnectionPhase => {
+    if (offline) return 'offline';
+    if (stopping) return 'stopping';
+    if (status === 'streaming') return inflight === 'resume' ? 'resumed' : 'streaming';
+    if (status === 'submitted') return inflight === 'resume' ? 'reconnecting' : 'sending';
+    if (recovering) return 'reconnecting';
+    if (status === 'error' || gaveUp) return 'error';
+    if (stopped) return 'stopped';
+    return 'idle';
+  };
+
+  return {
+    phaseFor,
+    fetch: droppable.fetch,
+    /** Cut the in-flight request(s) on purpose; recovery follows automatically. */
+    drop: droppable.drop,
+    onError,
+    /** Give the hook the chat functions it calls (call on every render). */
+    bind(next: Handlers) {
+      handlers.current = next;
+    },
+    /** Try again now (after giving up, or from a "retry" button). */
+    retry() {
+      attempts.current = 0;
+      setGaveUp(false);
+      setRecoveringBoth(true);
+      resumeNow();
+    },
+    beginStop() {
+      stoppedRef.current = true;
+      clearTimer();
+      setRecoveringBoth(false);
+      setStopping(true);
+    },
+    endStop() {
+      setStopping(false);
+      setStopped(true);
+    },
+  };
+}

@@ -1,0 +1,68 @@
+"""Run the bridge for real (uvicorn on a free loopback port) with chosen settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.app import create_app
+from bridge.settings import Settings
+from protocol.sse import SSEParser
+from tests.fakes.server import LiveServer
+
+BridgeFactory = Callable[..., LiveServer]
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings isolated from the machine's environment and any .env file."""
+    base: dict[str, Any] = {
+        "openai_api_key": None,
+        "anthropic_api_key": None,
+        "openai_base_url": None,
+        "anthropic_base_url": None,
+        "redis_url": None,
+        "bridge_model": None,
+        "bridge_models": [],
+        "bridge_demo_token_delay_ms": 1,
+        "bridge_heartbeat_seconds": 15,
+    }
+    base.update(overrides)
+    return Settings(_env_file=None, **base)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def bridge_factory() -> Iterator[BridgeFactory]:
+    servers: list[LiveServer] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        server = LiveServer(create_app(make_settings(**overrides)))
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def memory_bridge(bridge_factory: BridgeFactory) -> LiveServer:
+    return bridge_factory()
+
+
+def user_message(text: str, message_id: str = "u1") -> dict[str, Any]:
+    return {"id": message_id, "role": "user", "parts": [{"type": "text", "text": text}]}
+
+
+def chat_body(chat_id: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"id": chat_id, "messages": [user_message(text)], "trigger": "submit-message", **extra}
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str | None, str]]:
+    """(id, data) of every event in a complete SSE body, comments excluded."""
+    parser = SSEParser()
+    events = parser.feed(response.content)
+    return [(event.id, event.data) for event in events if event.data is not None]

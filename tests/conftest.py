@@ -1,0 +1,6 @@
+"""Shared fixtures: a real redis-server, the bridge served by uvicorn on a free port."""
+
+from __future__ import annotations
+
+from tests.bridge_server import bridge_factory, memory_bridge  # noqa: F401
+from tests.redis_server import redis_server  # noqa: F401

@@ -1,0 +1,290 @@
+"""Facts about `RedisStore` that the contract cannot see: key layout, round trips, TTLs,
+connection handling. Runs against the real test server (tests/redis_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from urllib.parse import unquote
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from bridge.store.base import LogRead, OffsetConflict, Outcome
+from bridge.store.redis import RedisStore
+from tests.redis_server import RedisServer, redis_server  # noqa: F401
+from tests.test_store_contract import (
+    HOSTILE_CHAT_IDS,
+    START,
+    Backend,
+    append_range,
+    begin,
+    expected,
+    new_generation,
+)
+
+
+@pytest.fixture
+async def backend(redis_server: RedisServer) -> AsyncIterator[Backend]:  # noqa: F811
+    backend = Backend("redis", redis_server.url)
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
+async def admin(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:  # noqa: F811
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def make(backend: Backend, **options: float) -> RedisStore:
+    store = await backend.make(**options)
+    assert isinstance(store, RedisStore)
+    return store
+
+
+async def command_calls(admin: aioredis.Redis) -> dict[str, int]:
+    stats = await admin.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()}
+
+
+async def calls_during(admin: aioredis.Redis, action: Awaitable[object]) -> dict[str, int]:
+    """Commands Redis executed (scripts' inner commands included) while `action` ran."""
+    before = await command_calls(admin)
+    await action
+    after = await command_calls(admin)
+    delta = {name: count - before.get(name, 0) for name, count in after.items()}
+    return {name: count for name, count in delta.items() if count and name != "info"}
+
+
+def hash_tag(key: str) -> str:
+    start = key.index("{")
+    return key[start + 1 : key.index("}", start)]
+
+
+# --- key layout ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chat_id", HOSTILE_CHAT_IDS, ids=range(len(HOSTILE_CHAT_IDS)))
+async def test_keys_of_one_chat_share_one_hash_slot(
+    backend: Backend, admin: aioredis.Redis, chat_id: str
+) -> None:
+    store = await make(backend)
+    await store.claim_chat(chat_id, "alice")
+    info = await begin(store, chat_id, messages=[{"id": "u1"}])
+    await append_range(store, info, 1, 1)
+    await store.request_stop(chat_id, info.generation_id)
+
+    keys = [key.decode() async for key in admin.scan_iter(match=f"{backend.prefix}:*")]
+
+    kinds = sorted(key.split(":")[2] for key in keys)
+    assert kinds == ["chat", "lease", "log", "messages", "stop"]
+    assert len({key_slot(key.encode()) for key in keys}) == 1
+    # The tag is the whole (encoded) chat id: a brace in the id cannot cut it short.
+    assert {unquote(hash_tag(key)) for key in keys} == ({chat_id} if chat_id else {"%"})
+
+
+async def test_keys_follow_documented_layout(backend: Backend, admin: aioredis.Redis) -> None:
+    store = await make(backend)
+    info = await begin(store, "chat-1")
+    await append_range(store, info, 1, 2)
+    await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.FINISHED, None)
+
+    log_key = f"{backend.prefix}:{{chat-1}}:log:{info.generation_id}"
+    entries = await admin.xrange(log_key)
+    assert [entry_id for entry_id, _ in entries] == [b"0-1", b"0-2", b"0-3", b"0-4"]
+    assert entries[1][1] == {b"c": expected(1)[1].data}
+    assert entries[-1][1] == {b"end": b"finished"}
+    chat = await admin.hgetall(f"{backend.prefix}:{{chat-1}}:chat")
+    assert chat[b"last"] == info.generation_id.encode()
+    assert b"active" not in chat
+
+
+def test_key_prefix_with_braces_is_rejected() -> None:
+    with pytest.raises(ValueError, match="brace"):
+        RedisStore("redis://127.0.0.1:1", key_prefix="app{1}")
+
+
+# --- round trips ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 50])
+async def test_append_is_one_script_call(
+    backend: Backend, admin: aioredis.Redis, count: int
+) -> None:
+    store = await make(backend)
+    info = await begin(store)
+
+    calls = await calls_during(admin, append_range(store, info, 1, count))
+
+    # One EVALSHA from the client; the rest run inside the script.
+    assert calls == {"evalsha": 1, "xrevrange": 1, "xadd": count, "pexpire": 2}
+
+
+async def test_append_conflict_runs_no_write(backend: Backend, admin: aioredis.Redis) -> None:
+    store = await make(backend)
+    info = await begin(store)
+
+    with pytest.raises(OffsetConflict):
+        await calls_during(admin, append_range(store, info, 5, 9))
+
+    assert await store.read(info.chat_id, info.generation_id, -1) == LogRead(expected(0), False)
+
+
+async def test_read_is_one_pipelined_round_trip(backend: Backend, admin: aioredis.Redis) -> None:
+    store = await make(backend)
+    info = await begin(store)
+    await append_range(store, info, 1, 3)
+
+    calls = await calls_during(admin, store.read(info.chat_id, info.generation_id, 0))
+
+    assert calls == {"xrange": 1, "xrevrange": 1}
+
+
+async def test_begin_and_end_are_single_script_calls(
+    backend: Backend, admin: aioredis.Redis
+) -> None:
+    store = await make(backend)
+
+    info = await begin(store)
+    second = new_generation("chat-2")
+
+    begin_calls = await calls_during(admin, store.begin_generation(second, START, []))
+    end_calls = await calls_during(
+        admin, store.end_generation(info.chat_id, info.generation_id, 1, Outcome.ERROR, [])
+    )
+
+    # Exactly one EVALSHA each; everything else runs inside the script, atomically.
+    assert begin_calls == {
+        "evalsha": 1,
+        "hget": 1,
+        "exists": 1,
+        "hset": 1,
+        "hdel": 1,
+        "set": 2,
+        "xadd": 1,
+        "pexpire": 2,
+    }
+    assert end_calls == {
+        "evalsha": 1,
+        "xrevrange": 1,
+        "xadd": 1,
+        "pexpire": 2,
+        "del": 1,
+        "set": 1,
+        "hget": 2,
+        "hdel": 1,
+        "hset": 1,
+    }
+
+
+# --- TTLs --------------------------------------------------------------------------------
+
+
+async def test_ttls_are_set_on_every_key(backend: Backend, admin: aioredis.Redis) -> None:
+    store = await make(backend, log_ttl_seconds=100, history_ttl_seconds=1000, lease_seconds=10)
+    info = await begin(store, "chat-1")
+
+    def key(kind: str, generation: bool = False) -> str:
+        return store.key("chat-1", kind, info.generation_id if generation else None)
+
+    assert 990_000 < await admin.pttl(key("chat")) <= 1_000_000
+    assert 990_000 < await admin.pttl(key("messages")) <= 1_000_000
+    assert 90_000 < await admin.pttl(key("log", True)) <= 100_000
+    assert 9_000 < await admin.pttl(key("lease", True)) <= 10_000
+
+    await store.request_stop("chat-1", info.generation_id)
+    assert 90_000 < await admin.pttl(key("stop", True)) <= 100_000
+
+    await admin.pexpire(key("log", True), 5_000)  # appends and the end restore the log TTL
+    await append_range(store, info, 1, 1)
+    assert 90_000 < await admin.pttl(key("log", True)) <= 100_000
+
+    await admin.pexpire(key("log", True), 5_000)
+    await store.end_generation("chat-1", info.generation_id, 2, Outcome.FINISHED, [{"id": "a"}])
+    assert 90_000 < await admin.pttl(key("log", True)) <= 100_000
+    assert await admin.exists(key("lease", True)) == 0
+    assert 990_000 < await admin.pttl(key("messages")) <= 1_000_000
+
+
+# --- stop across processes -----------------------------------------------------------------
+
+
+async def test_stop_reaches_a_waiter_in_another_store(backend: Backend) -> None:
+    producer, other = await make(backend), await make(backend)
+    info = await begin(producer)
+    waiter = asyncio.create_task(producer.wait_for_stop(info.chat_id, info.generation_id))
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+
+    await other.request_stop(info.chat_id, info.generation_id)
+
+    await asyncio.wait_for(waiter, 5)
+
+
+async def test_stop_requested_in_another_store_before_waiting_is_seen(backend: Backend) -> None:
+    producer, other = await make(backend), await make(backend)
+    info = await begin(producer)
+    await other.request_stop(info.chat_id, info.generation_id)
+
+    await asyncio.wait_for(producer.wait_for_stop(info.chat_id, info.generation_id), 5)
+
+
+async def test_stop_listener_recovers_from_a_lost_subscription(
+    backend: Backend, admin: aioredis.Redis
+) -> None:
+    store = await make(backend)
+    info = await begin(store)
+    waiter = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
+    await asyncio.sleep(0.1)
+
+    await admin.client_kill_filter(_type="pubsub")
+    # Published while the listener is (likely) disconnected: only the key tells.
+    await store.request_stop(info.chat_id, info.generation_id)
+
+    await asyncio.wait_for(waiter, 5)
+    second = await begin(store, "chat-2")
+    later = asyncio.create_task(store.wait_for_stop(second.chat_id, second.generation_id))
+    await asyncio.sleep(0.3)
+    await store.request_stop(second.chat_id, second.generation_id)
+    await asyncio.wait_for(later, 5)
+
+
+# --- connections -----------------------------------------------------------------------------
+
+
+async def test_cancelled_blocking_read_does_not_poison_the_pool(backend: Backend) -> None:
+    store = await make(backend, max_blocking_reads=1)
+    info = await begin(store)
+    cancelled = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
+    await asyncio.sleep(0.1)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+
+    # Had the cancelled XREAD's connection gone back to the pool, its late reply (entries
+    # after offset 0) would answer the next blocking read, or the pool would be empty.
+    await append_range(store, info, 1, 2)
+    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 2, wait=5))
+    await asyncio.sleep(0.1)
+    await append_range(store, info, 3, 3)
+
+    assert await asyncio.wait_for(reader, 5) == LogRead(expected(3)[3:], ended=False)
+
+
+async def test_blocked_readers_do_not_starve_writers(backend: Backend) -> None:
+    store = await make(backend, max_connections=2, max_blocking_reads=64)
+    info = await begin(store)
+    readers = [
+        asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
+        for _ in range(20)
+    ]
+    await asyncio.sleep(0.2)
+
+    async with asyncio.timeout(2):
+        await append_range(store, info, 1, 1)
+        results = await asyncio.gather(*readers)
+
+    assert all(result.entries == expected(1)[1:] for result in results)

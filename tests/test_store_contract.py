@@ -1,0 +1,749 @@
+"""The `SessionStore` contract (bridge/store/base.py), run against every store.
+
+Each test gets a `Backend`: a factory of started stores that share state (for Redis: one
+key prefix, unique per test, on the real test server) and a way to let time pass (a fake
+clock for the memory store, real time against short Redis TTLs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridge.store.base import (
+    ChatBusy,
+    GenerationInfo,
+    GenerationNotFound,
+    LogEntry,
+    LogRead,
+    OffsetConflict,
+    Outcome,
+    SessionStore,
+)
+from bridge.store.memory import MemoryStore
+from bridge.store.redis import RedisStore
+from tests.redis_server import RedisServer, redis_server  # noqa: F401
+
+START = b'{"type":"start","messageId":"msg-1"}'
+HOSTILE_CHAT_IDS = [
+    "",
+    "{",
+    "}",
+    "{}",
+    "}{",
+    "a}b{c",
+    ":",
+    "a:{b}:c",
+    "%",
+    "%7B",
+    "chat with spaces\nand a newline",
+    "💬 ünïcødé チャット",
+    "x" * 10_000,
+]
+
+
+def chunk(i: int) -> bytes:
+    return orjson.dumps({"type": "text-delta", "id": "t0", "delta": f"part {i}"})
+
+
+def new_generation(chat_id: str = "chat-1") -> GenerationInfo:
+    return GenerationInfo(
+        generation_id=secrets.token_urlsafe(16),
+        chat_id=chat_id,
+        message_id="msg-1",
+        created_at=time.time(),
+    )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Backend:
+    kind: str
+    redis_url: str | None = None
+    prefix: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex}")
+    clock: FakeClock = field(default_factory=FakeClock)
+    stores: list[SessionStore] = field(default_factory=list)
+
+    async def make(self, **ttls: float) -> SessionStore:
+        """A started store; every store of one backend sees the same data (Redis only)."""
+        store: SessionStore
+        if self.redis_url is None:
+            store = MemoryStore(clock=self.clock, **ttls)
+        else:
+            store = RedisStore(self.redis_url, key_prefix=self.prefix, **ttls)
+        await store.start()
+        self.stores.append(store)
+        return store
+
+    async def advance(self, seconds: float) -> None:
+        if self.redis_url is None:
+            self.clock.now += seconds
+        else:
+            await asyncio.sleep(seconds)  # Redis expires keys on its own clock
+
+    async def close(self) -> None:
+        for store in self.stores:
+            await store.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    url = None
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        url = server.url
+    backend = Backend(request.param, url)
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> SessionStore:
+    return await backend.make()
+
+
+async def begin(
+    store: SessionStore, chat_id: str = "chat-1", messages: list[dict[str, Any]] | None = None
+) -> GenerationInfo:
+    info = new_generation(chat_id)
+    await store.begin_generation(info, START, messages or [])
+    return info
+
+
+async def read_to_end(store: SessionStore, info: GenerationInfo, after: int = -1) -> LogRead:
+    """Everything after `after` that is there now, over as many reads as it takes."""
+    entries: list[LogEntry] = []
+    while True:
+        result = await store.read(info.chat_id, info.generation_id, after, limit=7)
+        entries += result.entries
+        if result.ended or not result.entries:
+            return LogRead(entries, result.ended, result.outcome)
+        after = result.entries[-1].offset
+
+
+def expected(count: int) -> list[LogEntry]:
+    """The log of a generation with `count` chunks appended after the start chunk."""
+    return [LogEntry(0, START)] + [LogEntry(i, chunk(i)) for i in range(1, count + 1)]
+
+
+async def append_range(store: SessionStore, info: GenerationInfo, first: int, last: int) -> None:
+    chunks = [chunk(i) for i in range(first, last + 1)]
+    await store.append(info.chat_id, info.generation_id, first, chunks)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+async def test_read_returns_start_and_appended_chunks_in_order(store: SessionStore) -> None:
+    info = await begin(store)
+    await append_range(store, info, 1, 3)
+    await append_range(store, info, 4, 4)
+
+    result = await store.read(info.chat_id, info.generation_id, -1)
+
+    assert result == LogRead(expected(4), ended=False)
+
+
+@pytest.mark.parametrize("after", [-1, 0, 1, 4, 5, 9])
+async def test_read_after_offset_has_no_gap_or_duplicate(store: SessionStore, after: int) -> None:
+    info = await begin(store)
+    await append_range(store, info, 1, 5)
+
+    result = await store.read(info.chat_id, info.generation_id, after)
+
+    assert result.entries == expected(5)[after + 1 :]
+    assert not result.ended
+
+
+async def test_read_limit_caps_entries_and_resumes(store: SessionStore) -> None:
+    info = await begin(store)
+    await append_range(store, info, 1, 9)
+
+    first = await store.read(info.chat_id, info.generation_id, -1, limit=4)
+    second = await store.read(info.chat_id, info.generation_id, first.entries[-1].offset, limit=4)
+
+    assert first.entries == expected(9)[:4]
+    assert second.entries == expected(9)[4:8]
+
+
+async def test_read_limit_ending_at_end_marker_reports_ended(store: SessionStore) -> None:
+    info = await begin(store)
+    await append_range(store, info, 1, 3)
+    await store.end_generation(info.chat_id, info.generation_id, 4, Outcome.FINISHED, None)
+
+    short = await store.read(info.chat_id, info.generation_id, -1, limit=3)
+    exact = await store.read(info.chat_id, info.generation_id, -1, limit=4)
+
+    assert (short.entries, short.ended) == (expected(3)[:3], False)
+    assert exact == LogRead(expected(3), ended=True, outcome=Outcome.FINISHED)
+
+
+async def test_read_rejects_limit_below_one(store: SessionStore) -> None:
+    info = await begin(store)
+    with pytest.raises(ValueError, match="limit"):
+        await store.read(info.chat_id, info.generation_id, -1, limit=0)
+
+
+async def test_read_unknown_generation_raises_not_found(store: SessionStore) -> None:
+    info = await begin(store)
+
+    with pytest.raises(GenerationNotFound):
+        await store.read(info.chat_id, "no-such-generation", -1)
+    with pytest.raises(GenerationNotFound):
+        await store.read("another-chat", info.generation_id, -1)
+    with pytest.raises(GenerationNotFound):
+        await store.read("another-chat", "no-such-generation", -1, wait=5)
+
+
+async def test_read_blocking_wakes_on_append(store: SessionStore) -> None:
+    info = await begin(store)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
+    await asyncio.sleep(0.1)
+    assert not reader.done()
+
+    appended_at = loop.time()
+    await append_range(store, info, 1, 2)
+    result = await asyncio.wait_for(reader, 5)
+
+    assert loop.time() - appended_at < 1
+    assert result == LogRead(expected(2)[1:], ended=False)
+
+
+async def test_read_blocking_wakes_on_end(store: SessionStore) -> None:
+    info = await begin(store)
+    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
+    await asyncio.sleep(0.1)
+
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.ERROR, None)
+
+    assert await asyncio.wait_for(reader, 5) == LogRead([], ended=True, outcome=Outcome.ERROR)
+
+
+async def test_read_blocking_times_out_empty(store: SessionStore) -> None:
+    info = await begin(store)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    result = await store.read(info.chat_id, info.generation_id, 0, wait=0.3)
+
+    assert result == LogRead([], ended=False)
+    assert 0.25 <= loop.time() - started < 2
+
+
+async def test_read_blocking_returns_at_once_when_data_is_there(store: SessionStore) -> None:
+    info = await begin(store)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    result = await store.read(info.chat_id, info.generation_id, -1, wait=10)
+
+    assert result.entries == expected(0)
+    assert loop.time() - started < 1
+
+
+async def test_read_two_readers_see_identical_sequences(store: SessionStore) -> None:
+    info = await begin(store)
+
+    async def follow() -> list[LogEntry]:
+        seen: list[LogEntry] = []
+        after = -1
+        while True:
+            result = await store.read(info.chat_id, info.generation_id, after, limit=3, wait=5)
+            seen += result.entries
+            if result.ended:
+                return seen
+            if result.entries:
+                after = result.entries[-1].offset
+
+    readers = [asyncio.create_task(follow()) for _ in range(2)]
+    for first in range(1, 20, 4):
+        await append_range(store, info, first, first + 3)
+        await asyncio.sleep(0.01)
+    await store.end_generation(info.chat_id, info.generation_id, 21, Outcome.FINISHED, None)
+
+    seen = await asyncio.wait_for(asyncio.gather(*readers), 10)
+    assert seen[0] == seen[1] == expected(20)
+
+
+# --- ending ----------------------------------------------------------------------------
+
+
+async def test_end_generation_marks_log_ended_with_outcome(store: SessionStore) -> None:
+    info = await begin(store)
+    await append_range(store, info, 1, 2)
+
+    await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.ABORTED, None)
+
+    assert await read_to_end(store, info) == LogRead(expected(2), True, Outcome.ABORTED)
+    for after in (2, 3, 10):  # at or past the last chunk: nothing more, and it says so
+        result = await store.read(info.chat_id, info.generation_id, after, wait=5)
+        assert result == LogRead([], ended=True, outcome=Outcome.ABORTED)
+
+
+async def test_end_generation_updates_chat_and_drops_lease(
+    backend: Backend, store: SessionStore
+) -> None:
+    info = await begin(store)
+    before = await store.get_chat(info.chat_id)
+    assert before is not None
+    assert (before.active_generation_id, before.last_generation_id) == (info.generation_id,) * 2
+    assert before.last_ended_at is None
+
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+
+    after = await store.get_chat(info.chat_id)
+    assert after is not None
+    assert after.active_generation_id is None
+    assert after.last_generation_id == info.generation_id
+    assert after.last_ended_at is not None
+    now = backend.clock.now if backend.kind == "memory" else time.time()
+    assert abs(after.last_ended_at - now) < 5
+    assert not await store.producer_alive(info.chat_id, info.generation_id)
+
+
+async def test_end_generation_clears_active_only_if_it_names_the_generation(
+    backend: Backend,
+) -> None:
+    store = await backend.make(lease_seconds=0.3)
+    old = await begin(store)
+    await backend.advance(0.5)  # the old producer is presumed dead
+    new = await begin(store)
+
+    await store.end_generation(old.chat_id, old.generation_id, 1, Outcome.ABORTED, None)
+
+    chat = await store.get_chat(old.chat_id)
+    assert chat is not None
+    assert chat.active_generation_id == new.generation_id
+    assert chat.last_generation_id == new.generation_id
+    assert chat.last_ended_at is None  # describes `last`, which still runs
+    assert await store.producer_alive(new.chat_id, new.generation_id)
+
+
+# --- offsets ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", [0, 2, 5, -1])
+async def test_append_wrong_offset_conflicts_and_writes_nothing(
+    store: SessionStore, offset: int
+) -> None:
+    info = await begin(store)
+
+    with pytest.raises(OffsetConflict):
+        await store.append(info.chat_id, info.generation_id, offset, [chunk(7), chunk(8)])
+
+    assert await read_to_end(store, info) == LogRead(expected(0), ended=False)
+    await append_range(store, info, 1, 1)  # the right offset still works
+    assert await read_to_end(store, info) == LogRead(expected(1), ended=False)
+
+
+async def test_append_after_end_conflicts(store: SessionStore) -> None:
+    info = await begin(store)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+
+    for offset in (1, 2):
+        with pytest.raises(OffsetConflict):
+            await store.append(info.chat_id, info.generation_id, offset, [chunk(1)])
+    with pytest.raises(OffsetConflict):
+        await store.end_generation(info.chat_id, info.generation_id, 2, Outcome.ERROR, None)
+
+    assert await read_to_end(store, info) == LogRead(expected(0), True, Outcome.FINISHED)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3])
+async def test_end_generation_wrong_offset_conflicts_and_changes_nothing(
+    store: SessionStore, offset: int
+) -> None:
+    info = await begin(store, messages=[{"id": "u1"}])
+    await append_range(store, info, 1, 1)
+
+    with pytest.raises(OffsetConflict):
+        await store.end_generation(
+            info.chat_id, info.generation_id, offset, Outcome.FINISHED, [{"id": "changed"}]
+        )
+
+    assert await read_to_end(store, info) == LogRead(expected(1), ended=False)
+    chat = await store.get_chat(info.chat_id)
+    assert chat is not None
+    assert chat.active_generation_id == info.generation_id
+    assert await store.load_messages(info.chat_id) == [{"id": "u1"}]
+    assert await store.producer_alive(info.chat_id, info.generation_id)
+
+
+async def test_append_unknown_generation_raises_not_found(store: SessionStore) -> None:
+    with pytest.raises(GenerationNotFound):
+        await store.append("chat-1", "no-such-generation", 1, [chunk(1)])
+    with pytest.raises(GenerationNotFound):
+        await store.end_generation("chat-1", "no-such-generation", 1, Outcome.ERROR, None)
+
+
+async def test_append_empty_batch_checks_offset_and_writes_nothing(store: SessionStore) -> None:
+    info = await begin(store)
+
+    await store.append(info.chat_id, info.generation_id, 1, [])
+    with pytest.raises(OffsetConflict):
+        await store.append(info.chat_id, info.generation_id, 2, [])
+
+    assert await read_to_end(store, info) == LogRead(expected(0), ended=False)
+
+
+# --- begin, lease ----------------------------------------------------------------------
+
+
+async def test_begin_while_active_and_alive_raises_chat_busy(store: SessionStore) -> None:
+    running = await begin(store, messages=[{"id": "u1"}])
+
+    with pytest.raises(ChatBusy) as caught:
+        await begin(store, messages=[{"id": "u2"}])
+
+    assert caught.value.active_generation_id == running.generation_id
+    chat = await store.get_chat(running.chat_id)
+    assert chat is not None
+    assert chat.active_generation_id == chat.last_generation_id == running.generation_id
+    assert await store.load_messages(running.chat_id) == [{"id": "u1"}]
+
+
+async def test_begin_other_chat_is_not_busy(store: SessionStore) -> None:
+    await begin(store, "chat-1")
+    await begin(store, "chat-2")
+
+
+async def test_begin_after_end_starts_new_generation(store: SessionStore) -> None:
+    first = await begin(store)
+    await store.end_generation(first.chat_id, first.generation_id, 1, Outcome.FINISHED, None)
+
+    second = await begin(store)
+
+    chat = await store.get_chat(second.chat_id)
+    assert chat is not None
+    assert chat.active_generation_id == chat.last_generation_id == second.generation_id
+    assert chat.last_ended_at is None
+    assert await read_to_end(store, first) == LogRead(expected(0), True, Outcome.FINISHED)
+    assert await read_to_end(store, second) == LogRead(expected(0), ended=False)
+
+
+async def test_begin_after_lease_expiry_replaces_dead_generation(backend: Backend) -> None:
+    store = await backend.make(lease_seconds=0.3)
+    dead = await begin(store)
+    await append_range(store, dead, 1, 2)
+    assert await store.producer_alive(dead.chat_id, dead.generation_id)
+
+    await backend.advance(0.5)
+    assert not await store.producer_alive(dead.chat_id, dead.generation_id)
+    fresh = await begin(store)
+
+    chat = await store.get_chat(fresh.chat_id)
+    assert chat is not None
+    assert chat.active_generation_id == fresh.generation_id
+    assert await read_to_end(store, dead) == LogRead(expected(2), ended=False)  # left as it was
+
+
+async def test_begin_existing_generation_id_conflicts(store: SessionStore) -> None:
+    info = await begin(store)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+
+    with pytest.raises(OffsetConflict):
+        await store.begin_generation(info, START, [])
+
+
+async def test_lease_is_kept_alive_by_appends_and_renewals(backend: Backend) -> None:
+    store = await backend.make(lease_seconds=0.4)
+    info = await begin(store)
+
+    await backend.advance(0.25)
+    await append_range(store, info, 1, 1)
+    await backend.advance(0.25)
+    await store.renew_lease(info.chat_id, info.generation_id)
+    await backend.advance(0.25)
+    assert await store.producer_alive(info.chat_id, info.generation_id)  # 0.75s after begin
+
+    await backend.advance(0.5)
+    assert not await store.producer_alive(info.chat_id, info.generation_id)
+
+
+async def test_lapsed_lease_is_not_revived(backend: Backend) -> None:
+    store = await backend.make(lease_seconds=0.3)
+    info = await begin(store)
+    await backend.advance(0.5)
+
+    await store.renew_lease(info.chat_id, info.generation_id)
+    await append_range(store, info, 1, 1)
+
+    assert not await store.producer_alive(info.chat_id, info.generation_id)
+    assert not await store.producer_alive(info.chat_id, "no-such-generation")
+
+
+# --- chats and history -------------------------------------------------------------------
+
+
+async def test_get_chat_unknown_returns_none(store: SessionStore) -> None:
+    assert await store.get_chat("unknown") is None
+
+
+async def test_claim_chat_first_owner_wins(store: SessionStore) -> None:
+    assert await store.claim_chat("chat-1", "alice") == "alice"
+    assert await store.claim_chat("chat-1", "bob") == "alice"
+    assert await store.claim_chat("chat-2", "bob") == "bob"
+
+    chat = await store.get_chat("chat-1")
+    assert chat is not None
+    assert (chat.owner, chat.active_generation_id, chat.last_generation_id) == ("alice", None, None)
+
+
+async def test_claim_chat_keeps_owner_across_generations(store: SessionStore) -> None:
+    await store.claim_chat("chat-1", "alice")
+    info = await begin(store)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+
+    assert await store.claim_chat("chat-1", "bob") == "alice"
+
+
+async def test_messages_save_and_load_round_trip(store: SessionStore) -> None:
+    messages = [
+        {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi ü {}"}]},
+        {"id": "a1", "role": "assistant", "parts": [], "metadata": {"n": 1.5, "ok": None}},
+    ]
+    assert await store.load_messages("chat-1") == []
+
+    await store.save_messages("chat-1", messages)
+    messages[0]["id"] = "mutated after saving"
+
+    loaded = await store.load_messages("chat-1")
+    assert loaded[0]["id"] == "u1"
+    assert loaded[1] == messages[1]
+    await store.save_messages("chat-1", [])
+    assert await store.load_messages("chat-1") == []
+
+
+async def test_messages_replaced_by_begin_and_end(store: SessionStore) -> None:
+    await store.save_messages("chat-1", [{"id": "old"}])
+    info = await begin(store, messages=[{"id": "u1"}])
+    assert await store.load_messages("chat-1") == [{"id": "u1"}]
+
+    await store.end_generation(
+        info.chat_id, info.generation_id, 1, Outcome.FINISHED, [{"id": "u1"}, {"id": "a1"}]
+    )
+    assert await store.load_messages("chat-1") == [{"id": "u1"}, {"id": "a1"}]
+
+    second = await begin(store, messages=[{"id": "u1"}, {"id": "a1"}, {"id": "u2"}])
+    await store.end_generation(second.chat_id, second.generation_id, 1, Outcome.ERROR, None)
+    assert await store.load_messages("chat-1") == [{"id": "u1"}, {"id": "a1"}, {"id": "u2"}]
+
+
+# --- expiry ----------------------------------------------------------------------------
+
+
+async def test_log_expires_after_log_ttl_once_ended(backend: Backend) -> None:
+    store = await backend.make(log_ttl_seconds=0.5)
+    info = await begin(store)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+    await backend.advance(0.2)
+    assert (await store.read(info.chat_id, info.generation_id, -1)).ended
+
+    await backend.advance(0.5)
+
+    with pytest.raises(GenerationNotFound):
+        await store.read(info.chat_id, info.generation_id, -1)
+
+
+async def test_log_ttl_of_running_log_is_refreshed_by_appends(backend: Backend) -> None:
+    store = await backend.make(log_ttl_seconds=0.5, lease_seconds=10)
+    info = await begin(store)
+
+    await backend.advance(0.3)
+    await append_range(store, info, 1, 1)
+    await backend.advance(0.3)  # 0.6s after begin, 0.3s after the append
+    assert (await store.read(info.chat_id, info.generation_id, -1)).entries == expected(1)
+
+    await backend.advance(0.5)
+    with pytest.raises(GenerationNotFound):
+        await store.read(info.chat_id, info.generation_id, -1)
+
+
+async def test_history_and_chat_expire_after_history_ttl(backend: Backend) -> None:
+    store = await backend.make(history_ttl_seconds=0.5)
+    await store.claim_chat("chat-1", "alice")
+    await store.save_messages("chat-1", [{"id": "u1"}])
+    await backend.advance(0.2)
+    assert await store.load_messages("chat-1") == [{"id": "u1"}]
+
+    await backend.advance(0.5)
+
+    assert await store.load_messages("chat-1") == []
+    assert await store.get_chat("chat-1") is None
+    assert await store.claim_chat("chat-1", "bob") == "bob"
+
+
+# --- stop ------------------------------------------------------------------------------
+
+
+async def test_request_stop_wakes_waiter(store: SessionStore) -> None:
+    info = await begin(store)
+    waiter = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+
+    await store.request_stop(info.chat_id, info.generation_id)
+
+    await asyncio.wait_for(waiter, 5)
+
+
+async def test_request_stop_before_waiting_is_seen(store: SessionStore) -> None:
+    info = await begin(store)
+    await store.request_stop(info.chat_id, info.generation_id)
+    await store.request_stop(info.chat_id, info.generation_id)  # idempotent
+
+    await asyncio.wait_for(store.wait_for_stop(info.chat_id, info.generation_id), 5)
+    await asyncio.wait_for(store.wait_for_stop(info.chat_id, info.generation_id), 5)
+
+
+async def test_request_stop_wakes_only_that_generation(store: SessionStore) -> None:
+    stopped, other = await begin(store, "chat-1"), await begin(store, "chat-2")
+    waiter = asyncio.create_task(store.wait_for_stop(other.chat_id, other.generation_id))
+    await asyncio.sleep(0.1)
+
+    await store.request_stop(stopped.chat_id, stopped.generation_id)
+    await asyncio.sleep(0.2)
+
+    assert not waiter.done()
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+
+
+async def test_wait_for_stop_is_cancellable_and_can_wait_again(store: SessionStore) -> None:
+    info = await begin(store)
+    first = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
+    await asyncio.sleep(0.1)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+    second = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
+    await asyncio.sleep(0.1)
+    await store.request_stop(info.chat_id, info.generation_id)
+    await asyncio.wait_for(second, 5)
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+
+async def test_close_wakes_blocked_reader_and_stop_waiter(backend: Backend) -> None:
+    store = await backend.make()
+    info = await begin(store)
+    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=30))
+    waiter = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
+    await asyncio.sleep(0.1)
+
+    await store.close()
+
+    result = await asyncio.wait_for(reader, 5)
+    assert result == LogRead([], ended=False)
+    await asyncio.wait_for(waiter, 5)
+
+
+# --- hostile chat ids --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chat_id", HOSTILE_CHAT_IDS, ids=range(len(HOSTILE_CHAT_IDS)))
+async def test_hostile_chat_id_round_trips(store: SessionStore, chat_id: str) -> None:
+    assert await store.claim_chat(chat_id, "alice") == "alice"
+    info = await begin(store, chat_id, messages=[{"id": chat_id}])
+    await append_range(store, info, 1, 2)
+    await store.request_stop(chat_id, info.generation_id)
+    await asyncio.wait_for(store.wait_for_stop(chat_id, info.generation_id), 5)
+    await store.end_generation(chat_id, info.generation_id, 3, Outcome.ABORTED, None)
+
+    chat = await store.get_chat(chat_id)
+    assert chat is not None
+    assert (chat.chat_id, chat.owner, chat.last_generation_id) == (
+        chat_id,
+        "alice",
+        info.generation_id,
+    )
+    assert await store.load_messages(chat_id) == [{"id": chat_id}]
+    assert await read_to_end(store, info) == LogRead(expected(2), True, Outcome.ABORTED)
+
+
+async def test_hostile_chat_ids_do_not_share_state(store: SessionStore) -> None:
+    for chat_id in HOSTILE_CHAT_IDS:
+        await store.claim_chat(chat_id, f"owner of {chat_id}")
+        # Would raise ChatBusy if two ids shared a chat record.
+        await begin(store, chat_id, messages=[{"id": chat_id}])
+
+    for chat_id in HOSTILE_CHAT_IDS:
+        assert await store.load_messages(chat_id) == [{"id": chat_id}]
+        assert await store.claim_chat(chat_id, "someone else") == f"owner of {chat_id}"
+
+
+# --- concurrent readers, property-based ----------------------------------------------------
+
+
+async def _replay_concurrently(store: SessionStore, batches: list[int], limits: list[int]) -> None:
+    info = await begin(store)
+
+    async def follow(limit: int) -> list[LogEntry]:
+        seen: list[LogEntry] = []
+        after = -1
+        while True:
+            result = await store.read(info.chat_id, info.generation_id, after, limit=limit, wait=5)
+            seen += result.entries
+            if result.ended:
+                assert result.outcome is Outcome.FINISHED
+                return seen
+            if result.entries:
+                after = result.entries[-1].offset
+
+    readers = [asyncio.create_task(follow(limit)) for limit in limits]
+    offset = 1
+    for size in batches:
+        await append_range(store, info, offset, offset + size - 1)
+        offset += size
+        await asyncio.sleep(0)  # let readers interleave with the producer
+    await store.end_generation(info.chat_id, info.generation_id, offset, Outcome.FINISHED, None)
+
+    async with asyncio.timeout(20):
+        results = await asyncio.gather(*readers)
+    for seen in results:
+        assert seen == expected(offset - 1)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    batches=st.lists(st.integers(min_value=1, max_value=40), max_size=12),
+    limits=st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=4),
+)
+def test_concurrent_readers_see_every_batch_once_in_order(
+    request: pytest.FixtureRequest, kind: str, batches: list[int], limits: list[int]
+) -> None:
+    url = request.getfixturevalue("redis_server").url if kind == "redis" else None
+
+    async def run() -> None:
+        backend = Backend(kind, url)
+        try:
+            await _replay_concurrently(await backend.make(), batches, limits)
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
