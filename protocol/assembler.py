@@ -14,6 +14,7 @@ token, growing text is kept as a list of pieces and a streaming tool input is on
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -292,17 +293,31 @@ class _Text(_Lazy):
     __slots__ = ("_pieces", "length")
 
     def __init__(self, initial: str = "") -> None:
-        self._pieces = [initial] if initial else []
+        self._pieces = [initial]
         self.length = len(initial)
 
     def append(self, piece: str) -> None:
         self._pieces.append(piece)
         self.length += len(piece)
 
-    def value(self) -> str:
+    def raw(self) -> str:
         if len(self._pieces) > 1:
             self._pieces = ["".join(self._pieces)]
-        return self._pieces[0] if self._pieces else ""
+        return self._pieces[0]
+
+    def value(self) -> str:
+        return _fix_surrogates(self.raw())
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _fix_surrogates(text: str) -> str:
+    """Pairs a surrogate pair split across two deltas (JavaScript strings, being UTF-16, join
+    them by themselves) and replaces unpaired ones with U+FFFD, so the text stays encodable."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class _TextPrefix(_Lazy):
@@ -315,8 +330,8 @@ class _TextPrefix(_Lazy):
         self._length = text.length
 
     def value(self) -> str:
-        full = self._text.value()
-        return full if len(full) == self._length else full[: self._length]
+        full = self._text.raw()
+        return _fix_surrogates(full if len(full) == self._length else full[: self._length])
 
 
 class _PartialInput(_Lazy):

@@ -14,6 +14,7 @@ and are ignored), so a chunk parsed from another producer is relayed unchanged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
@@ -487,6 +488,13 @@ class UnknownChunkTypeError(ValueError):
     """The input is not an object with a known chunk `type` (the client rejects it too)."""
 
 
+def _stdlib_json(data: bytes | str, error: ValidationError) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise error from None
+
+
 def parse_chunk(data: bytes | str | dict[str, Any]) -> UIMessageChunk:
     """Validate one chunk (JSON text or a decoded dict) the way the client's schema does.
 
@@ -500,7 +508,14 @@ def parse_chunk(data: bytes | str | dict[str, Any]) -> UIMessageChunk:
         if isinstance(data, dict):
             chunk = chunk_adapter.validate_python(data, strict=True)
         else:
-            chunk = chunk_adapter.validate_json(data, strict=True)
+            try:
+                chunk = chunk_adapter.validate_json(data, strict=True)
+            except ValidationError as exc:
+                if exc.errors()[0]["type"] != "json_invalid":
+                    raise
+                # pydantic's JSON reader refuses escaped lone surrogates, which JSON (and
+                # the browser) allow and encode_chunk may write; the stdlib reads them.
+                chunk = chunk_adapter.validate_python(_stdlib_json(data, exc), strict=True)
     except ValidationError as exc:
         tag_error = next(
             (e for e in exc.errors() if e["type"] in {"union_tag_invalid", "union_tag_not_found"}),
@@ -543,8 +558,9 @@ def _encode_generic(chunk: WireModel) -> bytes:
     try:
         return _dumps(data)
     except orjson.JSONEncodeError:
-        # orjson stops at 64-bit integers; pydantic's JSON writer has no such limit.
-        return chunk.__pydantic_serializer__.to_json(chunk)
+        # orjson refuses integers beyond 64 bits and lone surrogates (a provider may split a
+        # surrogate pair across deltas). JSON allows both; escaped like JSON.stringify does.
+        return json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 # Hot path: the per-token chunks are built as plain dicts (the generic path costs several
@@ -586,5 +602,8 @@ def encode_chunk(chunk: UIMessageChunk) -> bytes:
     """Compact JSON (UTF-8) of one chunk, as the client validates it (see the module doc)."""
     fast = _FAST_ENCODERS.get(type(chunk))
     if fast is not None and not chunk.__pydantic_extra__:
-        return fast(chunk)
+        try:
+            return fast(chunk)
+        except orjson.JSONEncodeError:
+            pass  # see _encode_generic
     return _encode_generic(chunk)

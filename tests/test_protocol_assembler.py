@@ -971,3 +971,15 @@ def test_apply_does_not_copy_the_message_per_token() -> None:
     parts = assembler.to_dict()["parts"]
     assert len(parts[0]["text"]) == 200_000
     assert parts[1]["input"] == {"k": 1}
+
+
+def test_surrogate_pairs_split_across_deltas() -> None:
+    # Escaped lone surrogates are valid JSON; the browser's UTF-16 strings join the halves.
+    assembler = MessageAssembler(message_id="m")
+    assembler.apply(c.TextStartChunk(id="t"))
+    for delta in ["a\ud83d", "\ude00b", "\udc00"]:
+        assembler.apply(parse_chunk(encode_chunk(c.TextDeltaChunk(id="t", delta=delta))))
+    assert assembler.to_dict()["parts"][0]["text"] == "a😀b\ufffd"
+    assembler.apply(c.TextStartChunk(id="u"))
+    assembler.apply(c.TextDeltaChunk(id="u", delta="\ud83d"))
+    assert assembler.message.parts[1].text == "\ufffd"  # type: ignore[union-attr]

@@ -586,7 +586,7 @@ def test_data_chunks_share_one_model() -> None:
 
 # --- the fast path -----------------------------------------------------------------------------
 
-_text = st.text(max_size=30)
+_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
 
 
 @given(
@@ -623,7 +623,18 @@ def test_fast_path_is_used_for_plain_deltas() -> None:
 
 def test_integers_beyond_64_bits_still_encode() -> None:
     # orjson refuses them; JSON has no limit (the browser reads them as doubles).
-    chunk = c.ToolOutputAvailableChunk(tool_call_id="a", output={"n": 2**70})
+    chunk = c.ToolOutputAvailableChunk(tool_call_id="a", output={"n": 2**70, "s": "é"})
     assert encode_chunk(chunk) == (
-        b'{"type":"tool-output-available","toolCallId":"a","output":{"n":1180591620717411303424}}'
+        b'{"type":"tool-output-available","toolCallId":"a",'
+        b'"output":{"n":1180591620717411303424,"s":"\\u00e9"}}'
+    )
+    assert parse_chunk(encode_chunk(chunk)) == chunk
+
+
+def test_lone_surrogates_are_escaped_not_fatal() -> None:
+    # A provider may split a surrogate pair across two deltas; JSON.stringify escapes them.
+    first = c.TextDeltaChunk(id="t", delta="a\ud83d")
+    assert encode_chunk(first) == b'{"type":"text-delta","id":"t","delta":"a\\ud83d"}'
+    assert encode_chunk(c.ToolInputDeltaChunk(tool_call_id="x", input_text_delta="\ude00")) == (
+        b'{"type":"tool-input-delta","toolCallId":"x","inputTextDelta":"\\ude00"}'
     )

@@ -92,7 +92,8 @@ async def test_text_and_usage(fake: AnthropicFake, provider: AnthropicProvider) 
 
     opened = events[0]
     assert isinstance(opened, StreamOpened)
-    assert opened.response_id is not None and opened.response_id.startswith("msg_")
+    assert opened.response_id is not None
+    assert opened.response_id.startswith("msg_")
     assert opened.model == "claude-sonnet-4-6"
     start = events[1]
     assert isinstance(start, TextStart)
@@ -113,12 +114,14 @@ async def test_text_and_usage(fake: AnthropicFake, provider: AnthropicProvider) 
 async def test_thinking_keeps_the_signature(
     fake: AnthropicFake, provider: AnthropicProvider
 ) -> None:
-    fake.enqueue([
-        Reasoning(["Let me ", "think."], signature="EqQBCkYIBRgCKkA-signature"),
-        RedactedReasoning("opaque-redacted"),
-        Text("Answer."),
-        FakeUsage(10, 30, reasoning_tokens=12),
-    ])
+    fake.enqueue(
+        [
+            Reasoning(["Let me ", "think."], signature="EqQBCkYIBRgCKkA-signature"),
+            RedactedReasoning("opaque-redacted"),
+            Text("Answer."),
+            FakeUsage(10, 30, reasoning_tokens=12),
+        ]
+    )
 
     events = await collect(provider.stream(ask()))
 
@@ -134,23 +137,34 @@ async def test_thinking_keeps_the_signature(
 
 
 async def test_tool_use_input_streams(fake: AnthropicFake, provider: AnthropicProvider) -> None:
-    fake.enqueue([
-        Text("Checking."),
-        ParallelToolCalls([
-            FakeToolCall("get_weather", ['{"city": ', '"Paris"}'], call_id="toolu_1"),
-            FakeToolCall("get_weather", '{"city": "Rome"}', call_id="toolu_2"),
-        ]),
-    ])
+    fake.enqueue(
+        [
+            Text("Checking."),
+            ParallelToolCalls(
+                [
+                    FakeToolCall("get_weather", ['{"city": ', '"Paris"}'], call_id="toolu_1"),
+                    FakeToolCall("get_weather", '{"city": "Rome"}', call_id="toolu_2"),
+                ]
+            ),
+        ]
+    )
 
     events = await collect(provider.stream(ask(tools=[WEATHER])))
 
     assert of_type(events, ToolInputStart) == [
-        ToolInputStart("toolu_1", "get_weather"), ToolInputStart("toolu_2", "get_weather")]
+        ToolInputStart("toolu_1", "get_weather"),
+        ToolInputStart("toolu_2", "get_weather"),
+    ]
     # the API's empty first input piece is not passed on
     assert [(d.tool_call_id, d.delta) for d in of_type(events, ToolInputDelta)] == [
-        ("toolu_1", '{"city": '), ("toolu_1", '"Paris"}'), ("toolu_2", '{"city": "Rome"}')]
+        ("toolu_1", '{"city": '),
+        ("toolu_1", '"Paris"}'),
+        ("toolu_2", '{"city": "Rome"}'),
+    ]
     assert [(c.tool_call_id, c.input_text) for c in of_type(events, ToolCall)] == [
-        ("toolu_1", '{"city": "Paris"}'), ("toolu_2", '{"city": "Rome"}')]
+        ("toolu_1", '{"city": "Paris"}'),
+        ("toolu_2", '{"city": "Rome"}'),
+    ]
     finished = events[-1]
     assert isinstance(finished, StepFinished)
     assert (finished.finish_reason, finished.raw_finish_reason) == ("tool-calls", "tool_use")
@@ -168,27 +182,37 @@ async def test_tool_call_without_input_deltas(
 
 
 async def test_citations_become_sources(fake: AnthropicFake, provider: AnthropicProvider) -> None:
-    fake.enqueue([
-        Text("According to the page"),
-        Citation("https://example.com/page", "The page"),
-        Citation("https://example.com/page", "The page"),
-        Citation(None, "report.txt", cited_text="42", document_index=0),
-        Text(" it is 42."),
-    ])
+    fake.enqueue(
+        [
+            Text("According to the page"),
+            Citation("https://example.com/page", "The page"),
+            Citation("https://example.com/page", "The page"),
+            Citation(None, "report.txt", cited_text="42", document_index=0),
+            Text(" it is 42."),
+        ]
+    )
 
     events = await collect(provider.stream(ask()))
 
     sources = of_type(events, Source)
     assert [(s.source_type, s.url, s.title) for s in sources] == [
-        ("url", "https://example.com/page", "The page"), ("document", None, "report.txt")]
+        ("url", "https://example.com/page", "The page"),
+        ("document", None, "report.txt"),
+    ]
     assert sources[1].media_type == "text/plain"
     assert len(of_type(events, TextStart)) == 1  # citations stay in the text block
 
 
 @pytest.mark.parametrize(
     ("reason", "expected"),
-    [("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"),
-     ("refusal", "content-filter"), ("tool_use", "tool-calls"), ("pause_turn", "other")],
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("refusal", "content-filter"),
+        ("tool_use", "tool-calls"),
+        ("pause_turn", "other"),
+    ],
 )
 async def test_finish_reasons(
     fake: AnthropicFake, provider: AnthropicProvider, reason: str, expected: str
@@ -212,32 +236,65 @@ def conversation() -> list[Any]:
             "user",
             {"type": "file", "mediaType": "image/png", "url": f"data:image/png;base64,{PNG_B64}"},
             {"type": "file", "mediaType": "image/jpeg", "url": "https://img.test/cat.jpg"},
-            {"type": "file", "mediaType": "application/pdf",
-             "url": f"data:application/pdf;base64,{PDF_B64}", "filename": "r.pdf"},
-            {"type": "file", "mediaType": "text/plain", "url": "data:text/plain,hello%20world",
-             "filename": "notes.txt"},
+            {
+                "type": "file",
+                "mediaType": "application/pdf",
+                "url": f"data:application/pdf;base64,{PDF_B64}",
+                "filename": "r.pdf",
+            },
+            {
+                "type": "file",
+                "mediaType": "text/plain",
+                "url": "data:text/plain,hello%20world",
+                "filename": "notes.txt",
+            },
             "Weather in Paris and Berlin?",
         ),
         message("user", "Please hurry."),  # consecutive user messages are merged
         message(
             "assistant",
             {"type": "step-start"},
-            {"type": "reasoning", "text": "Two cities.",
-             "providerMetadata": {"anthropic": {"signature": "sig-1"}}},
+            {
+                "type": "reasoning",
+                "text": "Two cities.",
+                "providerMetadata": {"anthropic": {"signature": "sig-1"}},
+            },
             {"type": "reasoning", "text": "no signature: dropped"},
-            {"type": "reasoning", "text": "",
-             "providerMetadata": {"anthropic": {"redactedData": "redacted-1"}}},
+            {
+                "type": "reasoning",
+                "text": "",
+                "providerMetadata": {"anthropic": {"redactedData": "redacted-1"}},
+            },
             {"type": "text", "text": "Checking both."},
-            {"type": "tool-get_weather", "toolCallId": "toolu_1", "state": "output-available",
-             "input": {"city": "Paris"}, "output": {"temp": 21}},
-            {"type": "tool-get_weather", "toolCallId": "toolu_2", "state": "output-error",
-             "input": {"city": "Berlin"}, "errorText": "service down"},
-            {"type": "tool-get_weather", "toolCallId": "toolu_3", "state": "input-available",
-             "input": {"city": "Oslo"}},  # no result yet: not sent
+            {
+                "type": "tool-get_weather",
+                "toolCallId": "toolu_1",
+                "state": "output-available",
+                "input": {"city": "Paris"},
+                "output": {"temp": 21},
+            },
+            {
+                "type": "tool-get_weather",
+                "toolCallId": "toolu_2",
+                "state": "output-error",
+                "input": {"city": "Berlin"},
+                "errorText": "service down",
+            },
+            {
+                "type": "tool-get_weather",
+                "toolCallId": "toolu_3",
+                "state": "input-available",
+                "input": {"city": "Oslo"},
+            },  # no result yet: not sent
             {"type": "step-start"},
             {"type": "text", "text": "Paris is 21°C."},
-            {"type": "tool-delete_file", "toolCallId": "toolu_4", "state": "output-denied",
-             "input": {"path": "a.txt"}, "approval": {"id": "ap1", "approved": False}},
+            {
+                "type": "tool-delete_file",
+                "toolCallId": "toolu_4",
+                "state": "output-denied",
+                "input": {"path": "a.txt"},
+                "approval": {"id": "ap1", "approved": False},
+            },
         ),
     ]
 
@@ -245,9 +302,14 @@ def conversation() -> list[Any]:
 async def test_multi_turn_conversation_is_converted(
     fake: AnthropicFake, provider: AnthropicProvider
 ) -> None:
-    request = ModelRequest(model="claude-sonnet-4-6", messages=conversation(),
-                           system="Be brief.", tools=[WEATHER], max_output_tokens=1000,
-                           temperature=0.3)
+    request = ModelRequest(
+        model="claude-sonnet-4-6",
+        messages=conversation(),
+        system="Be brief.",
+        tools=[WEATHER],
+        max_output_tokens=1000,
+        temperature=0.3,
+    )
     await collect(provider.stream(request))
 
     body = fake.last_request.body
@@ -255,42 +317,85 @@ async def test_multi_turn_conversation_is_converted(
     assert body["max_tokens"] == 1000
     assert body["temperature"] == 0.3
     assert body["tools"] == [
-        {"name": "get_weather", "description": "Weather", "input_schema": WEATHER.input_schema}]
+        {"name": "get_weather", "description": "Weather", "input_schema": WEATHER.input_schema}
+    ]
     assert body["messages"] == [
-        {"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                         "data": PNG_B64}},
-            {"type": "image", "source": {"type": "url", "url": "https://img.test/cat.jpg"}},
-            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
-                                            "data": PDF_B64}},
-            {"type": "document", "title": "notes.txt",
-             "source": {"type": "text", "media_type": "text/plain", "data": "hello world"}},
-            {"type": "text", "text": "Weather in Paris and Berlin?"},
-            {"type": "text", "text": "Please hurry."},
-        ]},
-        {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "Two cities.", "signature": "sig-1"},
-            {"type": "redacted_thinking", "data": "redacted-1"},
-            {"type": "text", "text": "Checking both."},
-            {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-             "input": {"city": "Paris"}},
-            {"type": "tool_use", "id": "toolu_2", "name": "get_weather",
-             "input": {"city": "Berlin"}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_1", "content": '{"temp":21}'},
-            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "service down",
-             "is_error": True},
-        ]},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Paris is 21°C."},
-            {"type": "tool_use", "id": "toolu_4", "name": "delete_file",
-             "input": {"path": "a.txt"}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_4",
-             "content": "The user denied this tool call.", "is_error": True},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64},
+                },
+                {"type": "image", "source": {"type": "url", "url": "https://img.test/cat.jpg"}},
+                {
+                    "type": "document",
+                    "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+                },
+                {
+                    "type": "document",
+                    "title": "notes.txt",
+                    "source": {"type": "text", "media_type": "text/plain", "data": "hello world"},
+                },
+                {"type": "text", "text": "Weather in Paris and Berlin?"},
+                {"type": "text", "text": "Please hurry."},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Two cities.", "signature": "sig-1"},
+                {"type": "redacted_thinking", "data": "redacted-1"},
+                {"type": "text", "text": "Checking both."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "toolu_2",
+                    "name": "get_weather",
+                    "input": {"city": "Berlin"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": '{"temp":21}'},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_2",
+                    "content": "service down",
+                    "is_error": True,
+                },
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Paris is 21°C."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_4",
+                    "name": "delete_file",
+                    "input": {"path": "a.txt"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_4",
+                    "content": "The user denied this tool call.",
+                    "is_error": True,
+                },
+            ],
+        },
     ]
 
 
@@ -301,12 +406,15 @@ async def test_final_assistant_text_loses_trailing_whitespace(
     await collect(provider.stream(ModelRequest(model="claude", messages=messages)))
 
     assert fake.last_request.body["messages"][-1] == {
-        "role": "assistant", "content": [{"type": "text", "text": "Hello"}]}
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Hello"}],
+    }
 
 
 async def test_thinking_budget(fake: AnthropicFake) -> None:
-    provider = AnthropicProvider(api_key=API_KEY, base_url=fake.url, max_retries=0,
-                                 thinking_budget=2048)
+    provider = AnthropicProvider(
+        api_key=API_KEY, base_url=fake.url, max_retries=0, thinking_budget=2048
+    )
     try:
         await collect(provider.stream(ask(temperature=0.7, max_output_tokens=1000)))
     finally:
@@ -334,8 +442,13 @@ async def test_bad_key(fake: AnthropicFake, provider: AnthropicProvider) -> None
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(429, ProviderRateLimited), (500, ProviderUnavailable), (529, ProviderUnavailable),
-     (400, ProviderBadRequest), (403, ProviderAuthError)],
+    [
+        (429, ProviderRateLimited),
+        (500, ProviderUnavailable),
+        (529, ProviderUnavailable),
+        (400, ProviderBadRequest),
+        (403, ProviderAuthError),
+    ],
 )
 async def test_http_errors(
     fake: AnthropicFake, provider: AnthropicProvider, status: int, error: type[ProviderError]
@@ -351,11 +464,10 @@ async def test_http_errors(
 
 async def test_error_event_mid_stream(fake: AnthropicFake, provider: AnthropicProvider) -> None:
     fake.enqueue([Text("Partial"), StreamError("Overloaded", "overloaded_error")])
-    events = []
+    events: list[Any] = []
 
     with pytest.raises(ProviderUnavailable, match="Overloaded"):
-        async for event in provider.stream(ask()):
-            events.append(event)
+        await collect(provider.stream(ask()), into=events)
 
     assert isinstance(events[0], StreamOpened)
     assert of_type(events, TextDelta)

@@ -26,10 +26,16 @@ from bridge.providers.base import (
 from bridge.providers.demo import DemoProvider, example_input
 from tests.fakes import collect, message, of_type
 
-WEATHER = ToolSpec("get_weather", "Weather", {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
-DELETE = ToolSpec("delete_file", "Delete a file", {
-    "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]})
+WEATHER = ToolSpec(
+    "get_weather",
+    "Weather",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+DELETE = ToolSpec(
+    "delete_file",
+    "Delete a file",
+    {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+)
 
 
 def provider() -> DemoProvider:
@@ -37,9 +43,7 @@ def provider() -> DemoProvider:
 
 
 def ask(text: str, tools: tuple[ToolSpec, ...] = (), history: tuple[Any, ...] = ()) -> ModelRequest:
-    return ModelRequest(
-        model="scripted", messages=[*history, message("user", text)], tools=tools
-    )
+    return ModelRequest(model="scripted", messages=[*history, message("user", text)], tools=tools)
 
 
 def text_of(events: list[Any]) -> str:
@@ -53,7 +57,8 @@ async def test_plain_answer_is_labelled_and_streamed_token_by_token() -> None:
     assert isinstance(events[1], ReasoningStart)
     assert of_type(events, ReasoningDelta)
     text = text_of(events)
-    assert "Demo model" in text and "Hello there" in text
+    assert "Demo model" in text
+    assert "Hello there" in text
     deltas = of_type(events, TextDelta)
     assert len(deltas) > 10  # one word per delta
     finished = events[-1]
@@ -76,7 +81,8 @@ async def test_sources() -> None:
 
     (source,) = of_type(events, Source)
     assert source.source_type == "url"
-    assert source.url is not None and source.url.startswith("https://")
+    assert source.url is not None
+    assert source.url.startswith("https://")
 
 
 async def test_weather_tool_round_trip() -> None:
@@ -96,17 +102,23 @@ async def test_weather_tool_round_trip() -> None:
     assistant = message(
         "assistant",
         {"type": "step-start"},
-        {"type": "tool-get_weather", "toolCallId": call.tool_call_id,
-         "state": "output-available", "input": {"city": "Berlin"},
-         "output": {"temperature": 18, "conditions": "cloudy"}},
+        {
+            "type": "tool-get_weather",
+            "toolCallId": call.tool_call_id,
+            "state": "output-available",
+            "input": {"city": "Berlin"},
+            "output": {"temperature": 18, "conditions": "cloudy"},
+        },
     )
     request = ask("What's the weather in Berlin?", (WEATHER,))
-    follow_up = ModelRequest(model="scripted", messages=[*request.messages, assistant],
-                             tools=(WEATHER,))
+    follow_up = ModelRequest(
+        model="scripted", messages=[*request.messages, assistant], tools=(WEATHER,)
+    )
     events = await collect(provider().stream(follow_up))
 
     text = text_of(events)
-    assert "get_weather" in text and "cloudy" in text
+    assert "get_weather" in text
+    assert "cloudy" in text
     assert not of_type(events, ToolCall)
     finished = events[-1]
     assert isinstance(finished, StepFinished)
@@ -122,36 +134,55 @@ async def test_delete_tool_and_denial() -> None:
     denied = message(
         "assistant",
         {"type": "step-start"},
-        {"type": "tool-delete_file", "toolCallId": call.tool_call_id, "state": "output-denied",
-         "input": {"path": "notes.txt"}, "approval": {"id": "a1", "approved": False}},
+        {
+            "type": "tool-delete_file",
+            "toolCallId": call.tool_call_id,
+            "state": "output-denied",
+            "input": {"path": "notes.txt"},
+            "approval": {"id": "a1", "approved": False},
+        },
     )
-    events = await collect(provider().stream(
-        ModelRequest(model="s", messages=[message("user", "Please delete notes.txt"), denied],
-                     tools=(DELETE,))))
+    events = await collect(
+        provider().stream(
+            ModelRequest(
+                model="s",
+                messages=[message("user", "Please delete notes.txt"), denied],
+                tools=(DELETE,),
+            )
+        )
+    )
 
     assert "did not run" in text_of(events)
     assert "denied" in text_of(events)
 
 
 async def test_use_any_tool_with_an_input_from_its_schema() -> None:
-    tool = ToolSpec("lookup_order", "Find an order", {
-        "type": "object",
-        "properties": {
-            "order_id": {"type": "integer"},
-            "region": {"type": "string", "enum": ["eu", "us"]},
-            "express": {"type": "boolean"},
-            "note": {"type": "string"},
-            "optional": {"type": "string"},
+    tool = ToolSpec(
+        "lookup_order",
+        "Find an order",
+        {
+            "type": "object",
+            "properties": {
+                "order_id": {"type": "integer"},
+                "region": {"type": "string", "enum": ["eu", "us"]},
+                "express": {"type": "boolean"},
+                "note": {"type": "string"},
+                "optional": {"type": "string"},
+            },
+            "required": ["order_id", "region", "express", "note"],
         },
-        "required": ["order_id", "region", "express", "note"],
-    })
+    )
 
     events = await collect(provider().stream(ask('Please use lookup_order for "urgent"', (tool,))))
 
     (call,) = of_type(events, ToolCall)
     assert call.tool_name == "lookup_order"
     assert json.loads(call.input_text) == {
-        "order_id": 1, "region": "eu", "express": True, "note": "urgent"}
+        "order_id": 1,
+        "region": "eu",
+        "express": True,
+        "note": "urgent",
+    }
 
 
 async def test_use_a_tool_without_schema_sends_an_empty_object() -> None:
@@ -173,9 +204,17 @@ async def test_tools_not_offered_are_not_called() -> None:
 async def test_tool_call_ids_are_unique_in_the_conversation() -> None:
     history = (
         message("user", "weather in Rome"),
-        message("assistant", {"type": "tool-get_weather", "toolCallId": "demo-call-1",
-                              "state": "output-available", "input": {}, "output": 1},
-                "Done."),
+        message(
+            "assistant",
+            {
+                "type": "tool-get_weather",
+                "toolCallId": "demo-call-1",
+                "state": "output-available",
+                "input": {},
+                "output": 1,
+            },
+            "Done.",
+        ),
     )
     events = await collect(provider().stream(ask("weather in Oslo", (WEATHER,), history)))
 
@@ -224,11 +263,18 @@ def test_example_input_handles_nested_and_typed_properties() -> None:
             "city": {"type": "string"},
             "count": {"type": ["integer", "null"], "minimum": 3},
             "tags": {"type": "array"},
-            "options": {"type": "object", "properties": {"path": {"type": "string"}},
-                        "required": ["path"]},
+            "options": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}},
+                "required": ["path"],
+            },
         },
         "required": ["city", "count", "tags", "options"],
     }
 
     assert example_input(schema, "Send /tmp/report.pdf to Lyon") == {
-        "city": "Lyon", "count": 3, "tags": [], "options": {"path": "/tmp/report.pdf"}}
+        "city": "Lyon",
+        "count": 3,
+        "tags": [],
+        "options": {"path": "/tmp/report.pdf"},
+    }

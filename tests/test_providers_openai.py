@@ -101,8 +101,11 @@ async def test_text_stream(fake: OpenAIFake, provider: OpenAIResponsesProvider) 
     assert opened.response_id.startswith("resp_")
     start = events[1]
     assert isinstance(start, TextStart)
-    assert events[2:5] == [TextDelta(start.id, "Hello"), TextDelta(start.id, ", "),
-                           TextDelta(start.id, "world")]
+    assert events[2:5] == [
+        TextDelta(start.id, "Hello"),
+        TextDelta(start.id, ", "),
+        TextDelta(start.id, "world"),
+    ]
     assert events[5] == TextEnd(start.id, provider_metadata={"openai": {"itemId": start.id}})
     finished = events[6]
     assert isinstance(finished, StepFinished)
@@ -115,11 +118,13 @@ async def test_text_stream(fake: OpenAIFake, provider: OpenAIResponsesProvider) 
 async def test_reasoning_summary_parts_keep_item_id_and_encrypted_content(
     fake: OpenAIFake, provider: OpenAIResponsesProvider
 ) -> None:
-    fake.enqueue([
-        Reasoning("First part."),
-        Reasoning("Second part.", continues=True, encrypted_content="gAAA-encrypted"),
-        Text("Answer."),
-    ])
+    fake.enqueue(
+        [
+            Reasoning("First part."),
+            Reasoning("Second part.", continues=True, encrypted_content="gAAA-encrypted"),
+            Text("Answer."),
+        ]
+    )
 
     events = await collect(provider.stream(ask(model="o4-mini")))
 
@@ -148,8 +153,10 @@ async def test_reasoning_and_temperature_depend_on_the_model(
     assert "reasoning" not in plain
     assert reasoning["reasoning"] == {"summary": "auto"}
     assert "temperature" not in reasoning  # reasoning models reject it
-    assert is_reasoning_model("o3") and is_reasoning_model("gpt-5")
-    assert not is_reasoning_model("gpt-5-chat-latest") and not is_reasoning_model("gpt-4o")
+    assert is_reasoning_model("o3")
+    assert is_reasoning_model("gpt-5")
+    assert not is_reasoning_model("gpt-5-chat-latest")
+    assert not is_reasoning_model("gpt-4o")
 
 
 async def test_tool_call_input_streams(fake: OpenAIFake, provider: OpenAIResponsesProvider) -> None:
@@ -161,7 +168,10 @@ async def test_tool_call_input_streams(fake: OpenAIFake, provider: OpenAIRespons
     assert [d.delta for d in of_type(events, ToolInputDelta)] == ['{"ci', 'ty": "Pa', 'ris"}']
     (call,) = of_type(events, ToolCall)
     assert (call.tool_call_id, call.tool_name, call.input_text) == (
-        "call_1", "get_weather", '{"city": "Paris"}')
+        "call_1",
+        "get_weather",
+        '{"city": "Paris"}',
+    )
     assert call.provider_metadata is not None
     assert call.provider_metadata["openai"]["itemId"].startswith("fc_")
     finished = events[-1]
@@ -171,19 +181,25 @@ async def test_tool_call_input_streams(fake: OpenAIFake, provider: OpenAIRespons
 
 
 async def test_parallel_tool_calls(fake: OpenAIFake, provider: OpenAIResponsesProvider) -> None:
-    fake.enqueue([
-        Text("Checking both."),
-        ParallelToolCalls([
-            FakeToolCall("get_weather", '{"city":"Paris"}', call_id="c1"),
-            FakeToolCall("get_weather", '{"city":"Berlin"}', call_id="c2"),
-        ]),
-    ])
+    fake.enqueue(
+        [
+            Text("Checking both."),
+            ParallelToolCalls(
+                [
+                    FakeToolCall("get_weather", '{"city":"Paris"}', call_id="c1"),
+                    FakeToolCall("get_weather", '{"city":"Berlin"}', call_id="c2"),
+                ]
+            ),
+        ]
+    )
 
     events = await collect(provider.stream(ask(tools=[WEATHER])))
 
     calls = of_type(events, ToolCall)
     assert [(c.tool_call_id, c.input_text) for c in calls] == [
-        ("c1", '{"city":"Paris"}'), ("c2", '{"city":"Berlin"}')]
+        ("c1", '{"city":"Paris"}'),
+        ("c2", '{"city":"Berlin"}'),
+    ]
     assert of_type(events, TextEnd)  # the text block was closed
     finished = events[-1]
     assert isinstance(finished, StepFinished)
@@ -193,18 +209,22 @@ async def test_parallel_tool_calls(fake: OpenAIFake, provider: OpenAIResponsesPr
 async def test_url_citations_become_sources(
     fake: OpenAIFake, provider: OpenAIResponsesProvider
 ) -> None:
-    fake.enqueue([
-        Text("See the docs."),
-        Citation("https://example.com/a", "Page A"),
-        Citation("https://example.com/a", "Page A"),  # cited twice: one source
-        Citation("https://example.com/b", "Page B"),
-    ])
+    fake.enqueue(
+        [
+            Text("See the docs."),
+            Citation("https://example.com/a", "Page A"),
+            Citation("https://example.com/a", "Page A"),  # cited twice: one source
+            Citation("https://example.com/b", "Page B"),
+        ]
+    )
 
     events = await collect(provider.stream(ask()))
 
     sources = of_type(events, Source)
     assert [(s.source_type, s.url, s.title) for s in sources] == [
-        ("url", "https://example.com/a", "Page A"), ("url", "https://example.com/b", "Page B")]
+        ("url", "https://example.com/a", "Page A"),
+        ("url", "https://example.com/b", "Page B"),
+    ]
     assert len({s.id for s in sources}) == 2
 
 
@@ -255,30 +275,60 @@ def conversation() -> list[Any]:
         message(
             "assistant",
             {"type": "step-start"},
-            {"type": "reasoning", "text": "Two cities.",
-             "providerMetadata": {"openai": {"itemId": "rs_1"}}},
-            {"type": "tool-get_weather", "toolCallId": "call_1", "state": "output-available",
-             "input": {"city": "Paris"}, "output": {"temp": 21},
-             "callProviderMetadata": {"openai": {"itemId": "fc_1"}}},
-            {"type": "tool-get_weather", "toolCallId": "call_2", "state": "output-error",
-             "input": {"city": "Berlin"}, "errorText": "service down"},
+            {
+                "type": "reasoning",
+                "text": "Two cities.",
+                "providerMetadata": {"openai": {"itemId": "rs_1"}},
+            },
+            {
+                "type": "tool-get_weather",
+                "toolCallId": "call_1",
+                "state": "output-available",
+                "input": {"city": "Paris"},
+                "output": {"temp": 21},
+                "callProviderMetadata": {"openai": {"itemId": "fc_1"}},
+            },
+            {
+                "type": "tool-get_weather",
+                "toolCallId": "call_2",
+                "state": "output-error",
+                "input": {"city": "Berlin"},
+                "errorText": "service down",
+            },
             {"type": "step-start"},
-            {"type": "text", "text": "Paris: 21°C. Berlin failed.",
-             "providerMetadata": {"openai": {"itemId": "msg_1"}}},
+            {
+                "type": "text",
+                "text": "Paris: 21°C. Berlin failed.",
+                "providerMetadata": {"openai": {"itemId": "msg_1"}},
+            },
             message_id="a1",
         ),
         message("user", "Delete notes.txt, old.txt and x.txt", message_id="u2"),
         message(
             "assistant",
             {"type": "step-start"},
-            {"type": "tool-delete_file", "toolCallId": "call_3", "state": "output-denied",
-             "input": {"path": "notes.txt"},
-             "approval": {"id": "ap1", "approved": False, "reason": "keep it"}},
-            {"type": "tool-delete_file", "toolCallId": "call_4", "state": "approval-responded",
-             "input": {"path": "old.txt"}, "approval": {"id": "ap2", "approved": True}},
-            {"type": "dynamic-tool", "toolName": "delete_file", "toolCallId": "call_5",
-             "state": "approval-responded", "input": {"path": "x.txt"},
-             "approval": {"id": "ap3", "approved": False}},
+            {
+                "type": "tool-delete_file",
+                "toolCallId": "call_3",
+                "state": "output-denied",
+                "input": {"path": "notes.txt"},
+                "approval": {"id": "ap1", "approved": False, "reason": "keep it"},
+            },
+            {
+                "type": "tool-delete_file",
+                "toolCallId": "call_4",
+                "state": "approval-responded",
+                "input": {"path": "old.txt"},
+                "approval": {"id": "ap2", "approved": True},
+            },
+            {
+                "type": "dynamic-tool",
+                "toolName": "delete_file",
+                "toolCallId": "call_5",
+                "state": "approval-responded",
+                "input": {"path": "x.txt"},
+                "approval": {"id": "ap3", "approved": False},
+            },
             {"type": "data-progress", "data": {"done": 1}},
             message_id="a2",
         ),
@@ -289,8 +339,12 @@ async def test_multi_turn_conversation_is_converted(
     fake: OpenAIFake, provider: OpenAIResponsesProvider
 ) -> None:
     request = ModelRequest(
-        model="gpt-4.1", messages=conversation(), system="Be brief.", tools=[WEATHER],
-        max_output_tokens=321, temperature=0.5,
+        model="gpt-4.1",
+        messages=conversation(),
+        system="Be brief.",
+        tools=[WEATHER],
+        max_output_tokens=321,
+        temperature=0.5,
     )
     await collect(provider.stream(request))
 
@@ -300,40 +354,85 @@ async def test_multi_turn_conversation_is_converted(
     assert body["instructions"] == "Be brief."
     assert body["max_output_tokens"] == 321
     assert body["temperature"] == 0.5
-    assert body["tools"] == [{
-        "type": "function", "name": "get_weather", "description": "Current weather of a city",
-        "parameters": WEATHER.input_schema, "strict": False}]
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": WEATHER.input_schema,
+            "strict": False,
+        }
+    ]
     assert body["input"] == [
-        {"type": "message", "role": "user", "content": [
-            {"type": "input_image", "image_url": PNG, "detail": "auto"},
-            {"type": "input_file", "filename": "r.pdf", "file_data": PDF},
-            {"type": "input_image", "image_url": "https://img.test/cat.jpg", "detail": "auto"},
-            {"type": "input_text", "text": "Weather in Paris and Berlin?"},
-        ]},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_image", "image_url": PNG, "detail": "auto"},
+                {"type": "input_file", "filename": "r.pdf", "file_data": PDF},
+                {"type": "input_image", "image_url": "https://img.test/cat.jpg", "detail": "auto"},
+                {"type": "input_text", "text": "Weather in Paris and Berlin?"},
+            ],
+        },
         # step 1: reasoning (kept: the call after it has its item id), calls, then outputs
-        {"type": "reasoning", "id": "rs_1",
-         "summary": [{"type": "summary_text", "text": "Two cities."}]},
-        {"type": "function_call", "call_id": "call_1", "name": "get_weather",
-         "arguments": '{"city":"Paris"}', "id": "fc_1"},
-        {"type": "function_call", "call_id": "call_2", "name": "get_weather",
-         "arguments": '{"city":"Berlin"}'},
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [{"type": "summary_text", "text": "Two cities."}],
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city":"Paris"}',
+            "id": "fc_1",
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_2",
+            "name": "get_weather",
+            "arguments": '{"city":"Berlin"}',
+        },
         {"type": "function_call_output", "call_id": "call_1", "output": '{"temp":21}'},
         {"type": "function_call_output", "call_id": "call_2", "output": "service down"},
         # step 2
-        {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed",
-         "content": [{"type": "output_text", "text": "Paris: 21°C. Berlin failed.",
-                      "annotations": []}]},
-        {"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "Delete notes.txt, old.txt and x.txt"}]},
+        {
+            "type": "message",
+            "role": "assistant",
+            "id": "msg_1",
+            "status": "completed",
+            "content": [
+                {"type": "output_text", "text": "Paris: 21°C. Berlin failed.", "annotations": []}
+            ],
+        },
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Delete notes.txt, old.txt and x.txt"}],
+        },
         # denied calls are answered; the approved one (not executed yet) is not sent
-        {"type": "function_call", "call_id": "call_3", "name": "delete_file",
-         "arguments": '{"path":"notes.txt"}'},
-        {"type": "function_call", "call_id": "call_5", "name": "delete_file",
-         "arguments": '{"path":"x.txt"}'},
-        {"type": "function_call_output", "call_id": "call_3",
-         "output": "The user denied this tool call. Reason: keep it"},
-        {"type": "function_call_output", "call_id": "call_5",
-         "output": "The user denied this tool call."},
+        {
+            "type": "function_call",
+            "call_id": "call_3",
+            "name": "delete_file",
+            "arguments": '{"path":"notes.txt"}',
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_5",
+            "name": "delete_file",
+            "arguments": '{"path":"x.txt"}',
+        },
+        {
+            "type": "function_call_output",
+            "call_id": "call_3",
+            "output": "The user denied this tool call. Reason: keep it",
+        },
+        {
+            "type": "function_call_output",
+            "call_id": "call_5",
+            "output": "The user denied this tool call.",
+        },
     ]
 
 
@@ -345,10 +444,17 @@ async def test_reasoning_without_its_following_item_id_is_dropped(
         message(
             "assistant",
             {"type": "step-start"},
-            {"type": "reasoning", "text": "hmm", "providerMetadata": {"openai": {"itemId": "rs_9"}}},
+            {
+                "type": "reasoning",
+                "text": "hmm",
+                "providerMetadata": {"openai": {"itemId": "rs_9"}},
+            },
             {"type": "text", "text": "Hello!"},  # no item id kept
-            {"type": "reasoning", "text": "from Claude",
-             "providerMetadata": {"anthropic": {"signature": "sig"}}},
+            {
+                "type": "reasoning",
+                "text": "from Claude",
+                "providerMetadata": {"anthropic": {"signature": "sig"}},
+            },
         ),
         message("user", "And?"),
     ]
@@ -364,20 +470,31 @@ async def test_reasoning_without_its_following_item_id_is_dropped(
 async def test_text_file_and_unsupported_file(
     fake: OpenAIFake, provider: OpenAIResponsesProvider
 ) -> None:
-    messages = [message(
-        "user",
-        {"type": "file", "mediaType": "text/plain", "url": "data:text/plain;base64,aGVsbG8=",
-         "filename": "a.txt"},
-        {"type": "file", "mediaType": "application/zip", "url": "data:application/zip;base64,UEs=",
-         "filename": "b.zip"},
-        "Read these",
-    )]
+    messages = [
+        message(
+            "user",
+            {
+                "type": "file",
+                "mediaType": "text/plain",
+                "url": "data:text/plain;base64,aGVsbG8=",
+                "filename": "a.txt",
+            },
+            {
+                "type": "file",
+                "mediaType": "application/zip",
+                "url": "data:application/zip;base64,UEs=",
+                "filename": "b.zip",
+            },
+            "Read these",
+        )
+    ]
     await collect(provider.stream(ModelRequest(model="gpt-4.1", messages=messages)))
 
     content = fake.last_request.body["input"][0]["content"]
     assert content[0] == {"type": "input_text", "text": "[file a.txt (text/plain)]\nhello"}
     assert content[1]["type"] == "input_text"
-    assert "b.zip" in content[1]["text"] and "omitted" in content[1]["text"]
+    assert "b.zip" in content[1]["text"]
+    assert "omitted" in content[1]["text"]
 
 
 # --------------------------------------------------------------------------- errors
@@ -395,7 +512,8 @@ async def test_bad_key_is_an_auth_error_without_the_key(
     assert caught.value.provider == "openai"
     text = str(caught.value) + caught.value.message
     assert API_KEY not in text
-    assert API_KEY[:12] not in text and API_KEY[-4:] not in text  # not even the masked form
+    assert API_KEY[:12] not in text
+    assert API_KEY[-4:] not in text
     assert "Incorrect API key" in text
 
 
@@ -413,8 +531,13 @@ async def test_error_quoting_the_full_key_is_redacted(
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(429, ProviderRateLimited), (500, ProviderUnavailable), (503, ProviderUnavailable),
-     (404, ProviderBadRequest), (403, ProviderAuthError)],
+    [
+        (429, ProviderRateLimited),
+        (500, ProviderUnavailable),
+        (503, ProviderUnavailable),
+        (404, ProviderBadRequest),
+        (403, ProviderAuthError),
+    ],
 )
 async def test_http_errors_map_to_provider_errors(
     fake: OpenAIFake, provider: OpenAIResponsesProvider, status: int, error: type[ProviderError]
@@ -442,11 +565,10 @@ async def test_retries_follow_the_sdk_setting(fake: OpenAIFake) -> None:
 
 async def test_error_event_mid_stream(fake: OpenAIFake, provider: OpenAIResponsesProvider) -> None:
     fake.enqueue([Text("Partial"), StreamError("upstream exploded", "server_error")])
-    events = []
+    events: list[Any] = []
 
     with pytest.raises(ProviderUnavailable) as caught:
-        async for event in provider.stream(ask()):
-            events.append(event)
+        await collect(provider.stream(ask()), into=events)
 
     assert isinstance(events[0], StreamOpened)
     assert of_type(events, TextDelta)
@@ -505,7 +627,7 @@ async def test_whole_stream_timeout(fake: OpenAIFake) -> None:
         api_key=API_KEY, base_url=fake.base_url, max_retries=0, timeout=0.5
     )
     try:
-        with pytest.raises(ProviderUnavailable, match="did not finish within 0.5 s"):
+        with pytest.raises(ProviderUnavailable, match=r"did not finish within 0\.5 s"):
             await collect(provider.stream(ask()))
     finally:
         await provider.aclose()

@@ -109,24 +109,36 @@ async def test_reasoning_fields(fake: OpenAIFake, provider: OpenAIChatProvider, 
 
 
 async def test_parallel_tool_calls_by_index(fake: OpenAIFake, provider: OpenAIChatProvider) -> None:
-    fake.enqueue([
-        Text("Let me look."),
-        ParallelToolCalls([
-            FakeToolCall("get_weather", ['{"city":', '"Paris"}'], call_id="call_a"),
-            FakeToolCall("get_weather", ['{"city":', '"Rome"}'], call_id="call_b"),
-        ]),
-    ])
+    fake.enqueue(
+        [
+            Text("Let me look."),
+            ParallelToolCalls(
+                [
+                    FakeToolCall("get_weather", ['{"city":', '"Paris"}'], call_id="call_a"),
+                    FakeToolCall("get_weather", ['{"city":', '"Rome"}'], call_id="call_b"),
+                ]
+            ),
+        ]
+    )
 
     events = await collect(provider.stream(ask(tools=[WEATHER])))
 
     assert of_type(events, ToolInputStart) == [
-        ToolInputStart("call_a", "get_weather"), ToolInputStart("call_b", "get_weather")]
+        ToolInputStart("call_a", "get_weather"),
+        ToolInputStart("call_b", "get_weather"),
+    ]
     deltas = [(d.tool_call_id, d.delta) for d in of_type(events, ToolInputDelta)]
     # interleaved on the wire, attributed to the right call
-    assert deltas == [("call_a", '{"city":'), ("call_b", '{"city":'),
-                      ("call_a", '"Paris"}'), ("call_b", '"Rome"}')]
+    assert deltas == [
+        ("call_a", '{"city":'),
+        ("call_b", '{"city":'),
+        ("call_a", '"Paris"}'),
+        ("call_b", '"Rome"}'),
+    ]
     assert [(c.tool_call_id, c.input_text) for c in of_type(events, ToolCall)] == [
-        ("call_a", '{"city":"Paris"}'), ("call_b", '{"city":"Rome"}')]
+        ("call_a", '{"city":"Paris"}'),
+        ("call_b", '{"city":"Rome"}'),
+    ]
     finished = events[-1]
     assert isinstance(finished, StepFinished)
     assert finished.finish_reason == "tool-calls"
@@ -147,8 +159,12 @@ async def test_tool_call_reported_with_stop_is_still_tool_calls(
 
 @pytest.mark.parametrize(
     ("reason", "expected"),
-    [("length", "length"), ("content_filter", "content-filter"), ("stop", "stop"),
-     ("weird", "other")],
+    [
+        ("length", "length"),
+        ("content_filter", "content-filter"),
+        ("stop", "stop"),
+        ("weird", "other"),
+    ],
 )
 async def test_finish_reasons(
     fake: OpenAIFake, provider: OpenAIChatProvider, reason: str, expected: str
@@ -167,42 +183,80 @@ async def test_conversation_with_tools_images_and_system(
 ) -> None:
     messages = [
         message("system", "Extra rules."),
-        message("user", {"type": "file", "mediaType": "image/png", "url": PNG},
-                "What is this?"),
+        message("user", {"type": "file", "mediaType": "image/png", "url": PNG}, "What is this?"),
         message(
             "assistant",
             {"type": "step-start"},
             {"type": "reasoning", "text": "not sent back"},
             {"type": "text", "text": "Checking."},
-            {"type": "tool-get_weather", "toolCallId": "c1", "state": "output-available",
-             "input": {"city": "Paris"}, "output": "sunny"},
-            {"type": "tool-get_weather", "toolCallId": "c2", "state": "output-error",
-             "input": {"city": "Nowhere"}, "errorText": "unknown city"},
+            {
+                "type": "tool-get_weather",
+                "toolCallId": "c1",
+                "state": "output-available",
+                "input": {"city": "Paris"},
+                "output": "sunny",
+            },
+            {
+                "type": "tool-get_weather",
+                "toolCallId": "c2",
+                "state": "output-error",
+                "input": {"city": "Nowhere"},
+                "errorText": "unknown city",
+            },
             {"type": "step-start"},
             {"type": "text", "text": "Sunny in Paris."},
         ),
         message("user", "Thanks"),
     ]
-    request = ModelRequest(model="llama3.2", messages=messages, system="Be kind.",
-                           tools=[WEATHER], max_output_tokens=99, temperature=0.1)
+    request = ModelRequest(
+        model="llama3.2",
+        messages=messages,
+        system="Be kind.",
+        tools=[WEATHER],
+        max_output_tokens=99,
+        temperature=0.1,
+    )
     await collect(provider.stream(request))
 
     body = fake.last_request.body
     assert body["max_tokens"] == 99
     assert body["temperature"] == 0.1
-    assert body["tools"] == [{"type": "function", "function": {
-        "name": "get_weather", "description": "Weather", "parameters": WEATHER.input_schema}}]
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather",
+                "parameters": WEATHER.input_schema,
+            },
+        }
+    ]
     assert body["messages"] == [
         {"role": "system", "content": "Be kind."},
         {"role": "system", "content": "Extra rules."},
-        {"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": PNG}},
-            {"type": "text", "text": "What is this?"}]},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [
-            {"id": "c1", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-            {"id": "c2", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city":"Nowhere"}'}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": PNG}},
+                {"type": "text", "text": "What is this?"},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                },
+                {
+                    "id": "c2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Nowhere"}'},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
         {"role": "tool", "tool_call_id": "c2", "content": "unknown city"},
         {"role": "assistant", "content": "Sunny in Paris."},
@@ -216,7 +270,9 @@ async def test_no_tools_and_no_limits_are_omitted(
     await collect(provider.stream(ask()))
 
     body = fake.last_request.body
-    assert "tools" not in body and "max_tokens" not in body and "temperature" not in body
+    assert "tools" not in body
+    assert "max_tokens" not in body
+    assert "temperature" not in body
 
 
 async def test_bad_key(fake: OpenAIFake, provider: OpenAIChatProvider) -> None:
@@ -243,11 +299,10 @@ async def test_http_errors(
 
 async def test_error_inside_the_stream(fake: OpenAIFake, provider: OpenAIChatProvider) -> None:
     fake.enqueue([Text("Par"), StreamError("model crashed", "server_error")])
-    events = []
+    events: list[Any] = []
 
     with pytest.raises(ProviderError, match="model crashed"):
-        async for event in provider.stream(ask()):
-            events.append(event)
+        await collect(provider.stream(ask()), into=events)
 
     assert of_type(events, TextDelta)
 

@@ -747,3 +747,40 @@ def test_concurrent_readers_see_every_batch_once_in_order(
             await backend.close()
 
     asyncio.run(run())
+
+
+# --- MemoryStore specifics -------------------------------------------------------------------
+
+
+async def test_memory_store_sweeps_expired_items() -> None:
+    clock = FakeClock()
+    store = MemoryStore(log_ttl_seconds=60, history_ttl_seconds=600, lease_seconds=5, clock=clock)
+    for n in range(5):
+        info = await begin(store, f"chat-{n}")
+        await store.request_stop(info.chat_id, info.generation_id)
+        await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+
+    clock.now += 3600
+    kept = await begin(store, "chat-new")  # writes sweep now and then: no reads needed
+
+    state = (store._chats, store._histories, store._logs, store._leases, store._stops)
+    assert [list(items) for items in state] == [
+        ["chat-new"],
+        ["chat-new"],
+        [(kept.chat_id, kept.generation_id)],
+        [(kept.chat_id, kept.generation_id)],
+        [],
+    ]
+
+
+async def test_memory_store_forgets_stop_waits_that_ended_without_stop() -> None:
+    store = MemoryStore()
+    info = await begin(store)
+    waiter = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
+    await asyncio.sleep(0)
+    assert store._stops
+
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+
+    assert not store._stops

@@ -162,12 +162,14 @@ class AnthropicProvider:
                 while (event := await deadline.next(response)) is not None:
                     for out in state.handle(event, request.model):
                         yield out
-                    if state.finished:
-                        return
             except anthropic.AnthropicError as exc:
                 raise anthropic_error(exc, provider=self.name, secrets=self._secrets) from exc
             except TimeoutError as exc:
                 raise deadline.error(provider=self.name, label=LABEL) from exc
+        # The loop reads on past the final event to the end of the body, which lets the
+        # SDK hand the connection back to its pool rather than close it.
+        if state.finished:
+            return
         raise error_for_status(
             None, "the stream ended before message_stop", provider=self.name, label=LABEL
         )
@@ -200,6 +202,8 @@ class _StreamState:
         self._cited: set[str] = set()
 
     def handle(self, event: RawMessageStreamEvent, model: str) -> list[ProviderEvent]:
+        if self.finished:
+            return []  # nothing may follow message_stop
         out: list[ProviderEvent] = []
         if not self._opened:
             self._opened = True

@@ -198,12 +198,14 @@ class OpenAIResponsesProvider:
                         )
                     for out in state.handle(event):
                         yield out
-                    if state.finished:
-                        return
             except openai.OpenAIError as exc:
                 raise openai_error(exc, provider=self.name, secrets=self._secrets) from exc
             except TimeoutError as exc:
                 raise deadline.error(provider=self.name, label=LABEL) from exc
+        # The loop reads on past the final event to the end of the body, which lets the
+        # SDK hand the connection back to its pool rather than close it.
+        if state.finished:
+            return
         raise error_for_status(
             None,
             "the stream ended before the response completed",
@@ -228,6 +230,8 @@ class _StreamState:
         self._saw_tool_call = False
 
     def handle(self, event: ResponseStreamEvent) -> list[ProviderEvent]:
+        if self.finished:
+            return []  # nothing may follow the final event
         match event.type:
             case "response.output_text.delta" | "response.refusal.delta":
                 return [

@@ -17,7 +17,7 @@ from bridge.reader import follow, sse_stream, text_stream
 from bridge.recovery import close_abandoned
 from bridge.runner import GenerationPlan
 from bridge.services import Services, services_of
-from bridge.store.base import GenerationInfo, GenerationNotFound
+from bridge.store.base import GenerationInfo, GenerationNotFound, Outcome
 from protocol.messages import CHAT_ID_PATTERN, ChatRequest, UIMessage
 from protocol.sse import UI_MESSAGE_STREAM_HEADERS
 from protocol.text_stream import TEXT_STREAM_HEADERS
@@ -147,6 +147,7 @@ async def resume_chat(
     after = _parse_cursor(explicit)
 
     generation_id = generation
+    chat = None
     if generation_id is None:
         chat = await services.store.get_chat(chat_id)
         if chat is not None:
@@ -160,7 +161,14 @@ async def resume_chat(
     if generation_id is None:
         return Response(status_code=204)
     try:
-        await services.store.read(chat_id, generation_id, after, limit=1, wait=0)
+        if generation is None and generation_id != (chat.active_generation_id if chat else None):
+            # The grace replay is for answers that ended on their own; a stopped one
+            # stays stopped (the client that pressed stop must not see it come back).
+            tail = await services.store.read(chat_id, generation_id, -1, limit=1_000_000)
+            if tail.outcome is Outcome.ABORTED:
+                return Response(status_code=204)
+        else:
+            await services.store.read(chat_id, generation_id, after, limit=1, wait=0)
     except GenerationNotFound:
         if generation is None and explicit is None:
             return Response(status_code=204)

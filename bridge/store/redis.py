@@ -357,8 +357,10 @@ class RedisStore:
                 # The key is checked only while subscribed, after clearing the event: a stop
                 # published later wakes us, one published earlier is in the key. The
                 # listener also wakes every waiter on each (re)subscription to re-check.
-                if False:
-                    pass
+                if self._subscribed:
+                    waiter.event.clear()
+                    if await self._redis.exists(key):
+                        return
                 await waiter.event.wait()
                 if waiter.stopped:
                     return

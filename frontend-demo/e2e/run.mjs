@@ -206,10 +206,29 @@ async function referenceRun(browser, baseUrl, consoleLog) {
   return { chatId, text: textOf(assistants(stored.messages)[0]), rendered: rendered[0] };
 }
 
-async function resumeStatus(baseUrl, chatId) {
+/** GET the resume endpoint; read a replay for up to 3 s (a live stream would not end). */
+async function resumeProbe(baseUrl, chatId) {
   const response = await fetch(`${baseUrl}/api/chat/${encodeURIComponent(chatId)}/stream`);
-  await response.body?.cancel();
-  return response.status;
+  if (response.status !== 200 || !response.body) {
+    await response.body?.cancel();
+    return { status: response.status, ended: true, aborted: false };
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  let ended = false;
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline) {
+    const next = await Promise.race([reader.read(), sleep(deadline - Date.now()).then(() => null)]);
+    if (next === null) break;
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    text += decoder.decode(next.value, { stream: true });
+  }
+  await reader.cancel().catch(() => {});
+  return { status: 200, ended, aborted: text.includes('"type":"abort"') || text.includes('"type": "abort"') };
 }
 
 // ------------------------------------------------------------------------- scenarios
@@ -318,12 +337,18 @@ const scenarios = {
     run.check('the stop endpoint was called once', stopResponses.length === 1, stopResponses);
     run.check('the bridge reports the generation stopped', stopResponses[0]?.body?.stopped === true, stopResponses[0]);
 
-    // The bridge has nothing running any more: resume answers 204.
+    // Nothing runs on the bridge any more. A resume right after the stop may still replay
+    // the stopped generation (the bridge's short resume grace period), but that replay must
+    // be finished (it ends with `abort`), not live; then resume answers 204.
+    const first = await resumeProbe(baseUrl, chatId);
+    run.note('resumeRightAfterStop', { status: first.status, ended: first.ended, aborted: first.aborted });
+    run.check('a resume right after the stop is 204 or a finished replay ending in abort',
+      first.status === 204 || (first.status === 200 && first.ended && first.aborted), first);
     const started = Date.now();
-    let status = await resumeStatus(baseUrl, chatId);
-    while (status !== 204 && Date.now() - started < 15_000) {
+    let status = first.status;
+    while (status !== 204 && Date.now() - started < 20_000) {
       await sleep(250);
-      status = await resumeStatus(baseUrl, chatId);
+      status = (await resumeProbe(baseUrl, chatId)).status;
     }
     run.note('resumeStatusAfterStop', status);
     run.note('msUntilResume204', Date.now() - started);

@@ -67,9 +67,13 @@ __all__ = [
 E = TypeVar("E")
 
 
-async def collect(events: AsyncIterator[E]) -> list[E]:
-    """Every event of a provider stream."""
-    return [event async for event in events]
+async def collect(events: AsyncIterator[E], into: list[E] | None = None) -> list[E]:
+    """Every event of a provider stream, appended to `into` as they come (so a test still
+    has them when the stream raises)."""
+    received = [] if into is None else into
+    async for event in events:
+        received.append(event)
+    return received
 
 
 def of_type(events: list[Any], kind: type[E]) -> list[E]:

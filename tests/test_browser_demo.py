@@ -1,0 +1,396 @@
+"""Browser tests of frontend-demo/ against the real bridge.
+
+A session starts the bridge (scripted demo model, slowed tokens, the example tools) and the
+Next.js demo (`next start`, built once into frontend-demo/.next-e2e), then runs each scenario
+of frontend-demo/e2e/run.mjs: a Node script that drives Chromium with playwright-core and
+prints a JSON verdict. No browser means a failure, never a skip.
+
+Logs of both servers go to test-artifacts/browser/; the screenshot of a finished chat to
+test-artifacts/demo-chat.png.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "frontend-demo"
+DIST_DIR = ".next-e2e"
+ARTIFACTS = REPO / "test-artifacts"
+LOGS = ARTIFACTS / "browser"
+SCREENSHOT = ARTIFACTS / "demo-chat.png"
+RUNNER = DEMO / "e2e" / "run.mjs"
+
+# The build bakes the bridge URL into the `/api/*` rewrite (next.config.ts), so the bridge
+# gets a stable port when it is free: the build is then reused from run to run.
+PREFERRED_BRIDGE_PORT = int(os.environ.get("DEMO_TEST_BRIDGE_PORT", "18765"))
+TOKEN_DELAY_MS = "15"
+EXAMPLE_TOOLS = "bridge.example_tools"
+# What the build depends on, besides the bridge URL and the Node version.
+BUILD_INPUTS = (
+    "package.json",
+    "package-lock.json",
+    "next.config.ts",
+    "tsconfig.json",
+    "instrumentation.ts",
+    "app",
+    "components",
+    "lib",
+    "public",
+)
+# Settings that would take the bridge away from the scripted, in-memory, open demo setup.
+SCRUBBED_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "BRIDGE_MODEL",
+    "BRIDGE_MODELS",
+    "BRIDGE_AUTH_TOKENS",
+    "BRIDGE_TOOLS",
+    "REDIS_URL",
+    "KV_URL",
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _run_script(script: str) -> str:
+    """Run one of scripts/*.sh that print a path; fail the session loudly if it fails."""
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / script)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    path = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    if proc.returncode != 0 or not path:
+        pytest.fail(
+            f"scripts/{script} failed (exit {proc.returncode}); the browser tests need it.\n"
+            f"{proc.stderr[-3000:]}",
+            pytrace=False,
+        )
+    return path
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tree_digest(paths: list[Path], extra: str) -> str:
+    digest = hashlib.sha256(extra.encode())
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for file in files:
+            if not file.exists():
+                continue
+            digest.update(str(file.relative_to(DEMO)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # Each server runs in its own process group (start_new_session): end that group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+
+def _start(name: str, cmd: list[str], *, cwd: Path, env: dict[str, str]) -> Server:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Server(name, proc, log_path)
+
+
+def _wait_http(server: Server, url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            pytest.fail(
+                f"{server.name} exited with {server.proc.returncode} before serving {url}:\n"
+                f"{server.log_tail()}",
+                pytrace=False,
+            )
+        try:
+            response = httpx.get(url, timeout=2.0, follow_redirects=False)
+            if response.status_code < 500:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as error:
+            last = repr(error)
+        time.sleep(0.2)
+    pytest.fail(
+        f"{server.name} did not serve {url} within {timeout}s ({last}):\n{server.log_tail()}",
+        pytrace=False,
+    )
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    return _run_script("ensure-chromium.sh")
+
+
+@pytest.fixture(scope="session")
+def node_env() -> dict[str, str]:
+    """The environment for npm, next and the scenario runner: a Node >= 22 first on PATH."""
+    node = Path(_run_script("ensure-node.sh"))
+    env = dict(os.environ)
+    env["PATH"] = f"{node.parent}{os.pathsep}{env.get('PATH', '')}"
+    env["NEXT_TELEMETRY_DISABLED"] = "1"
+    env.pop("NODE_OPTIONS", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def bridge_url() -> str:
+    port = PREFERRED_BRIDGE_PORT if _port_is_free(PREFERRED_BRIDGE_PORT) else _free_port()
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def demo_build(node_env: dict[str, str], bridge_url: str) -> Path:
+    """`npm ci` + `next build` into frontend-demo/.next-e2e, skipped when up to date."""
+    if shutil.which("npm", path=node_env["PATH"]) is None:
+        pytest.fail("npm is not on PATH; it is needed to build frontend-demo", pytrace=False)
+    env = {**node_env, "BRIDGE_URL": bridge_url, "NEXT_DIST_DIR": DIST_DIR}
+    node_version = subprocess.run(
+        ["node", "--version"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dist = DEMO / DIST_DIR
+    stamp = dist / "e2e-build-stamp"
+    ci_stamp = DEMO / "node_modules" / ".e2e-npm-ci-stamp"
+    lock_digest = _tree_digest([DEMO / "package-lock.json"], node_version)
+
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with (DEMO / ".e2e-build.lock").open("w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # one build at a time
+        if not ci_stamp.exists() or ci_stamp.read_text() != lock_digest:
+            _build_step(["npm", "ci", "--no-audit", "--no-fund"], env, "npm-ci", timeout=900)
+            ci_stamp.write_text(lock_digest)
+        digest = _tree_digest(
+            [DEMO / name for name in BUILD_INPUTS], f"{bridge_url}|{node_version}|{DIST_DIR}"
+        )
+        if not stamp.exists() or stamp.read_text() != digest or not (dist / "BUILD_ID").exists():
+            _build_step(["node_modules/.bin/next", "build"], env, "next-build", timeout=900)
+            stamp.write_text(digest)
+    return dist
+
+
+def _build_step(cmd: list[str], env: dict[str, str], name: str, *, timeout: float) -> None:
+    log_path = LOGS / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.run(
+            cmd,
+            cwd=DEMO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+        )
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace")[-4000:]
+        pytest.fail(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{tail}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def bridge(bridge_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    python = REPO / ".venv" / "bin" / "python"
+    if not python.exists():
+        python = Path(sys.executable)
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(
+        {
+            # No provider key: the scripted `demo:scripted` model answers.
+            "BRIDGE_DEMO_TOKEN_DELAY_MS": TOKEN_DELAY_MS,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if _example_tools_exist():
+        env["BRIDGE_TOOLS"] = EXAMPLE_TOOLS
+    port = bridge_url.rsplit(":", 1)[1]
+    # Run from an empty directory so that a developer's .env (provider keys) is not read.
+    cwd = tmp_path_factory.mktemp("bridge-cwd")
+    server = _start(
+        "bridge",
+        [str(python), "-m", "bridge", "--host", "127.0.0.1", "--port", port],
+        cwd=cwd,
+        env=env,
+    )
+    try:
+        _wait_http(server, f"{bridge_url}/api/models")
+        yield bridge_url
+    finally:
+        server.stop()
+
+
+def _example_tools_exist() -> bool:
+    return (REPO / "bridge" / "example_tools.py").exists() or (
+        REPO / "bridge" / "example_tools" / "__init__.py"
+    ).exists()
+
+
+@pytest.fixture(scope="session")
+def demo(demo_build: Path, bridge: str, node_env: dict[str, str]) -> Iterator[str]:
+    port = str(_free_port())
+    env = {**node_env, "BRIDGE_URL": bridge, "NEXT_DIST_DIR": DIST_DIR}
+    server = _start(
+        "next",
+        ["node_modules/.bin/next", "start", "--port", port, "--hostname", "127.0.0.1"],
+        cwd=DEMO,
+        env=env,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(server, f"{base_url}/")
+        yield base_url
+    finally:
+        server.stop()
+
+
+def run_scenario(
+    scenario: str, base_url: str, chromium: str, env: dict[str, str], *extra: str
+) -> dict[str, Any]:
+    cmd = ["node", str(RUNNER), scenario, "--base-url", base_url, "--chromium", chromium, *extra]
+    proc = subprocess.run(
+        cmd, cwd=DEMO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        pytest.fail(
+            f"e2e/run.mjs {scenario} printed no verdict (exit {proc.returncode}):\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}",
+            pytrace=False,
+        )
+    result: dict[str, Any] = json.loads(lines[-1])
+    (LOGS / f"scenario-{scenario}.json").write_text(json.dumps(result, indent=2))
+    if not result.get("ok"):
+        checks = "\n".join(
+            f"  {'ok  ' if c['ok'] else 'FAIL'} {c['name']}"
+            + ("" if c["ok"] else f" {json.dumps(c.get('detail'))[:500]}")
+            for c in result.get("checks", [])
+        )
+        console = "\n".join(result.get("console", [])[-15:])
+        pytest.fail(
+            f"scenario {scenario!r} failed: {result.get('error')}\n{checks}\n"
+            f"browser console:\n{console}\n(full verdict: {LOGS / f'scenario-{scenario}.json'})",
+            pytrace=False,
+        )
+    return result
+
+
+@pytest.fixture
+def scenario(demo: str, chromium: str, node_env: dict[str, str]) -> Any:
+    def run(name: str, *extra: str) -> dict[str, Any]:
+        return run_scenario(name, demo, chromium, node_env, *extra)
+
+    return run
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_send_message_streams_an_answer(scenario: Any) -> None:
+    result = scenario("send")
+    assert "streaming" in result["phases"]
+
+
+def test_reload_mid_answer_continues_without_duplicates(scenario: Any) -> None:
+    result = scenario("reload")
+    assert result["charsBeforeReload"] >= 300
+    assert "resumed" in result["phasesAfterReload"]
+
+
+def test_second_page_follows_the_same_answer(scenario: Any) -> None:
+    scenario("second-page")
+
+
+def test_stop_ends_the_generation_and_keeps_the_partial_answer(scenario: Any) -> None:
+    result = scenario("stop")
+    assert result["stopResponses"][0]["body"]["stopped"] is True
+    assert result["resumeStatusAfterStop"] == 204
+
+
+def test_tool_approval_and_denial_survive_a_reload(scenario: Any) -> None:
+    assert _example_tools_exist(), (
+        f"{EXAMPLE_TOOLS} does not exist: the bridge has no delete_file tool to approve"
+    )
+    result = scenario("tools")
+    assert result["storedToolStates"] == ["output-available", "output-denied"]
+
+
+def test_drop_connection_recovers_without_a_reload(scenario: Any) -> None:
+    result = scenario("drop")
+    assert "reconnecting" in result["phases"]
+
+
+def test_screenshot_of_a_finished_chat(scenario: Any) -> None:
+    if SCREENSHOT.exists():
+        SCREENSHOT.unlink()
+    scenario("screenshot", "--screenshot", str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
