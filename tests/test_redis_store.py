@@ -255,14 +255,26 @@ async def test_stop_listener_recovers_from_a_lost_subscription(
 # --- connections -----------------------------------------------------------------------------
 
 
-async def test_cancelled_blocking_read_does_not_poison_the_pool(backend: Backend) -> None:
+async def blocked_clients(admin: aioredis.Redis) -> int:
+    return sum("b" in client["flags"] for client in await admin.client_list())
+
+
+async def test_cancelled_blocking_read_does_not_poison_the_pool(
+    backend: Backend, admin: aioredis.Redis
+) -> None:
     store = await make(backend, max_blocking_reads=1)
     info = await begin(store)
     cancelled = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
     await asyncio.sleep(0.1)
+    assert await blocked_clients(admin) == 1
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
+
+    # The cancelled XREAD's connection is dropped, not left blocked on the server (which
+    # notices the closed socket on its own time, hence the pause).
+    await asyncio.sleep(0.2)
+    assert await blocked_clients(admin) == 0
 
     # Had the cancelled XREAD's connection gone back to the pool, its late reply (entries
     # after offset 0) would answer the next blocking read, or the pool would be empty.

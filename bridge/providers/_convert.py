@@ -309,29 +309,30 @@ def error_for_status(
     label: str,
     secrets: Sequence[str | None] = (),
 ) -> ProviderError:
-    """The ProviderError for an HTTP status the provider answered with."""
+    """The ProviderError for an HTTP status the provider answered with (None: no answer,
+    e.g. a timeout or a stream cut short)."""
     suffix = f": {redact(detail, secrets)}" if detail else ""
-    status_text = f"HTTP {status}" if status is not None else "an error"
+    status_text = f" (HTTP {status})" if status is not None else ""
     if status in (401, 403):
         return ProviderAuthError(
-            f"{label} rejected the credentials ({status_text}){suffix}",
+            f"{label} rejected the credentials{status_text}{suffix}",
             provider=provider,
             upstream_status=status,
         )
     if status == 429:
         return ProviderRateLimited(
-            f"{label} is rate limiting requests ({status_text}){suffix}",
+            f"{label} is rate limiting requests{status_text}{suffix}",
             provider=provider,
             upstream_status=status,
         )
     if status is not None and 400 <= status < 500 and status != 408:
         return ProviderBadRequest(
-            f"{label} refused the request ({status_text}){suffix}",
+            f"{label} refused the request{status_text}{suffix}",
             provider=provider,
             upstream_status=status,
         )
     return ProviderUnavailable(
-        f"{label} failed ({status_text}){suffix}", provider=provider, upstream_status=status
+        f"{label} failed{status_text}{suffix}", provider=provider, upstream_status=status
     )
 
 

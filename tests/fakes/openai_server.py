@@ -278,7 +278,7 @@ class _ResponsesRenderer:
             yield from self.token()
 
     def open_message(self) -> Iterator[Output]:
-        item = {
+        item: dict[str, Any] = {
             "id": self.fake.next_id("msg"),
             "type": "message",
             "status": "in_progress",
@@ -286,7 +286,12 @@ class _ResponsesRenderer:
             "content": [],
         }
         yield self.add_item(item)
-        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+        part: dict[str, Any] = {
+            "type": "output_text",
+            "annotations": [],
+            "logprobs": [],
+            "text": "",
+        }
         item["content"].append(part)
         yield self.event(
             {
