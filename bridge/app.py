@@ -94,8 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         extra: dict[str, object] = {}
         if isinstance(exc, InvalidRequest):
             extra["details"] = exc.details
-        return JSONResponse(_error_body(exc.code, exc.message, **extra),
-                            status_code=exc.status_code)
+        return JSONResponse(
+            _error_body(exc.code, exc.message, **extra), status_code=exc.status_code
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -105,21 +106,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             details.append({"field": location, "message": str(item.get("msg", "invalid"))})
         first = details[0] if details else {"field": "?", "message": "invalid"}
         return JSONResponse(
-            _error_body("invalid_request", f"invalid `{first['field']}`: {first['message']}",
-                        details=details),
+            _error_body(
+                "invalid_request",
+                f"invalid `{first['field']}`: {first['message']}",
+                details=details,
+            ),
             status_code=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(_error_body("http_error", str(exc.detail)),
-                            status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            _error_body("http_error", str(exc.detail)),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(_error_body("internal_error", "internal server error"),
-                            status_code=500)
+        return JSONResponse(_error_body("internal_error", "internal server error"), status_code=500)
 
     app.include_router(chat.router)
     app.include_router(meta.router)

@@ -54,8 +54,10 @@ def plan_turn(request: ChatRequest, stored: list[UIMessage]) -> Turn:
         raise RequestError("the conversation is empty: send at least one user message")
     last = history[-1]
     if last.role == "system":
-        raise RequestError("the last message must be a user message (or the assistant "
-                           "message being continued), not a system message")
+        raise RequestError(
+            "the last message must be a user message (or the assistant "
+            "message being continued), not a system message"
+        )
     if last.role == "assistant":
         return Turn(history=history, base=history[:-1], continued=last, message_id=last.id)
     return Turn(history=history, base=history, continued=None, message_id=new_message_id())

@@ -32,8 +32,12 @@ async def follow(
     When the producer's lease has run out with the log still open, the producer died:
     `recover` closes the log on its behalf and reading goes on to its end.
     """
+    live = False
     while True:
-        read = await store.read(chat_id, generation_id, after, limit=batch, wait=heartbeat)
+        read = await store.read(
+            chat_id, generation_id, after, limit=batch, wait=heartbeat, live=live
+        )
+        live = True
         if read.entries:
             after = read.entries[-1].offset
             yield read.entries

@@ -19,8 +19,9 @@ logger = logging.getLogger("bridge.recovery")
 INTERRUPTED_TEXT = "The generation was interrupted: the server producing it stopped."
 
 
-async def close_abandoned(store: SessionStore, chat_id: str, generation_id: str,
-                          *, stop_requested: bool = False) -> None:
+async def close_abandoned(
+    store: SessionStore, chat_id: str, generation_id: str, *, stop_requested: bool = False
+) -> None:
     assembler = MessageAssembler()
     after = -1
     while True:
@@ -35,16 +36,18 @@ async def close_abandoned(store: SessionStore, chat_id: str, generation_id: str,
             return
         if not read.entries:
             break
-    final = AbortChunk(reason="stopped") if stop_requested else ErrorChunk(
-        error_text=INTERRUPTED_TEXT)
+    final = (
+        AbortChunk(reason="stopped") if stop_requested else ErrorChunk(error_text=INTERRUPTED_TEXT)
+    )
     outcome = Outcome.ABORTED if stop_requested else Outcome.ERROR
     message = assembler.message
     history = await store.load_messages(chat_id)
     kept = [item for item in history if item.get("id") != message.id]
     try:
         await store.append(chat_id, generation_id, after + 1, [encode_chunk(final)])
-        await store.end_generation(chat_id, generation_id, after + 2, outcome,
-                                   [*kept, message.dump()])
+        await store.end_generation(
+            chat_id, generation_id, after + 2, outcome, [*kept, message.dump()]
+        )
     except OffsetConflict:
         logger.info("generation %s was closed by someone else meanwhile", generation_id)
     except StoreError:

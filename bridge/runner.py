@@ -128,8 +128,9 @@ class _Emitter:
 
 
 class GenerationRunner:
-    def __init__(self, store: SessionStore, settings: Settings,
-                 tools: tuple[ToolSpec, ...] = ()) -> None:
+    def __init__(
+        self, store: SessionStore, settings: Settings, tools: tuple[ToolSpec, ...] = ()
+    ) -> None:
         self._store = store
         self._settings = settings
         self._tools = tools
@@ -168,9 +169,7 @@ class GenerationRunner:
         plan = generation.plan
         info = plan.info
         continued = plan.turn.continued
-        assembler = (
-            MessageAssembler(message=continued) if continued else MessageAssembler()
-        )
+        assembler = MessageAssembler(message=continued) if continued else MessageAssembler()
         assembler.apply(start)
         writer = LogWriter(
             self._store,
@@ -211,8 +210,13 @@ class GenerationRunner:
             raise
         await self._finish(generation, writer, assembler, outcome)
 
-    async def _finish(self, generation: Generation, writer: LogWriter,
-                      assembler: MessageAssembler, outcome: Outcome) -> None:
+    async def _finish(
+        self,
+        generation: Generation,
+        writer: LogWriter,
+        assembler: MessageAssembler,
+        outcome: Outcome,
+    ) -> None:
         plan = generation.plan
         message = assembler.message
         messages = None
@@ -221,16 +225,16 @@ class GenerationRunner:
         try:
             await writer.close(outcome, messages)
         except Exception:
-            logger.exception("could not close the log of generation %s",
-                             plan.info.generation_id)
+            logger.exception("could not close the log of generation %s", plan.info.generation_id)
         finally:
             if not generation.opened.done():
                 generation.opened.set_result(None)
             generation.done.set()
             logger.info("generation %s ended: %s", plan.info.generation_id, outcome.value)
 
-    async def _produce(self, generation: Generation, emit: _Emitter,
-                       assembler: MessageAssembler) -> Outcome:
+    async def _produce(
+        self, generation: Generation, emit: _Emitter, assembler: MessageAssembler
+    ) -> Outcome:
         plan = generation.plan
         totals = _Totals()
         finish_reason: ev.FinishReason = "stop"
@@ -238,12 +242,16 @@ class GenerationRunner:
             for step in range(self._settings.bridge_max_steps):
                 finish_reason = await self._step(generation, emit, assembler, step, totals)
                 break  # the tool loop (server-side tools) continues here
-            emit(FinishChunk(finish_reason=finish_reason,
-                             message_metadata=self._metadata(plan, totals)))
+            emit(
+                FinishChunk(
+                    finish_reason=finish_reason, message_metadata=self._metadata(plan, totals)
+                )
+            )
             return Outcome.FINISHED
         except ProviderError as exc:
-            logger.warning("generation %s: provider error: %s",
-                           plan.info.generation_id, exc.message)
+            logger.warning(
+                "generation %s: provider error: %s", plan.info.generation_id, exc.message
+            )
             if not generation.opened.done():
                 generation.opened.set_exception(exc)
             self._emit_error(emit, exc.message, plan, totals)
@@ -253,15 +261,20 @@ class GenerationRunner:
             self._emit_error(emit, INTERNAL_ERROR_TEXT, plan, totals)
             return Outcome.ERROR
 
-    def _emit_error(self, emit: _Emitter, text: str, plan: GenerationPlan,
-                    totals: _Totals) -> None:
+    def _emit_error(self, emit: _Emitter, text: str, plan: GenerationPlan, totals: _Totals) -> None:
         emit(ErrorChunk(error_text=text))
         if emit.step_open:
             emit(FinishStepChunk())
         emit(FinishChunk(finish_reason="error", message_metadata=self._metadata(plan, totals)))
 
-    async def _step(self, generation: Generation, emit: _Emitter,
-                    assembler: MessageAssembler, step: int, totals: _Totals) -> ev.FinishReason:
+    async def _step(
+        self,
+        generation: Generation,
+        emit: _Emitter,
+        assembler: MessageAssembler,
+        step: int,
+        totals: _Totals,
+    ) -> ev.FinishReason:
         plan = generation.plan
         settings = self._settings
         conversation: list[UIMessage] = list(plan.turn.base)

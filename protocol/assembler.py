@@ -391,8 +391,16 @@ class _PartialToolCall:
         "tool_name",
     )
 
-    def __init__(self, *, tool_name: str, dynamic: bool, input_encoding: str | None,
-                 title: str | None, tool_metadata: Any, text: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        tool_name: str,
+        dynamic: bool,
+        input_encoding: str | None,
+        title: str | None,
+        tool_metadata: Any,
+        text: str = "",
+    ) -> None:
         self.text = _Text(text)
         self.tool_name = tool_name
         self.dynamic = dynamic
@@ -426,8 +434,13 @@ class MessageAssembler:
     message to empty (keeping its id), and a `start` with a different messageId resets it too.
     """
 
-    def __init__(self, *, message: UIMessage | None = None, message_id: str | None = None,
-                 stop_on_error: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        message: UIMessage | None = None,
+        message_id: str | None = None,
+        stop_on_error: bool = True,
+    ) -> None:
         self._stop_on_error = stop_on_error
         self._replay = False
         self._first_start = True
@@ -520,14 +533,16 @@ class MessageAssembler:
             if not self._id:
                 raise AssemblyError(
                     "the message has no id: pass message_id= or send start with a messageId",
-                    chunk_type="start", chunk_id="",
+                    chunk_type="start",
+                    chunk_id="",
                 )
             try:
                 self._cached = UIMessage.model_validate(self.to_dict())
             except ValidationError as exc:
                 raise AssemblyError(
                     f"the assembled message is not a valid UIMessage: {exc}",
-                    chunk_type="message", chunk_id=self._id,
+                    chunk_type="message",
+                    chunk_id=self._id,
                 ) from exc
         return self._cached
 
@@ -671,7 +686,8 @@ class MessageAssembler:
             raise AssemblyError(
                 f'Received {chunk_type} for missing {kind} part with ID "{part_id}". '
                 f'Ensure a "{start}" chunk is sent before any "{chunk_type}" chunks.',
-                chunk_type=chunk_type, chunk_id=part_id,
+                chunk_type=chunk_type,
+                chunk_id=part_id,
             )
         return part
 
@@ -757,7 +773,8 @@ class MessageAssembler:
                 return candidate
         raise AssemblyError(
             f'No tool invocation found for tool call ID "{tool_call_id}".',
-            chunk_type=chunk_type, chunk_id=tool_call_id,
+            chunk_type=chunk_type,
+            chunk_id=tool_call_id,
         )
 
     def _update_tool(
@@ -831,9 +848,7 @@ class MessageAssembler:
             if value is not UNDEFINED:
                 part[key] = value
         if provider_metadata is not None:
-            part["resultProviderMetadata" if result else "callProviderMetadata"] = (
-                provider_metadata
-            )
+            part["resultProviderMetadata" if result else "callProviderMetadata"] = provider_metadata
         self._parts.append(part)
         return part
 
@@ -866,7 +881,8 @@ class MessageAssembler:
             raise AssemblyError(
                 f'Received tool-input-delta for missing tool call with ID "{chunk.tool_call_id}". '
                 'Ensure a "tool-input-start" chunk is sent before any "tool-input-delta" chunks.',
-                chunk_type="tool-input-delta", chunk_id=chunk.tool_call_id,
+                chunk_type="tool-input-delta",
+                chunk_id=chunk.tool_call_id,
             )
         partial.text.append(chunk.input_text_delta)
         raw = _TextPrefix(partial.text)
@@ -946,7 +962,8 @@ class MessageAssembler:
         if part is None:
             raise AssemblyError(
                 f'No tool invocation found for approval ID "{chunk.approval_id}".',
-                chunk_type="tool-approval-response", chunk_id=chunk.approval_id,
+                chunk_type="tool-approval-response",
+                chunk_id=chunk.approval_id,
             )
         approval = {**part["approval"], "id": chunk.approval_id, "approved": chunk.approved}
         if chunk.reason is not None:
@@ -977,8 +994,7 @@ class MessageAssembler:
             provider_metadata=chunk.provider_metadata,
             title=part.get("title"),
             tool_metadata=(
-                chunk.tool_metadata if chunk.tool_metadata is not None
-                else part.get("toolMetadata")
+                chunk.tool_metadata if chunk.tool_metadata is not None else part.get("toolMetadata")
             ),
         )
 
@@ -999,8 +1015,7 @@ class MessageAssembler:
             provider_metadata=chunk.provider_metadata,
             title=part.get("title"),
             tool_metadata=(
-                chunk.tool_metadata if chunk.tool_metadata is not None
-                else part.get("toolMetadata")
+                chunk.tool_metadata if chunk.tool_metadata is not None else part.get("toolMetadata")
             ),
         )
 

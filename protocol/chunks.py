@@ -19,13 +19,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 import orjson
-from pydantic import (
-    Discriminator,
-    Field,
-    Tag,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from protocol.messages import ProviderMetadata, SteeringContentPart, WireModel
@@ -37,6 +31,7 @@ InputEncoding: TypeAlias = Literal["json", "text"]
 JSONObject: TypeAlias = dict[str, Any]
 
 __all__ = [
+    "CHUNK_TYPES",
     "AbortChunk",
     "ChunkModel",
     "Citation",
@@ -48,6 +43,7 @@ __all__ = [
     "FinishChunk",
     "FinishReason",
     "FinishStepChunk",
+    "InputEncoding",
     "MessageMetadataChunk",
     "ReasoningDeltaChunk",
     "ReasoningEndChunk",
@@ -435,9 +431,7 @@ _CHUNK_CLASSES: tuple[type[ChunkModel], ...] = (
 )
 
 # Every fixed `type` value. data-* chunks share the tag "data".
-CHUNK_TYPES: frozenset[str] = frozenset(
-    cls.model_fields["type"].default for cls in _CHUNK_CLASSES
-)
+CHUNK_TYPES: frozenset[str] = frozenset(cls.model_fields["type"].default for cls in _CHUNK_CLASSES)
 
 
 def _chunk_tag(value: Any) -> str | None:

@@ -267,9 +267,7 @@ class ChatRequest(BaseModel):
     @classmethod
     def _valid_chat_id(cls, value: str) -> str:
         if not CHAT_ID_PATTERN.fullmatch(value) or value in {".", ".."}:
-            raise ValueError(
-                "chat id must be 1-200 characters of letters, digits and ._:~@+=-"
-            )
+            raise ValueError("chat id must be 1-200 characters of letters, digits and ._:~@+=-")
         return value
 
     @model_validator(mode="after")

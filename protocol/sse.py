@@ -151,9 +151,7 @@ class SSEParser:
 
     def _dispatch(self, events: list[SSEEvent]) -> None:
         if self._has_data:
-            events.append(
-                SSEEvent(data="\n".join(self._data), id=self._last_id, event=self._event)
-            )
+            events.append(SSEEvent(data="\n".join(self._data), id=self._last_id, event=self._event))
         self._data = []
         self._has_data = False
         self._event = None

@@ -3,5 +3,5 @@
 from __future__ import annotations
 
 from tests.bridge_server import bridge_factory, memory_bridge  # noqa: F401
+from tests.node_harness import node_fixture  # noqa: F401
 from tests.redis_server import redis_server  # noqa: F401
-from tests.node_harness import node_fixture  # noqa: F401, E402

@@ -30,8 +30,11 @@ class StreamResult:
 
     @property
     def offsets(self) -> list[int]:
-        return [int(event_id) for event_id, data in self.events
-                if data != "[DONE]" and event_id is not None]
+        return [
+            int(event_id)
+            for event_id, data in self.events
+            if data != "[DONE]" and event_id is not None
+        ]
 
     @property
     def types(self) -> list[str]:

@@ -394,3 +394,7 @@ def test_screenshot_of_a_finished_chat(scenario: Any) -> None:
         SCREENSHOT.unlink()
     scenario("screenshot", "--screenshot", str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_idle_page_follows_an_answer_started_elsewhere(scenario: Any) -> None:
+    scenario("follow")

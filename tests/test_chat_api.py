@@ -12,8 +12,13 @@ from tests.fakes.server import LiveServer
 
 def post_chat(server: LiveServer, body: object, **kwargs: object) -> httpx.Response:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
-    return httpx.post(f"{server.url}/api/chat", content=content,
-                      headers={"content-type": "application/json"}, timeout=30, **kwargs)
+    return httpx.post(
+        f"{server.url}/api/chat",
+        content=content,
+        headers={"content-type": "application/json"},
+        timeout=30,
+        **kwargs,
+    )
 
 
 def chunks_of(response: httpx.Response) -> list[dict[str, object]]:
@@ -54,8 +59,11 @@ def test_chat_post_stores_the_history(memory_bridge: LiveServer) -> None:
 
 def test_chat_post_accepts_only_the_newest_message(memory_bridge: LiveServer) -> None:
     post_chat(memory_bridge, chat_body("chat-m", "first question"))
-    second = {"id": "chat-m", "message": user_message("second question", "u2"),
-              "trigger": "submit-message"}
+    second = {
+        "id": "chat-m",
+        "message": user_message("second question", "u2"),
+        "trigger": "submit-message",
+    }
     assert post_chat(memory_bridge, second).status_code == 200
     history = httpx.get(f"{memory_bridge.url}/api/chat/chat-m/messages").json()["messages"]
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
@@ -65,8 +73,12 @@ def test_chat_post_accepts_only_the_newest_message(memory_bridge: LiveServer) ->
 def test_chat_regenerate_with_only_message_truncates_history(memory_bridge: LiveServer) -> None:
     first = post_chat(memory_bridge, chat_body("chat-r", "question"))
     old_id = chunks_of(first)[0]["messageId"]
-    body = {"id": "chat-r", "message": user_message("question"),
-            "trigger": "regenerate-message", "messageId": old_id}
+    body = {
+        "id": "chat-r",
+        "message": user_message("question"),
+        "trigger": "regenerate-message",
+        "messageId": old_id,
+    }
     again = post_chat(memory_bridge, body)
     new_id = chunks_of(again)[0]["messageId"]
     assert new_id != old_id
@@ -75,8 +87,9 @@ def test_chat_regenerate_with_only_message_truncates_history(memory_bridge: Live
 
 
 def test_chat_text_protocol_sends_plain_text(memory_bridge: LiveServer) -> None:
-    response = httpx.post(f"{memory_bridge.url}/api/chat?protocol=text",
-                          json=chat_body("chat-t", "hello"), timeout=30)
+    response = httpx.post(
+        f"{memory_bridge.url}/api/chat?protocol=text", json=chat_body("chat-t", "hello"), timeout=30
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     history = httpx.get(f"{memory_bridge.url}/api/chat/chat-t/messages").json()["messages"]
@@ -85,8 +98,9 @@ def test_chat_text_protocol_sends_plain_text(memory_bridge: LiveServer) -> None:
 
 
 def test_models_lists_the_allowlist(bridge_factory: BridgeFactory) -> None:
-    server = bridge_factory(bridge_models=["demo:scripted", "demo:other"],
-                            bridge_model="demo:scripted")
+    server = bridge_factory(
+        bridge_models=["demo:scripted", "demo:other"], bridge_model="demo:scripted"
+    )
     body = httpx.get(f"{server.url}/api/models").json()
     assert body["default"] == "demo:scripted"
     assert [m["id"] for m in body["models"]] == ["demo:scripted", "demo:other"]
@@ -108,25 +122,61 @@ def test_chat_model_outside_allowlist_is_400(memory_bridge: LiveServer) -> None:
         (orjson.dumps({"messages": []}), 422, "id"),
         (orjson.dumps({"id": "c"}), 422, None),
         (orjson.dumps({"id": "c", "messages": "hello"}), 422, "messages"),
-        (orjson.dumps({"id": "c", "messages": [{"id": "m", "role": "robot", "parts": []}]}),
-         422, "messages.0.role"),
-        (orjson.dumps({"id": "c", "messages": [{"id": "", "role": "user", "parts": []}]}),
-         422, "messages.0.id"),
-        (orjson.dumps({"id": "c", "messages": [
-            {"id": "m", "role": "user", "parts": [{"type": "hologram"}]}]}), 422, "messages.0"),
-        (orjson.dumps({"id": "c", "messages": [
-            {"id": "m", "role": "user", "parts": [{"type": "text", "text": 5}]}]}),
-         422, "messages.0.parts.0"),
+        (
+            orjson.dumps({"id": "c", "messages": [{"id": "m", "role": "robot", "parts": []}]}),
+            422,
+            "messages.0.role",
+        ),
+        (
+            orjson.dumps({"id": "c", "messages": [{"id": "", "role": "user", "parts": []}]}),
+            422,
+            "messages.0.id",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "id": "c",
+                    "messages": [{"id": "m", "role": "user", "parts": [{"type": "hologram"}]}],
+                }
+            ),
+            422,
+            "messages.0",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "id": "c",
+                    "messages": [
+                        {"id": "m", "role": "user", "parts": [{"type": "text", "text": 5}]}
+                    ],
+                }
+            ),
+            422,
+            "messages.0.parts.0",
+        ),
         (orjson.dumps({"id": "../etc", "messages": [user_message("x")]}), 422, "id"),
-        (orjson.dumps({"id": "c", "messages": [user_message("x")], "trigger": "nope"}),
-         422, "trigger"),
-        (orjson.dumps({"id": "c", "messages": [
-            {"id": "s", "role": "system", "parts": [{"type": "text", "text": "x"}]}]}),
-         400, None),
+        (
+            orjson.dumps({"id": "c", "messages": [user_message("x")], "trigger": "nope"}),
+            422,
+            "trigger",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "id": "c",
+                    "messages": [
+                        {"id": "s", "role": "system", "parts": [{"type": "text", "text": "x"}]}
+                    ],
+                }
+            ),
+            400,
+            None,
+        ),
     ],
 )
-def test_chat_bad_input_gets_a_clear_error(memory_bridge: LiveServer, body: bytes, status: int,
-                                           field: str | None) -> None:
+def test_chat_bad_input_gets_a_clear_error(
+    memory_bridge: LiveServer, body: bytes, status: int, field: str | None
+) -> None:
     response = post_chat(memory_bridge, body)
     assert response.status_code == status, response.text
     error = response.json()["error"]

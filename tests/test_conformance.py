@@ -30,53 +30,76 @@ pytestmark = pytest.mark.node
 
 SCRIPTS: dict[str, list[Step]] = {
     "text": [Text("Hello there, how can I help you today?"), Usage(input_tokens=9)],
-    "reasoning": [Reasoning("Let me think about it step by step."),
-                  Text("The answer is **42**.")],
-    "tool-input": [Text("Let me check."),
-                   ToolCall("get_weather", ['{"ci', 'ty": "Pa', 'ris"}'], call_id="call_1")],
-    "parallel-tools": [ParallelToolCalls([
-        ToolCall("get_weather", '{"city": "Paris"}', call_id="call_a"),
-        ToolCall("get_weather", '{"city": "Berlin"}', call_id="call_b"),
-    ])],
-    "citations": [Text("Paris is the capital."), Citation(url="https://example.org/paris",
-                                                          title="Paris")],
+    "reasoning": [Reasoning("Let me think about it step by step."), Text("The answer is **42**.")],
+    "tool-input": [
+        Text("Let me check."),
+        ToolCall("get_weather", ['{"ci', 'ty": "Pa', 'ris"}'], call_id="call_1"),
+    ],
+    "parallel-tools": [
+        ParallelToolCalls(
+            [
+                ToolCall("get_weather", '{"city": "Paris"}', call_id="call_a"),
+                ToolCall("get_weather", '{"city": "Berlin"}', call_id="call_b"),
+            ]
+        )
+    ],
+    "citations": [
+        Text("Paris is the capital."),
+        Citation(url="https://example.org/paris", title="Paris"),
+    ],
     "mid-stream-error": [Text("partial "), StreamError("overloaded", "overloaded_error")],
 }
 
 
 @pytest.fixture(params=["openai", "openai-chat", "anthropic"])
-def provider_setup(request: pytest.FixtureRequest) -> Iterator[tuple[str, ScriptedFake,
-                                                                     dict[str, Any]]]:
+def provider_setup(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[str, ScriptedFake, dict[str, Any]]]:
     kind = request.param
     fake: ScriptedFake
     if kind == "anthropic":
         fake = AnthropicFake()
         fake.start()
-        settings = {"anthropic_api_key": "test-key", "anthropic_base_url": fake.url,
-                    "bridge_model": "anthropic:claude-test"}
+        settings = {
+            "anthropic_api_key": "test-key",
+            "anthropic_base_url": fake.url,
+            "bridge_model": "anthropic:claude-test",
+        }
     else:
         openai = OpenAIFake()
         openai.start()
         fake = openai
-        settings = {"openai_api_key": "test-key", "openai_base_url": openai.base_url,
-                    "bridge_model": f"{kind}:gpt-test"}
+        settings = {
+            "openai_api_key": "test-key",
+            "openai_base_url": openai.base_url,
+            "bridge_model": f"{kind}:gpt-test",
+        }
     yield kind, fake, settings
     fake.stop()
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_every_stream_passes_the_client_schema_and_matches_the_stored_message(
-        node: NodeHarness, bridge_factory: BridgeFactory,
-        provider_setup: tuple[str, ScriptedFake, dict[str, Any]], script: str) -> None:
+    node: NodeHarness,
+    bridge_factory: BridgeFactory,
+    provider_setup: tuple[str, ScriptedFake, dict[str, Any]],
+    script: str,
+) -> None:
     kind, fake, settings = provider_setup
     if script == "citations" and kind == "openai-chat":
         pytest.skip("Chat Completions has no citations")
     server = bridge_factory(**settings)
     fake.enqueue(SCRIPTS[script])
     chat_id = f"conf-{kind}-{script}"
-    tools = {"tools": [{"name": "get_weather", "description": "Weather for a city",
-                        "inputSchema": {"type": "object",
-                                        "properties": {"city": {"type": "string"}}}}]}
+    tools = {
+        "tools": [
+            {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}},
+            }
+        ]
+    }
     body = chat_body(chat_id, "question", **(tools if "tool" in script else {}))
     response = httpx.post(f"{server.url}/api/chat", json=body, timeout=30)
     assert response.status_code == 200, response.text
@@ -112,16 +135,17 @@ def normalise(message: dict[str, Any]) -> dict[str, Any]:
     return {**message, "parts": parts}
 
 
-def test_chat_class_completes_a_conversation(node: NodeHarness,
-                                             memory_bridge: LiveServer) -> None:
-    result = node.chat({
-        "api": f"{memory_bridge.url}/api/chat",
-        "chatId": "chat-class-1",
-        "steps": [
-            {"op": "send", "text": "hello"},
-            {"op": "send", "text": "and again"},
-        ],
-    })
+def test_chat_class_completes_a_conversation(node: NodeHarness, memory_bridge: LiveServer) -> None:
+    result = node.chat(
+        {
+            "api": f"{memory_bridge.url}/api/chat",
+            "chatId": "chat-class-1",
+            "steps": [
+                {"op": "send", "text": "hello"},
+                {"op": "send", "text": "and again"},
+            ],
+        }
+    )
     assert result["status"] == "ready", result.get("error")
     roles = [message["role"] for message in result["messages"]]
     assert roles == ["user", "assistant", "user", "assistant"]

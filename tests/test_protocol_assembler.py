@@ -87,8 +87,11 @@ def test_streaming_text_and_provider_metadata() -> None:
 def test_text_end_citations() -> None:
     citation = c.Citation(source=c.UrlCitationSource(id="s", url="https://a.example"), end_index=3)
     assembler = fold(
-        [c.StartChunk(message_id="m"), c.TextStartChunk(id="t"),
-         c.TextEndChunk(id="t", citations=[citation])]
+        [
+            c.StartChunk(message_id="m"),
+            c.TextStartChunk(id="t"),
+            c.TextEndChunk(id="t", citations=[citation]),
+        ]
     )
     assert assembler.to_dict()["parts"] == [
         {
@@ -96,8 +99,15 @@ def test_text_end_citations() -> None:
             "text": "",
             "state": "done",
             "citations": [
-                {"source": {"type": "source", "sourceType": "url", "id": "s",
-                            "url": "https://a.example"}, "endIndex": 3}
+                {
+                    "source": {
+                        "type": "source",
+                        "sourceType": "url",
+                        "id": "s",
+                        "url": "https://a.example",
+                    },
+                    "endIndex": 3,
+                }
             ],
         }
     ]
@@ -132,8 +142,13 @@ def test_reasoning() -> None:
 
 
 def test_multi_step_tool_call_with_streamed_input() -> None:
-    assembler = fold([c.StartChunk(message_id="m1"), c.StartStepChunk(),
-                      c.ToolInputStartChunk(tool_call_id="c1", tool_name="weather")])
+    assembler = fold(
+        [
+            c.StartChunk(message_id="m1"),
+            c.StartStepChunk(),
+            c.ToolInputStartChunk(tool_call_id="c1", tool_name="weather"),
+        ]
+    )
     part = {"type": "tool-weather", "toolCallId": "c1", "state": "input-streaming"}
     assert assembler.to_dict()["parts"] == [STEP, part]
 
@@ -150,8 +165,9 @@ def test_multi_step_tool_call_with_streamed_input() -> None:
     ]
 
     for chunk in [
-        c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="weather",
-                                  input={"city": "Paris", "days": [1, 2]}),
+        c.ToolInputAvailableChunk(
+            tool_call_id="c1", tool_name="weather", input={"city": "Paris", "days": [1, 2]}
+        ),
         c.ToolOutputAvailableChunk(tool_call_id="c1", output={"temp": 20}),
         c.FinishStepChunk(),
         c.StartStepChunk(),
@@ -184,8 +200,13 @@ def test_dynamic_tool_text_input_and_metadata() -> None:
         [
             c.StartChunk(message_id="m1"),
             c.ToolInputStartChunk(
-                tool_call_id="c2", tool_name="mcp_search", dynamic=True, input_encoding="text",
-                title="Search", tool_metadata={"server": "x"}, provider_executed=True,
+                tool_call_id="c2",
+                tool_name="mcp_search",
+                dynamic=True,
+                input_encoding="text",
+                title="Search",
+                tool_metadata={"server": "x"},
+                provider_executed=True,
                 provider_metadata={"p": {"call": 1}},
             ),
             c.ToolInputDeltaChunk(tool_call_id="c2", input_text_delta="free "),
@@ -207,10 +228,16 @@ def test_dynamic_tool_text_input_and_metadata() -> None:
             "rawInput": "free text",
         }
     ]
-    assembler.apply(c.ToolInputAvailableChunk(tool_call_id="c2", tool_name="mcp_search",
-                                              input="free text", dynamic=True))
-    assembler.apply(c.ToolOutputErrorChunk(tool_call_id="c2", error_text="server down",
-                                           provider_metadata={"p": {"result": 1}}))
+    assembler.apply(
+        c.ToolInputAvailableChunk(
+            tool_call_id="c2", tool_name="mcp_search", input="free text", dynamic=True
+        )
+    )
+    assembler.apply(
+        c.ToolOutputErrorChunk(
+            tool_call_id="c2", error_text="server down", provider_metadata={"p": {"result": 1}}
+        )
+    )
     assert assembler.to_dict()["parts"] == [
         {
             "type": "dynamic-tool",
@@ -241,11 +268,19 @@ def test_tool_input_error_and_invalid_partial_input() -> None:
         {"type": "tool-calc", "toolCallId": "c3", "state": "input-streaming", "rawInput": "-"}
     ]
     assert assembler.message.dump()["parts"][0]["input"] is None  # UIMessage keeps the key
-    assembler.apply(c.ToolInputErrorChunk(tool_call_id="c3", tool_name="calc", input="-",
-                                          error_text="Invalid JSON"))
+    assembler.apply(
+        c.ToolInputErrorChunk(
+            tool_call_id="c3", tool_name="calc", input="-", error_text="Invalid JSON"
+        )
+    )
     assert assembler.to_dict()["parts"] == [
-        {"type": "tool-calc", "toolCallId": "c3", "state": "output-error", "input": "-",
-         "errorText": "Invalid JSON"}
+        {
+            "type": "tool-calc",
+            "toolCallId": "c3",
+            "state": "output-error",
+            "input": "-",
+            "errorText": "Invalid JSON",
+        }
     ]
 
 
@@ -254,10 +289,12 @@ def test_approval_requested_then_continued_in_the_next_request() -> None:
         [
             c.StartChunk(message_id="m1"),
             c.StartStepChunk(),
-            c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="deleteFile",
-                                      input={"path": "/tmp/x"}),
-            c.ToolApprovalRequestChunk(approval_id="a1", tool_call_id="c1",
-                                       reason="deletes files", signature="sig"),
+            c.ToolInputAvailableChunk(
+                tool_call_id="c1", tool_name="deleteFile", input={"path": "/tmp/x"}
+            ),
+            c.ToolApprovalRequestChunk(
+                approval_id="a1", tool_call_id="c1", reason="deletes files", signature="sig"
+            ),
             c.FinishStepChunk(),
             c.FinishChunk(finish_reason="tool-calls"),
         ]
@@ -311,11 +348,16 @@ def test_server_decided_approval_and_denial() -> None:
         [
             c.StartChunk(message_id="m1"),
             c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="rm", input={}),
-            c.ToolApprovalRequestChunk(approval_id="a1", tool_call_id="c1", is_automatic=True,
-                                       approval_descriptor={"risk": "high"},
-                                       input_schema_input={"x": 1}),
-            c.ToolApprovalResponseChunk(approval_id="a1", approved=False, reason="policy",
-                                        provider_executed=True),
+            c.ToolApprovalRequestChunk(
+                approval_id="a1",
+                tool_call_id="c1",
+                is_automatic=True,
+                approval_descriptor={"risk": "high"},
+                input_schema_input={"x": 1},
+            ),
+            c.ToolApprovalResponseChunk(
+                approval_id="a1", approved=False, reason="policy", provider_executed=True
+            ),
             c.ToolOutputDeniedChunk(tool_call_id="c1"),
         ]
     )
@@ -343,18 +385,27 @@ def test_preliminary_outputs_are_replaced_by_the_final_one() -> None:
         [
             c.StartChunk(message_id="m1"),
             c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="research", input={"q": "x"}),
-            c.ToolOutputAvailableChunk(tool_call_id="c1", output={"status": "searching"},
-                                       preliminary=True),
+            c.ToolOutputAvailableChunk(
+                tool_call_id="c1", output={"status": "searching"}, preliminary=True
+            ),
         ]
     )
     assert assembler.to_dict()["parts"][0]["preliminary"] is True
     assert assembler.to_dict()["parts"][0]["output"] == {"status": "searching"}
-    assembler.apply(c.ToolOutputAvailableChunk(tool_call_id="c1", output={"status": "reading"},
-                                               preliminary=True))
+    assembler.apply(
+        c.ToolOutputAvailableChunk(
+            tool_call_id="c1", output={"status": "reading"}, preliminary=True
+        )
+    )
     assembler.apply(c.ToolOutputAvailableChunk(tool_call_id="c1", output={"answer": 42}))
     assert assembler.to_dict()["parts"] == [
-        {"type": "tool-research", "toolCallId": "c1", "state": "output-available",
-         "input": {"q": "x"}, "output": {"answer": 42}}
+        {
+            "type": "tool-research",
+            "toolCallId": "c1",
+            "state": "output-available",
+            "input": {"q": "x"},
+            "output": {"answer": 42},
+        }
     ]
 
 
@@ -392,26 +443,43 @@ def test_sources_files_custom_and_steering() -> None:
         [
             c.StartChunk(message_id="m1"),
             c.SourceUrlChunk(source_id="s1", url="https://a.example", title="A"),
-            c.SourceDocumentChunk(source_id="s2", media_type="application/pdf", title="P",
-                                  filename="p.pdf"),
+            c.SourceDocumentChunk(
+                source_id="s2", media_type="application/pdf", title="P", filename="p.pdf"
+            ),
             c.FileChunk(url="data:image/png;base64,AA==", media_type="image/png"),
-            c.ReasoningFileChunk(url="https://a.example/r.png", media_type="image/png",
-                                 provider_metadata={"p": {}}),
+            c.ReasoningFileChunk(
+                url="https://a.example/r.png", media_type="image/png", provider_metadata={"p": {}}
+            ),
             c.CustomChunk(kind="openai.compaction", provider_metadata={"openai": {"id": "1"}}),
             c.SteeringMessageChunk(id="u2", parts=[{"type": "text", "text": "shorter please"}]),
         ]
     )
     assert assembler.to_dict()["parts"] == [
         {"type": "source-url", "sourceId": "s1", "url": "https://a.example", "title": "A"},
-        {"type": "source-document", "sourceId": "s2", "mediaType": "application/pdf",
-         "title": "P", "filename": "p.pdf"},
+        {
+            "type": "source-document",
+            "sourceId": "s2",
+            "mediaType": "application/pdf",
+            "title": "P",
+            "filename": "p.pdf",
+        },
         {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,AA=="},
-        {"type": "reasoning-file", "mediaType": "image/png", "url": "https://a.example/r.png",
-         "providerMetadata": {"p": {}}},
-        {"type": "custom", "kind": "openai.compaction",
-         "providerMetadata": {"openai": {"id": "1"}}},
-        {"type": "steering-message", "id": "u2",
-         "parts": [{"type": "text", "text": "shorter please"}]},
+        {
+            "type": "reasoning-file",
+            "mediaType": "image/png",
+            "url": "https://a.example/r.png",
+            "providerMetadata": {"p": {}},
+        },
+        {
+            "type": "custom",
+            "kind": "openai.compaction",
+            "providerMetadata": {"openai": {"id": "1"}},
+        },
+        {
+            "type": "steering-message",
+            "id": "u2",
+            "parts": [{"type": "text", "text": "shorter please"}],
+        },
     ]
     assert len(assembler.message.parts) == 6
 
@@ -489,8 +557,13 @@ def test_continuation_of_an_existing_message() -> None:
                 STEP,
                 {"type": "text", "text": "Earlier.", "state": "done"},
                 {"type": "data-status", "id": "s", "data": "working"},
-                {"type": "tool-lookup", "toolCallId": "c1", "state": "input-streaming",
-                 "input": {"q": "a"}, "rawInput": '{"q": "a'},
+                {
+                    "type": "tool-lookup",
+                    "toolCallId": "c1",
+                    "state": "input-streaming",
+                    "input": {"q": "a"},
+                    "rawInput": '{"q": "a',
+                },
             ],
         }
     )
@@ -511,8 +584,13 @@ def test_continuation_of_an_existing_message() -> None:
             STEP,
             {"type": "text", "text": "Earlier.", "state": "done"},
             {"type": "data-status", "id": "s", "data": "done"},
-            {"type": "tool-lookup", "toolCallId": "c1", "state": "input-streaming",
-             "input": {"q": "ab"}, "rawInput": '{"q": "ab"}'},
+            {
+                "type": "tool-lookup",
+                "toolCallId": "c1",
+                "state": "input-streaming",
+                "input": {"q": "ab"},
+                "rawInput": '{"q": "ab"}',
+            },
         ],
     }
     # The caller's message is not modified.
@@ -564,31 +642,72 @@ def test_message_is_cached_until_the_next_chunk() -> None:
 @pytest.mark.parametrize(
     ("chunks", "message", "chunk_type", "chunk_id"),
     [
-        ([c.TextDeltaChunk(id="t1", delta="x")],
-         'Received text-delta for missing text part with ID "t1". Ensure a "text-start" chunk '
-         'is sent before any "text-delta" chunks.', "text-delta", "t1"),
-        ([*text_block("t1"), c.TextEndChunk(id="t1")],
-         'Received text-end for missing text part with ID "t1"', "text-end", "t1"),
-        ([c.ReasoningDeltaChunk(id="r", delta="x")],
-         'Received reasoning-delta for missing reasoning part with ID "r". Ensure a '
-         '"reasoning-start" chunk', "reasoning-delta", "r"),
-        ([c.ReasoningEndChunk(id="r")], "Received reasoning-end for missing reasoning part",
-         "reasoning-end", "r"),
-        ([c.ToolInputDeltaChunk(tool_call_id="c9", input_text_delta="{")],
-         'Received tool-input-delta for missing tool call with ID "c9". Ensure a '
-         '"tool-input-start" chunk is sent before any "tool-input-delta" chunks.',
-         "tool-input-delta", "c9"),
-        ([c.ToolOutputAvailableChunk(tool_call_id="c9", output=1)],
-         'No tool invocation found for tool call ID "c9".', "tool-output-available", "c9"),
-        ([c.ToolOutputErrorChunk(tool_call_id="c9", error_text="x")],
-         "No tool invocation found", "tool-output-error", "c9"),
-        ([c.ToolOutputDeniedChunk(tool_call_id="c9")], "No tool invocation found",
-         "tool-output-denied", "c9"),
-        ([c.ToolApprovalRequestChunk(approval_id="a", tool_call_id="c9")],
-         "No tool invocation found", "tool-approval-request", "c9"),
-        ([c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="t", input={}),
-          c.ToolApprovalResponseChunk(approval_id="a9", approved=True)],
-         'No tool invocation found for approval ID "a9".', "tool-approval-response", "a9"),
+        (
+            [c.TextDeltaChunk(id="t1", delta="x")],
+            'Received text-delta for missing text part with ID "t1". Ensure a "text-start" chunk '
+            'is sent before any "text-delta" chunks.',
+            "text-delta",
+            "t1",
+        ),
+        (
+            [*text_block("t1"), c.TextEndChunk(id="t1")],
+            'Received text-end for missing text part with ID "t1"',
+            "text-end",
+            "t1",
+        ),
+        (
+            [c.ReasoningDeltaChunk(id="r", delta="x")],
+            'Received reasoning-delta for missing reasoning part with ID "r". Ensure a '
+            '"reasoning-start" chunk',
+            "reasoning-delta",
+            "r",
+        ),
+        (
+            [c.ReasoningEndChunk(id="r")],
+            "Received reasoning-end for missing reasoning part",
+            "reasoning-end",
+            "r",
+        ),
+        (
+            [c.ToolInputDeltaChunk(tool_call_id="c9", input_text_delta="{")],
+            'Received tool-input-delta for missing tool call with ID "c9". Ensure a '
+            '"tool-input-start" chunk is sent before any "tool-input-delta" chunks.',
+            "tool-input-delta",
+            "c9",
+        ),
+        (
+            [c.ToolOutputAvailableChunk(tool_call_id="c9", output=1)],
+            'No tool invocation found for tool call ID "c9".',
+            "tool-output-available",
+            "c9",
+        ),
+        (
+            [c.ToolOutputErrorChunk(tool_call_id="c9", error_text="x")],
+            "No tool invocation found",
+            "tool-output-error",
+            "c9",
+        ),
+        (
+            [c.ToolOutputDeniedChunk(tool_call_id="c9")],
+            "No tool invocation found",
+            "tool-output-denied",
+            "c9",
+        ),
+        (
+            [c.ToolApprovalRequestChunk(approval_id="a", tool_call_id="c9")],
+            "No tool invocation found",
+            "tool-approval-request",
+            "c9",
+        ),
+        (
+            [
+                c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="t", input={}),
+                c.ToolApprovalResponseChunk(approval_id="a9", approved=True),
+            ],
+            'No tool invocation found for approval ID "a9".',
+            "tool-approval-response",
+            "a9",
+        ),
     ],
 )
 def test_where_the_client_throws(
@@ -645,8 +764,12 @@ def test_error_chunk_stops_processing_like_the_chat() -> None:
 
 def test_abort_is_recorded_and_changes_nothing() -> None:
     assembler = fold(
-        [c.StartChunk(message_id="m1"), c.TextStartChunk(id="t"),
-         c.TextDeltaChunk(id="t", delta="par"), c.AbortChunk(reason="stopped")]
+        [
+            c.StartChunk(message_id="m1"),
+            c.TextStartChunk(id="t"),
+            c.TextDeltaChunk(id="t", delta="par"),
+            c.AbortChunk(reason="stopped"),
+        ]
     )
     assert assembler.aborted
     assert assembler.abort_reason == "stopped"
@@ -704,8 +827,11 @@ def test_replay_resets_on_a_new_message_id_and_only_on_the_first_start() -> None
 
 
 def test_replay_clears_a_stop_and_the_recorded_outcome() -> None:
-    chunks = [c.StartChunk(message_id="m1"), c.ErrorChunk(error_text="x"),
-              c.FinishChunk(finish_reason="error")]
+    chunks = [
+        c.StartChunk(message_id="m1"),
+        c.ErrorChunk(error_text="x"),
+        c.FinishChunk(finish_reason="error"),
+    ]
     assembler = fold(chunks)
     assembler.begin_replay()
     assembler.apply(chunks[0])
@@ -719,9 +845,19 @@ def test_replay_of_a_continuation_loses_the_earlier_parts_like_the_client() -> N
     # ai@7.0.173: the first `start` of a replay resets the message, so a continued turn's
     # replay cannot find the tool call it answers (the browser shows the same error).
     existing = UIMessage.model_validate(
-        {"id": "m1", "role": "assistant", "parts": [
-            {"type": "tool-t", "toolCallId": "c1", "state": "approval-responded", "input": {},
-             "approval": {"id": "a1", "approved": True}}]}
+        {
+            "id": "m1",
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool-t",
+                    "toolCallId": "c1",
+                    "state": "approval-responded",
+                    "input": {},
+                    "approval": {"id": "a1", "approved": True},
+                }
+            ],
+        }
     )
     assembler = MessageAssembler(message=existing)
     assembler.begin_replay()
@@ -795,8 +931,7 @@ def random_chunks(rng: random.Random, *, message_id: str = "m1") -> list[UIMessa
     for earlier steps), data parts, sources, files, metadata, reset-step; ending in finish,
     abort or error."""
     out: list[Any] = [
-        c.StartChunk(message_id=message_id,
-                     message_metadata=rng.choice([None, {"a": {"b": 1}}]))
+        c.StartChunk(message_id=message_id, message_metadata=rng.choice([None, {"a": {"b": 1}}]))
     ]
     counter = 0
     earlier_calls: list[str] = []
@@ -805,77 +940,148 @@ def random_chunks(rng: random.Random, *, message_id: str = "m1") -> list[UIMessa
         step_calls: list[str] = []
         for _ in range(rng.randint(0, 6)):
             counter += 1
-            kind = rng.choice(["text", "reasoning", "tool", "tool-direct", "data", "misc",
-                               "meta", "reset", "earlier-result"])
+            kind = rng.choice(
+                [
+                    "text",
+                    "reasoning",
+                    "tool",
+                    "tool-direct",
+                    "data",
+                    "misc",
+                    "meta",
+                    "reset",
+                    "earlier-result",
+                ]
+            )
             if kind in ("text", "reasoning"):
                 part_id = f"{kind[0]}{counter}"
                 start, delta, end = (
-                    (c.TextStartChunk, c.TextDeltaChunk, c.TextEndChunk) if kind == "text"
+                    (c.TextStartChunk, c.TextDeltaChunk, c.TextEndChunk)
+                    if kind == "text"
                     else (c.ReasoningStartChunk, c.ReasoningDeltaChunk, c.ReasoningEndChunk)
                 )
                 out.append(start(id=part_id, provider_metadata=rng.choice([None, {"p": {"x": 1}}])))
-                out.extend(delta(id=part_id, delta=rng.choice(DELTAS))
-                           for _ in range(rng.randint(0, 4)))
+                out.extend(
+                    delta(id=part_id, delta=rng.choice(DELTAS)) for _ in range(rng.randint(0, 4))
+                )
                 if rng.random() < 0.85:
                     out.append(end(id=part_id))
             elif kind == "tool":
                 call, name = f"call{counter}", rng.choice(TOOL_NAMES)
                 dynamic = rng.choice([None, False, True])
                 encoding = rng.choice([None, None, "json", "text"])
-                out.append(c.ToolInputStartChunk(
-                    tool_call_id=call, tool_name=name, dynamic=dynamic, input_encoding=encoding,
-                    title=rng.choice([None, "T"]), provider_executed=rng.choice([None, True])))
+                out.append(
+                    c.ToolInputStartChunk(
+                        tool_call_id=call,
+                        tool_name=name,
+                        dynamic=dynamic,
+                        input_encoding=encoding,
+                        title=rng.choice([None, "T"]),
+                        provider_executed=rng.choice([None, True]),
+                    )
+                )
                 value = _json_value(rng)
                 text = json.dumps(value) if encoding != "text" else "raw text input"
-                out.extend(c.ToolInputDeltaChunk(tool_call_id=call, input_text_delta=piece)
-                           for piece in _split(text, rng))
+                out.extend(
+                    c.ToolInputDeltaChunk(tool_call_id=call, input_text_delta=piece)
+                    for piece in _split(text, rng)
+                )
                 roll = rng.random()
                 if roll < 0.1:
                     continue  # left streaming
                 if roll < 0.2:
-                    out.append(c.ToolInputErrorChunk(tool_call_id=call, tool_name=name,
-                                                     input=text, error_text="bad",
-                                                     dynamic=dynamic))
+                    out.append(
+                        c.ToolInputErrorChunk(
+                            tool_call_id=call,
+                            tool_name=name,
+                            input=text,
+                            error_text="bad",
+                            dynamic=dynamic,
+                        )
+                    )
                 else:
-                    out.append(c.ToolInputAvailableChunk(
-                        tool_call_id=call, tool_name=name, input=value, dynamic=dynamic,
-                        provider_metadata=rng.choice([None, {"p": {"c": 1}}])))
+                    out.append(
+                        c.ToolInputAvailableChunk(
+                            tool_call_id=call,
+                            tool_name=name,
+                            input=value,
+                            dynamic=dynamic,
+                            provider_metadata=rng.choice([None, {"p": {"c": 1}}]),
+                        )
+                    )
                     _tool_result(out, rng, call, counter)
                 step_calls.append(call)
             elif kind == "tool-direct":
                 call = f"call{counter}"
-                out.append(c.ToolInputAvailableChunk(
-                    tool_call_id=call, tool_name=rng.choice(TOOL_NAMES), input=_json_value(rng),
-                    dynamic=rng.choice([None, True]), tool_metadata=rng.choice([None, {"m": 1}])))
+                out.append(
+                    c.ToolInputAvailableChunk(
+                        tool_call_id=call,
+                        tool_name=rng.choice(TOOL_NAMES),
+                        input=_json_value(rng),
+                        dynamic=rng.choice([None, True]),
+                        tool_metadata=rng.choice([None, {"m": 1}]),
+                    )
+                )
                 _tool_result(out, rng, call, counter)
                 step_calls.append(call)
             elif kind == "earlier-result" and earlier_calls:
                 call = rng.choice(earlier_calls)
-                out.append(rng.choice([
-                    c.ToolOutputAvailableChunk(tool_call_id=call, output={"late": True},
-                                               tool_metadata=rng.choice([None, {"z": 2}])),
-                    c.ToolOutputErrorChunk(tool_call_id=call, error_text="late failure"),
-                    c.ToolOutputDeniedChunk(tool_call_id=call),
-                ]))
+                out.append(
+                    rng.choice(
+                        [
+                            c.ToolOutputAvailableChunk(
+                                tool_call_id=call,
+                                output={"late": True},
+                                tool_metadata=rng.choice([None, {"z": 2}]),
+                            ),
+                            c.ToolOutputErrorChunk(tool_call_id=call, error_text="late failure"),
+                            c.ToolOutputDeniedChunk(tool_call_id=call),
+                        ]
+                    )
+                )
             elif kind == "data":
-                out.append(c.DataChunk(type=rng.choice(["data-a", "data-b"]),
-                                       id=rng.choice([None, "d1", "d2"]), data=_json_value(rng),
-                                       transient=rng.choice([None, None, False, True])))
+                out.append(
+                    c.DataChunk(
+                        type=rng.choice(["data-a", "data-b"]),
+                        id=rng.choice([None, "d1", "d2"]),
+                        data=_json_value(rng),
+                        transient=rng.choice([None, None, False, True]),
+                    )
+                )
             elif kind == "misc":
-                out.append(rng.choice([
-                    c.SourceUrlChunk(source_id=f"s{counter}", url="https://a.example",
-                                     title=rng.choice([None, "A"])),
-                    c.SourceDocumentChunk(source_id=f"d{counter}", media_type="text/plain",
-                                          title="Doc", filename=rng.choice([None, "a.txt"])),
-                    c.FileChunk(url="data:text/plain;base64,SGk=", media_type="text/plain"),
-                    c.ReasoningFileChunk(url="https://a.example/r.png", media_type="image/png"),
-                    c.CustomChunk(kind="openai.thing"),
-                    c.SteeringMessageChunk(id=f"st{counter}",
-                                           parts=[{"type": "text", "text": "also"}]),
-                ]))
+                out.append(
+                    rng.choice(
+                        [
+                            c.SourceUrlChunk(
+                                source_id=f"s{counter}",
+                                url="https://a.example",
+                                title=rng.choice([None, "A"]),
+                            ),
+                            c.SourceDocumentChunk(
+                                source_id=f"d{counter}",
+                                media_type="text/plain",
+                                title="Doc",
+                                filename=rng.choice([None, "a.txt"]),
+                            ),
+                            c.FileChunk(url="data:text/plain;base64,SGk=", media_type="text/plain"),
+                            c.ReasoningFileChunk(
+                                url="https://a.example/r.png", media_type="image/png"
+                            ),
+                            c.CustomChunk(kind="openai.thing"),
+                            c.SteeringMessageChunk(
+                                id=f"st{counter}", parts=[{"type": "text", "text": "also"}]
+                            ),
+                        ]
+                    )
+                )
             elif kind == "meta":
-                out.append(c.MessageMetadataChunk(message_metadata=rng.choice(
-                    [None, {"a": {"c": counter}}, {"usage": [counter]}, {"a": 5}])))
+                out.append(
+                    c.MessageMetadataChunk(
+                        message_metadata=rng.choice(
+                            [None, {"a": {"c": counter}}, {"usage": [counter]}, {"a": 5}]
+                        )
+                    )
+                )
             elif kind == "reset":
                 out.append(c.ResetStepChunk())
                 step_calls.clear()
@@ -884,9 +1090,12 @@ def random_chunks(rng: random.Random, *, message_id: str = "m1") -> list[UIMessa
             out.append(c.FinishStepChunk())
     roll = rng.random()
     if roll < 0.7:
-        out.append(c.FinishChunk(
-            finish_reason=rng.choice([None, "stop", "tool-calls", "interrupted"]),
-            message_metadata=rng.choice([None, {"a": {"d": 1}, "model": "x"}])))
+        out.append(
+            c.FinishChunk(
+                finish_reason=rng.choice([None, "stop", "tool-calls", "interrupted"]),
+                message_metadata=rng.choice([None, {"a": {"d": 1}, "model": "x"}]),
+            )
+        )
     elif roll < 0.85:
         out.append(c.AbortChunk(reason=rng.choice([None, "stopped"])))
     else:
@@ -899,26 +1108,49 @@ def _tool_result(out: list[Any], rng: random.Random, call: str, counter: int) ->
     roll = rng.random()
     if roll < 0.25:
         approval = f"ap{counter}"
-        out.append(c.ToolApprovalRequestChunk(
-            approval_id=approval, tool_call_id=call, reason=rng.choice([None, "risky"]),
-            is_automatic=rng.choice([None, True, False]),
-            approval_descriptor=rng.choice([None, {"d": 1}])))
+        out.append(
+            c.ToolApprovalRequestChunk(
+                approval_id=approval,
+                tool_call_id=call,
+                reason=rng.choice([None, "risky"]),
+                is_automatic=rng.choice([None, True, False]),
+                approval_descriptor=rng.choice([None, {"d": 1}]),
+            )
+        )
         if rng.random() < 0.7:
             approved = rng.random() < 0.5
-            out.append(c.ToolApprovalResponseChunk(approval_id=approval, approved=approved,
-                                                   reason=rng.choice([None, "ok"])))
-            out.append(c.ToolOutputAvailableChunk(tool_call_id=call, output={"done": 1})
-                       if approved else c.ToolOutputDeniedChunk(tool_call_id=call))
+            out.append(
+                c.ToolApprovalResponseChunk(
+                    approval_id=approval, approved=approved, reason=rng.choice([None, "ok"])
+                )
+            )
+            out.append(
+                c.ToolOutputAvailableChunk(tool_call_id=call, output={"done": 1})
+                if approved
+                else c.ToolOutputDeniedChunk(tool_call_id=call)
+            )
     elif roll < 0.6:
         if rng.random() < 0.4:
-            out.append(c.ToolOutputAvailableChunk(tool_call_id=call, output={"progress": 0.5},
-                                                  preliminary=True))
-        out.append(c.ToolOutputAvailableChunk(
-            tool_call_id=call, output=rng.choice([None, {"ok": True}, "text"]),
-            provider_metadata=rng.choice([None, {"p": {"r": 1}}])))
+            out.append(
+                c.ToolOutputAvailableChunk(
+                    tool_call_id=call, output={"progress": 0.5}, preliminary=True
+                )
+            )
+        out.append(
+            c.ToolOutputAvailableChunk(
+                tool_call_id=call,
+                output=rng.choice([None, {"ok": True}, "text"]),
+                provider_metadata=rng.choice([None, {"p": {"r": 1}}]),
+            )
+        )
     elif roll < 0.75:
-        out.append(c.ToolOutputErrorChunk(tool_call_id=call, error_text="tool failed",
-                                          provider_executed=rng.choice([None, True])))
+        out.append(
+            c.ToolOutputErrorChunk(
+                tool_call_id=call,
+                error_text="tool failed",
+                provider_executed=rng.choice([None, True]),
+            )
+        )
 
 
 @settings(max_examples=300, deadline=None)
@@ -960,8 +1192,13 @@ def test_chunks_through_sse_split_anywhere_build_the_same_message(
 
 def test_apply_does_not_copy_the_message_per_token() -> None:
     # 200k deltas stay cheap: text is appended to a list of pieces, joined when read.
-    assembler = fold([c.StartChunk(message_id="m"), c.TextStartChunk(id="t"),
-                      c.ToolInputStartChunk(tool_call_id="c", tool_name="x")])
+    assembler = fold(
+        [
+            c.StartChunk(message_id="m"),
+            c.TextStartChunk(id="t"),
+            c.ToolInputStartChunk(tool_call_id="c", tool_name="x"),
+        ]
+    )
     delta = c.TextDeltaChunk(id="t", delta="ab")
     tool_delta = c.ToolInputDeltaChunk(tool_call_id="c", input_text_delta='"k":1,')
     assembler.apply(c.ToolInputDeltaChunk(tool_call_id="c", input_text_delta="{"))

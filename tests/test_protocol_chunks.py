@@ -274,7 +274,10 @@ FULL: list[tuple[Any, dict[str, Any]]] = [
     ),
     (
         c.ToolApprovalResponseChunk(
-            approval_id="a1", approved=True, reason="ok", provider_executed=True,
+            approval_id="a1",
+            approved=True,
+            reason="ok",
+            provider_executed=True,
             provider_metadata=PM,
         ),
         {
@@ -338,7 +341,10 @@ FULL: list[tuple[Any, dict[str, Any]]] = [
     ),
     (
         c.SourceDocumentChunk(
-            source_id="s2", media_type="application/pdf", title="P", filename="p.pdf",
+            source_id="s2",
+            media_type="application/pdf",
+            title="P",
+            filename="p.pdf",
             provider_metadata=PM,
         ),
         {
@@ -360,8 +366,9 @@ FULL: list[tuple[Any, dict[str, Any]]] = [
         },
     ),
     (
-        c.ReasoningFileChunk(url="https://a.example/r.png", media_type="image/png",
-                             provider_metadata=PM),
+        c.ReasoningFileChunk(
+            url="https://a.example/r.png", media_type="image/png", provider_metadata=PM
+        ),
         {
             "type": "reasoning-file",
             "url": "https://a.example/r.png",
@@ -378,8 +385,12 @@ FULL: list[tuple[Any, dict[str, Any]]] = [
             id="u9",
             parts=[
                 {"type": "text", "text": "look at this"},
-                {"type": "file", "mediaType": "image/png", "url": "https://a.example/i.png",
-                 "filename": "i.png"},
+                {
+                    "type": "file",
+                    "mediaType": "image/png",
+                    "url": "https://a.example/i.png",
+                    "filename": "i.png",
+                },
             ],
         ),
         {
@@ -387,8 +398,12 @@ FULL: list[tuple[Any, dict[str, Any]]] = [
             "id": "u9",
             "parts": [
                 {"type": "text", "text": "look at this"},
-                {"type": "file", "mediaType": "image/png", "url": "https://a.example/i.png",
-                 "filename": "i.png"},
+                {
+                    "type": "file",
+                    "mediaType": "image/png",
+                    "url": "https://a.example/i.png",
+                    "filename": "i.png",
+                },
             ],
         },
     ),
@@ -454,9 +469,12 @@ def test_round_trip(chunk: Any) -> None:
 
 
 def test_required_nullable_keys_are_present_even_when_none() -> None:
-    assert orjson.loads(
-        encode_chunk(c.ToolInputAvailableChunk(tool_call_id="a", tool_name="b", input=None))
-    )["input"] is None
+    assert (
+        orjson.loads(
+            encode_chunk(c.ToolInputAvailableChunk(tool_call_id="a", tool_name="b", input=None))
+        )["input"]
+        is None
+    )
     assert "output" in orjson.loads(
         encode_chunk(c.ToolOutputAvailableChunk(tool_call_id="a", output=None))
     )
@@ -569,7 +587,13 @@ def test_extra_keys_are_kept_like_the_loose_client_schema() -> None:
 def test_every_finish_reason() -> None:
     reasons = typing.get_args(c.FinishReason)
     assert set(reasons) == {
-        "stop", "length", "content-filter", "tool-calls", "error", "interrupted", "other",
+        "stop",
+        "length",
+        "content-filter",
+        "tool-calls",
+        "error",
+        "interrupted",
+        "other",
     }
     for reason in reasons:
         assert parse_chunk(encode_chunk(c.FinishChunk(finish_reason=reason))) == c.FinishChunk(

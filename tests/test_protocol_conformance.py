@@ -62,18 +62,27 @@ EDGE_CASES: list[tuple[str, bool]] = [
     ('{"type":"tool-input-start","toolCallId":"a","toolName":"b","dynamic":"true"}', False),
     ('{"type":"tool-input-start","toolCallId":"a","toolName":"b","title":null}', False),
     ('{"type":"tool-output-available","toolCallId":"a"}', False),
-    ('{"type":"tool-approval-request","approvalId":"a","toolCallId":"b",'
-     '"approvalDescriptor":null,"inputSchemaInput":null}', True),
+    (
+        '{"type":"tool-approval-request","approvalId":"a","toolCallId":"b",'
+        '"approvalDescriptor":null,"inputSchemaInput":null}',
+        True,
+    ),
     ('{"type":"data-x"}', False),
     ('{"type":"data-x","data":null}', True),
     ('{"type":"data-x","data":1,"id":null}', False),
     ('{"type":"data-x","data":1,"transient":null}', False),
     ('{"type":"message-metadata"}', False),
     ('{"type":"message-metadata","messageMetadata":null}', True),
-    ('{"type":"text-end","id":"t","citations":[{"source":{"type":"source","sourceType":"url",'
-     '"id":"s","url":"u"},"startIndex":-1}]}', False),
-    ('{"type":"text-end","id":"t","citations":[{"source":{"type":"source","sourceType":"url",'
-     '"id":"s","url":"u","title":null}}]}', False),
+    (
+        '{"type":"text-end","id":"t","citations":[{"source":{"type":"source","sourceType":"url",'
+        '"id":"s","url":"u"},"startIndex":-1}]}',
+        False,
+    ),
+    (
+        '{"type":"text-end","id":"t","citations":[{"source":{"type":"source","sourceType":"url",'
+        '"id":"s","url":"u","title":null}}]}',
+        False,
+    ),
     ('{"type":"steering-message","id":"s","parts":[{"type":"reasoning","text":"x"}]}', False),
     ('{"type":"text"}', False),
     ('{"id":"x"}', False),
@@ -148,8 +157,9 @@ def _approval_requested() -> list[UIMessageChunk]:
         c.ToolInputStartChunk(tool_call_id="c1", tool_name="deleteFile"),
         c.ToolInputDeltaChunk(tool_call_id="c1", input_text_delta='{"path": "/tm'),
         c.ToolInputDeltaChunk(tool_call_id="c1", input_text_delta='p/x"}'),
-        c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="deleteFile",
-                                  input={"path": "/tmp/x"}),
+        c.ToolInputAvailableChunk(
+            tool_call_id="c1", tool_name="deleteFile", input={"path": "/tmp/x"}
+        ),
         c.ToolApprovalRequestChunk(approval_id="a1", tool_call_id="c1", reason="deletes"),
         c.FinishStepChunk(),
         c.FinishChunk(finish_reason="tool-calls"),
@@ -168,110 +178,189 @@ def _approved_message() -> UIMessage:
 
 SCENARIOS: dict[str, tuple[list[UIMessageChunk], UIMessage | None]] = {
     "text": (
-        [c.StartChunk(message_id="m1"), c.StartStepChunk(), *text_block("t1", "Hel", "lo 😀"),
-         c.FinishStepChunk(), c.FinishChunk(finish_reason="stop")],
+        [
+            c.StartChunk(message_id="m1"),
+            c.StartStepChunk(),
+            *text_block("t1", "Hel", "lo 😀"),
+            c.FinishStepChunk(),
+            c.FinishChunk(finish_reason="stop"),
+        ],
         None,
     ),
     "reasoning-and-sources": (
-        [c.StartChunk(message_id="m1", message_metadata={"model": "x"}), c.StartStepChunk(),
-         c.ReasoningStartChunk(id="r"), c.ReasoningDeltaChunk(id="r", delta="hm"),
-         c.ReasoningEndChunk(id="r", provider_metadata={"a": {"sig": "s"}}),
-         *text_block("t", "See"),
-         c.SourceUrlChunk(source_id="s1", url="https://a.example", title="A"),
-         c.SourceDocumentChunk(source_id="s2", media_type="text/plain", title="D"),
-         c.FileChunk(url="data:text/plain;base64,SGk=", media_type="text/plain"),
-         c.ReasoningFileChunk(url="https://a.example/r.png", media_type="image/png"),
-         c.CustomChunk(kind="openai.thing"),
-         c.SteeringMessageChunk(id="u2", parts=[{"type": "text", "text": "also"}]),
-         c.FinishChunk(finish_reason="stop", message_metadata={"usage": {"out": 3}})],
+        [
+            c.StartChunk(message_id="m1", message_metadata={"model": "x"}),
+            c.StartStepChunk(),
+            c.ReasoningStartChunk(id="r"),
+            c.ReasoningDeltaChunk(id="r", delta="hm"),
+            c.ReasoningEndChunk(id="r", provider_metadata={"a": {"sig": "s"}}),
+            *text_block("t", "See"),
+            c.SourceUrlChunk(source_id="s1", url="https://a.example", title="A"),
+            c.SourceDocumentChunk(source_id="s2", media_type="text/plain", title="D"),
+            c.FileChunk(url="data:text/plain;base64,SGk=", media_type="text/plain"),
+            c.ReasoningFileChunk(url="https://a.example/r.png", media_type="image/png"),
+            c.CustomChunk(kind="openai.thing"),
+            c.SteeringMessageChunk(id="u2", parts=[{"type": "text", "text": "also"}]),
+            c.FinishChunk(finish_reason="stop", message_metadata={"usage": {"out": 3}}),
+        ],
         None,
     ),
     "tools-multi-step": (
-        [c.StartChunk(message_id="m1"), c.StartStepChunk(),
-         c.ToolInputStartChunk(tool_call_id="c1", tool_name="weather"),
-         *(c.ToolInputDeltaChunk(tool_call_id="c1", input_text_delta=d)
-           for d in ['{"ci', 'ty": "Par', 'is", "days": [1, ', "2], ", '"ok": tr', "ue}"]),
-         c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="weather",
-                                   input={"city": "Paris", "days": [1, 2], "ok": True}),
-         c.ToolOutputAvailableChunk(tool_call_id="c1", output={"p": 1}, preliminary=True),
-         c.ToolOutputAvailableChunk(tool_call_id="c1", output={"temp": 20},
-                                    provider_metadata={"x": {"y": 1}}),
-         c.ToolInputStartChunk(tool_call_id="c2", tool_name="mcp", dynamic=True,
-                               input_encoding="text", title="M", tool_metadata={"s": 1}),
-         c.ToolInputDeltaChunk(tool_call_id="c2", input_text_delta="raw"),
-         c.ToolInputErrorChunk(tool_call_id="c2", tool_name="mcp", input="raw",
-                               error_text="bad input"),
-         c.FinishStepChunk(), c.StartStepChunk(),
-         c.ToolOutputErrorChunk(tool_call_id="c1", error_text="late"),
-         *text_block("t2", "It is 20°C."), c.FinishStepChunk(),
-         c.FinishChunk(finish_reason="stop")],
+        [
+            c.StartChunk(message_id="m1"),
+            c.StartStepChunk(),
+            c.ToolInputStartChunk(tool_call_id="c1", tool_name="weather"),
+            *(
+                c.ToolInputDeltaChunk(tool_call_id="c1", input_text_delta=d)
+                for d in ['{"ci', 'ty": "Par', 'is", "days": [1, ', "2], ", '"ok": tr', "ue}"]
+            ),
+            c.ToolInputAvailableChunk(
+                tool_call_id="c1",
+                tool_name="weather",
+                input={"city": "Paris", "days": [1, 2], "ok": True},
+            ),
+            c.ToolOutputAvailableChunk(tool_call_id="c1", output={"p": 1}, preliminary=True),
+            c.ToolOutputAvailableChunk(
+                tool_call_id="c1", output={"temp": 20}, provider_metadata={"x": {"y": 1}}
+            ),
+            c.ToolInputStartChunk(
+                tool_call_id="c2",
+                tool_name="mcp",
+                dynamic=True,
+                input_encoding="text",
+                title="M",
+                tool_metadata={"s": 1},
+            ),
+            c.ToolInputDeltaChunk(tool_call_id="c2", input_text_delta="raw"),
+            c.ToolInputErrorChunk(
+                tool_call_id="c2", tool_name="mcp", input="raw", error_text="bad input"
+            ),
+            c.FinishStepChunk(),
+            c.StartStepChunk(),
+            c.ToolOutputErrorChunk(tool_call_id="c1", error_text="late"),
+            *text_block("t2", "It is 20°C."),
+            c.FinishStepChunk(),
+            c.FinishChunk(finish_reason="stop"),
+        ],
         None,
     ),
     "approval-requested": (_approval_requested(), None),
     "approval-continued": (
-        [c.StartChunk(message_id="m1"),
-         c.ToolOutputAvailableChunk(tool_call_id="c1", output={"deleted": True}),
-         c.StartStepChunk(), *text_block("t1", "Deleted."), c.FinishStepChunk(),
-         c.FinishChunk(finish_reason="stop")],
+        [
+            c.StartChunk(message_id="m1"),
+            c.ToolOutputAvailableChunk(tool_call_id="c1", output={"deleted": True}),
+            c.StartStepChunk(),
+            *text_block("t1", "Deleted."),
+            c.FinishStepChunk(),
+            c.FinishChunk(finish_reason="stop"),
+        ],
         _approved_message(),
     ),
     "server-decided-approval": (
-        [c.StartChunk(message_id="m1"),
-         c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="rm", input={}),
-         c.ToolApprovalRequestChunk(approval_id="a1", tool_call_id="c1", is_automatic=True,
-                                    approval_descriptor={"risk": 1}, input_schema_input={}),
-         c.ToolApprovalResponseChunk(approval_id="a1", approved=False, reason="policy",
-                                     provider_executed=True, provider_metadata={"p": {}}),
-         c.ToolOutputDeniedChunk(tool_call_id="c1")],
+        [
+            c.StartChunk(message_id="m1"),
+            c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="rm", input={}),
+            c.ToolApprovalRequestChunk(
+                approval_id="a1",
+                tool_call_id="c1",
+                is_automatic=True,
+                approval_descriptor={"risk": 1},
+                input_schema_input={},
+            ),
+            c.ToolApprovalResponseChunk(
+                approval_id="a1",
+                approved=False,
+                reason="policy",
+                provider_executed=True,
+                provider_metadata={"p": {}},
+            ),
+            c.ToolOutputDeniedChunk(tool_call_id="c1"),
+        ],
         None,
     ),
     "data-parts": (
-        [c.StartChunk(message_id="m1"),
-         c.DataChunk(type="data-status", id="s", data={"stage": 1}),
-         c.DataChunk(type="data-log", data="a"),
-         c.DataChunk(type="data-status", id="s", data={"stage": 2}),
-         c.DataChunk(type="data-toast", id="t", data="x", transient=True),
-         c.DataChunk(type="data-flag", data=None, transient=False)],
+        [
+            c.StartChunk(message_id="m1"),
+            c.DataChunk(type="data-status", id="s", data={"stage": 1}),
+            c.DataChunk(type="data-log", data="a"),
+            c.DataChunk(type="data-status", id="s", data={"stage": 2}),
+            c.DataChunk(type="data-toast", id="t", data="x", transient=True),
+            c.DataChunk(type="data-flag", data=None, transient=False),
+        ],
         None,
     ),
     "reset-step-and-metadata": (
-        [c.StartChunk(message_id="m1", message_metadata={"a": {"b": 1}, "l": [1]}),
-         c.StartStepChunk(), *text_block("t0", "kept"), c.FinishStepChunk(),
-         c.StartStepChunk(), c.TextStartChunk(id="t1"), c.TextDeltaChunk(id="t1", delta="x"),
-         c.ToolInputStartChunk(tool_call_id="c1", tool_name="t"),
-         c.ResetStepChunk(), c.ResetStepChunk(),
-         c.MessageMetadataChunk(message_metadata={"a": {"c": 2}, "l": [2]}),
-         *text_block("t2", "retry"), c.FinishChunk(message_metadata={"a": {"b": 3}})],
+        [
+            c.StartChunk(message_id="m1", message_metadata={"a": {"b": 1}, "l": [1]}),
+            c.StartStepChunk(),
+            *text_block("t0", "kept"),
+            c.FinishStepChunk(),
+            c.StartStepChunk(),
+            c.TextStartChunk(id="t1"),
+            c.TextDeltaChunk(id="t1", delta="x"),
+            c.ToolInputStartChunk(tool_call_id="c1", tool_name="t"),
+            c.ResetStepChunk(),
+            c.ResetStepChunk(),
+            c.MessageMetadataChunk(message_metadata={"a": {"c": 2}, "l": [2]}),
+            *text_block("t2", "retry"),
+            c.FinishChunk(message_metadata={"a": {"b": 3}}),
+        ],
         None,
     ),
     "error-mid-text": (
-        [c.StartChunk(message_id="m1"), c.StartStepChunk(), c.TextStartChunk(id="t"),
-         c.TextDeltaChunk(id="t", delta="part"), c.ErrorChunk(error_text="overloaded"),
-         c.FinishStepChunk(), c.FinishChunk(finish_reason="error")],
+        [
+            c.StartChunk(message_id="m1"),
+            c.StartStepChunk(),
+            c.TextStartChunk(id="t"),
+            c.TextDeltaChunk(id="t", delta="part"),
+            c.ErrorChunk(error_text="overloaded"),
+            c.FinishStepChunk(),
+            c.FinishChunk(finish_reason="error"),
+        ],
         None,
     ),
     "continuation-of-streaming-input": (
-        [c.StartChunk(message_id="m1"),
-         c.ToolInputDeltaChunk(tool_call_id="c1", input_text_delta='b"}'),
-         c.DataChunk(type="data-s", id="s", data="done")],
-        UIMessage.model_validate({
-            "id": "m1", "role": "assistant", "metadata": {"x": 1},
-            "parts": [{"type": "step-start"},
-                      {"type": "data-s", "id": "s", "data": "working"},
-                      {"type": "tool-lookup", "toolCallId": "c1", "state": "input-streaming",
-                       "input": {"q": "a"}, "rawInput": '{"q": "a'}],
-        }),
+        [
+            c.StartChunk(message_id="m1"),
+            c.ToolInputDeltaChunk(tool_call_id="c1", input_text_delta='b"}'),
+            c.DataChunk(type="data-s", id="s", data="done"),
+        ],
+        UIMessage.model_validate(
+            {
+                "id": "m1",
+                "role": "assistant",
+                "metadata": {"x": 1},
+                "parts": [
+                    {"type": "step-start"},
+                    {"type": "data-s", "id": "s", "data": "working"},
+                    {
+                        "type": "tool-lookup",
+                        "toolCallId": "c1",
+                        "state": "input-streaming",
+                        "input": {"q": "a"},
+                        "rawInput": '{"q": "a',
+                    },
+                ],
+            }
+        ),
     ),
     # Rejected by the client's state machine (compared up to the error, message included).
-    "client-error-text-delta": ([c.StartChunk(message_id="m1"),
-                                 c.TextDeltaChunk(id="nope", delta="x")], None),
-    "client-error-unknown-tool": ([c.StartChunk(message_id="m1"),
-                                   c.ToolOutputAvailableChunk(tool_call_id="c9", output=1)],
-                                  None),
+    "client-error-text-delta": (
+        [c.StartChunk(message_id="m1"), c.TextDeltaChunk(id="nope", delta="x")],
+        None,
+    ),
+    "client-error-unknown-tool": (
+        [c.StartChunk(message_id="m1"), c.ToolOutputAvailableChunk(tool_call_id="c9", output=1)],
+        None,
+    ),
     "client-error-unknown-approval": (
-        [c.StartChunk(message_id="m1"),
-         c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="t", input=None),
-         c.ToolApprovalResponseChunk(approval_id="zz", approved=True)], None),
+        [
+            c.StartChunk(message_id="m1"),
+            c.ToolInputAvailableChunk(tool_call_id="c1", tool_name="t", input=None),
+            c.ToolApprovalResponseChunk(approval_id="zz", approved=True),
+        ],
+        None,
+    ),
 }
 
 
@@ -291,8 +380,12 @@ def _random_cases() -> dict[str, tuple[list[UIMessageChunk], UIMessage | None]]:
                 del chunks[rng.randrange(1, len(chunks))]
         calls = [part.tool_call_id for part in message.tool_parts()]
         if calls:
-            chunks.insert(1, c.ToolOutputAvailableChunk(tool_call_id=rng.choice(calls),
-                                                        output={"continued": True}))
+            chunks.insert(
+                1,
+                c.ToolOutputAvailableChunk(
+                    tool_call_id=rng.choice(calls), output={"continued": True}
+                ),
+            )
         cases[f"random-continuation-{seed}"] = (chunks, message)
     return cases
 

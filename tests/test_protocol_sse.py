@@ -157,15 +157,17 @@ _payloads = st.lists(
 )
 
 
-@given(payloads=_payloads, cuts=st.lists(st.integers(0, 400), max_size=10),
-       heartbeat=st.booleans())
+@given(payloads=_payloads, cuts=st.lists(st.integers(0, 400), max_size=10), heartbeat=st.booleans())
 def test_parser_handles_any_split(
     payloads: list[tuple[str, int | None]], cuts: list[int], heartbeat: bool
 ) -> None:
-    body = b"".join(
-        (comment("keep-alive") if heartbeat else b"") + encode_event(text.encode(), event_id)
-        for text, event_id in payloads
-    ) + DONE_EVENT
+    body = (
+        b"".join(
+            (comment("keep-alive") if heartbeat else b"") + encode_event(text.encode(), event_id)
+            for text, event_id in payloads
+        )
+        + DONE_EVENT
+    )
     parser = SSEParser()
     events: list[SSEEvent] = []
     last = 0

@@ -99,14 +99,23 @@ def test_resume_and_abort_frames() -> None:
         (orjson.dumps(send_frame(headers=...)), "invalid send frame: headers"),
         (orjson.dumps(send_frame(body=[])), "invalid send frame: body"),
         (orjson.dumps(send_frame(id="../x")), "invalid send frame: id"),
-        (orjson.dumps(send_frame(messages=[{"id": "u", "role": "bot", "parts": []}])),
-         "invalid send frame: messages.0.role"),
-        (b'{"type":"resume","requestId":"r","id":"c","headers":{},"body":{},"lastSequence":-1}',
-         "lastSequence"),
-        (b'{"type":"resume","requestId":"r","id":"c","headers":{},"body":{},'
-         b'"lastSequence":null}', "lastSequence"),
-        (b'{"type":"resume","requestId":"r","id":"c","headers":{},"body":{},"lastSequence":1.5}',
-         "lastSequence"),
+        (
+            orjson.dumps(send_frame(messages=[{"id": "u", "role": "bot", "parts": []}])),
+            "invalid send frame: messages.0.role",
+        ),
+        (
+            b'{"type":"resume","requestId":"r","id":"c","headers":{},"body":{},"lastSequence":-1}',
+            "lastSequence",
+        ),
+        (
+            b'{"type":"resume","requestId":"r","id":"c","headers":{},"body":{},'
+            b'"lastSequence":null}',
+            "lastSequence",
+        ),
+        (
+            b'{"type":"resume","requestId":"r","id":"c","headers":{},"body":{},"lastSequence":1.5}',
+            "lastSequence",
+        ),
     ],
 )
 def test_malformed_frames_are_rejected_clearly(raw: bytes, reason: str) -> None:
@@ -133,11 +142,7 @@ def test_server_frames() -> None:
 def test_chunk_frame_wraps_the_encoded_chunk() -> None:
     chunk = encode_chunk(TextDeltaChunk(id="t1", delta="hé"))
     frame = encode_chunk_frame("r1", 12, chunk)
-    assert frame == (
-        b'{"type":"chunk","requestId":"r1","sequence":12,"chunk":'
-        + chunk
-        + b"}"
-    )
+    assert frame == (b'{"type":"chunk","requestId":"r1","sequence":12,"chunk":' + chunk + b"}")
     assert orjson.loads(frame) == {
         "type": "chunk",
         "requestId": "r1",

@@ -487,7 +487,9 @@ async def test_stream_cut_before_message_stop(
             async for _ in stream:
                 pass
     finally:
+        url = fake.url
         fake.start()
+        assert fake.url == url
 
 
 # --------------------------------------------------------------------------- cancellation

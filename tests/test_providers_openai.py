@@ -16,6 +16,7 @@ from bridge.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
+from bridge.providers._convert import parse_data_url, redact
 from bridge.providers.base import (
     ModelRequest,
     ReasoningDelta,
@@ -652,3 +653,38 @@ def test_tool_schema_is_sent_unchanged() -> None:
     from bridge.providers.openai_responses import to_tool
 
     assert json.loads(json.dumps(to_tool(WEATHER)))["parameters"] == WEATHER.input_schema
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+@pytest.mark.parametrize(
+    ("url", "media_type", "data"),
+    [
+        ("data:image/png;base64,iVBORw0KGgo=", "image/png", "iVBORw0KGgo="),
+        ("data:text/plain,hello%20world", "text/plain", "aGVsbG8gd29ybGQ="),
+        ("data:;base64,aGk=", "text/plain", "aGk="),
+        ("data:Text/Plain;charset=utf-8;base64,aGk=", "text/plain", "aGk="),
+    ],
+)
+def test_parse_data_url(url: str, media_type: str, data: str) -> None:
+    parsed = parse_data_url(url)
+
+    assert parsed is not None
+    assert (parsed.media_type, parsed.data) == (media_type, data)
+
+
+def test_parse_data_url_rejects_other_urls() -> None:
+    assert parse_data_url("https://example.com/a.png") is None
+    assert parse_data_url("data:image/png;base64") is None
+
+
+def test_redact() -> None:
+    text = "key sk-proj-abc123DEF456 and sk-ant-api03-xyz***9876, custom s3cr3t-value"
+
+    redacted = redact(text, ["s3cr3t-value"])
+
+    assert "abc123" not in redacted
+    assert "9876" not in redacted
+    assert "s3cr3t" not in redacted
+    assert redacted.count("[redacted]") == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
+from typing import cast
 from urllib.parse import unquote
 
 import pytest
@@ -93,7 +94,7 @@ async def test_keys_follow_documented_layout(backend: Backend, admin: aioredis.R
     await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.FINISHED, None)
 
     log_key = f"{backend.prefix}:{{chat-1}}:log:{info.generation_id}"
-    entries = await admin.xrange(log_key)
+    entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await admin.xrange(log_key))
     assert [entry_id for entry_id, _ in entries] == [b"0-1", b"0-2", b"0-3", b"0-4"]
     assert entries[1][1] == {b"c": expected(1)[1].data}
     assert entries[-1][1] == {b"end": b"finished"}

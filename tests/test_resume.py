@@ -23,8 +23,11 @@ from tests.node_harness import NodeHarness
 from tests.session_client import read_stream
 
 ANSWER = " ".join(f"token{index}" for index in range(60))
-SCRIPT = [Reasoning("thinking it over"), Text(ANSWER),
-          ToolCall("lookup", ['{"q": "', 'x"}'], call_id="call_1")]
+SCRIPT = [
+    Reasoning("thinking it over"),
+    Text(ANSWER),
+    ToolCall("lookup", ['{"q": "', 'x"}'], call_id="call_1"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +41,9 @@ def fake() -> Iterator[OpenAIFake]:
 @pytest.fixture
 def bridge(bridge_factory: BridgeFactory, fake: OpenAIFake) -> LiveServer:
     fake.reset()
-    return bridge_factory(openai_api_key="test-key", openai_base_url=fake.base_url,
-                          bridge_model="openai:gpt-test")
+    return bridge_factory(
+        openai_api_key="test-key", openai_base_url=fake.base_url, bridge_model="openai:gpt-test"
+    )
 
 
 def fold(chunks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -49,12 +53,14 @@ def fold(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     return assembler.message.dump()
 
 
-async def interrupted_run(server: LiveServer, chat_id: str, k: int,
-                          use_cursor: bool) -> tuple[list[dict[str, Any]], list[int]]:
+async def interrupted_run(
+    server: LiveServer, chat_id: str, k: int, use_cursor: bool
+) -> tuple[list[dict[str, Any]], list[int]]:
     """Drop the POST after k chunks, then resume: from the start or from the last offset."""
     async with httpx.AsyncClient(timeout=30) as client:
-        first = await read_stream(client, "POST", f"{server.url}/api/chat",
-                                  json=chat_body(chat_id, "go"), stop_after=k)
+        first = await read_stream(
+            client, "POST", f"{server.url}/api/chat", json=chat_body(chat_id, "go"), stop_after=k
+        )
         received = first.chunks[:k]
         url = f"{server.url}/api/chat/{chat_id}/stream"
         headers = {}
@@ -70,11 +76,13 @@ async def interrupted_run(server: LiveServer, chat_id: str, k: int,
         return rest.chunks, rest.offsets  # a full replay replaces what the client had
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(k=st.integers(min_value=1, max_value=75), use_cursor=st.booleans())
 def test_disconnect_at_any_chunk_then_resume_gives_the_same_message(
-        bridge: LiveServer, fake: OpenAIFake, k: int, use_cursor: bool) -> None:
+    bridge: LiveServer, fake: OpenAIFake, k: int, use_cursor: bool
+) -> None:
     fake.enqueue(SCRIPT, token_delay=0.001)
     chat_id = f"prop-{k}-{use_cursor}-{fake.pending}"
     chunks, offsets = asyncio.run(interrupted_run(bridge, chat_id, k, use_cursor))
@@ -88,35 +96,41 @@ def test_disconnect_at_any_chunk_then_resume_gives_the_same_message(
 @pytest.mark.node
 @pytest.mark.parametrize("k", [1, 3, 12, 40])
 def test_chat_class_recovers_a_dropped_connection_in_the_same_chat(
-        node: NodeHarness, bridge: LiveServer, fake: OpenAIFake, k: int) -> None:
+    node: NodeHarness, bridge: LiveServer, fake: OpenAIFake, k: int
+) -> None:
     fake.enqueue(SCRIPT, token_delay=0.01)
-    result = node.chat({
-        "api": f"{bridge.url}/api/chat",
-        "chatId": f"drop-{k}",
-        "steps": [
-            {"op": "dropAfterChunks", "n": k},
-            {"op": "send", "text": "go", "allowThrow": True},
-            {"op": "resume"},
-        ],
-    })
+    result = node.chat(
+        {
+            "api": f"{bridge.url}/api/chat",
+            "chatId": f"drop-{k}",
+            "steps": [
+                {"op": "dropAfterChunks", "n": k},
+                {"op": "send", "text": "go", "allowThrow": True},
+                {"op": "resume"},
+            ],
+        }
+    )
     assert_one_complete_answer(result, bridge, f"drop-{k}")
 
 
 @pytest.mark.node
 @pytest.mark.parametrize("k", [2, 25])
 def test_chat_class_resumes_after_a_page_reload(
-        node: NodeHarness, bridge: LiveServer, fake: OpenAIFake, k: int) -> None:
+    node: NodeHarness, bridge: LiveServer, fake: OpenAIFake, k: int
+) -> None:
     fake.enqueue(SCRIPT, token_delay=0.01)
-    result = node.chat({
-        "api": f"{bridge.url}/api/chat",
-        "chatId": f"reload-{k}",
-        "steps": [
-            {"op": "dropAfterChunks", "n": k, "message": "network error"},
-            {"op": "send", "text": "go", "allowThrow": True},
-            {"op": "newChat"},
-            {"op": "resume"},
-        ],
-    })
+    result = node.chat(
+        {
+            "api": f"{bridge.url}/api/chat",
+            "chatId": f"reload-{k}",
+            "steps": [
+                {"op": "dropAfterChunks", "n": k, "message": "network error"},
+                {"op": "send", "text": "go", "allowThrow": True},
+                {"op": "newChat"},
+                {"op": "resume"},
+            ],
+        }
+    )
     assert_one_complete_answer(result, bridge, f"reload-{k}")
 
 

@@ -32,14 +32,20 @@ def bridge(bridge_factory: BridgeFactory, openai_fake: OpenAIFake) -> LiveServer
 
 
 def openai_settings(fake: OpenAIFake, **extra: Any) -> dict[str, Any]:
-    return {"openai_api_key": "test-key", "openai_base_url": fake.base_url,
-            "bridge_model": "openai:gpt-test", **extra}
+    return {
+        "openai_api_key": "test-key",
+        "openai_base_url": fake.base_url,
+        "bridge_model": "openai:gpt-test",
+        **extra,
+    }
 
 
-async def post(client: httpx.AsyncClient, server: LiveServer, chat_id: str, text: str = "hi",
-               **kwargs: Any) -> StreamResult:
-    return await read_stream(client, "POST", f"{server.url}/api/chat",
-                             json=chat_body(chat_id, text), **kwargs)
+async def post(
+    client: httpx.AsyncClient, server: LiveServer, chat_id: str, text: str = "hi", **kwargs: Any
+) -> StreamResult:
+    return await read_stream(
+        client, "POST", f"{server.url}/api/chat", json=chat_body(chat_id, text), **kwargs
+    )
 
 
 def assert_complete(result: StreamResult) -> None:
@@ -51,7 +57,8 @@ def assert_complete(result: StreamResult) -> None:
 
 
 async def test_resume_replays_from_the_first_chunk_then_live(
-        bridge: LiveServer, openai_fake: OpenAIFake) -> None:
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
     openai_fake.enqueue([Text(WORDS)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
         original = asyncio.create_task(post(client, bridge, "resume-1"))
@@ -65,7 +72,8 @@ async def test_resume_replays_from_the_first_chunk_then_live(
 
 
 async def test_resume_after_a_dropped_post_loses_nothing(
-        bridge: LiveServer, openai_fake: OpenAIFake) -> None:
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
     openai_fake.enqueue([Text(WORDS)], token_delay=0.005)
     async with httpx.AsyncClient(timeout=30) as client:
         dropped = await post(client, bridge, "drop-1", stop_after=10)
@@ -79,7 +87,8 @@ async def test_resume_after_a_dropped_post_loses_nothing(
 
 @pytest.mark.parametrize("cursor_in", ["query", "header"])
 async def test_resume_from_an_offset_sends_only_what_follows(
-        bridge: LiveServer, openai_fake: OpenAIFake, cursor_in: str) -> None:
+    bridge: LiveServer, openai_fake: OpenAIFake, cursor_in: str
+) -> None:
     openai_fake.enqueue([Text(WORDS)], token_delay=0.002)
     async with httpx.AsyncClient(timeout=30) as client:
         full = await post(client, bridge, "offsets")
@@ -96,24 +105,27 @@ async def test_resume_from_an_offset_sends_only_what_follows(
             assert part.status == 200
             assert part.done
             assert part.offsets == list(range(cursor + 1, last + 1))
-            assert part.events[:-1] == full.events[cursor + 1:-1]
+            assert part.events[:-1] == full.events[cursor + 1 : -1]
 
 
 async def test_resume_past_retention_is_410(
-        bridge_factory: BridgeFactory, openai_fake: OpenAIFake) -> None:
+    bridge_factory: BridgeFactory, openai_fake: OpenAIFake
+) -> None:
     server = bridge_factory(**openai_settings(openai_fake, bridge_log_ttl_seconds=1))
     async with httpx.AsyncClient(timeout=30) as client:
         full = await post(client, server, "retention")
         generation = full.headers["x-bridge-generation-id"]
         await asyncio.sleep(2.2)
         response = await client.get(
-            f"{server.url}/api/chat/retention/stream?generation={generation}&cursor=2")
+            f"{server.url}/api/chat/retention/stream?generation={generation}&cursor=2"
+        )
     assert response.status_code == 410
     assert response.json()["error"]["code"] == "generation_gone"
 
 
 async def test_resume_sends_heartbeats_while_the_model_is_silent(
-        bridge_factory: BridgeFactory, openai_fake: OpenAIFake) -> None:
+    bridge_factory: BridgeFactory, openai_fake: OpenAIFake
+) -> None:
     server = bridge_factory(**openai_settings(openai_fake, bridge_heartbeat_seconds=0.2))
     openai_fake.enqueue([Text("before "), Delay(1.2), Text("after")])
     async with httpx.AsyncClient(timeout=30) as client:
@@ -124,7 +136,8 @@ async def test_resume_sends_heartbeats_while_the_model_is_silent(
 
 
 async def test_second_post_while_running_is_409(
-        bridge: LiveServer, openai_fake: OpenAIFake) -> None:
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
     openai_fake.enqueue([Text(WORDS)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
         first = asyncio.create_task(post(client, bridge, "busy"))
@@ -136,7 +149,8 @@ async def test_second_post_while_running_is_409(
 
 
 async def test_stop_closes_the_provider_and_keeps_the_partial_answer(
-        bridge: LiveServer, openai_fake: OpenAIFake) -> None:
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
     openai_fake.enqueue([Text(WORDS * 5)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
         streaming = asyncio.create_task(post(client, bridge, "stop-1"))
@@ -163,7 +177,8 @@ async def test_stop_closes_the_provider_and_keeps_the_partial_answer(
 
 
 async def test_stop_before_the_first_token_works(
-        bridge: LiveServer, openai_fake: OpenAIFake) -> None:
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
     openai_fake.enqueue([Delay(10), Text("too late")])
     async with httpx.AsyncClient(timeout=30) as client:
         streaming = asyncio.create_task(post(client, bridge, "stop-early"))
@@ -176,7 +191,8 @@ async def test_stop_before_the_first_token_works(
 
 
 async def test_provider_refusal_before_streaming_is_an_http_error(
-        bridge: LiveServer, openai_fake: OpenAIFake) -> None:
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
     openai_fake.enqueue([HttpError(401)])
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(f"{bridge.url}/api/chat", json=chat_body("auth", "hi"))
@@ -190,18 +206,23 @@ async def test_provider_refusal_before_streaming_is_an_http_error(
 
 
 async def test_provider_error_mid_stream_becomes_an_error_chunk(
-        bridge: LiveServer, openai_fake: OpenAIFake) -> None:
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
     openai_fake.enqueue([Text("partial answer "), StreamError("upstream broke")])
     async with httpx.AsyncClient(timeout=30) as client:
         result = await post(client, bridge, "midstream")
     assert_complete(result)
     assert "error" in result.types
-    assert result.chunks[-1] == {"type": "finish", "finishReason": "error",
-                                 "messageMetadata": result.chunks[-1]["messageMetadata"]}
+    assert result.chunks[-1] == {
+        "type": "finish",
+        "finishReason": "error",
+        "messageMetadata": result.chunks[-1]["messageMetadata"],
+    }
 
 
 async def test_resume_around_the_finish_never_truncates(
-        bridge_factory: BridgeFactory, openai_fake: OpenAIFake) -> None:
+    bridge_factory: BridgeFactory, openai_fake: OpenAIFake
+) -> None:
     """Resumes fired just before, at and after the last chunk: each is either nothing
     (204) or the whole generation, never a truncated or hanging stream."""
     server = bridge_factory(**openai_settings(openai_fake))

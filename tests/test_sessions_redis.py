@@ -37,26 +37,35 @@ def fake() -> Iterator[OpenAIFake]:
 
 
 @pytest.fixture
-def pair(bridge_factory: BridgeFactory, fake: OpenAIFake,
-         redis_server: RedisServer) -> tuple[LiveServer, LiveServer]:
+def pair(
+    bridge_factory: BridgeFactory, fake: OpenAIFake, redis_server: RedisServer
+) -> tuple[LiveServer, LiveServer]:
     """Two app instances, one Redis, a key prefix of their own."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    settings = {"openai_api_key": "test-key", "openai_base_url": fake.base_url,
-                "bridge_model": "openai:gpt-test", "redis_url": redis_server.url,
-                "bridge_key_prefix": prefix}
+    settings = {
+        "openai_api_key": "test-key",
+        "openai_base_url": fake.base_url,
+        "bridge_model": "openai:gpt-test",
+        "redis_url": redis_server.url,
+        "bridge_key_prefix": prefix,
+    }
     return bridge_factory(**settings), bridge_factory(**settings)
 
 
 async def test_two_instances_serve_identical_sequences(
-        pair: tuple[LiveServer, LiveServer], fake: OpenAIFake) -> None:
+    pair: tuple[LiveServer, LiveServer], fake: OpenAIFake
+) -> None:
     first, second = pair
     fake.enqueue([Text(WORDS)], token_delay=0.005)
     async with httpx.AsyncClient(timeout=30) as client:
-        producer = asyncio.create_task(read_stream(client, "POST", f"{first.url}/api/chat",
-                                                   json=chat_body("shared", "go")))
+        producer = asyncio.create_task(
+            read_stream(client, "POST", f"{first.url}/api/chat", json=chat_body("shared", "go"))
+        )
         await asyncio.sleep(0.2)
-        readers = [read_stream(client, "GET", f"{server.url}/api/chat/shared/stream")
-                   for server in (first, second, second)]
+        readers = [
+            read_stream(client, "GET", f"{server.url}/api/chat/shared/stream")
+            for server in (first, second, second)
+        ]
         results = await asyncio.gather(*readers)
         original = await producer
         history_b = (await client.get(f"{second.url}/api/chat/shared/messages")).json()
@@ -68,12 +77,14 @@ async def test_two_instances_serve_identical_sequences(
 
 
 async def test_stop_from_another_instance_reaches_the_provider(
-        pair: tuple[LiveServer, LiveServer], fake: OpenAIFake) -> None:
+    pair: tuple[LiveServer, LiveServer], fake: OpenAIFake
+) -> None:
     first, second = pair
     fake.enqueue([Text(WORDS * 4)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
-        producer = asyncio.create_task(read_stream(client, "POST", f"{first.url}/api/chat",
-                                                   json=chat_body("stop-x", "go")))
+        producer = asyncio.create_task(
+            read_stream(client, "POST", f"{first.url}/api/chat", json=chat_body("stop-x", "go"))
+        )
         await asyncio.sleep(0.4)
         stop = await client.post(f"{second.url}/api/chat/stop-x/stop")
         result = await producer
@@ -87,15 +98,16 @@ async def test_stop_from_another_instance_reaches_the_provider(
 
 
 async def test_busy_chat_is_409_on_every_instance(
-        pair: tuple[LiveServer, LiveServer], fake: OpenAIFake) -> None:
+    pair: tuple[LiveServer, LiveServer], fake: OpenAIFake
+) -> None:
     first, second = pair
     fake.enqueue([Text(WORDS)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
-        producer = asyncio.create_task(read_stream(client, "POST", f"{first.url}/api/chat",
-                                                   json=chat_body("busy-x", "go")))
+        producer = asyncio.create_task(
+            read_stream(client, "POST", f"{first.url}/api/chat", json=chat_body("busy-x", "go"))
+        )
         await asyncio.sleep(0.2)
-        second_post = await client.post(f"{second.url}/api/chat",
-                                        json=chat_body("busy-x", "again"))
+        second_post = await client.post(f"{second.url}/api/chat", json=chat_body("busy-x", "again"))
         await producer
     assert second_post.status_code == 409
 
@@ -108,47 +120,74 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_a_crashed_producer_is_closed_by_a_reader(
-        bridge_factory: BridgeFactory, fake: OpenAIFake, redis_server: RedisServer) -> None:
-    """Kill -9 the process running a generation: a reader on another instance notices the
-    lost lease, closes the log with an error and the partial message is stored."""
+@pytest.fixture
+def doomed_bridge(
+    fake: OpenAIFake, redis_server: RedisServer
+) -> Iterator[tuple[subprocess.Popen[bytes], str, str]]:
+    """A bridge in a process of its own (so it can be killed), with a short lease."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": fake.base_url,
-           "BRIDGE_MODEL": "openai:gpt-test", "REDIS_URL": redis_server.url,
-           "BRIDGE_KEY_PREFIX": prefix, "BRIDGE_LEASE_SECONDS": "1",
-           "BRIDGE_HEARTBEAT_SECONDS": "0.5"}
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": fake.base_url,
+        "BRIDGE_MODEL": "openai:gpt-test",
+        "REDIS_URL": redis_server.url,
+        "BRIDGE_KEY_PREFIX": prefix,
+        "BRIDGE_LEASE_SECONDS": "1",
+        "BRIDGE_HEARTBEAT_SECONDS": "0.5",
+    }
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        survivor = bridge_factory(openai_api_key="test-key", openai_base_url=fake.base_url,
-                                  bridge_model="openai:gpt-test", redis_url=redis_server.url,
-                                  bridge_key_prefix=prefix, bridge_lease_seconds=1,
-                                  bridge_heartbeat_seconds=0.5)
-        fake.enqueue([Text(WORDS * 10)], token_delay=0.02)
-        async with httpx.AsyncClient(timeout=30) as client:
-            dropped = await read_stream(client, "POST", f"{url}/api/chat",
-                                        json=chat_body("crash", "go"), stop_after=10)
-            process.send_signal(signal.SIGKILL)
-            process.wait(5)
-            resumed = await read_stream(client, "GET", f"{survivor.url}/api/chat/crash/stream")
-            history = (await client.get(f"{survivor.url}/api/chat/crash/messages")).json()
-        assert dropped.events[:10] == resumed.events[:10]
-        assert resumed.done
-        assert resumed.types[-1] == "error"
-        assert history["activeGenerationId"] is None
-        assert history["messages"][-1]["role"] == "assistant"
-        assert history["messages"][-1]["id"] == dropped.chunks[0]["messageId"]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    yield process, url, prefix
+    if process.poll() is None:
+        process.kill()
+        process.wait(5)
+
+
+async def test_a_crashed_producer_is_closed_by_a_reader(
+    bridge_factory: BridgeFactory,
+    fake: OpenAIFake,
+    redis_server: RedisServer,
+    doomed_bridge: tuple[subprocess.Popen[bytes], str, str],
+) -> None:
+    """Kill -9 the process running a generation: a reader on another instance notices the
+    lost lease, closes the log with an error and the partial message is stored."""
+    process, url, prefix = doomed_bridge
+    survivor = bridge_factory(
+        openai_api_key="test-key",
+        openai_base_url=fake.base_url,
+        bridge_model="openai:gpt-test",
+        redis_url=redis_server.url,
+        bridge_key_prefix=prefix,
+        bridge_lease_seconds=1,
+        bridge_heartbeat_seconds=0.5,
+    )
+    fake.enqueue([Text(WORDS * 10)], token_delay=0.02)
+    async with httpx.AsyncClient(timeout=30) as client:
+        dropped = await read_stream(
+            client, "POST", f"{url}/api/chat", json=chat_body("crash", "go"), stop_after=10
+        )
+        process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(process.wait, 5)
+        resumed = await read_stream(client, "GET", f"{survivor.url}/api/chat/crash/stream")
+        history = (await client.get(f"{survivor.url}/api/chat/crash/messages")).json()
+    assert dropped.events[:10] == resumed.events[:10]
+    assert resumed.done
+    assert resumed.types[-1] == "error"
+    assert history["activeGenerationId"] is None
+    assert history["messages"][-1]["role"] == "assistant"
+    assert history["messages"][-1]["id"] == dropped.chunks[0]["messageId"]

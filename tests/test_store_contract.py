@@ -81,13 +81,13 @@ class Backend:
     clock: FakeClock = field(default_factory=FakeClock)
     stores: list[SessionStore] = field(default_factory=list)
 
-    async def make(self, **ttls: float) -> SessionStore:
+    async def make(self, **options: Any) -> SessionStore:
         """A started store; every store of one backend sees the same data (Redis only)."""
         store: SessionStore
         if self.redis_url is None:
-            store = MemoryStore(clock=self.clock, **ttls)
+            store = MemoryStore(clock=self.clock, **options)
         else:
-            store = RedisStore(self.redis_url, key_prefix=self.prefix, **ttls)
+            store = RedisStore(self.redis_url, key_prefix=self.prefix, **options)
         await store.start()
         self.stores.append(store)
         return store
@@ -516,7 +516,7 @@ async def test_claim_chat_keeps_owner_across_generations(store: SessionStore) ->
 
 
 async def test_messages_save_and_load_round_trip(store: SessionStore) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi ü {}"}]},
         {"id": "a1", "role": "assistant", "parts": [], "metadata": {"n": 1.5, "ok": None}},
     ]
@@ -784,3 +784,48 @@ async def test_memory_store_forgets_stop_waits_that_ended_without_stop() -> None
     await asyncio.gather(waiter, return_exceptions=True)
 
     assert not store._stops
+
+
+async def test_end_of_a_replaced_generation_keeps_the_newer_history(backend: Backend) -> None:
+    store = await backend.make(lease_seconds=0.3)
+    dead = await begin(store, messages=[{"id": "old", "role": "user", "parts": []}])
+    await backend.advance(0.5)
+    newer_history = [{"id": "new", "role": "user", "parts": []}]
+    await begin(store, messages=newer_history)
+
+    # Whoever closes the dead generation late must not overwrite the new turn's history.
+    stale = [
+        {"id": "old", "role": "user", "parts": []},
+        {"id": "a", "role": "assistant", "parts": []},
+    ]
+    await store.end_generation(dead.chat_id, dead.generation_id, 1, Outcome.ERROR, stale)
+
+    assert await store.load_messages(dead.chat_id) == newer_history
+
+
+async def test_live_read_wakes_on_append_and_reaches_the_end(store: SessionStore) -> None:
+    info = await begin(store)
+    first = await store.read(info.chat_id, info.generation_id, -1, wait=1)
+    assert first.entries == expected(0)
+
+    waiting = asyncio.create_task(
+        store.read(info.chat_id, info.generation_id, 0, wait=5, live=True)
+    )
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await append_range(store, info, 1, 2)
+    woken = await asyncio.wait_for(waiting, 2)
+    assert woken.entries == expected(2)[1:]
+
+    await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.FINISHED, None)
+    last = await store.read(info.chat_id, info.generation_id, 2, wait=5, live=True)
+    assert last == LogRead([], ended=True, outcome=Outcome.FINISHED)
+
+
+async def test_live_read_of_an_expired_log_raises(backend: Backend) -> None:
+    store = await backend.make(log_ttl_seconds=0.3, lease_seconds=10)
+    info = await begin(store)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+    await backend.advance(0.6)
+    with pytest.raises(GenerationNotFound):
+        await store.read(info.chat_id, info.generation_id, 0, wait=0.2, live=True)

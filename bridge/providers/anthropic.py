@@ -193,8 +193,9 @@ class _StreamState:
         self.finished = False
         self._opened = False
         self._blocks: dict[int, _Block] = {}
-        self._input = 0
-        self._cached: int | None = None
+        self._uncached: int | None = None
+        self._cache_write: int | None = None
+        self._cache_read: int | None = None
         self._output: int | None = None
         self._reasoning: int | None = None
         self._stop_reason: str | None = None
@@ -336,18 +337,31 @@ class _StreamState:
         return []
 
     def _add_usage(self, usage: AnthropicUsage | MessageDeltaUsage) -> None:
-        # Anthropic counts cache reads and writes apart from `input_tokens`; the bridge
-        # reports the whole input, as OpenAI does, with the cache reads inside it.
-        cache_write = usage.cache_creation_input_tokens or 0
-        cache_read = usage.cache_read_input_tokens
+        # message_start and message_delta each carry some counts (the delta's are
+        # cumulative); a count a later event leaves out keeps its earlier value.
         if usage.input_tokens is not None:
-            self._input = usage.input_tokens + cache_write + (cache_read or 0)
-        if cache_read is not None:
-            self._cached = cache_read
+            self._uncached = usage.input_tokens
+        if usage.cache_creation_input_tokens is not None:
+            self._cache_write = usage.cache_creation_input_tokens
+        if usage.cache_read_input_tokens is not None:
+            self._cache_read = usage.cache_read_input_tokens
         self._output = usage.output_tokens
         details = usage.output_tokens_details
         if details is not None:
             self._reasoning = details.thinking_tokens
+
+    def _usage(self) -> Usage:
+        # Anthropic counts cache reads and writes apart from `input_tokens`; the bridge
+        # reports the whole input, as OpenAI does, with the cache reads inside it.
+        total_input = None
+        if self._uncached is not None:
+            total_input = self._uncached + (self._cache_write or 0) + (self._cache_read or 0)
+        return Usage(
+            input_tokens=total_input,
+            output_tokens=self._output,
+            reasoning_tokens=self._reasoning,
+            cached_input_tokens=self._cache_read,
+        )
 
     def _finish(self) -> list[ProviderEvent]:
         self.finished = True
@@ -358,13 +372,7 @@ class _StreamState:
         reason = _FINISH_REASONS.get(raw, "other") if raw else "other"
         if raw is None and self._saw_tool:
             reason = "tool-calls"
-        usage = Usage(
-            input_tokens=self._input,
-            output_tokens=self._output,
-            reasoning_tokens=self._reasoning,
-            cached_input_tokens=self._cached,
-        )
-        out.append(StepFinished(finish_reason=reason, usage=usage, raw_finish_reason=raw))
+        out.append(StepFinished(finish_reason=reason, usage=self._usage(), raw_finish_reason=raw))
         return out
 
 

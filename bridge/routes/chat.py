@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated, Any, Literal
 
@@ -48,8 +49,9 @@ async def _authorize(services: Services, request: Request, chat_id: str) -> str:
     return user
 
 
-def _stream_response(services: Services, chat_id: str, generation_id: str, after: int,
-                     protocol: StreamProtocol) -> StreamingResponse:
+def _stream_response(
+    services: Services, chat_id: str, generation_id: str, after: int, protocol: StreamProtocol
+) -> StreamingResponse:
     async def recover(chat: str, generation: str) -> None:
         await close_abandoned(services.store, chat, generation)
 
@@ -90,8 +92,9 @@ async def post_chat(request: Request, protocol: StreamProtocol = "ui") -> Respon
 
     stored: list[UIMessage] = []
     if chat_request.messages is None:
-        stored = [UIMessage.model_validate(item)
-                  for item in await services.store.load_messages(chat_id)]
+        stored = [
+            UIMessage.model_validate(item) for item in await services.store.load_messages(chat_id)
+        ]
     turn = plan_turn(chat_request, stored)
     info = GenerationInfo(
         generation_id=new_generation_id(),
@@ -111,11 +114,10 @@ async def post_chat(request: Request, protocol: StreamProtocol = "ui") -> Respon
     # Wait for the provider to accept the call, so that a refused call (bad key, unknown
     # model) is an HTTP error rather than an error chunk; a slow model only delays the
     # headers up to one heartbeat interval.
-    try:
-        await asyncio.wait_for(asyncio.shield(generation.opened),
-                               timeout=settings.bridge_heartbeat_seconds)
-    except TimeoutError:
-        pass
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.shield(generation.opened), timeout=settings.bridge_heartbeat_seconds
+        )
     return _stream_response(services, chat_id, info.generation_id, -1, protocol)
 
 
@@ -153,8 +155,11 @@ async def resume_chat(
         if chat is not None:
             generation_id = chat.active_generation_id
             grace = services.settings.bridge_resume_grace_seconds
-            if (generation_id is None and chat.last_ended_at is not None
-                    and time.time() - chat.last_ended_at <= grace):
+            if (
+                generation_id is None
+                and chat.last_ended_at is not None
+                and time.time() - chat.last_ended_at <= grace
+            ):
                 # The generation ended a moment ago: a page that loaded its history just
                 # before the end still gets the answer (same messageId, no duplicate).
                 generation_id = chat.last_generation_id
@@ -195,15 +200,18 @@ async def stop_chat(
         return JSONResponse({"stopped": False, "generationId": None})
     await store.request_stop(chat_id, generation_id)
     outcome = await _wait_for_end(services, chat_id, generation_id)
-    return JSONResponse({
-        "stopped": outcome == "aborted",
-        "generationId": generation_id,
-        "outcome": outcome,
-    })
+    return JSONResponse(
+        {
+            "stopped": outcome == "aborted",
+            "generationId": generation_id,
+            "outcome": outcome,
+        }
+    )
 
 
-async def _wait_for_end(services: Services, chat_id: str, generation_id: str,
-                        timeout: float = 10.0) -> str | None:
+async def _wait_for_end(
+    services: Services, chat_id: str, generation_id: str, limit_seconds: float = 10.0
+) -> str | None:
     """Follow the log to its end marker; take over a producer that died meanwhile."""
     store = services.store
 
@@ -211,7 +219,7 @@ async def _wait_for_end(services: Services, chat_id: str, generation_id: str,
         await close_abandoned(store, chat, generation, stop_requested=True)
 
     after = -1
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + limit_seconds
     try:
         while asyncio.get_running_loop().time() < deadline:
             read = await store.read(chat_id, generation_id, after, limit=10_000, wait=0.5)
@@ -233,10 +241,10 @@ async def chat_messages(request: Request, chat_id: str) -> JSONResponse:
     await _authorize(services, request, chat_id)
     chat = await services.store.get_chat(chat_id)
     messages: list[dict[str, Any]] = await services.store.load_messages(chat_id)
-    return JSONResponse({
-        "chatId": chat_id,
-        "messages": messages,
-        "activeGenerationId": chat.active_generation_id if chat else None,
-    })
-
-
+    return JSONResponse(
+        {
+            "chatId": chat_id,
+            "messages": messages,
+            "activeGenerationId": chat.active_generation_id if chat else None,
+        }
+    )

@@ -25,8 +25,10 @@ async def list_models(request: Request) -> JSONResponse:
 @router.get("/healthz")
 async def health(request: Request) -> JSONResponse:
     services = services_of(request)
-    return JSONResponse({
-        "status": "ok",
-        "store": services.store_kind,
-        "runningGenerations": services.runner.running,
-    })
+    return JSONResponse(
+        {
+            "status": "ok",
+            "store": services.store_kind,
+            "runningGenerations": services.runner.running,
+        }
+    )

@@ -136,8 +136,9 @@ class SessionStore(Protocol):
         lease. Raises ChatBusy when another generation is active and its lease is alive; an
         active generation whose lease expired is replaced (its log is left as it was)."""
 
-    async def append(self, chat_id: str, generation_id: str, first_offset: int,
-                     chunks: Sequence[bytes]) -> None:
+    async def append(
+        self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
+    ) -> None:
         """Append `chunks` at offsets first_offset, first_offset+1, ... in one round trip and
         renew the producer lease. Wakes blocked readers. Raises OffsetConflict when
         first_offset is not the next offset (nothing is written then)."""
@@ -151,16 +152,29 @@ class SessionStore(Protocol):
         messages: Sequence[JSONDict] | None,
     ) -> None:
         """In one atomic step: write the end marker at `offset`, replace the history with
-        `messages` (unless None), clear the active pointer only if it still names this
+        `messages` (unless None, or unless a newer generation has begun on the chat since:
+        its history wins), clear the active pointer only if it still names this
         generation, record the end time, and give the log the finished-log TTL. Raises
         OffsetConflict like `append`."""
 
-    async def read(self, chat_id: str, generation_id: str, after: int, *,
-                   limit: int = 1000, wait: float = 0.0) -> LogRead:
+    async def read(
+        self,
+        chat_id: str,
+        generation_id: str,
+        after: int,
+        *,
+        limit: int = 1000,
+        wait: float = 0.0,
+        live: bool = False,
+    ) -> LogRead:
         """Entries with offset > `after` (after=-1: from the start), at most `limit`.
         When there are none yet and the log has not ended, wait up to `wait` seconds for
         some (a blocking read, never a polling loop) and return what arrived (maybe
-        nothing). Raises GenerationNotFound when the log does not exist."""
+        nothing). Raises GenerationNotFound when the log does not exist.
+
+        `live=True` is a promise from a follower that `after` is not past the end marker
+        (it read this log before without reaching the end): the store may then skip its
+        checks and go straight to the blocking read (Redis: one XREAD per wake-up)."""
 
     async def producer_alive(self, chat_id: str, generation_id: str) -> bool:
         """Whether the generation's producer lease is still held."""

@@ -189,13 +189,14 @@ class MemoryStore:
     ) -> None:
         key = (chat_id, generation_id)
         log = self._writable_log(key, offset)
-        if messages is not None:
+        chat = self._live(self._chats, chat_id)
+        if messages is not None and (chat is None or chat.last in (None, generation_id)):
+            # A newer generation owns the history now (this one was taken for dead).
             self._save_history(chat_id, messages)
         now = self._clock()
         log.outcome = outcome
         log.expires_at = now + self._log_ttl
         self._leases.pop(key, None)
-        chat = self._live(self._chats, chat_id)
         if chat is not None:
             chat.expires_at = now + self._history_ttl
             if chat.active == generation_id:
@@ -214,6 +215,7 @@ class MemoryStore:
         *,
         limit: int = 1000,
         wait: float = 0.0,
+        live: bool = False,
     ) -> LogRead:
         if limit < 1:
             raise ValueError("limit must be at least 1")

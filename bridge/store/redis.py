@@ -98,11 +98,14 @@ if next ~= tonumber(ARGV[2]) then return next end
 redis.call('XADD', KEYS[3], '0-' .. (next + 1), 'end', ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 redis.call('DEL', KEYS[4])
-if ARGV[7] then redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[6]) end
+local last = redis.call('HGET', KEYS[1], 'last')
+if ARGV[7] and (last == ARGV[1] or not last) then
+  redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[6])
+end
 if redis.call('HGET', KEYS[1], 'active') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'active')
 end
-if redis.call('HGET', KEYS[1], 'last') == ARGV[1] then
+if last == ARGV[1] then
   redis.call('HSET', KEYS[1], 'last_ended_at', ARGV[4])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
@@ -118,7 +121,8 @@ _BLOCK_MARGIN_SECONDS = 1.0
 
 def chat_tag(chat_id: str) -> str:
     """The hash tag content for a chat: percent-encoding leaves only `[A-Za-z0-9_.~-]` and
-    `%`, never a brace. The empty id would give `{}`, which Redis ignores as a tag."""
+    `%XX`, never a brace. The empty id would give `{}`, which Redis ignores as a tag, so it
+    becomes a lone `%`, which no other id encodes to."""
     return quote(chat_id, safe="", errors="surrogatepass") or "%"
 
 
@@ -131,7 +135,8 @@ class _StopWaiter:
 
 
 class RedisStore:
-    """`SessionStore` on Redis (standalone or Cluster-friendly keys), via `redis.asyncio`."""
+    """`SessionStore` on Redis via `redis.asyncio`. The keys are laid out for Redis Cluster
+    (one slot per chat), but the client is a plain one: one Redis server or a proxy."""
 
     def __init__(
         self,
@@ -307,11 +312,19 @@ class RedisStore:
         *,
         limit: int = 1000,
         wait: float = 0.0,
+        live: bool = False,
     ) -> LogRead:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         key = self.key(chat_id, "log", generation_id)
         after = max(after, -1)
+        if live and wait > 0 and not self._closed:
+            # A follower that has not seen the end: one blocking XREAD per wake-up, which
+            # returns at once when entries are there already.
+            result = await self._blocking_read(key, after, limit, wait)
+            if not result.entries and not result.ended and not await self._redis.exists(key):
+                raise GenerationNotFound(generation_id)
+            return result
         # One entry more than asked: if it is the end marker, the read reached the end.
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xrange(key, min=f"0-{after + 2}", max="+", count=limit + 1)

@@ -3,10 +3,10 @@
 import { useChat } from '@ai-sdk/react';
 import { DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalResponses } from 'ai';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { notifyChatsChanged, useChatList } from '@/lib/chat-list';
 import { describeError, sleep } from '@/lib/errors';
 import type { ChatMessage, ModelList, StoredChat } from '@/lib/types';
 import { useConnection, usePhaseHistory } from '@/lib/use-connection';
-import { notifyChatsChanged } from './sidebar';
 import { Composer } from './composer';
 import { ConnectionBadge } from './connection-badge';
 import { EmptyState } from './empty-state';
@@ -192,12 +192,17 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
   const lastId = messages[messages.length - 1]?.id;
   const streamingId = busy && messages[messages.length - 1]?.role === 'assistant' ? lastId : null;
   const canStop = busy || phase === 'reconnecting';
+  const listedTitle = useChatList([]).find((chat) => chat.id === id)?.title;
+  const firstUserText = messages
+    .find((m) => m.role === 'user')
+    ?.parts.find((p) => p.type === 'text')?.text;
+  const shownTitle = listedTitle || title || firstUserText?.slice(0, 80) || 'New chat';
 
   return (
     <main className="chat" data-testid="chat" data-chat-id={id} data-status={chat.status}>
       <header className="chat-header">
-        <h1 className="chat-title" title={title ?? undefined}>
-          {title || 'New chat'}
+        <h1 className="chat-title" data-testid="chat-title" title={shownTitle}>
+          {shownTitle}
         </h1>
         <div className="chat-header-controls">
           <ModelPicker models={models} value={model} onChange={setModel} disabled={busy} />
@@ -210,7 +215,7 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
             disabled={!busy}
             title="Abort the in-flight HTTP request on purpose; the page resumes the answer by itself"
           >
-            Drop connection
+            Drop<span className="hide-sm"> connection</span>
           </button>
         </div>
       </header>

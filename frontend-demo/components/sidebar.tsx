@@ -2,16 +2,10 @@
 
 import Link from 'next/link';
 import { useRouter } from 'next/navigation';
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useEffect, useState } from 'react';
+import { useChatList } from '@/lib/chat-list';
 import { newChatId } from '@/lib/ids';
 import type { ChatSummary } from '@/lib/types';
-
-const CHATS_CHANGED = 'aisdk-bridge-demo:chats-changed';
-
-/** Ask every sidebar on the page to refresh its chat list. */
-export function notifyChatsChanged() {
-  window.dispatchEvent(new Event(CHATS_CHANGED));
-}
 
 function toDate(value: string | number | null | undefined): Date | null {
   if (value === null || value === undefined) return null;
@@ -34,32 +28,8 @@ type Props = { initialChats: ChatSummary[]; activeId: string };
 
 export function Sidebar({ initialChats, activeId }: Props) {
   const router = useRouter();
-  const [chats, setChats] = useState(initialChats);
+  const chats = useChatList(initialChats);
   const [open, setOpen] = useState(false);
-  const pending = useRef<ReturnType<typeof setTimeout> | null>(null);
-
-  const refresh = useCallback(async () => {
-    try {
-      const response = await fetch('/api/chats', { cache: 'no-store' });
-      if (response.ok) setChats(((await response.json()) as { chats: ChatSummary[] }).chats ?? []);
-    } catch {
-      // keep the list we have
-    }
-  }, []);
-
-  useEffect(() => {
-    const onChange = () => {
-      if (pending.current) clearTimeout(pending.current);
-      pending.current = setTimeout(refresh, 300);
-    };
-    window.addEventListener(CHATS_CHANGED, onChange);
-    window.addEventListener('focus', onChange);
-    return () => {
-      window.removeEventListener(CHATS_CHANGED, onChange);
-      window.removeEventListener('focus', onChange);
-      if (pending.current) clearTimeout(pending.current);
-    };
-  }, [refresh]);
 
   useEffect(() => setOpen(false), [activeId]);
 
@@ -94,7 +64,10 @@ export function Sidebar({ initialChats, activeId }: Props) {
         data-testid="new-chat"
         onClick={() => router.push(`/chat/${newChatId()}`)}
       >
-        <span aria-hidden="true">＋</span> New chat
+        <svg className="icon" viewBox="0 0 16 16" aria-hidden="true">
+          <path d="M8 3v10M3 8h10" stroke="currentColor" strokeWidth="1.8" strokeLinecap="round" />
+        </svg>
+        New chat
       </button>
       <nav className="chat-list" data-testid="chat-list" aria-label="Chats">
         {listed.map((chat) => (

@@ -319,6 +319,32 @@ const scenarios = {
     run.check('the second page resumed', (await phases(second)).includes('resumed'), await phases(second));
   },
 
+  /** An idle page picks up an answer another device starts in the same chat. */
+  async follow({ browser, baseUrl, run, consoleLog }) {
+    const watcher = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(watcher, baseUrl);
+    await sendText(watcher, 'Hello, first turn');
+    await waitForSettled(watcher, baseUrl, chatId);
+
+    const writer = await newPage(browser, consoleLog); // another "device"
+    await writer.goto(`${baseUrl}/chat/${encodeURIComponent(chatId)}`, { waitUntil: 'domcontentloaded' });
+    await waitForHydration(writer);
+    await waitForSettled(writer, baseUrl, chatId);
+    await sendText(writer, LONG_PROMPT);
+    const started = Date.now();
+    await watcher.waitForFunction(() => window.__demoChat?.status === 'streaming', null, { timeout: 15_000 });
+    run.note('msUntilWatcherStreams', Date.now() - started);
+    const w = await waitForSettled(writer, baseUrl, chatId);
+    const v = await waitForSettled(watcher, baseUrl, chatId);
+    const ids = (state) => state.client.messages.map((m) => `${m.role}:${m.id}`);
+    run.check('both pages hold the same four messages', JSON.stringify(ids(w)) === JSON.stringify(ids(v)) && ids(v).length === 4,
+      { writer: ids(w), watcher: ids(v) });
+    run.check('same last answer on both pages',
+      textOf(w.client.messages.at(-1)) === textOf(v.client.messages.at(-1)) && textOf(v.client.messages.at(-1)).length > 1500);
+    run.check('the watcher shows the writer\'s question',
+      (await watcher.locator('[data-testid="message"][data-role="user"]').allInnerTexts()).some((t) => t.includes('long answer')));
+  },
+
   /** Stop: the bridge stops the generation; the partial answer survives a reload. */
   async stop({ browser, baseUrl, run, consoleLog }) {
     const page = await newPage(browser, consoleLog);

@@ -54,7 +54,7 @@ class LiveServer:
             return self
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
+        sock.bind((self.host, self.port))  # a restart keeps the port (and the URL)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
