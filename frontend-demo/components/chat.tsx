@@ -171,11 +171,7 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
 
   const approve = useCallback(
     (approvalId: string, approved: boolean) => {
-      void chat.addToolApprovalResponse({
-        id: approvalId,
-        approved,
-        reason: approved ? 'Approved in the demo UI' : 'Denied in the demo UI',
-      });
+      void chat.addToolApprovalResponse({ id: approvalId, approved });
     },
     [chat],
   );
@@ -215,7 +211,9 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
             disabled={!busy}
             title="Abort the in-flight HTTP request on purpose; the page resumes the answer by itself"
           >
-            Drop<span className="hide-sm"> connection</span>
+            <span>
+              Drop<span className="hide-sm"> connection</span>
+            </span>
           </button>
         </div>
       </header>

@@ -14,11 +14,18 @@ const STATE_LABELS: Record<Part['state'], string> = {
   'output-denied': 'Denied',
 };
 
+/** A value as text: one line when short, indented JSON otherwise. */
 function show(value: unknown): string {
   if (value === undefined) return '';
   if (typeof value === 'string') return value;
   try {
-    return JSON.stringify(value, null, 2);
+    let line = JSON.stringify(value);
+    if (value && typeof value === 'object' && !Array.isArray(value)) {
+      line = `{${Object.entries(value)
+        .map(([key, item]) => `${JSON.stringify(key)}: ${JSON.stringify(item)}`)
+        .join(', ')}}`;
+    }
+    return line.length <= 90 ? line : JSON.stringify(value, null, 2);
   } catch {
     return String(value);
   }
@@ -121,7 +128,7 @@ export function ToolPart({ part, onApproval }: Props) {
 
       {part.state === 'output-denied' ? (
         <div className="tool-section tool-denied" data-testid="tool-denied">
-          Not run: the call was denied{approval?.reason ? ` (${approval.reason})` : ''}.
+          Not run: the call was denied{approval?.reason ? `: ${approval.reason}` : '.'}
         </div>
       ) : null}
     </div>

@@ -1,0 +1,180 @@
+"""What every transport does with a chat, independent of HTTP, SSE or WebSocket:
+start a generation, find the generation to resume, stop one, follow a log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from bridge.conversation import plan_turn
+from bridge.errors import ModelNotAllowed, NotFound, RequestError
+from bridge.ids import new_generation_id
+from bridge.reader import follow
+from bridge.recovery import close_abandoned
+from bridge.runner import Generation, GenerationPlan
+from bridge.services import Services
+from bridge.store.base import GenerationInfo, GenerationNotFound, LogEntry, Outcome
+from protocol.messages import CHAT_ID_PATTERN, ChatRequest, UIMessage
+
+
+class GenerationGone(RequestError):
+    status_code = 410
+    code = "generation_gone"
+
+
+def check_chat_id(chat_id: str) -> str:
+    if not CHAT_ID_PATTERN.fullmatch(chat_id) or chat_id in {".", ".."}:
+        raise RequestError("chat id must be 1-200 characters of letters, digits and ._:~@+=-")
+    return chat_id
+
+
+async def authorize(services: Services, user: str, chat_id: str) -> None:
+    """A chat owned by someone else looks like no chat at all."""
+    chat = await services.store.get_chat(chat_id)
+    if chat is not None and chat.owner is not None and chat.owner != user:
+        raise NotFound(f"chat {chat_id} not found")
+
+
+async def start_generation(services: Services, chat_request: ChatRequest, user: str) -> Generation:
+    """Validate the turn, start its generation and wait until the provider accepted it (or
+    one heartbeat interval passed), so a refused call surfaces as an error here."""
+    chat_id = chat_request.id
+    await authorize(services, user, chat_id)
+    await services.store.claim_chat(chat_id, user)
+
+    registry = services.registry
+    model_id = chat_request.model or registry.default_model
+    if model_id not in registry.allowed_models:
+        allowed = ", ".join(registry.allowed_models)
+        raise ModelNotAllowed(f"model {model_id!r} is not allowed; choose one of: {allowed}")
+    provider, model = registry.resolve(model_id)
+
+    stored: list[UIMessage] = []
+    if chat_request.messages is None:
+        stored = [
+            UIMessage.model_validate(item) for item in await services.store.load_messages(chat_id)
+        ]
+    turn = plan_turn(chat_request, stored)
+    info = GenerationInfo(
+        generation_id=new_generation_id(),
+        chat_id=chat_id,
+        message_id=turn.message_id,
+        created_at=time.time(),
+    )
+    plan = GenerationPlan(
+        info=info,
+        turn=turn,
+        provider=provider,
+        model=model,
+        model_id=model_id,
+        request_data=chat_request.request_data,
+    )
+    generation = await services.runner.start(plan)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.shield(generation.opened), timeout=services.settings.bridge_heartbeat_seconds
+        )
+    return generation
+
+
+async def generation_to_resume(
+    services: Services, chat_id: str, explicit: str | None, after: int
+) -> str | None:
+    """The generation a resume should read, or None (nothing to resume: 204).
+
+    The active one; else the last one if it ended on its own less than the grace period
+    ago (a page that loaded its history just before the end still gets the answer). With
+    `explicit` (a resume id) that one, or GenerationGone when its log is gone."""
+    store = services.store
+    if explicit is not None:
+        try:
+            await store.read(chat_id, explicit, after, limit=1)
+        except GenerationNotFound:
+            raise GenerationGone(
+                f"generation {explicit} is unknown or past its retention; "
+                "load the chat's messages instead"
+            ) from None
+        return explicit
+    chat = await store.get_chat(chat_id)
+    if chat is None:
+        return None
+    if chat.active_generation_id is not None:
+        generation_id = chat.active_generation_id
+    elif (
+        chat.last_generation_id is not None
+        and chat.last_ended_at is not None
+        and time.time() - chat.last_ended_at <= services.settings.bridge_resume_grace_seconds
+    ):
+        generation_id = chat.last_generation_id
+    else:
+        return None
+    ended = generation_id != chat.active_generation_id
+    try:
+        # For an ended generation the whole log is read to learn its outcome.
+        head = await store.read(chat_id, generation_id, -1, limit=1_000_000 if ended else 1)
+    except GenerationNotFound:
+        if after >= 0:
+            raise GenerationGone(f"generation {generation_id} is past its retention") from None
+        return None
+    if ended and head.outcome is Outcome.ABORTED:
+        # A stopped answer stays stopped: the client that pressed stop must not see it
+        # come back.
+        return None
+    return generation_id
+
+
+def follow_generation(
+    services: Services, chat_id: str, generation_id: str, after: int
+) -> AsyncIterator[list[LogEntry] | None]:
+    """The log after `after`, live, with heartbeat ticks; takes over a dead producer."""
+
+    async def recover(chat: str, generation: str) -> None:
+        await close_abandoned(services.store, chat, generation)
+
+    return follow(
+        services.store,
+        chat_id,
+        generation_id,
+        after,
+        heartbeat=services.settings.bridge_heartbeat_seconds,
+        recover=recover,
+    )
+
+
+async def stop_generation(
+    services: Services, chat_id: str, generation_id: str | None
+) -> tuple[str | None, str | None]:
+    """Ask the generation (the active one when None) to stop, wherever it runs, and wait for
+    its end. Returns (generation id, outcome); (None, None) when nothing was running."""
+    store = services.store
+    if generation_id is None:
+        chat = await store.get_chat(chat_id)
+        generation_id = chat.active_generation_id if chat else None
+    if generation_id is None:
+        return None, None
+    await store.request_stop(chat_id, generation_id)
+    return generation_id, await _wait_for_end(services, chat_id, generation_id)
+
+
+async def _wait_for_end(
+    services: Services, chat_id: str, generation_id: str, limit_seconds: float = 10.0
+) -> str | None:
+    """Follow the log to its end marker; take over a producer that died meanwhile."""
+    store = services.store
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_seconds
+    after = -1
+    try:
+        while loop.time() < deadline:
+            read = await store.read(chat_id, generation_id, after, limit=10_000, wait=0.5)
+            if read.entries:
+                after = read.entries[-1].offset
+            if read.ended:
+                return read.outcome.value if read.outcome else None
+            if not read.entries and not await store.producer_alive(chat_id, generation_id):
+                await close_abandoned(store, chat_id, generation_id, stop_requested=True)
+    except GenerationNotFound:
+        return None
+    return None
