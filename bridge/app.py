@@ -16,11 +16,12 @@ from bridge.auth import TokenAuth
 from bridge.body import InvalidRequest
 from bridge.errors import BridgeError
 from bridge.providers.registry import ProviderRegistry
-from bridge.routes import chat, meta
+from bridge.routes import chat, meta, poll, websocket
 from bridge.runner import GenerationRunner
 from bridge.services import Services
 from bridge.settings import Settings
 from bridge.store.base import SessionStore
+from bridge.tools import load_tools
 
 logger = logging.getLogger("bridge")
 
@@ -59,6 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tools = load_tools(settings.bridge_tools)
+        if len(tools):
+            logger.info(
+                "tools from %s: %s",
+                settings.bridge_tools,
+                ", ".join(spec.name for spec in tools.specs),
+            )
         store, kind = _make_store(settings)
         await store.start()
         registry = ProviderRegistry.from_settings(settings)
@@ -70,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             registry=registry,
             runner=runner,
             auth=TokenAuth(settings.bridge_auth_tokens),
+            tools=tools,
         )
         try:
             yield
@@ -129,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(chat.router)
     app.include_router(meta.router)
+    app.include_router(poll.router)
+    app.include_router(websocket.router)
     return app
 
 

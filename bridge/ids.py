@@ -13,3 +13,8 @@ def new_generation_id() -> str:
 
 def new_message_id() -> str:
     return "msg_" + secrets.token_urlsafe(12)
+
+
+def new_approval_id() -> str:
+    """Unguessable: an approval answer must name an approval the server really issued."""
+    return "apr_" + secrets.token_urlsafe(16)

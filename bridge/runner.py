@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,27 +26,38 @@ from typing import Any
 
 import anyio
 
+from bridge.continuation import ApprovalDecision
 from bridge.conversation import Turn
-from bridge.errors import ChatConflict, ProviderError
+from bridge.errors import ChatConflict, ProviderError, ProviderUnavailable
+from bridge.ids import new_approval_id
 from bridge.log import LogWriter
 from bridge.providers import base as ev
-from bridge.providers.base import ModelRequest, Provider, ToolSpec
+from bridge.providers.base import ModelRequest, Provider
 from bridge.settings import Settings
 from bridge.store.base import ChatBusy, GenerationInfo, Outcome, SessionStore
-from bridge.transform import StepTransformer
+from bridge.tools import ToolBox
+from bridge.tools.declare import ToolInputError
+from bridge.tools.execute import run_tool
+from bridge.transform import InputCheck, StepTransformer
 from protocol.assembler import MessageAssembler
 from protocol.chunks import (
     AbortChunk,
+    DataChunk,
     ErrorChunk,
     FinishChunk,
     FinishStepChunk,
     MessageMetadataChunk,
+    ResetStepChunk,
     StartChunk,
     StartStepChunk,
+    ToolApprovalRequestChunk,
+    ToolOutputDeniedChunk,
+    ToolOutputErrorChunk,
     UIMessageChunk,
     encode_chunk,
 )
 from protocol.messages import StepStartUIPart, UIMessage
+from protocol.replay import message_to_chunks
 
 logger = logging.getLogger("bridge.runner")
 
@@ -62,6 +74,9 @@ class GenerationPlan:
     model_id: str
     """The "provider:model" string, reported in message metadata."""
     request_data: dict[str, Any] = field(default_factory=dict)
+    tools: ToolBox = field(default_factory=ToolBox)
+    decisions: list[ApprovalDecision] = field(default_factory=list)
+    """Approval answers of a continuation, carried out before the model is called."""
 
 
 @dataclass(slots=True)
@@ -101,6 +116,9 @@ class Generation:
         """Resolves once the model accepted the request or anything was streamed; fails
         with the ProviderError when the very first call was refused."""
         self.done = asyncio.Event()
+        self.prelude_end = 0
+        """Offsets 1..prelude_end rebuild the continued message for replays; a reader that
+        holds the message already (the request that continued it) skips them."""
 
     @property
     def generation_id(self) -> str:
@@ -128,12 +146,9 @@ class _Emitter:
 
 
 class GenerationRunner:
-    def __init__(
-        self, store: SessionStore, settings: Settings, tools: tuple[ToolSpec, ...] = ()
-    ) -> None:
+    def __init__(self, store: SessionStore, settings: Settings) -> None:
         self._store = store
         self._settings = settings
-        self._tools = tools
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, plan: GenerationPlan) -> Generation:
@@ -149,7 +164,11 @@ class GenerationRunner:
                 f"GET /api/chat/{plan.info.chat_id}/stream or stop it first"
             ) from exc
         generation = Generation(plan)
-        task = asyncio.create_task(self._run(generation, start), name=plan.info.generation_id)
+        prelude = message_to_chunks(plan.turn.continued) if plan.turn.continued else []
+        generation.prelude_end = len(prelude)
+        task = asyncio.create_task(
+            self._run(generation, start, prelude), name=plan.info.generation_id
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return generation
@@ -165,7 +184,9 @@ class GenerationRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, generation: Generation, start: StartChunk) -> None:
+    async def _run(
+        self, generation: Generation, start: StartChunk, prelude: list[UIMessageChunk]
+    ) -> None:
         plan = generation.plan
         info = plan.info
         continued = plan.turn.continued
@@ -179,6 +200,8 @@ class GenerationRunner:
             lease_renew_interval=self._settings.bridge_lease_seconds / 3,
         )
         emit = _Emitter(writer, assembler, generation)
+        for chunk in prelude:
+            writer.write(encode_chunk(chunk))  # logged for replays; the message has it already
         outcome = Outcome.FINISHED
         stopped = False
         try:
@@ -239,9 +262,11 @@ class GenerationRunner:
         totals = _Totals()
         finish_reason: ev.FinishReason = "stop"
         try:
+            await self._carry_out_decisions(plan, emit)
             for step in range(self._settings.bridge_max_steps):
-                finish_reason = await self._step(generation, emit, assembler, step, totals)
-                break  # the tool loop (server-side tools) continues here
+                finish_reason, go_on = await self._step(generation, emit, assembler, step, totals)
+                if not go_on:
+                    break
             emit(
                 FinishChunk(
                     finish_reason=finish_reason, message_metadata=self._metadata(plan, totals)
@@ -267,6 +292,79 @@ class GenerationRunner:
             emit(FinishStepChunk())
         emit(FinishChunk(finish_reason="error", message_metadata=self._metadata(plan, totals)))
 
+    async def _carry_out_decisions(self, plan: GenerationPlan, emit: _Emitter) -> None:
+        """Approved tools run (with the stored input), denied ones are marked denied, before
+        the model hears about them."""
+        approved = []
+        for decision in plan.decisions:
+            if decision.approved:
+                approved.append((decision.tool_call_id, decision.tool_name, decision.input))
+            else:
+                emit(ToolOutputDeniedChunk(tool_call_id=decision.tool_call_id))
+        await self._execute(plan, approved, emit)
+
+    async def _execute(
+        self, plan: GenerationPlan, calls: list[tuple[str, str, Any]], emit: _Emitter
+    ) -> None:
+        """Run server tools concurrently, each within its timeout."""
+        if not calls:
+            return
+        settings = self._settings
+        async with anyio.create_task_group() as group:
+            for call_id, name, tool_input in calls:
+                tool = plan.tools.get(name)
+                if tool is None or tool.client_side:
+                    emit(
+                        ToolOutputErrorChunk(
+                            tool_call_id=call_id, error_text=f"The tool {name} is not available."
+                        )
+                    )
+                    continue
+                try:
+                    arguments = tool.validate(tool_input)
+                except ToolInputError as exc:
+                    emit(
+                        ToolOutputErrorChunk(
+                            tool_call_id=call_id, error_text=f"Invalid input for {name}: {exc}"
+                        )
+                    )
+                    continue
+                # Logged before the tool runs: a crash or a resume shows it started, and
+                # nothing ever runs it again for this call.
+                emit(
+                    DataChunk(
+                        type="data-tool-run",
+                        id=call_id,
+                        transient=True,
+                        data={"toolCallId": call_id, "status": "running"},
+                    )
+                )
+                group.start_soon(
+                    functools.partial(
+                        run_tool,
+                        tool,
+                        call_id,
+                        arguments,
+                        emit=emit,
+                        time_limit=tool.timeout or settings.bridge_tool_timeout_seconds,
+                        expose_errors=settings.bridge_expose_errors,
+                    )
+                )
+
+    def _check_input(self, plan: GenerationPlan) -> InputCheck:
+        def check(name: str, tool_input: dict[str, Any]) -> str | None:
+            tool = plan.tools.get(name)
+            if tool is None:
+                offered = ", ".join(spec.name for spec in plan.tools.specs) or "none"
+                return f"There is no tool named {name!r} (tools: {offered})."
+            try:
+                tool.validate(tool_input)
+            except ToolInputError as exc:
+                return f"Invalid input for {name}: {exc}"
+            return None
+
+        return check
+
     async def _step(
         self,
         generation: Generation,
@@ -274,7 +372,77 @@ class GenerationRunner:
         assembler: MessageAssembler,
         step: int,
         totals: _Totals,
-    ) -> ev.FinishReason:
+    ) -> tuple[ev.FinishReason, bool]:
+        """One model call and the tools it asked for. Returns the finish reason and whether
+        the loop goes on (tool results for the model to read)."""
+        plan = generation.plan
+        emit(StartStepChunk())
+        retries = self._settings.bridge_step_retries
+        while True:
+            transformer = StepTransformer(step, self._check_input(plan))
+            try:
+                await self._call_model(generation, assembler, transformer, emit)
+                break
+            except ProviderUnavailable:
+                if retries <= 0 or not generation.opened.done():
+                    raise
+                retries -= 1
+                # The client drops the failed attempt's parts, like the stored message.
+                emit(ResetStepChunk())
+                await anyio.sleep(0.5)
+        for chunk in transformer.close_open_blocks():
+            emit(chunk)
+        finished = transformer.finished
+        finish_reason: ev.FinishReason = finished.finish_reason if finished else "interrupted"
+        go_on = await self._handle_tool_calls(plan, transformer, emit)
+        emit(FinishStepChunk())
+        if finished is not None:
+            totals.add(finished.usage)
+        if totals.seen:
+            emit(MessageMetadataChunk(message_metadata={"usage": totals.as_metadata()}))
+        if go_on is None:
+            return finish_reason, False
+        return ("tool-calls" if finish_reason == "stop" else finish_reason), go_on
+
+    async def _handle_tool_calls(
+        self, plan: GenerationPlan, transformer: StepTransformer, emit: _Emitter
+    ) -> bool | None:
+        """Run server tools, ask for approvals, leave client tools to the browser.
+
+        None: the step called no tool (the answer is done). True: results were added, call
+        the model again. False: the turn waits for the client (approval or browser tool)."""
+        to_run: list[tuple[str, str, Any]] = []
+        waiting = False
+        for call in transformer.tool_calls:
+            if call.provider_executed:
+                continue
+            tool = plan.tools.get(call.tool_name)
+            tool_input = transformer.parsed_inputs[call.tool_call_id]
+            if tool is None or tool.client_side:
+                waiting = True
+            elif tool.requires_approval(tool_input):
+                emit(
+                    ToolApprovalRequestChunk(
+                        approval_id=new_approval_id(), tool_call_id=call.tool_call_id
+                    )
+                )
+                waiting = True
+            else:
+                to_run.append((call.tool_call_id, call.tool_name, tool_input))
+        await self._execute(plan, to_run, emit)
+        if waiting:
+            return False
+        if to_run or transformer.input_errors:
+            return True
+        return None
+
+    async def _call_model(
+        self,
+        generation: Generation,
+        assembler: MessageAssembler,
+        transformer: StepTransformer,
+        emit: _Emitter,
+    ) -> None:
         plan = generation.plan
         settings = self._settings
         conversation: list[UIMessage] = list(plan.turn.base)
@@ -285,12 +453,10 @@ class GenerationRunner:
             model=plan.model,
             messages=conversation,
             system=settings.bridge_system_prompt,
-            tools=self._tools,
+            tools=plan.tools.specs,
             max_output_tokens=settings.bridge_max_output_tokens,
             temperature=settings.bridge_temperature,
         )
-        emit(StartStepChunk())
-        transformer = StepTransformer(step)
         events = plan.provider.stream(request)
         try:
             async for event in events:
@@ -304,16 +470,6 @@ class GenerationRunner:
             if aclose is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await aclose()
-        for chunk in transformer.close_open_blocks():
-            emit(chunk)
-        emit(FinishStepChunk())
-        finished = transformer.finished
-        if finished is None:
-            return "interrupted"
-        totals.add(finished.usage)
-        if totals.seen:
-            emit(MessageMetadataChunk(message_metadata={"usage": totals.as_metadata()}))
-        return finished.finish_reason
 
     @staticmethod
     def _metadata(plan: GenerationPlan, totals: _Totals) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from bridge.providers.registry import ProviderRegistry
 from bridge.runner import GenerationRunner
 from bridge.settings import Settings
 from bridge.store.base import SessionStore
+from bridge.tools import ToolBox
 
 
 @dataclass(slots=True)
@@ -21,6 +22,7 @@ class Services:
     registry: ProviderRegistry
     runner: GenerationRunner
     auth: TokenAuth
+    tools: ToolBox
 
 
 def services_of(connection: HTTPConnection) -> Services:

@@ -8,7 +8,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-from bridge.conversation import plan_turn
+from bridge.continuation import ApprovalDecision, merge_answers
+from bridge.conversation import Turn, plan_turn
 from bridge.errors import ModelNotAllowed, NotFound, RequestError
 from bridge.ids import new_generation_id
 from bridge.reader import follow
@@ -51,12 +52,29 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         raise ModelNotAllowed(f"model {model_id!r} is not allowed; choose one of: {allowed}")
     provider, model = registry.resolve(model_id)
 
-    stored: list[UIMessage] = []
+    tools = services.tools
+    declared = chat_request.request_data.get("tools")
+    if declared is not None and services.settings.bridge_allow_client_tools:
+        tools = tools.with_client_tools(declared)
+
+    stored: list[UIMessage] | None = None
     if chat_request.messages is None:
-        stored = [
-            UIMessage.model_validate(item) for item in await services.store.load_messages(chat_id)
-        ]
-    turn = plan_turn(chat_request, stored)
+        stored = await _stored_history(services, chat_id)
+    turn = plan_turn(chat_request, stored or [])
+    decisions: list[ApprovalDecision] = []
+    if turn.continued is not None:
+        # Answers to tool calls are checked against what the server stored, never taken on
+        # the client's word.
+        if stored is None:
+            stored = await _stored_history(services, chat_id)
+        previous = next((m for m in stored if m.id == turn.continued.id), None)
+        continued, decisions = merge_answers(turn.continued, previous, tools)
+        turn = Turn(
+            history=[*turn.base, continued],
+            base=turn.base,
+            continued=continued,
+            message_id=turn.message_id,
+        )
     info = GenerationInfo(
         generation_id=new_generation_id(),
         chat_id=chat_id,
@@ -70,6 +88,8 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         model=model,
         model_id=model_id,
         request_data=chat_request.request_data,
+        tools=tools,
+        decisions=decisions,
     )
     generation = await services.runner.start(plan)
     with contextlib.suppress(TimeoutError):
@@ -125,15 +145,22 @@ async def generation_to_resume(
     return generation_id
 
 
+async def _stored_history(services: Services, chat_id: str) -> list[UIMessage]:
+    return [UIMessage.model_validate(item) for item in await services.store.load_messages(chat_id)]
+
+
 def follow_generation(
-    services: Services, chat_id: str, generation_id: str, after: int
+    services: Services, chat_id: str, generation_id: str, after: int, *, skip_through: int = 0
 ) -> AsyncIterator[list[LogEntry] | None]:
-    """The log after `after`, live, with heartbeat ticks; takes over a dead producer."""
+    """The log after `after`, live, with heartbeat ticks; takes over a dead producer.
+
+    `skip_through=p` leaves out offsets 1..p: the prelude that rebuilds a continued message,
+    which the client that sent the continuation holds already."""
 
     async def recover(chat: str, generation: str) -> None:
         await close_abandoned(services.store, chat, generation)
 
-    return follow(
+    entries = follow(
         services.store,
         chat_id,
         generation_id,
@@ -141,6 +168,21 @@ def follow_generation(
         heartbeat=services.settings.bridge_heartbeat_seconds,
         recover=recover,
     )
+    if skip_through <= 0:
+        return entries
+    return _without(entries, 1, skip_through)
+
+
+async def _without(
+    entries: AsyncIterator[list[LogEntry] | None], first: int, last: int
+) -> AsyncIterator[list[LogEntry] | None]:
+    async for batch in entries:
+        if batch is None:
+            yield batch
+            continue
+        kept = [entry for entry in batch if not first <= entry.offset <= last]
+        if kept:
+            yield kept
 
 
 async def stop_generation(

@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     bridge_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     bridge_heartbeat_seconds: float = Field(default=15.0, gt=0)
     bridge_max_poll_wait_seconds: float = Field(default=30.0, gt=0)
+    """Cap on a long-poll's `wait`; keep it below your proxies' read timeouts."""
+    bridge_ws_max_frame_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    """Largest WebSocket frame accepted (a `send` carries the whole history, like the POST
+    body); a larger one closes the socket with 1008. uvicorn's `--ws-max-size` (16 MiB by
+    default) must be at least this."""
+    bridge_ws_ping_seconds: float = Field(default=20.0, ge=0)
+    """A keep-alive frame goes out after this long without any frame on a socket, so idle
+    sockets survive proxy idle timeouts; 0: off."""
+    bridge_ws_max_requests: int = Field(default=16, gt=0)
+    """Requests (send/resume) running at once on one socket; more get an `error` frame."""
     bridge_expose_errors: bool = False
     """Send provider/tool error details to clients; off: a generic text."""
 
@@ -67,6 +77,9 @@ class Settings(BaseSettings):
     """Module path with tool declarations, e.g. `myapp.tools`."""
     bridge_max_steps: int = Field(default=8, gt=0)
     bridge_tool_timeout_seconds: float = Field(default=60.0, gt=0)
+    bridge_step_retries: int = Field(default=1, ge=0, le=5)
+    """A step whose provider stream fails with a network or 5xx error is retried this many
+    times (`reset-step` tells clients to drop the failed attempt)."""
     bridge_allow_client_tools: bool = False
     """Accept tool declarations (JSON schemas) from the request body `tools`."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -25,6 +25,9 @@ from protocol.chunks import (
     UIMessageChunk,
 )
 
+InputCheck = Callable[[str, dict[str, Any]], str | None]
+"""(tool name, parsed input) -> an error text when the call is invalid, else None."""
+
 
 class StepTransformer:
     """Maps one step's provider events to chunks and remembers what the step produced.
@@ -33,13 +36,16 @@ class StepTransformer:
     every call, and the client keys open text parts by id.
     """
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, check_input: InputCheck | None = None) -> None:
         self._prefix = f"s{step}-"
+        self._check_input = check_input
         self._open_text: set[str] = set()
         self._open_reasoning: set[str] = set()
         self.tool_calls: list[ev.ToolCall] = []
         """Complete tool calls whose input parsed as a JSON object, in order."""
         self.parsed_inputs: dict[str, Any] = {}
+        self.input_errors = 0
+        """Tool calls answered with `tool-input-error` (the model is told and may retry)."""
         self.finished: ev.StepFinished | None = None
         self.opened = False
 
@@ -95,6 +101,7 @@ class StepTransformer:
         try:
             parsed = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
+            self.input_errors += 1
             return ToolInputErrorChunk(
                 tool_call_id=call.tool_call_id,
                 tool_name=call.tool_name,
@@ -102,11 +109,21 @@ class StepTransformer:
                 error_text=f"Invalid JSON in the tool input: {exc}",
             )
         if not isinstance(parsed, dict):
+            self.input_errors += 1
             return ToolInputErrorChunk(
                 tool_call_id=call.tool_call_id,
                 tool_name=call.tool_name,
                 input=parsed,
                 error_text="The tool input must be a JSON object.",
+            )
+        problem = self._check_input(call.tool_name, parsed) if self._check_input else None
+        if problem is not None and not call.provider_executed:
+            self.input_errors += 1
+            return ToolInputErrorChunk(
+                tool_call_id=call.tool_call_id,
+                tool_name=call.tool_name,
+                input=parsed,
+                error_text=problem,
             )
         self.tool_calls.append(call)
         self.parsed_inputs[call.tool_call_id] = parsed

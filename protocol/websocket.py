@@ -13,6 +13,16 @@ Server to client: `start` (a resume found an active response; sent before the re
 overlapping replay is safe), `end`, `error` (optional `errorText`), `no-active` (a resume
 found nothing). A malformed frame or an invalid chunk makes the client close the socket and
 fail every request on it, so only send chunks produced by `encode_chunk`.
+
+Bridge extensions, all invisible to the stock client:
+
+* `start` frames carry `generationId` (the generation being read; a client that resumes
+  from `lastSequence` names it in its `resume` frame, so the offset is applied to the same
+  log). The stock client ignores extra keys and a `start` for a `send` request.
+* `resume` frames may carry `generationId` (like `?generation=` on the HTTP resume).
+* The keep-alive frame is an `end` for the reserved request id `KEEPALIVE_REQUEST_ID`,
+  which no client may use: clients ignore replies for request ids they do not know (an
+  unknown frame *type* would make the stock client close the socket).
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ from pydantic import (
 from protocol.messages import CHAT_ID_PATTERN, ChatRequest, UIMessage
 
 __all__ = [
+    "KEEPALIVE_FRAME",
+    "KEEPALIVE_REQUEST_ID",
     "ClientFrame",
     "FrameError",
     "WsAbortFrame",
@@ -50,6 +62,9 @@ __all__ = [
 
 # JavaScript's Number.MAX_SAFE_INTEGER: the client rejects larger sequence numbers.
 MAX_SEQUENCE = 2**53 - 1
+MAX_REQUEST_ID_LENGTH = 128
+# ':' cannot occur in the ids the SDK generates (16 alphanumerics), so this never collides.
+KEEPALIVE_REQUEST_ID = "bridge:keep-alive"
 
 
 class FrameError(ValueError):
@@ -59,7 +74,14 @@ class FrameError(ValueError):
 class _Frame(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow", strict=True)
 
-    request_id: str = Field(alias="requestId")
+    request_id: str = Field(alias="requestId", min_length=1, max_length=MAX_REQUEST_ID_LENGTH)
+
+    @field_validator("request_id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == KEEPALIVE_REQUEST_ID:
+            raise ValueError(f"{KEEPALIVE_REQUEST_ID!r} is reserved for server keep-alives")
+        return value
 
 
 class WsAbortFrame(_Frame):
@@ -86,12 +108,18 @@ class WsResumeFrame(_RequestFrame):
     type: Literal["resume"]
     # The shipped transport omits it and expects a replay from sequence 0.
     last_sequence: int | None = Field(default=None, alias="lastSequence", ge=0, le=MAX_SEQUENCE)
+    # Bridge extension: resume this generation (its id comes in the `start` frame).
+    generation_id: str | None = Field(
+        default=None, alias="generationId", min_length=1, max_length=200
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _no_null_sequence(cls, data: Any) -> Any:
         if isinstance(data, dict) and "lastSequence" in data and data["lastSequence"] is None:
             raise ValueError("lastSequence must be absent or a non-negative integer")
+        if isinstance(data, dict) and "generationId" in data and data["generationId"] is None:
+            raise ValueError("generationId must be absent or a string")
         return data
 
 
@@ -176,8 +204,10 @@ def _simple_frame(kind: bytes, request_id: str) -> bytes:
     return b'{"type":"' + kind + b'","requestId":' + orjson.dumps(request_id) + b"}"
 
 
-def encode_start_frame(request_id: str) -> bytes:
-    return _simple_frame(b"start", request_id)
+def encode_start_frame(request_id: str, generation_id: str | None = None) -> bytes:
+    if generation_id is None:
+        return _simple_frame(b"start", request_id)
+    return orjson.dumps({"type": "start", "requestId": request_id, "generationId": generation_id})
 
 
 def encode_chunk_frame(request_id: str, sequence: int, chunk_json: bytes) -> bytes:
@@ -206,3 +236,6 @@ def encode_error_frame(request_id: str, error_text: str | None = None) -> bytes:
 
 def encode_no_active_frame(request_id: str) -> bytes:
     return _simple_frame(b"no-active", request_id)
+
+
+KEEPALIVE_FRAME = encode_end_frame(KEEPALIVE_REQUEST_ID)

@@ -48,6 +48,7 @@ SCRIPTS: dict[str, list[Step]] = {
         Citation(url="https://example.org/paris", title="Paris"),
     ],
     "mid-stream-error": [Text("partial "), StreamError("overloaded", "overloaded_error")],
+    "retried-error": [Text("doomed "), StreamError("overloaded", "overloaded_error")],
 }
 
 
@@ -88,8 +89,11 @@ def test_every_stream_passes_the_client_schema_and_matches_the_stored_message(
     kind, fake, settings = provider_setup
     if script == "citations" and kind == "openai-chat":
         pytest.skip("Chat Completions has no citations")
-    server = bridge_factory(**settings)
+    retries = 0 if script == "mid-stream-error" else 1
+    server = bridge_factory(**settings, bridge_step_retries=retries, bridge_allow_client_tools=True)
     fake.enqueue(SCRIPTS[script])
+    if script == "retried-error":
+        fake.enqueue([Text("recovered on the second attempt")])
     chat_id = f"conf-{kind}-{script}"
     tools = {
         "tools": [
@@ -117,6 +121,8 @@ def test_every_stream_passes_the_client_schema_and_matches_the_stored_message(
         assert "error" in types
         return
     assert normalise(result["final"]) == normalise(assistant)
+    if script == "retried-error":
+        assert "reset-step" in types
     if script == "reasoning":
         assert "reasoning-delta" in types
     if script.endswith("tools") or script == "tool-input":

@@ -26,7 +26,7 @@ ANSWER = " ".join(f"token{index}" for index in range(60))
 SCRIPT = [
     Reasoning("thinking it over"),
     Text(ANSWER),
-    ToolCall("lookup", ['{"q": "', 'x"}'], call_id="call_1"),
+    ToolCall("get_location", ["{", "}"], call_id="call_1"),
 ]
 
 
@@ -42,7 +42,10 @@ def fake() -> Iterator[OpenAIFake]:
 def bridge(bridge_factory: BridgeFactory, fake: OpenAIFake) -> LiveServer:
     fake.reset()
     return bridge_factory(
-        openai_api_key="test-key", openai_base_url=fake.base_url, bridge_model="openai:gpt-test"
+        openai_api_key="test-key",
+        openai_base_url=fake.base_url,
+        bridge_model="openai:gpt-test",
+        bridge_tools="bridge.example_tools",
     )
 
 

@@ -206,11 +206,12 @@ async def test_provider_refusal_before_streaming_is_an_http_error(
 
 
 async def test_provider_error_mid_stream_becomes_an_error_chunk(
-    bridge: LiveServer, openai_fake: OpenAIFake
+    bridge_factory: BridgeFactory, openai_fake: OpenAIFake
 ) -> None:
+    server = bridge_factory(**openai_settings(openai_fake, bridge_step_retries=0))
     openai_fake.enqueue([Text("partial answer "), StreamError("upstream broke")])
     async with httpx.AsyncClient(timeout=30) as client:
-        result = await post(client, bridge, "midstream")
+        result = await post(client, server, "midstream")
     assert_complete(result)
     assert "error" in result.types
     assert result.chunks[-1] == {
@@ -244,3 +245,19 @@ async def test_resume_around_the_finish_never_truncates(
                     continue
                 assert_complete(result)
                 assert result.events == first.events
+
+
+async def test_provider_error_mid_stream_is_retried_with_reset_step(
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
+    openai_fake.enqueue([Text("doomed attempt "), StreamError("upstream broke")])
+    openai_fake.enqueue([Text("second attempt")])
+    async with httpx.AsyncClient(timeout=30) as client:
+        result = await post(client, bridge, "retry")
+        history = (await client.get(f"{bridge.url}/api/chat/retry/messages")).json()
+    assert_complete(result)
+    assert "reset-step" in result.types
+    assert result.chunks[-1]["finishReason"] == "stop"
+    stored = history["messages"][-1]
+    texts = [p["text"] for p in stored["parts"] if p["type"] == "text"]
+    assert texts == ["second attempt"]

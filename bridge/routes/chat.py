@@ -30,9 +30,14 @@ StreamProtocol = Literal["ui", "text"]
 
 
 def _stream_response(
-    services: Services, chat_id: str, generation_id: str, after: int, protocol: StreamProtocol
+    services: Services,
+    chat_id: str,
+    generation_id: str,
+    after: int,
+    protocol: StreamProtocol,
+    skip_through: int = 0,
 ) -> StreamingResponse:
-    entries = follow_generation(services, chat_id, generation_id, after)
+    entries = follow_generation(services, chat_id, generation_id, after, skip_through=skip_through)
     if protocol == "text":
         return StreamingResponse(
             text_stream(entries),
@@ -58,7 +63,14 @@ async def post_chat(request: Request, protocol: StreamProtocol = "ui") -> Respon
     body = parse_json(await read_body(request, services.settings.bridge_max_body_bytes))
     chat_request = validate(ChatRequest, body)
     generation = await start_generation(services, chat_request, user)
-    return _stream_response(services, chat_request.id, generation.generation_id, -1, protocol)
+    return _stream_response(
+        services,
+        chat_request.id,
+        generation.generation_id,
+        -1,
+        protocol,
+        skip_through=generation.prelude_end,
+    )
 
 
 def parse_cursor(value: str | None) -> int:
