@@ -31,8 +31,11 @@ async def search_docs(query: str, ctx: ToolContext) -> list[dict[str, str]]:
     """Search the documentation; reports its progress as it goes."""
     pages = ["Getting started", "Resuming streams", "Tools and approvals"]
     for done, _ in enumerate(pages, start=1):
-        ctx.emit_data("search-progress", {"query": query, "done": done, "total": len(pages)},
-                      id=ctx.tool_call_id)
+        ctx.emit_data(
+            "search-progress",
+            {"query": query, "done": done, "total": len(pages)},
+            id=ctx.tool_call_id,
+        )
         await asyncio.sleep(0.05)
     return [{"title": title, "snippet": f"{title}: about {query}"} for title in pages]
 

@@ -448,6 +448,10 @@ class GenerationRunner:
         conversation: list[UIMessage] = list(plan.turn.base)
         in_progress = assembler.message
         if _has_content(in_progress):
+            # Without the step-start of the step being asked for: it has no content yet.
+            parts = in_progress.parts
+            if parts and isinstance(parts[-1], StepStartUIPart):
+                in_progress = in_progress.model_copy(update={"parts": parts[:-1]})
             conversation.append(in_progress)
         request = ModelRequest(
             model=plan.model,

@@ -63,6 +63,11 @@ MAX_CLOSE_REASON_BYTES = 123
 # generation it stopped (the stop itself is requested first, so it is never lost).
 STOP_WAIT_SECONDS = 10.0
 INTERNAL_ERROR_TEXT = "An internal error occurred."
+# Stands in for the prelude of a continuation (offsets 1..p, which rebuild the continued
+# message for replays) on the socket that sent it: that client holds the message already,
+# and the SDK client rejects a gap in `sequence`, so the offsets are kept and the content
+# is a chunk the client ignores.
+PRELUDE_FILLER = b'{"type":"finish-step"}'
 
 
 class _SocketGone(Exception):
@@ -247,7 +252,7 @@ class SocketSession:
         with anyio.CancelScope(shield=True):
             generation = await start_generation(self._services, chat_request, self._user)
         request.generation_id = generation.generation_id
-        await self._stream(request, after=-1)
+        await self._stream(request, after=-1, prelude_end=generation.prelude_end)
 
     async def _resume(self, request: _Request, frame: WsResumeFrame) -> None:
         chat_id = check_chat_id(frame.id)
@@ -262,7 +267,7 @@ class SocketSession:
         request.generation_id = generation_id
         await self._stream(request, after)
 
-    async def _stream(self, request: _Request, after: int) -> None:
+    async def _stream(self, request: _Request, after: int, prelude_end: int = 0) -> None:
         generation_id = request.generation_id
         assert generation_id is not None
         rid = request.request_id
@@ -270,10 +275,18 @@ class SocketSession:
             await self._send(encode_start_frame(rid, generation_id))
             entries = follow_generation(self._services, request.chat_id, generation_id, after)
             async for batch in entries:
-                if batch is not None:  # heartbeat ticks: the keep-alive task covers idling
-                    await self._send(
-                        *(encode_chunk_frame(rid, entry.offset, entry.data) for entry in batch)
+                if batch is None:  # heartbeat ticks: the keep-alive task covers idling
+                    continue
+                await self._send(
+                    *(
+                        encode_chunk_frame(
+                            rid,
+                            entry.offset,
+                            entry.data,
+                        )
+                        for entry in batch
                     )
+                )
             await self._send(encode_end_frame(rid))
         if request.aborted:
             with anyio.move_on_after(STOP_WAIT_SECONDS, shield=True):

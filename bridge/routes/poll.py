@@ -86,14 +86,22 @@ async def read_page(
     return read
 
 
-def _page(generation_id: str | None, read: LogRead | None, after: int) -> Response:
+def _page(
+    generation_id: str | None, read: LogRead | None, after: int, prelude_end: int = 0
+) -> Response:
+    """`prelude_end=p`: offsets 1..p are left out and the cursor moves past them (the
+    client that sent a continuation holds the message they rebuild)."""
     if generation_id is None or read is None:
         body = encode_poll_page(None, (), after, done=True)
     else:
-        cursor = read.entries[-1].offset if read.entries else after
+        cursor = max(read.entries[-1].offset if read.entries else after, prelude_end)
         body = encode_poll_page(
             generation_id,
-            ((entry.offset, entry.data) for entry in read.entries),
+            (
+                (entry.offset, entry.data)
+                for entry in read.entries
+                if not 0 < entry.offset <= prelude_end
+            ),
             cursor,
             done=read.ended,
             outcome=read.outcome.value if read.outcome is not None else None,
@@ -137,4 +145,4 @@ async def post_chat_poll(request: Request, wait: str | None = None) -> Response:
     generation = await start_generation(services, chat_request, user)
     generation_id = generation.generation_id
     read = await read_page(services, chat_request.id, generation_id, -1, wait_seconds)
-    return _page(generation_id, read, -1)
+    return _page(generation_id, read, -1, prelude_end=generation.prelude_end)

@@ -4,6 +4,7 @@ import { useChat } from '@ai-sdk/react';
 import { DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalResponses } from 'ai';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { notifyChatsChanged, useChatList } from '@/lib/chat-list';
+import { CLIENT_TOOLS, lastStepClientToolsDone } from '@/lib/client-tools';
 import { describeError, sleep } from '@/lib/errors';
 import type { ChatMessage, ModelList, StoredChat } from '@/lib/types';
 import { useConnection, usePhaseHistory } from '@/lib/use-connection';
@@ -67,7 +68,27 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
     transport,
     resume: true,
     throttle: 30,
-    sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    sendAutomaticallyWhen: (options) =>
+      lastAssistantMessageIsCompleteWithApprovalResponses(options) ||
+      lastStepClientToolsDone(options),
+    onToolCall: ({ toolCall }) => {
+      const run = CLIENT_TOOLS[toolCall.toolName];
+      if (!run) return;
+      // Not awaited: addToolOutput waits for the running response to finish.
+      void Promise.resolve()
+        .then(() => run(toolCall.input))
+        .then(
+          (output) =>
+            chat.addToolOutput({ tool: toolCall.toolName, toolCallId: toolCall.toolCallId, output }),
+          (failure: unknown) =>
+            chat.addToolOutput({
+              state: 'output-error',
+              tool: toolCall.toolName,
+              toolCallId: toolCall.toolCallId,
+              errorText: failure instanceof Error ? failure.message : String(failure),
+            }),
+        );
+    },
     onError: (error) => {
       if (connection.onError(error)) return; // a network drop: resuming by itself
       if (describeError(error).status === 409) {

@@ -1,0 +1,12 @@
+import { chromium } from 'playwright-core';
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox','--disable-gpu'] });
+const page = await (await browser.newContext({ viewport: { width: 1280, height: 860 }, timezoneId: 'Europe/Paris' })).newPage();
+page.on('console', m => console.log('console', m.type(), m.text()));
+await page.goto(process.argv[2] + '/');
+await page.waitForFunction(() => window.__demoChat);
+await page.getByTestId('composer-input').fill('Where am I? use get_location');
+await page.getByTestId('send-button').click();
+await page.waitForTimeout(6000);
+console.log(JSON.stringify(await page.evaluate(() => window.__demoChat), null, 1).slice(0, 4000));
+await page.screenshot({ path: '/tmp/dev/client.png' });
+await browser.close();
