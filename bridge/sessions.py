@@ -17,7 +17,7 @@ from bridge.recovery import close_abandoned
 from bridge.runner import Generation, GenerationPlan
 from bridge.services import Services
 from bridge.store.base import GenerationInfo, GenerationNotFound, LogEntry, Outcome
-from protocol.messages import CHAT_ID_PATTERN, ChatRequest, UIMessage
+from protocol.messages import CHAT_ID_PATTERN, ChatRequest, TextUIPart, UIMessage
 
 
 class GenerationGone(RequestError):
@@ -92,6 +92,7 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         decisions=decisions,
     )
     generation = await services.runner.start(plan)
+    await services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(
             asyncio.shield(generation.opened), timeout=services.settings.bridge_heartbeat_seconds
@@ -143,6 +144,18 @@ async def generation_to_resume(
         # come back.
         return None
     return generation_id
+
+
+def chat_title(messages: list[UIMessage], length: int = 80) -> str:
+    """The chat's first user text, shortened: what a chat list shows."""
+    for message in messages:
+        if message.role != "user":
+            continue
+        text = " ".join(p.text for p in message.parts if isinstance(p, TextUIPart)).strip()
+        if text:
+            text = " ".join(text.split())
+            return text if len(text) <= length else text[: length - 1] + "…"
+    return "New chat"
 
 
 async def _stored_history(services: Services, chat_id: str) -> list[UIMessage]:

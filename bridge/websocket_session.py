@@ -282,7 +282,7 @@ class SocketSession:
                         encode_chunk_frame(
                             rid,
                             entry.offset,
-                            entry.data,
+                            PRELUDE_FILLER if 0 < entry.offset <= prelude_end else entry.data,
                         )
                         for entry in batch
                     )

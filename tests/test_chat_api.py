@@ -10,14 +10,15 @@ from tests.bridge_server import BridgeFactory, chat_body, sse_events, user_messa
 from tests.fakes.server import LiveServer
 
 
-def post_chat(server: LiveServer, body: object, **kwargs: object) -> httpx.Response:
+def post_chat(
+    server: LiveServer, body: object, headers: dict[str, str] | None = None
+) -> httpx.Response:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     return httpx.post(
         f"{server.url}/api/chat",
         content=content,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **(headers or {})},
         timeout=30,
-        **kwargs,
     )
 
 
@@ -239,3 +240,32 @@ def test_routes_reject_bad_chat_ids(memory_bridge: LiveServer) -> None:
         method = httpx.post if path.endswith("stop") else httpx.get
         response = method(f"{memory_bridge.url}{path}")
         assert response.status_code == 400, path
+
+
+def test_chats_lists_the_callers_chats_newest_first(bridge_factory: BridgeFactory) -> None:
+    server = bridge_factory(bridge_auth_tokens=["t-alice:alice", "t-bob:bob"])
+    alice = {"authorization": "Bearer t-alice"}
+    bob = {"authorization": "Bearer t-bob"}
+    for chat_id, text in (("first", "Plan a   trip to Rome"), ("second", "x" * 300)):
+        response = post_chat(server, chat_body(chat_id, text), headers=alice)
+        assert response.status_code == 200
+    chats = httpx.get(f"{server.url}/api/chats", headers=alice).json()["chats"]
+    assert [c["id"] for c in chats] == ["second", "first"]
+    assert chats[1]["title"] == "Plan a trip to Rome"
+    assert len(chats[0]["title"]) == 80
+    assert httpx.get(f"{server.url}/api/chats", headers=bob).json() == {"chats": []}
+    # Someone else's chat does not exist for bob: no history, no resume, no stop.
+    for method, path in (("GET", "/messages"), ("GET", "/stream"), ("POST", "/stop")):
+        response = httpx.request(method, f"{server.url}/api/chat/first{path}", headers=bob)
+        assert response.status_code == 404, path
+    taken = post_chat(server, chat_body("first", "mine now"), headers=bob)
+    assert taken.status_code == 404
+
+
+def test_auth_rejects_missing_and_wrong_tokens(bridge_factory: BridgeFactory) -> None:
+    server = bridge_factory(bridge_auth_tokens=["t-alice:alice"])
+    assert post_chat(server, chat_body("c", "hi")).status_code == 401
+    wrong = post_chat(server, chat_body("c", "hi"), headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "unauthorized"
+    assert httpx.get(f"{server.url}/api/models").status_code == 401

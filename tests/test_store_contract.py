@@ -829,3 +829,22 @@ async def test_live_read_of_an_expired_log_raises(backend: Backend) -> None:
     await backend.advance(0.6)
     with pytest.raises(GenerationNotFound):
         await store.read(info.chat_id, info.generation_id, 0, wait=0.2, live=True)
+
+
+async def test_list_chats_orders_by_update_and_keeps_owners_apart(store: SessionStore) -> None:
+    for index, chat_id in enumerate(["a", "b", "c"]):
+        await store.claim_chat(chat_id, "alice")
+        await store.record_chat("alice", chat_id, f"title {chat_id}", 1000.0 + index)
+    await store.claim_chat("z", "bob")
+    await store.record_chat("bob", "z", "bob's", 5000.0)
+    await store.record_chat("alice", "a", "renamed", 2000.0)
+
+    chats = await store.list_chats("alice")
+    assert [(c.chat_id, c.title) for c in chats] == [
+        ("a", "renamed"),
+        ("c", "title c"),
+        ("b", "title b"),
+    ]
+    assert [c.chat_id for c in await store.list_chats("alice", limit=2)] == ["a", "c"]
+    assert [c.chat_id for c in await store.list_chats("bob")] == ["z"]
+    assert await store.list_chats("nobody") == []

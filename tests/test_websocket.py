@@ -237,8 +237,11 @@ async def test_websocket_resume_from_last_sequence_sends_exactly_the_rest(
                 resume_frame(f"r{k}", "offsets", lastSequence=k, generationId=generation)
             )
             assert part.final == "end"
-            assert part.frames[0] == {"type": "start", "requestId": f"r{k}",
-                                      "generationId": generation}
+            assert part.frames[0] == {
+                "type": "start",
+                "requestId": f"r{k}",
+                "generationId": generation,
+            }
             assert part.sequences == list(range(k + 1, last + 1))
             assert part.chunks == full.chunks[k + 1 :]
         # No lastSequence: the whole log again, as the stock transport expects.

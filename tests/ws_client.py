@@ -36,8 +36,14 @@ def send_frame(request_id: str, chat_id: str, text: str = "hi", **extra: Any) ->
 
 
 def resume_frame(request_id: str, chat_id: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "resume", "requestId": request_id, "id": chat_id, "headers": {}, "body": {},
-            **extra}
+    return {
+        "type": "resume",
+        "requestId": request_id,
+        "id": chat_id,
+        "headers": {},
+        "body": {},
+        **extra,
+    }
 
 
 @dataclass

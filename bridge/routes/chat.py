@@ -132,3 +132,21 @@ async def chat_messages(request: Request, chat_id: str) -> JSONResponse:
             "activeGenerationId": chat.active_generation_id if chat else None,
         }
     )
+
+
+@router.get("/api/chats")
+async def list_chats(
+    request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> JSONResponse:
+    """The caller's chats, most recent first."""
+    services = services_of(request)
+    user = services.auth.user_for(request)
+    chats = await services.store.list_chats(user, limit)
+    return JSONResponse(
+        {
+            "chats": [
+                {"id": chat.chat_id, "title": chat.title, "updatedAt": chat.updated_at}
+                for chat in chats
+            ]
+        }
+    )

@@ -64,6 +64,13 @@ class ChatState:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatSummary:
+    chat_id: str
+    title: str
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class LogEntry:
     offset: int
     data: bytes
@@ -116,6 +123,12 @@ class SessionStore(Protocol):
 
     async def claim_chat(self, chat_id: str, owner: str) -> str:
         """Set the chat's owner when it has none; return the owner now recorded."""
+
+    async def record_chat(self, owner: str, chat_id: str, title: str, updated_at: float) -> None:
+        """Put the chat first in its owner's chat list, with this title."""
+
+    async def list_chats(self, owner: str, limit: int = 50) -> list[ChatSummary]:
+        """The owner's chats, most recently updated first (expired ones left out)."""
 
     async def load_messages(self, chat_id: str) -> list[JSONDict]:
         """The stored history ([] when none)."""

@@ -22,6 +22,7 @@ import orjson
 from bridge.store.base import (
     ChatBusy,
     ChatState,
+    ChatSummary,
     GenerationInfo,
     GenerationNotFound,
     JSONDict,
@@ -96,6 +97,7 @@ class MemoryStore:
         self._lease_ttl = lease_seconds
         self._clock = clock
         self._chats: dict[str, _Chat] = {}
+        self._owned: dict[str, dict[str, ChatSummary]] = {}
         self._histories: dict[str, _History] = {}
         self._logs: dict[_Key, _Log] = {}
         self._leases: dict[_Key, float] = {}  # expiry time
@@ -127,6 +129,17 @@ class MemoryStore:
         if chat.owner is None:
             chat.owner = owner
         return chat.owner
+
+    async def record_chat(self, owner: str, chat_id: str, title: str, updated_at: float) -> None:
+        chats = self._owned.setdefault(owner, {})
+        chats[chat_id] = ChatSummary(chat_id, title, updated_at)
+
+    async def list_chats(self, owner: str, limit: int = 50) -> list[ChatSummary]:
+        chats = self._owned.get(owner, {})
+        for chat_id in [c for c in chats if self._live(self._chats, c) is None]:
+            del chats[chat_id]  # the chat expired: so does its entry
+        ordered = sorted(chats.values(), key=lambda item: item.updated_at, reverse=True)
+        return ordered[:limit]
 
     async def load_messages(self, chat_id: str) -> list[JSONDict]:
         history = self._live(self._histories, chat_id)

@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from bridge.store.base import (
     ChatBusy,
     ChatState,
+    ChatSummary,
     GenerationInfo,
     GenerationNotFound,
     JSONDict,
@@ -220,6 +221,41 @@ class RedisStore:
             pipe.pexpire(key, self._history_ttl_ms)
             _, recorded, _ = await pipe.execute()
         return str(recorded, "utf-8")
+
+    def _owner_key(self, owner: str) -> str:
+        # One index per owner, in its own slot: it is written with single-key commands.
+        return f"{self._prefix}:owner:{{{chat_tag(owner)}}}:chats"
+
+    async def record_chat(self, owner: str, chat_id: str, title: str, updated_at: float) -> None:
+        index = self._owner_key(owner)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(index, {chat_id: updated_at})
+            pipe.pexpire(index, self._history_ttl_ms)
+            pipe.hset(self.key(chat_id, "chat"), "title", title)
+            await pipe.execute()
+
+    async def list_chats(self, owner: str, limit: int = 50) -> list[ChatSummary]:
+        index = self._owner_key(owner)
+        entries = cast(
+            "list[tuple[bytes, float]]",
+            await self._redis.zrevrange(index, 0, max(0, limit - 1), withscores=True),
+        )
+        if not entries:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member, _ in entries:
+                pipe.hget(self.key(member.decode(), "chat"), "title")
+            titles = await pipe.execute()
+        chats = []
+        gone = []
+        for (member, score), title in zip(entries, titles, strict=True):
+            if title is None:
+                gone.append(member)  # the chat expired: so does its entry
+                continue
+            chats.append(ChatSummary(member.decode(), title.decode(), score))
+        if gone:
+            await self._redis.zrem(index, *gone)
+        return chats
 
     async def load_messages(self, chat_id: str) -> list[JSONDict]:
         data = cast("bytes | None", await self._redis.get(self.key(chat_id, "messages")))
