@@ -216,17 +216,16 @@ async def test_poll_waits_for_the_next_chunk_and_no_longer(
             await client.post(f"{bridge.url}/api/chat/poll?wait=0.3", json=chat_body("waits", "hi"))
         ).json()
         generation = first["generationId"]
-        # Read up to the pause, then wait: the answer comes when " two" does.
-        cursor = first["cursor"]
-        while True:
+        # Read up to the pause ("one" is the last chunk before it), then wait: the answer
+        # comes when " two" does.
+        cursor, seen = first["cursor"], first["chunks"]
+        while not any(item["chunk"].get("delta") == "one" for item in seen):
             page = (
                 await client.get(
-                    poll_url(bridge, "waits", cursor=cursor, wait=0, generation=generation)
+                    poll_url(bridge, "waits", cursor=cursor, wait=2, generation=generation)
                 )
             ).json()
-            if not page["chunks"]:
-                break
-            cursor = page["cursor"]
+            seen, cursor = page["chunks"], page["cursor"]
         began = time.monotonic()
         woke = (
             await client.get(
