@@ -38,8 +38,8 @@ tools: $(STAMP) ## Install what the tests need: redis-server, Node >= 22 + the a
 test: tools ## Run the whole test suite (unit, Redis, Node conformance, browser)
 	REDIS_SERVER_BIN="$$(bash scripts/ensure-redis.sh)" $(PY) -m pytest -q
 
-test-fast: $(STAMP) ## Run the tests that need neither Node nor a browser
-	$(PY) -m pytest -q -m "not node and not browser"
+test-fast: $(STAMP) ## Run the tests that need neither Node nor a browser (Redis: installed when absent)
+	REDIS_SERVER_BIN="$$(bash scripts/ensure-redis.sh)" $(PY) -m pytest -q -m "not node and not browser"
 
 lint: $(STAMP) ## ruff + mypy --strict
 	$(VENV)/bin/ruff check .

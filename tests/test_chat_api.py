@@ -269,3 +269,14 @@ def test_auth_rejects_missing_and_wrong_tokens(bridge_factory: BridgeFactory) ->
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "unauthorized"
     assert httpx.get(f"{server.url}/api/models").status_code == 401
+
+
+def test_chat_edit_with_only_message_truncates_after_it(memory_bridge: LiveServer) -> None:
+    post_chat(memory_bridge, chat_body("chat-e", "first"))
+    second = {"id": "chat-e", "message": user_message("second", "u2")}
+    post_chat(memory_bridge, second)
+    edited = {"id": "chat-e", "message": user_message("first, edited", "u1"), "messageId": "u1"}
+    assert post_chat(memory_bridge, edited).status_code == 200
+    history = httpx.get(f"{memory_bridge.url}/api/chat/chat-e/messages").json()["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    assert history[0]["parts"][0]["text"] == "first, edited"

@@ -258,19 +258,19 @@ async def test_poll_wait_is_capped_by_the_setting(
         bridge_model="openai:gpt-test",
         bridge_max_poll_wait_seconds=0.3,
     )
-    openai_fake.enqueue([Text("x"), Delay(10), Text("y")])
+    openai_fake.enqueue([Text(["x"]), Delay(10), Text(["y"])])
     async with httpx.AsyncClient(timeout=30) as client:
         first = (
             await client.post(
                 f"{server.url}/api/chat/poll?wait=0.2", json=chat_body("capped", "hi")
             )
         ).json()
-        cursor = first["cursor"]
-        while True:  # drain what is there before the long pause
-            page = (await client.get(poll_url(server, "capped", cursor=cursor))).json()
-            if not page["chunks"]:
-                break
-            cursor = page["cursor"]
+        cursor, seen = first["cursor"], first["chunks"]
+        # Read up to the long pause ("x" is the last chunk before it); every poll here is
+        # itself capped, so this loop cannot hang.
+        while not any(item["chunk"].get("delta") == "x" for item in seen):
+            page = (await client.get(poll_url(server, "capped", cursor=cursor, wait=5))).json()
+            seen, cursor = page["chunks"], page["cursor"]
         began = time.monotonic()
         page = (await client.get(poll_url(server, "capped", cursor=cursor, wait=60))).json()
         elapsed = time.monotonic() - began

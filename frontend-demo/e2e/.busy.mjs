@@ -11,7 +11,7 @@ await a.waitForTimeout(300);
 await b.getByTestId('composer-input').fill('Hello from B'); await b.getByTestId('send-button').click();
 for (let i = 0; i < 6; i++) {
   await b.waitForTimeout(500);
-  const s = await b.evaluate(() => ({ status: window.__demoChat.status, msgs: window.__demoChat.messages.map(m => m.role + ':' + m.parts.filter(p=>p.type==='text').map(p=>p.text).join('').slice(0,30)), phases: window.__connectionPhases }));
+  const s = await b.evaluate(() => ({ status: window.__demoChat.status, msgs: window.__demoChat.messages.map(m => m.role + ':' + m.parts.filter(p=>p.type==='text').map(p=>p.text).join('').length), phases: window.__connectionPhases }));
   const notice = await b.getByTestId('notice').innerText().catch(() => null);
   const err = await b.getByTestId('error-banner').innerText().catch(() => null);
   console.log(JSON.stringify({ ...s, notice, err }));
