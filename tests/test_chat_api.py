@@ -280,3 +280,26 @@ def test_chat_edit_with_only_message_truncates_after_it(memory_bridge: LiveServe
     history = httpx.get(f"{memory_bridge.url}/api/chat/chat-e/messages").json()["messages"]
     assert [m["role"] for m in history] == ["user", "assistant"]
     assert history[0]["parts"][0]["text"] == "first, edited"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("GET", "/api/chat/c1/stream?cursor=" + "9" * 100, {}, 422),
+        ("GET", "/api/chat/c1/stream?cursor=-5", {}, 400),
+        ("GET", "/api/chat/c1/stream", {"last-event-id": "x1"}, 400),
+        ("GET", "/api/chat/c1/stream?generation=" + "g" * 500, {}, 422),
+        ("GET", "/api/chat/c1/stream?protocol=binary", {}, 422),
+        ("POST", "/api/chat/c1/stop?generation=" + "g" * 500, {}, 422),
+        ("GET", "/api/chats?limit=0", {}, 422),
+        ("GET", "/api/chats?limit=abc", {}, 422),
+        ("POST", "/api/chat?protocol=xml", {}, 422),
+        ("GET", "/api/chat/" + "a" * 300 + "/messages", {}, 400),
+    ],
+)
+def test_endpoints_reject_hostile_parameters(
+    memory_bridge: LiveServer, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = httpx.request(method, f"{memory_bridge.url}{path}", headers=headers, timeout=10)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["message"]
