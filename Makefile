@@ -32,7 +32,7 @@ run: $(STAMP) ## Serve the bridge on HOST:PORT (default 127.0.0.1:8000)
 tools: $(STAMP) ## Install what the tests need: redis-server, Node >= 22 + the ai package, Chromium
 	@bash scripts/ensure-redis.sh >/dev/null
 	@bash scripts/ensure-node.sh >/dev/null
-	@bash scripts/ensure-node-deps.sh
+	@bash scripts/ensure-node-deps.sh >/dev/null
 	@bash scripts/ensure-chromium.sh >/dev/null
 
 test: tools ## Run the whole test suite (unit, Redis, Node conformance, browser)

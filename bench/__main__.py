@@ -141,13 +141,14 @@ def start_bridge(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     )
 
 
-def redis_calls(url: str) -> int:
+def redis_calls(url: str) -> dict[str, int]:
+    """Calls per command so far (commands run inside scripts are counted too)."""
     client = redis.Redis.from_url(url)
     try:
         stats: dict[str, Any] = client.info("commandstats")
     finally:
         client.close()
-    return sum(int(value["calls"]) for value in stats.values())
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
 def bench_store(
@@ -164,11 +165,12 @@ def bench_store(
     process, url = start_bridge(env)
     try:
         asyncio.run(load(url, min(args.chats, 5), f"warmup-{store}"))
-        calls_before = redis_calls(redis_server.url) if redis_server else 0
+        calls_before = redis_calls(redis_server.url) if redis_server else {}
         cpu_before = _cpu_seconds(process.pid)
         timings, resumes, elapsed = asyncio.run(load(url, args.chats, f"run-{store}"))
         cpu = _cpu_seconds(process.pid) - cpu_before
-        calls = (redis_calls(redis_server.url) - calls_before) if redis_server else 0
+        calls_after = redis_calls(redis_server.url) if redis_server else {}
+        calls = {name: count - calls_before.get(name, 0) for name, count in calls_after.items()}
     finally:
         process.terminate()
         process.wait(10)
@@ -186,7 +188,11 @@ def bench_store(
         "gap p99 ms": percentile(gaps, 0.99) * 1000,
         "resume ttfb p50 ms": statistics.median(resumes) * 1000,
         "resume ttfb p99 ms": percentile(resumes, 0.99) * 1000,
-        "redis cmds/chunk": calls / logged if redis_server else 0.0,
+        # All commands, those run inside the append/end scripts included.
+        "redis cmds/chunk": sum(calls.values()) / logged if redis_server else 0.0,
+        # Client round trips: producer appends (one EVALSHA per batch) and reader wake-ups.
+        "evalsha/chunk": calls.get("evalsha", 0) / logged if redis_server else 0.0,
+        "xread/chunk": calls.get("xread", 0) / logged if redis_server else 0.0,
     }
 
 
@@ -197,8 +203,8 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--chats", type=int, default=50)
-    parser.add_argument("--tokens", type=int, default=400)
-    parser.add_argument("--token-delay-ms", type=float, default=2.0)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--token-delay-ms", type=float, default=20.0)
     parser.add_argument("--flush-ms", type=float, default=5.0)
     parser.add_argument("--stores", default="memory,redis")
     args = parser.parse_args()

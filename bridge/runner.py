@@ -62,6 +62,7 @@ from protocol.replay import message_to_chunks
 logger = logging.getLogger("bridge.runner")
 
 INTERNAL_ERROR_TEXT = "An internal error occurred."
+_YIELD_EVERY = 16
 
 
 @dataclass(slots=True)
@@ -462,12 +463,18 @@ class GenerationRunner:
             temperature=settings.bridge_temperature,
         )
         events = plan.provider.stream(request)
+        count = 0
         try:
             async for event in events:
                 if isinstance(event, ev.StreamOpened) and not generation.opened.done():
                     generation.opened.set_result(None)
                 for chunk in transformer.transform(event):
                     emit(chunk)
+                count += 1
+                if count % _YIELD_EVERY == 0:
+                    # Reading buffered provider data never suspends: give the flusher, the
+                    # readers and other generations their turn.
+                    await asyncio.sleep(0)
         finally:
             # Closing the iterator closes the provider's HTTP response (stop, shutdown).
             aclose = getattr(events, "aclose", None)

@@ -18,7 +18,8 @@ Bridge extensions, all invisible to the stock client:
 
 * `start` frames carry `generationId` (the generation being read; a client that resumes
   from `lastSequence` names it in its `resume` frame, so the offset is applied to the same
-  log). The stock client ignores extra keys and a `start` for a `send` request.
+  log) and, for a `send` that continues a message, `preludeEnd`. The stock client ignores
+  extra keys and a `start` for a `send` request.
 * `resume` frames may carry `generationId` (like `?generation=` on the HTTP resume).
 * The keep-alive frame is an `end` for the reserved request id `KEEPALIVE_REQUEST_ID`,
   which no client may use: clients ignore replies for request ids they do not know (an
@@ -204,10 +205,22 @@ def _simple_frame(kind: bytes, request_id: str) -> bytes:
     return b'{"type":"' + kind + b'","requestId":' + orjson.dumps(request_id) + b"}"
 
 
-def encode_start_frame(request_id: str, generation_id: str | None = None) -> bytes:
+def encode_start_frame(
+    request_id: str, generation_id: str | None = None, prelude_end: int = 0
+) -> bytes:
+    """`prelude_end` (bridge extension, sends only): offsets 1..prelude_end rebuild the
+    continued message, which the sender holds; they arrive as no-op chunks, and a resume
+    from `lastSequence` must start after them."""
     if generation_id is None:
         return _simple_frame(b"start", request_id)
-    return orjson.dumps({"type": "start", "requestId": request_id, "generationId": generation_id})
+    frame: dict[str, Any] = {
+        "type": "start",
+        "requestId": request_id,
+        "generationId": generation_id,
+    }
+    if prelude_end > 0:
+        frame["preludeEnd"] = prelude_end
+    return orjson.dumps(frame)
 
 
 def encode_chunk_frame(request_id: str, sequence: int, chunk_json: bytes) -> bytes:
