@@ -264,7 +264,10 @@ class GenerationRunner:
         finish_reason: ev.FinishReason = "stop"
         try:
             await self._carry_out_decisions(plan, emit)
-            for step in range(self._settings.bridge_max_steps):
+            # Steps of a continued message go on from its own (block ids stay unique).
+            continued = plan.turn.continued
+            first = sum(isinstance(p, StepStartUIPart) for p in continued.parts) if continued else 0
+            for step in range(first, first + self._settings.bridge_max_steps):
                 finish_reason, go_on = await self._step(generation, emit, assembler, step, totals)
                 if not go_on:
                     break

@@ -56,6 +56,9 @@ BUILD_INPUTS = (
     "components",
     "lib",
     "public",
+    # The transport package the demo may import (built by Next.js from its sources).
+    "transport/src",
+    "transport/package.json",
 )
 # Settings that would take the bridge away from the scripted, in-memory, open demo setup.
 SCRUBBED_ENV = (

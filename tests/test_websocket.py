@@ -4,6 +4,7 @@ harness), and raw sockets for multiplexing, offsets, hostile frames, auth and or
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.bridge_server import BridgeFactory
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Delay, HttpError, LiveServer, Text
 from tests.node_harness import NodeHarness
+from tests.redis_server import RedisServer
 from tests.session_client import read_stream
 from tests.ws_client import RawSocket, resume_frame, send_frame, ws_url
 
@@ -369,7 +371,8 @@ async def test_websocket_hostile_frame_closes_the_socket_with_1008(
     assert len(text.encode()) <= 123
     assert not socket.replies
     # Nothing was started by a frame that was refused.
-    assert httpx.get(f"{server.url}/api/chat/c/stream").status_code == 204
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await client.get(f"{server.url}/api/chat/c/stream")).status_code == 204
 
 
 async def test_websocket_reused_request_id_closes_the_socket(bridge_factory: BridgeFactory) -> None:
@@ -458,3 +461,44 @@ async def test_websocket_origin_must_be_same_origin_or_listed(
         with pytest.raises(InvalidStatus) as refused:
             await websockets.connect(url, **kwargs)
         assert refused.value.response.status_code == 403
+
+
+@pytest.mark.redis
+async def test_websocket_and_poll_on_another_instance_read_the_same_log(
+    bridge_factory: BridgeFactory, redis_server: RedisServer
+) -> None:
+    settings = {
+        "redis_url": redis_server.url,
+        "bridge_key_prefix": f"ws{uuid.uuid4().hex[:8]}",
+        "bridge_demo_token_delay_ms": 3,
+    }
+    first, second = bridge_factory(**settings), bridge_factory(**settings)
+    async with (
+        await RawSocket.open(ws_url(first.url)) as writer_side,
+        await RawSocket.open(ws_url(second.url)) as reader_side,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        await writer_side.send(send_frame("w", "shared", "a long answer"))
+        early = await writer_side.wait_chunks("w", 10)
+        generation = early.generation_id
+        resumed = await reader_side.request(
+            resume_frame("r", "shared", lastSequence=5, generationId=generation)
+        )
+        polled: list[dict[str, Any]] = []
+        cursor = 5
+        while True:
+            page = (
+                await client.get(
+                    f"{second.url}/api/chat/shared/poll?cursor={cursor}&wait=5&generation={generation}"
+                )
+            ).json()
+            polled += page["chunks"]
+            cursor = page["cursor"]
+            if page["done"]:
+                break
+        original = await writer_side.wait_for("w")
+    assert original.final == resumed.final == "end"
+    assert resumed.sequences == list(range(6, original.sequences[-1] + 1))
+    assert resumed.chunks == original.chunks[6:]
+    assert [item["chunk"] for item in polled] == original.chunks[6:]
+    assert [item["offset"] for item in polled] == resumed.sequences

@@ -113,30 +113,30 @@ class RawSocket:
         data = frame if isinstance(frame, str | bytes) else orjson.dumps(frame).decode()
         await self.connection.send(data)
 
-    async def wait_for(self, request_id: str, timeout: float = 20) -> Reply:
+    async def wait_for(self, request_id: str, within: float = 20) -> Reply:
         """Until the request's final frame (end, error, no-active) or the socket closes."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while self.replies[request_id].final is None and not self._reader.done():
                 self._changed.clear()
                 await self._changed.wait()
         return self.replies[request_id]
 
-    async def wait_chunks(self, request_id: str, n: int, timeout: float = 20) -> Reply:
-        async with asyncio.timeout(timeout):
+    async def wait_chunks(self, request_id: str, n: int, within: float = 20) -> Reply:
+        async with asyncio.timeout(within):
             while len(self.replies[request_id].chunks) < n and not self._reader.done():
                 self._changed.clear()
                 await self._changed.wait()
         return self.replies[request_id]
 
-    async def wait_closed(self, timeout: float = 10) -> tuple[int | None, str]:
+    async def wait_closed(self, within: float = 10) -> tuple[int | None, str]:
         """(close code, reason) the server closed with."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             await self._reader
         return self.connection.close_code, self.connection.close_reason or ""
 
-    async def request(self, frame: dict[str, Any], timeout: float = 20) -> Reply:
+    async def request(self, frame: dict[str, Any], within: float = 20) -> Reply:
         await self.send(frame)
-        return await self.wait_for(str(frame["requestId"]), timeout)
+        return await self.wait_for(str(frame["requestId"]), within)
 
     async def close(self) -> None:
         await self.connection.close()

@@ -102,6 +102,9 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
   const { messages, setMessages, resumeStream, sendMessage, regenerate, stop, error, clearError } =
     chat;
 
+  const messagesRef = useRef(messages);
+  messagesRef.current = messages;
+
   // Expose the client state read-only, for the browser tests and for devtools.
   useEffect(() => {
     window.__demoChat = { id, status: chat.status, messages };
@@ -124,12 +127,15 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
         await resumeStream();
         return;
       }
-      setMessages((local) => {
-        const storedIds = new Set(stored.messages.map((m) => m.id));
-        // Keep a local user message the bridge never received (the send itself failed).
-        const undelivered = local.filter((m) => m.role === 'user' && !storedIds.has(m.id));
-        return undelivered.length > 0 ? local : stored.messages;
-      });
+      const storedIds = new Set(stored.messages.map((m) => m.id));
+      const local = messagesRef.current;
+      // Keep local messages the bridge does not have (a send that never arrived, an answer a
+      // restarted bridge without Redis forgot) rather than lose them from the screen.
+      if (local.some((m) => !storedIds.has(m.id))) {
+        setNotice('The bridge does not have the end of this conversation; it may be incomplete.');
+        return;
+      }
+      setMessages(stored.messages);
     },
     [id, resumeStream, setMessages],
   );
@@ -190,11 +196,13 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
     if (connection.drop() === 0) setNotice('No connection to drop right now.');
   }, [connection]);
 
+  // Stable (the Chat instance's method), so that unchanged messages skip re-rendering.
+  const { addToolApprovalResponse } = chat;
   const approve = useCallback(
     (approvalId: string, approved: boolean) => {
-      void chat.addToolApprovalResponse({ id: approvalId, approved });
+      void addToolApprovalResponse({ id: approvalId, approved });
     },
-    [chat],
+    [addToolApprovalResponse],
   );
 
   // Keep the newest text in view while it streams, unless the reader scrolled up.
@@ -203,7 +211,7 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
   useEffect(() => {
     const el = scroller.current;
     if (el && pinned.current) el.scrollTop = el.scrollHeight;
-  }, [messages]);
+  }, [messages, chat.status]);
 
   const shownError = phase === 'error' && error ? describeError(error).message : null;
   const lastId = messages[messages.length - 1]?.id;
@@ -303,7 +311,14 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
                   Send again
                 </button>
               ) : null}
-              <button type="button" className="link-button" onClick={() => clearError()}>
+              <button
+                type="button"
+                className="link-button"
+                onClick={() => {
+                  connection.dismiss();
+                  clearError();
+                }}
+              >
                 Dismiss
               </button>
             </span>

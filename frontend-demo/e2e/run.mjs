@@ -206,6 +206,17 @@ async function referenceRun(browser, baseUrl, consoleLog) {
   return { chatId, text: textOf(assistants(stored.messages)[0]), rendered: rendered[0] };
 }
 
+/** Record the page's calls of the stop endpoint (it must never be called on unload). */
+function watchStopCalls(page) {
+  const calls = [];
+  page.on('request', (request) => {
+    if (request.method() === 'POST' && /\/api\/chat\/[^/]+\/stop$/.test(new URL(request.url()).pathname)) {
+      calls.push(request.url());
+    }
+  });
+  return calls;
+}
+
 /** GET the resume endpoint; read a replay for up to 3 s (a live stream would not end). */
 async function resumeProbe(baseUrl, chatId) {
   const response = await fetch(`${baseUrl}/api/chat/${encodeURIComponent(chatId)}/stream`);
@@ -266,6 +277,7 @@ const scenarios = {
     run.check('reference answer is long', reference.text.length > 1500, reference.text.length);
 
     const page = await newPage(browser, consoleLog);
+    const stopCalls = watchStopCalls(page);
     const chatId = await openNewChat(page, baseUrl);
     await sendText(page, LONG_PROMPT);
     const before = await waitForStreamedText(page, 300);
@@ -288,15 +300,18 @@ const scenarios = {
     run.check('exactly one assistant message (page)', rendered.length === 1, rendered.length);
     run.check('rendered answer equals the uninterrupted run', rendered[0] === reference.rendered,
       { got: rendered[0]?.length, want: reference.rendered.length });
+    run.check('the reload did not call the stop endpoint', stopCalls.length === 0, stopCalls);
   },
 
   /** Two devices on one chat while it streams: both end with the same message. */
   async 'second-page'({ browser, baseUrl, run, consoleLog }) {
     const first = await newPage(browser, consoleLog);
+    const firstStops = watchStopCalls(first);
     const chatId = await openNewChat(first, baseUrl);
     await sendText(first, LONG_PROMPT);
     await waitForStreamedText(first, 200);
     const second = await newPage(browser, consoleLog); // another context: another "device"
+    const stopCalls = [firstStops, watchStopCalls(second)];
     await second.goto(`${baseUrl}/chat/${encodeURIComponent(chatId)}`, { waitUntil: 'domcontentloaded' });
     await waitForHydration(second);
     const secondStartChars = await streamedLength(second);
@@ -317,6 +332,7 @@ const scenarios = {
     const [rb] = await renderedAssistantTexts(second);
     run.check('same rendering on both pages', ra === rb);
     run.check('the second page resumed', (await phases(second)).includes('resumed'), await phases(second));
+    run.check('no page called the stop endpoint', stopCalls.every((calls) => calls.length === 0), stopCalls);
   },
 
   /** An idle page picks up an answer another device starts in the same chat. */
@@ -487,12 +503,16 @@ const scenarios = {
     await tool.getByTestId('approve-button').waitFor({ timeout: 30_000 });
     await tool.getByTestId('approve-button').click();
     await waitForSettled(page, baseUrl, chatId);
-    // Give the sidebar a moment to pick up the new chat title.
-    await page.evaluate(() => window.dispatchEvent(new Event('focus')));
-    await sleep(800);
+    // The sidebar refreshes its list after a finish; wait for this chat's title to show.
+    const item = page.locator(`[data-testid="chat-item"][data-chat-id="${chatId}"]`);
+    await page
+      .waitForFunction((el) => el && !el.textContent.startsWith('New chat'), await item.elementHandle(), { timeout: 5000 })
+      .catch(() => {});
+    run.note('sidebarTitle', await item.locator('.chat-item-title').innerText());
     await page.getByTestId('composer-input').fill('Write a long answer about resumable streams');
+    await sleep(400);
     mkdirSync(dirname(path), { recursive: true });
-    await page.screenshot({ path, fullPage: false });
+    await page.screenshot({ path, fullPage: false, animations: 'disabled' });
     run.note('screenshot', path);
     run.check('screenshot written', true);
   },

@@ -2,6 +2,7 @@
 
 import type { ChatStatus } from 'ai';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { describeError } from './errors';
 import { createDroppableFetch, isNetworkError, type FetchEvent, type RequestKind } from './droppable-fetch';
 
 /** What the connection badge shows. */
@@ -125,7 +126,12 @@ export function useConnection() {
   /** useChat `onError`: returns true when the error is handled by an automatic resume. */
   const onError = useCallback(
     (error: unknown): boolean => {
-      if (stoppedRef.current || !isNetworkError(error)) return false;
+      if (stoppedRef.current) return false;
+      // While recovering, a 5xx (the bridge restarting behind the Next.js proxy) is retried too.
+      const status = describeError(error).status;
+      const retryable =
+        isNetworkError(error) || (recoveringRef.current && status !== undefined && status >= 500);
+      if (!retryable) return false;
       scheduleResume();
       return true;
     },
@@ -179,6 +185,10 @@ export function useConnection() {
       setGaveUp(false);
       setRecoveringBoth(true);
       resumeNow();
+    },
+    /** Forget a failure the user dismissed. */
+    dismiss() {
+      setGaveUp(false);
     },
     beginStop() {
       stoppedRef.current = true;

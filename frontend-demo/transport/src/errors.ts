@@ -5,6 +5,12 @@ export class RetryableError extends Error {
   override name = 'RetryableError';
 }
 
+/** A response that cannot be parsed (bad JSON, a chunk without offset): retried a few
+ * times, then given up. */
+export class InvalidResponse extends RetryableError {
+  override name = 'InvalidResponse';
+}
+
 /**
  * The server decided (an HTTP 4xx, an `error` frame, a provider refusal): repeating the
  * request cannot help, so the stream errors with this. `message` is what the server said.

@@ -1,0 +1,3 @@
+export { ResilientChatTransport } from './transport.js';
+export type { ReconnectInfo, ResilientChatTransportOptions, Tier } from './options.js';
+export type { BackoffOptions } from './backoff.js';
