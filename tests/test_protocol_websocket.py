@@ -155,3 +155,38 @@ def test_chunk_frame_wraps_the_encoded_chunk() -> None:
 def test_chunk_frame_sequence_range(sequence: int) -> None:
     with pytest.raises(ValueError, match="sequence"):
         encode_chunk_frame("r1", sequence, b"{}")
+
+
+# --- bridge extensions ---------------------------------------------------------------------
+
+
+def test_start_frame_names_the_generation_and_the_prelude() -> None:
+    from protocol.websocket import encode_start_frame
+
+    assert orjson.loads(encode_start_frame("r", "gen_1")) == {
+        "type": "start", "requestId": "r", "generationId": "gen_1"}
+    assert orjson.loads(encode_start_frame("r", "gen_1", prelude_end=4)) == {
+        "type": "start", "requestId": "r", "generationId": "gen_1", "preludeEnd": 4}
+    assert orjson.loads(encode_start_frame("r")) == {"type": "start", "requestId": "r"}
+
+
+def test_keep_alive_frame_is_an_end_for_a_reserved_request_id() -> None:
+    from protocol.websocket import KEEPALIVE_FRAME, KEEPALIVE_REQUEST_ID
+
+    assert orjson.loads(KEEPALIVE_FRAME) == {"type": "end", "requestId": KEEPALIVE_REQUEST_ID}
+    with pytest.raises(FrameError, match="reserved"):
+        parse_client_frame(orjson.dumps({"type": "abort", "requestId": KEEPALIVE_REQUEST_ID}))
+
+
+def test_resume_frame_may_name_a_generation() -> None:
+    frame = parse_client_frame(
+        b'{"type":"resume","requestId":"r","id":"c","headers":{},"body":{},'
+        b'"lastSequence":3,"generationId":"gen_1"}'
+    )
+    assert isinstance(frame, WsResumeFrame)
+    assert frame.generation_id == "gen_1"
+    for bad in (b'"generationId":null', b'"generationId":7', b'"generationId":""'):
+        with pytest.raises(FrameError):
+            parse_client_frame(
+                b'{"type":"resume","requestId":"r","id":"c","headers":{},"body":{},' + bad + b"}"
+            )
