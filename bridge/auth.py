@@ -29,10 +29,6 @@ class TokenAuth:
                 raise ValueError("BRIDGE_AUTH_TOKENS entries must look like token:user")
             self._users[token] = user
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._users)
-
     def user_for(self, connection: HTTPConnection) -> str:
         if not self._users:
             return ANONYMOUS

@@ -11,7 +11,6 @@ from protocol.text_stream import text_of_chunk
 
 logger = logging.getLogger("bridge.reader")
 
-Heartbeat = None
 Recover = Callable[[str, str], Awaitable[None]]
 
 

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -496,6 +495,3 @@ class GenerationRunner:
 def _has_content(message: UIMessage) -> bool:
     return any(not isinstance(part, StepStartUIPart) for part in message.parts)
 
-
-def now() -> float:
-    return time.time()

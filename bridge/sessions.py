@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from bridge.continuation import ApprovalDecision, merge_answers
 from bridge.conversation import Turn, plan_turn
-from bridge.errors import ModelNotAllowed, NotFound, RequestError
+from bridge.errors import NotFound, RequestError
 from bridge.ids import new_generation_id
 from bridge.reader import follow
 from bridge.recovery import close_abandoned
@@ -45,12 +45,7 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
     await authorize(services, user, chat_id)
     await services.store.claim_chat(chat_id, user)
 
-    registry = services.registry
-    model_id = chat_request.model or registry.default_model
-    if model_id not in registry.allowed_models:
-        allowed = ", ".join(registry.allowed_models)
-        raise ModelNotAllowed(f"model {model_id!r} is not allowed; choose one of: {allowed}")
-    provider, model = registry.resolve(model_id)
+    provider, model, model_id = services.registry.choose(chat_request.model)
 
     tools = services.tools
     declared = chat_request.request_data.get("tools")
