@@ -1,9 +1,12 @@
 """Browser tests of frontend-demo/ against the real bridge.
 
-A session starts the bridge (scripted demo model, slowed tokens, the example tools) and the
-Next.js demo (`next start`, built once into frontend-demo/.next-e2e), then runs each scenario
-of frontend-demo/e2e/run.mjs: a Node script that drives Chromium with playwright-core and
-prints a JSON verdict. No browser means a failure, never a skip.
+A session starts the bridge (scripted demo model, slowed tokens, the example tools, the demo's
+origin allowed to open WebSockets) and the Next.js demo (`next start`, built once into
+frontend-demo/.next-e2e), then runs each scenario of frontend-demo/e2e/run.mjs: a Node script
+that drives Chromium with playwright-core and prints a JSON verdict. No browser means a
+failure, never a skip. Scenarios run on the page's default transport (stock SSE) unless
+given `--transport ws` (stock WebSocketChatTransport) or `--transport auto` (the resilient
+transport of frontend-demo/transport).
 
 Logs of both servers go to test-artifacts/browser/; the screenshot of a finished chat to
 test-artifacts/demo-chat.png.
@@ -56,9 +59,10 @@ BUILD_INPUTS = (
     "components",
     "lib",
     "public",
-    # The transport package the demo may import (built by Next.js from its sources).
+    # The transport package the demo imports (tsc compiles it to transport/dist first).
     "transport/src",
     "transport/package.json",
+    "transport/tsconfig.json",
 )
 # Settings that would take the bridge away from the scripted, in-memory, open demo setup.
 SCRUBBED_ENV = (
@@ -238,6 +242,13 @@ def demo_build(node_env: dict[str, str], bridge_url: str) -> Path:
             [DEMO / name for name in BUILD_INPUTS], f"{bridge_url}|{node_version}|{DIST_DIR}"
         )
         if not stamp.exists() or stamp.read_text() != digest or not (dist / "BUILD_ID").exists():
+            # `npm run build` does the same (its prebuild script compiles the transport).
+            _build_step(
+                ["node_modules/.bin/tsc", "-p", "transport/tsconfig.json"],
+                env,
+                "transport-build",
+                timeout=300,
+            )
             _build_step(["node_modules/.bin/next", "build"], env, "next-build", timeout=900)
             stamp.write_text(digest)
     return dist
@@ -261,7 +272,15 @@ def _build_step(cmd: list[str], env: dict[str, str], name: str, *, timeout: floa
 
 
 @pytest.fixture(scope="session")
-def bridge(bridge_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def demo_port() -> int:
+    """Chosen before the bridge starts: the bridge must know the demo's origin."""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def bridge(
+    bridge_url: str, demo_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     python = REPO / ".venv" / "bin" / "python"
     if not python.exists():
         python = Path(sys.executable)
@@ -270,6 +289,9 @@ def bridge(bridge_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         {
             # No provider key: the scripted `demo:scripted` model answers.
             "BRIDGE_DEMO_TOKEN_DELAY_MS": TOKEN_DELAY_MS,
+            # The page's WebSocket goes through the Next.js proxy, which rewrites Host to the
+            # bridge's: the bridge's same-origin check then needs the page's origin listed.
+            "BRIDGE_CORS_ORIGINS": f"http://127.0.0.1:{demo_port}",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
             "PYTHONUNBUFFERED": "1",
         }
@@ -299,8 +321,8 @@ def _example_tools_exist() -> bool:
 
 
 @pytest.fixture(scope="session")
-def demo(demo_build: Path, bridge: str, node_env: dict[str, str]) -> Iterator[str]:
-    port = str(_free_port())
+def demo(demo_build: Path, bridge: str, demo_port: int, node_env: dict[str, str]) -> Iterator[str]:
+    port = str(demo_port)
     env = {**node_env, "BRIDGE_URL": bridge, "NEXT_DIST_DIR": DIST_DIR}
     server = _start(
         "next",
@@ -331,7 +353,9 @@ def run_scenario(
             pytrace=False,
         )
     result: dict[str, Any] = json.loads(lines[-1])
-    (LOGS / f"scenario-{scenario}.json").write_text(json.dumps(result, indent=2))
+    transport = extra[extra.index("--transport") + 1] if "--transport" in extra else None
+    verdict = LOGS / f"scenario-{scenario}{f'-{transport}' if transport else ''}.json"
+    verdict.write_text(json.dumps(result, indent=2))
     if not result.get("ok"):
         checks = "\n".join(
             f"  {'ok  ' if c['ok'] else 'FAIL'} {c['name']}"
@@ -341,7 +365,7 @@ def run_scenario(
         console = "\n".join(result.get("console", [])[-15:])
         pytest.fail(
             f"scenario {scenario!r} failed: {result.get('error')}\n{checks}\n"
-            f"browser console:\n{console}\n(full verdict: {LOGS / f'scenario-{scenario}.json'})",
+            f"browser console:\n{console}\n(full verdict: {verdict})",
             pytrace=False,
         )
     return result
@@ -395,9 +419,61 @@ def test_drop_connection_recovers_without_a_reload(scenario: Any) -> None:
 def test_screenshot_of_a_finished_chat(scenario: Any) -> None:
     if SCREENSHOT.exists():
         SCREENSHOT.unlink()
-    scenario("screenshot", "--screenshot", str(SCREENSHOT))
+    # On "auto", so that the badge shows the live tier next to the transport switch.
+    scenario("screenshot", "--screenshot", str(SCREENSHOT), "--transport", "auto")
     assert SCREENSHOT.stat().st_size > 10_000
 
 
 def test_idle_page_follows_an_answer_started_elsewhere(scenario: Any) -> None:
     scenario("follow")
+
+
+# --------------------------------------------------------------------------- transports
+# The same page on the stock WebSocketChatTransport ("ws") and on the resilient transport
+# ("auto"); the scenarios also check which transport carried the turns (a socket through
+# the Next.js proxy, no POST /api/chat) and, for "auto", that the badge named the tier.
+
+
+@pytest.mark.parametrize("transport", ["ws", "auto"])
+def test_send_message_streams_an_answer_over(scenario: Any, transport: str) -> None:
+    result = scenario("send", "--transport", transport)
+    assert "streaming" in result["phases"]
+    assert result["wire"]["sockets"] and not result["wire"]["chatPosts"]
+    if transport == "auto":
+        assert "Streaming · WebSocket" in result["badgeLabels"]
+
+
+def test_reload_mid_answer_continues_without_duplicates_on_auto(scenario: Any) -> None:
+    result = scenario("reload", "--transport", "auto")
+    assert result["charsBeforeReload"] >= 300
+    assert "resumed" in result["phasesAfterReload"]
+
+
+@pytest.mark.parametrize("transport", ["ws", "auto"])
+def test_stop_ends_the_generation_over(scenario: Any, transport: str) -> None:
+    result = scenario("stop", "--transport", transport)
+    assert len(result["stopResponses"]) == 1
+    assert result["stopResponses"][0]["body"]["stopped"] is True
+    assert result["resumeStatusAfterStop"] == 204
+
+
+@pytest.mark.parametrize("transport", ["ws", "auto"])
+def test_tool_approval_and_denial_over(scenario: Any, transport: str) -> None:
+    result = scenario("tools", "--transport", transport)
+    assert result["storedToolStates"] == ["output-available", "output-denied"]
+
+
+@pytest.mark.parametrize("transport", ["ws", "auto"])
+def test_drop_connection_recovers_over(scenario: Any, transport: str) -> None:
+    result = scenario("drop", "--transport", transport)
+    assert "reconnecting" in result["phases"]
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws", "auto"])
+def test_leaving_a_chat_mid_answer_does_not_stop_it(scenario: Any, transport: str) -> None:
+    result = scenario("leave", "--transport", transport)
+    assert result["storedChars"] > 1500
+
+
+def test_transport_switch_is_kept_in_the_url_and_in_storage(scenario: Any) -> None:
+    scenario("switch")

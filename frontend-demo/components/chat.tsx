@@ -1,18 +1,22 @@
 'use client';
 
 import { useChat } from '@ai-sdk/react';
-import { DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalResponses } from 'ai';
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { lastAssistantMessageIsCompleteWithApprovalResponses } from 'ai';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { notifyChatsChanged, useChatList } from '@/lib/chat-list';
 import { CLIENT_TOOLS, lastStepClientToolsDone } from '@/lib/client-tools';
-import { describeError, sleep } from '@/lib/errors';
+import { describeError, isChatBusy, sleep, withSocketHint } from '@/lib/errors';
+import type { TransportChoice } from '@/lib/transport-choice';
 import type { ChatMessage, ModelList, StoredChat } from '@/lib/types';
+import { useChatTransport } from '@/lib/use-chat-transport';
 import { useConnection, usePhaseHistory } from '@/lib/use-connection';
+import { useTransportChoice } from '@/lib/use-transport-choice';
 import { Composer } from './composer';
-import { ConnectionBadge } from './connection-badge';
+import { ConnectionBadge, badgeLabel } from './connection-badge';
 import { EmptyState } from './empty-state';
 import { Message } from './message';
 import { ModelPicker, useModelChoice } from './model-picker';
+import { TransportPicker } from './transport-picker';
 
 type Props = {
   id: string;
@@ -20,11 +24,19 @@ type Props = {
   initialMessages: ChatMessage[];
   models: ModelList;
   loadError: string | null;
+  /** `?transport=` of the page's URL, if valid. */
+  transportFromUrl: TransportChoice | null;
 };
 
 declare global {
   interface Window {
-    __demoChat?: { id: string; status: string; messages: ChatMessage[] };
+    __demoChat?: {
+      id: string;
+      status: string;
+      messages: ChatMessage[];
+      transport: TransportChoice;
+      tier: string | null;
+    };
   }
 }
 
@@ -42,7 +54,7 @@ async function fetchStoredChat(id: string): Promise<StoredChat | null> {
   }
 }
 
-export function Chat({ id, title, initialMessages, models, loadError }: Props) {
+export function Chat({ id, title, initialMessages, models, loadError, transportFromUrl }: Props) {
   const [model, setModel] = useModelChoice(models);
   const modelRef = useRef(model);
   modelRef.current = model;
@@ -51,22 +63,20 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
   const connection = useConnection();
   const resyncRef = useRef<() => Promise<void>>(async () => {});
 
-  const transport = useMemo(
-    () =>
-      new DefaultChatTransport<ChatMessage>({
-        api: '/api/chat',
-        fetch: connection.fetch,
-        // A function, so that automatic resubmits (tool approvals) carry the current choice.
-        body: () => (modelRef.current ? { model: modelRef.current } : {}),
-      }),
-    [connection.fetch],
+  const transportChoice = useTransportChoice(transportFromUrl);
+  const { transport, tier } = useChatTransport(
+    transportChoice.choice,
+    connection,
+    // A function, so that automatic resubmits (tool approvals) carry the current choice.
+    () => (modelRef.current ? { model: modelRef.current } : {}),
   );
 
   const chat = useChat<ChatMessage>({
     id,
     messages: initialMessages,
     transport,
-    resume: true,
+    // Once the stored transport choice is known, so that the resume uses it.
+    resume: transportChoice.ready,
     throttle: 30,
     sendAutomaticallyWhen: (options) =>
       lastAssistantMessageIsCompleteWithApprovalResponses(options) ||
@@ -91,7 +101,7 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
     },
     onError: (error) => {
       if (connection.onError(error)) return; // a network drop: resuming by itself
-      if (describeError(error).status === 409) {
+      if (isChatBusy(error)) {
         // Another tab or device is answering in this chat right now: follow that answer.
         setNotice('This chat is already answering elsewhere; following that answer.');
         void resyncRef.current();
@@ -107,8 +117,14 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
 
   // Expose the client state read-only, for the browser tests and for devtools.
   useEffect(() => {
-    window.__demoChat = { id, status: chat.status, messages };
-  }, [id, chat.status, messages]);
+    window.__demoChat = {
+      id,
+      status: chat.status,
+      messages,
+      transport: transportChoice.choice,
+      tier,
+    };
+  }, [id, chat.status, messages, transportChoice.choice, tier]);
 
   /**
    * Replace the local messages with the stored ones (the bridge is the source of truth), and
@@ -145,7 +161,8 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
   // Watch for answers started by another tab or device while this page is idle.
   const busy = chat.status === 'submitted' || chat.status === 'streaming';
   const phase = connection.phaseFor(chat.status);
-  usePhaseHistory(phase);
+  const shownTier = transportChoice.choice === 'auto' ? tier : null;
+  usePhaseHistory(phase, badgeLabel(phase, shownTier));
   useEffect(() => {
     if (busy || phase === 'reconnecting' || phase === 'stopping') return;
     let cancelled = false;
@@ -213,7 +230,8 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
     if (el && pinned.current) el.scrollTop = el.scrollHeight;
   }, [messages, chat.status]);
 
-  const shownError = phase === 'error' && error ? describeError(error).message : null;
+  const shownError =
+    phase === 'error' && error ? withSocketHint(describeError(error).message) : null;
   const lastId = messages[messages.length - 1]?.id;
   const streamingId = busy && messages[messages.length - 1]?.role === 'assistant' ? lastId : null;
   const canStop = busy || phase === 'reconnecting';
@@ -231,14 +249,20 @@ export function Chat({ id, title, initialMessages, models, loadError }: Props) {
         </h1>
         <div className="chat-header-controls">
           <ModelPicker models={models} value={model} onChange={setModel} disabled={busy} />
-          <ConnectionBadge phase={phase} />
+          <TransportPicker
+            value={transportChoice.choice}
+            onChange={transportChoice.choose}
+            // Open between reconnect attempts: the next attempt then uses the new choice.
+            disabled={busy || phase === 'stopping'}
+          />
+          <ConnectionBadge phase={phase} tier={shownTier} />
           <button
             type="button"
             className="button button-ghost"
             data-testid="drop-connection"
             onClick={handleDrop}
             disabled={!busy}
-            title="Abort the in-flight HTTP request on purpose; the page resumes the answer by itself"
+            title="Cut the connection (HTTP request or WebSocket) on purpose; the page resumes the answer by itself"
           >
             <span>
               Drop<span className="hide-sm"> connection</span>

@@ -1,3 +1,4 @@
+import type { Tier } from '@/lib/use-chat-transport';
 import type { ConnectionPhase } from '@/lib/use-connection';
 
 const LABELS: Record<ConnectionPhase, string> = {
@@ -24,18 +25,39 @@ const HINTS: Record<ConnectionPhase, string> = {
   error: 'The last request failed',
 };
 
-export function ConnectionBadge({ phase }: { phase: ConnectionPhase }) {
+export const TIER_LABELS: Record<Tier, string> = {
+  websocket: 'WebSocket',
+  sse: 'SSE',
+  poll: 'Long-polling',
+};
+
+/** The badge text: the phase, and the live tier when the transport picks one. */
+export function badgeLabel(phase: ConnectionPhase, tier: Tier | null): string {
+  return tier ? `${LABELS[phase]} · ${TIER_LABELS[tier]}` : LABELS[phase];
+}
+
+type Props = {
+  phase: ConnectionPhase;
+  /** The tier of the resilient transport (null for the stock transports). */
+  tier: Tier | null;
+};
+
+export function ConnectionBadge({ phase, tier }: Props) {
   return (
     <span
       className={`badge badge-${phase}`}
       data-testid="connection-state"
       data-state={phase}
-      title={HINTS[phase]}
+      data-tier={tier ?? undefined}
+      title={tier ? `${HINTS[phase]} (transport: ${TIER_LABELS[tier]})` : HINTS[phase]}
       role="status"
       aria-live="polite"
     >
       <span className="badge-dot" aria-hidden="true" />
-      {LABELS[phase]}
+      <span>
+        {LABELS[phase]}
+        {tier ? <span className="badge-tier"> · {TIER_LABELS[tier]}</span> : null}
+      </span>
     </span>
   );
 }

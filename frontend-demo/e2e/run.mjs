@@ -2,7 +2,10 @@
 // Browser scenarios for the demo, driven with playwright-core and a system Chromium.
 //
 //   node e2e/run.mjs <scenario> --base-url http://127.0.0.1:3000 --chromium /usr/bin/chromium \
-//       [--screenshot path.png] [--timeout-ms 60000]
+//       [--transport sse|ws|auto] [--screenshot path.png] [--timeout-ms 60000]
+//
+// --transport opens every chat with `?transport=…` (the page's transport switch); without it
+// the page uses its default (SSE).
 //
 // Prints one JSON object on stdout: {"scenario", "ok", "error"?, "checks": [...], ...}.
 // Exit status 0 when every check passed, 1 when one failed, 2 on bad usage.
@@ -25,6 +28,19 @@ const CHROMIUM_FLAGS = [
 ];
 
 const LONG_PROMPT = 'Please write a long answer about resumable streams.';
+const TRANSPORTS = ['sse', 'ws', 'auto'];
+
+/** The transport the scenario asks for (--transport), null: the page's default. */
+let transport = null;
+
+/** `path` of the demo, with the `?transport=` of the run. */
+function demoUrl(baseUrl, path) {
+  return `${baseUrl}${path}${transport ? `?transport=${transport}` : ''}`;
+}
+
+function chatUrl(baseUrl, chatId) {
+  return demoUrl(baseUrl, `/chat/${encodeURIComponent(chatId)}`);
+}
 
 // ------------------------------------------------------------------------- plumbing
 
@@ -67,6 +83,12 @@ async function launch(executablePath) {
 async function newPage(browser, consoleLog) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const page = await context.newPage();
+  // What went over the wire, to check that the chosen transport is the one used.
+  page.wire = { sockets: [], posts: [] };
+  page.on('websocket', (socket) => page.wire.sockets.push(socket.url()));
+  page.on('request', (request) => {
+    if (request.method() === 'POST') page.wire.posts.push(new URL(request.url()).pathname);
+  });
   page.on('console', (message) => {
     if (message.type() === 'error' || message.type() === 'warning') {
       consoleLog.push(`[${message.type()}] ${message.text()}`.slice(0, 500));
@@ -78,10 +100,48 @@ async function newPage(browser, consoleLog) {
 
 /** Open `/`, follow the redirect to a fresh `/chat/<id>`, wait until the UI is live. */
 async function openNewChat(page, baseUrl) {
-  await page.goto(`${baseUrl}/`, { waitUntil: 'domcontentloaded' });
-  await page.waitForURL(/\/chat\/[^/]+$/);
+  await page.goto(demoUrl(baseUrl, '/'), { waitUntil: 'domcontentloaded' });
+  await page.waitForURL(/\/chat\/[^/?]+(\?|$)/);
   await waitForHydration(page);
   return decodeURIComponent(new URL(page.url()).pathname.split('/').pop());
+}
+
+async function badgeLabels(page) {
+  return page.evaluate(() => [...(window.__connectionLabels ?? [])]);
+}
+
+/**
+ * The page uses the transport the run asked for: the switch shows it, and the turns went
+ * over a socket (same origin: through the Next.js proxy) or over POST /api/chat.
+ * `labels`: the badge texts seen (default: this document's; pass them for a page reloaded since).
+ */
+async function checkTransport(page, run, baseUrl, labels = null) {
+  const want = transport ?? 'sse';
+  const picked = await page.getByTestId('transport-picker').inputValue();
+  run.check(`the transport switch shows "${want}"`, picked === want, picked);
+  const chatSockets = page.wire.sockets.filter((url) => new URL(url).pathname === '/api/chat');
+  const posts = page.wire.posts.filter((path) => path === '/api/chat' || path === '/api/chat/poll');
+  run.note('wire', { sockets: chatSockets, chatPosts: posts });
+  if (want === 'sse') {
+    run.check('no WebSocket was opened', chatSockets.length === 0, chatSockets);
+    run.check('the turn was a POST /api/chat', posts.includes('/api/chat'), posts);
+    return;
+  }
+  const origin = new URL(baseUrl);
+  run.check('a WebSocket to /api/chat of the page\'s own origin (the Next.js proxy) was opened',
+    chatSockets.length > 0 && chatSockets.every((url) => new URL(url).host === origin.host), chatSockets);
+  run.check('no turn went over HTTP (POST /api/chat, /api/chat/poll)', posts.length === 0, posts);
+  if (want === 'auto') {
+    const seen = labels ?? (await badgeLabels(page));
+    run.note('badgeLabels', seen);
+    run.check('the badge showed the live tier while streaming ("Streaming · WebSocket")',
+      seen.includes('Streaming · WebSocket'), seen);
+    const tier = await page.getAttribute('[data-testid="connection-state"]', 'data-tier');
+    run.check('the badge names the tier (data-tier="websocket")', tier === 'websocket', tier);
+  } else {
+    run.check('the badge names no tier for a stock transport',
+      (await page.getAttribute('[data-testid="connection-state"]', 'data-tier')) === null);
+  }
 }
 
 async function waitForHydration(page) {
@@ -269,6 +329,7 @@ const scenarios = {
     run.check('reasoning is shown', (await page.getByTestId('reasoning').count()) > 0);
     run.check('token usage is shown', (await page.getByTestId('usage').count()) > 0, await page.getByTestId('usage').first().innerText());
     run.note('renderedText', rendered[0]);
+    await checkTransport(page, run, baseUrl);
   },
 
   /** Reload in the middle of a long answer: it continues, complete, no duplicate. */
@@ -301,6 +362,7 @@ const scenarios = {
     run.check('rendered answer equals the uninterrupted run', rendered[0] === reference.rendered,
       { got: rendered[0]?.length, want: reference.rendered.length });
     run.check('the reload did not call the stop endpoint', stopCalls.length === 0, stopCalls);
+    run.check('the reloaded page kept its transport', (await clientState(page)).transport === (transport ?? 'sse'));
   },
 
   /** Two devices on one chat while it streams: both end with the same message. */
@@ -312,7 +374,7 @@ const scenarios = {
     await waitForStreamedText(first, 200);
     const second = await newPage(browser, consoleLog); // another context: another "device"
     const stopCalls = [firstStops, watchStopCalls(second)];
-    await second.goto(`${baseUrl}/chat/${encodeURIComponent(chatId)}`, { waitUntil: 'domcontentloaded' });
+    await second.goto(chatUrl(baseUrl, chatId), { waitUntil: 'domcontentloaded' });
     await waitForHydration(second);
     const secondStartChars = await streamedLength(second);
     run.note('secondPageJoinedAtChars', secondStartChars);
@@ -343,7 +405,7 @@ const scenarios = {
     await waitForSettled(watcher, baseUrl, chatId);
 
     const writer = await newPage(browser, consoleLog); // another "device"
-    await writer.goto(`${baseUrl}/chat/${encodeURIComponent(chatId)}`, { waitUntil: 'domcontentloaded' });
+    await writer.goto(chatUrl(baseUrl, chatId), { waitUntil: 'domcontentloaded' });
     await waitForHydration(writer);
     await waitForSettled(writer, baseUrl, chatId);
     await sendText(writer, LONG_PROMPT);
@@ -406,6 +468,7 @@ const scenarios = {
     await sleep(1000);
     run.check('nothing streams after the stop', (await streamedLength(page)) === partial.length);
 
+    const labelsBeforeReload = await badgeLabels(page);
     await page.reload({ waitUntil: 'domcontentloaded' });
     await waitForHydration(page);
     const after = await waitForSettled(page, baseUrl, chatId, { requireUsage: false });
@@ -415,6 +478,7 @@ const scenarios = {
     run.check('one assistant message after the reload', assistants(after.client.messages).length === 1);
     const renderedAfter = await renderedAssistantTexts(page);
     run.check('same rendering after the reload', renderedAfter.length === 1 && renderedAfter[0] === renderedBefore[0]);
+    await checkTransport(page, run, baseUrl, labelsBeforeReload);
   },
 
   /** Approve one tool call, deny another; results show and survive a reload. */
@@ -451,6 +515,7 @@ const scenarios = {
       JSON.stringify(toolStates(second.stored.messages)) === JSON.stringify(['output-available', 'output-denied']),
       toolStates(second.stored.messages));
 
+    const labelsBeforeReload = await badgeLabels(page);
     await page.reload({ waitUntil: 'domcontentloaded' });
     await waitForHydration(page);
     await waitForSettled(page, baseUrl, chatId);
@@ -460,6 +525,7 @@ const scenarios = {
     run.check('after a reload: the approved output is the same',
       (await page.locator('[data-testid="tool-part"][data-state="output-available"] [data-testid="tool-output"]').first().innerText()) === approvedOutput);
     run.check('no approval buttons left', (await page.getByTestId('approve-button').count()) === 0);
+    await checkTransport(page, run, baseUrl, labelsBeforeReload);
   },
 
   /** The "drop connection" control: the answer recovers without a reload. */
@@ -487,6 +553,86 @@ const scenarios = {
     const rendered = await renderedAssistantTexts(page);
     run.check('rendered answer equals the uninterrupted run', rendered.length === 1 && rendered[0] === reference.rendered);
     run.check('no error banner', (await page.getByTestId('error-banner').count()) === 0);
+    await checkTransport(page, run, baseUrl);
+  },
+
+  /**
+   * Leaving a chat mid-answer (another chat in the sidebar) does not stop its answer: only
+   * Stop does. (The stock WebSocketChatTransport sends `abort` when a chat unmounts; the page
+   * keeps that frame to itself.)
+   */
+  async leave({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const stopCalls = watchStopCalls(page);
+    const chatId = await openNewChat(page, baseUrl);
+    await sendText(page, LONG_PROMPT);
+    const left = await waitForStreamedText(page, 300);
+    run.note('charsWhenLeaving', left);
+    await page.getByTestId('new-chat').click();
+    await page.waitForFunction((id) => window.__demoChat && window.__demoChat.id !== id, chatId, { timeout: 15_000 });
+    const started = Date.now();
+    let stored = await storedChat(baseUrl, chatId);
+    while (stored.activeGenerationId !== null && Date.now() - started < 60_000) {
+      await sleep(200);
+      stored = await storedChat(baseUrl, chatId);
+    }
+    const text = textOf(assistants(stored.messages)[0]);
+    run.note('storedChars', text.length);
+    run.check('the answer ran to its end on the bridge', stored.activeGenerationId === null && text.length > 1500,
+      { active: stored.activeGenerationId, chars: text.length });
+    run.check('leaving did not call the stop endpoint', stopCalls.length === 0, stopCalls);
+
+    await page.goto(chatUrl(baseUrl, chatId), { waitUntil: 'domcontentloaded' });
+    await waitForHydration(page);
+    const { client } = await waitForSettled(page, baseUrl, chatId);
+    run.check('coming back shows the whole answer', textOf(assistants(client.messages)[0]) === text);
+  },
+
+  /** The transport switch: kept in the URL and in localStorage, and really used. */
+  async switch({ browser, baseUrl, run, consoleLog }) {
+    transport = null; // start from the page's default
+    const page = await newPage(browser, consoleLog);
+    const picker = page.getByTestId('transport-picker');
+    const badge = page.getByTestId('connection-state');
+    const firstId = await openNewChat(page, baseUrl);
+    run.check('a new browser starts on SSE', (await picker.inputValue()) === 'sse');
+    run.check('no tier shown for a stock transport', (await badge.getAttribute('data-tier')) === null);
+
+    await picker.selectOption('auto');
+    await page.waitForFunction(() => window.__demoChat?.transport === 'auto', null, { timeout: 10_000 });
+    run.check('the choice is in the URL', new URL(page.url()).searchParams.get('transport') === 'auto', page.url());
+    run.check('the choice is in localStorage',
+      (await page.evaluate(() => localStorage.getItem('aisdk-bridge-demo:transport'))) === 'auto');
+    run.check('the badge names the tier before anything is sent',
+      (await badge.getAttribute('data-tier')) === 'websocket' && (await badgeLabels(page)).includes('Connected · WebSocket'),
+      await badgeLabels(page));
+
+    await sendText(page, 'Hello over the switch');
+    await waitForSettled(page, baseUrl, firstId);
+    transport = 'auto';
+    await checkTransport(page, run, baseUrl);
+
+    // Another chat in this browser keeps the choice (localStorage) and shows it in the URL.
+    await page.getByTestId('new-chat').click();
+    await page.waitForFunction((id) => window.__demoChat && window.__demoChat.id !== id, firstId, { timeout: 15_000 });
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('transport') === 'auto', null, { timeout: 10_000 });
+    run.check('a new chat keeps "auto"', (await picker.inputValue()) === 'auto');
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await waitForHydration(page);
+    run.check('a reload keeps "auto"', (await picker.inputValue()) === 'auto' && (await clientState(page)).transport === 'auto');
+
+    // And back: SSE again, over POST /api/chat.
+    const secondId = (await clientState(page)).id;
+    await picker.selectOption('sse');
+    await page.waitForFunction(() => window.__demoChat?.transport === 'sse', null, { timeout: 10_000 });
+    run.check('the URL follows the switch', new URL(page.url()).searchParams.get('transport') === 'sse', page.url());
+    page.wire.sockets.length = 0;
+    page.wire.posts.length = 0;
+    await sendText(page, 'Hello over SSE again');
+    const { client } = await waitForSettled(page, baseUrl, secondId);
+    run.check('the answer came', textOf(assistants(client.messages)[0]).includes('Hello over SSE again'));
+    transport = 'sse';
+    await checkTransport(page, run, baseUrl);
   },
 
   /** A chat with reasoning, sources, a tool approval and usage, saved as a screenshot. */
@@ -527,18 +673,23 @@ async function main() {
       'base-url': { type: 'string' },
       chromium: { type: 'string', default: process.env.CHROMIUM_PATH },
       screenshot: { type: 'string' },
+      transport: { type: 'string' },
       'timeout-ms': { type: 'string', default: '120000' },
     },
   });
   const name = positionals[0];
-  if (!name || !scenarios[name] || !values['base-url'] || !values.chromium) {
+  const badTransport = values.transport !== undefined && !TRANSPORTS.includes(values.transport);
+  if (!name || !scenarios[name] || !values['base-url'] || !values.chromium || badTransport) {
     process.stderr.write(
-      `usage: run.mjs <${Object.keys(scenarios).join('|')}> --base-url URL --chromium PATH [--screenshot PNG]\n`,
+      `usage: run.mjs <${Object.keys(scenarios).join('|')}> --base-url URL --chromium PATH ` +
+        `[--transport ${TRANSPORTS.join('|')}] [--screenshot PNG]\n`,
     );
     process.exit(2);
   }
+  transport = values.transport ?? null;
   const baseUrl = values['base-url'].replace(/\/+$/, '');
   const run = createRun(name);
+  run.note('transport', transport ?? 'default');
   const consoleLog = [];
   const started = Date.now();
   let launched = null;

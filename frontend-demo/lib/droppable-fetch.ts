@@ -1,17 +1,11 @@
-// A `fetch` for DefaultChatTransport that can cut its own connections on purpose.
+// A `fetch` for the HTTP transports that can cut its own connections on purpose.
 //
 // `drop()` aborts the underlying HTTP request (the TCP connection really closes) and makes
 // the response body fail with the same kind of error a real network drop produces in a
 // browser (`TypeError: network error`). useChat therefore takes exactly the path it takes on
 // a real outage (status `error`, a "disconnect"), and the page's recovery logic resumes the
-// stream with `resumeStream()`, without a reload.
-
-export type RequestKind = 'send' | 'resume' | 'other';
-
-export type FetchEvent =
-  | { type: 'request'; kind: RequestKind }
-  | { type: 'response'; kind: RequestKind; status: number }
-  | { type: 'end'; kind: RequestKind; outcome: 'done' | 'dropped' | 'aborted' | 'failed' };
+// stream with `resumeStream()`, without a reload. (The resilient transport, given the same
+// fetch, reconnects by itself from its last offset and the Chat never sees the drop.)
 
 export const DROP_MESSAGE = 'network error: connection dropped on purpose';
 
@@ -23,23 +17,13 @@ export type DroppableFetch = {
   inFlight: () => number;
 };
 
-function kindOf(input: RequestInfo | URL, init?: RequestInit): RequestKind {
-  const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-  const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
-  const path = new URL(url, 'http://x').pathname;
-  if (method === 'POST') return 'send';
-  if (method === 'GET' && path.endsWith('/stream')) return 'resume';
-  return 'other';
-}
-
 // Statuses whose Response must not have a body (the constructor throws otherwise).
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
 
-export function createDroppableFetch(onEvent?: (event: FetchEvent) => void): DroppableFetch {
+export function createDroppableFetch(): DroppableFetch {
   const live = new Set<() => void>();
 
   const droppableFetch: typeof globalThis.fetch = async (input, init) => {
-    const kind = kindOf(input, init);
     const cut = new AbortController();
     const signal = init?.signal ? AbortSignal.any([init.signal, cut.signal]) : cut.signal;
     let dropped = false;
@@ -48,19 +32,11 @@ export function createDroppableFetch(onEvent?: (event: FetchEvent) => void): Dro
       cut.abort(new DOMException('connection dropped on purpose', 'AbortError'));
     };
     live.add(drop);
-    onEvent?.({ type: 'request', kind });
 
-    const finish = (outcome: 'done' | 'dropped' | 'aborted' | 'failed') => {
-      if (live.delete(drop)) onEvent?.({ type: 'end', kind, outcome });
-    };
+    const finish = () => live.delete(drop);
     const translate = (error: unknown): unknown => {
-      if (dropped) {
-        finish('dropped');
-        return new TypeError(DROP_MESSAGE);
-      }
-      const aborted = error instanceof DOMException && error.name === 'AbortError';
-      finish(aborted ? 'aborted' : 'failed');
-      return error;
+      finish();
+      return dropped ? new TypeError(DROP_MESSAGE) : error;
     };
 
     let response: Response;
@@ -69,9 +45,8 @@ export function createDroppableFetch(onEvent?: (event: FetchEvent) => void): Dro
     } catch (error) {
       throw translate(error);
     }
-    onEvent?.({ type: 'response', kind, status: response.status });
     if (!response.body || NULL_BODY_STATUSES.has(response.status)) {
-      finish('done');
+      finish();
       return response;
     }
 
@@ -81,7 +56,7 @@ export function createDroppableFetch(onEvent?: (event: FetchEvent) => void): Dro
         try {
           const { done, value } = await reader.read();
           if (done) {
-            finish('done');
+            finish();
             controller.close();
           } else {
             controller.enqueue(value);
@@ -91,7 +66,7 @@ export function createDroppableFetch(onEvent?: (event: FetchEvent) => void): Dro
         }
       },
       async cancel(reason) {
-        finish('aborted');
+        finish();
         await reader.cancel(reason).catch(() => {});
       },
     });

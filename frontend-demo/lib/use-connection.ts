@@ -2,8 +2,10 @@
 
 import type { ChatStatus } from 'ai';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { createDroppableFetch, isNetworkError } from './droppable-fetch';
+import { createDroppableSocket } from './droppable-socket';
 import { describeError } from './errors';
-import { createDroppableFetch, isNetworkError, type FetchEvent, type RequestKind } from './droppable-fetch';
+import type { RequestKind, TransportEvent } from './observed-transport';
 
 /** What the connection badge shows. */
 export type ConnectionPhase =
@@ -32,26 +34,36 @@ declare global {
   interface Window {
     /** Phase history, for the browser tests and for curious humans in devtools. */
     __connectionPhases?: ConnectionPhase[];
+    /** Badge text history ("Streaming · WebSocket"), likewise. */
+    __connectionLabels?: string[];
   }
 }
 
-/** Remember every phase the badge went through (read by the browser tests). */
-export function usePhaseHistory(phase: ConnectionPhase) {
-  useEffect(() => {
-    const history = (window.__connectionPhases ??= []);
-    if (history[history.length - 1] !== phase) history.push(phase);
-  }, [phase]);
+function remember<T>(history: T[], value: T) {
+  if (history[history.length - 1] !== value) history.push(value);
+}
+
+/** Remember every phase (and badge text) the badge went through (read by the browser tests). */
+export function usePhaseHistory(phase: ConnectionPhase, label: string) {
+  useEffect(() => remember((window.__connectionPhases ??= []), phase), [phase]);
+  useEffect(() => remember((window.__connectionLabels ??= []), label), [label]);
 }
 
 /**
- * Owns the transport's `fetch` and everything about the connection: which request is in
- * flight, the "drop connection" control, automatic resume after a network error (useChat
- * only resumes on a page reload or when a hidden tab becomes visible) and on `online`.
+ * Owns everything about the connection, whichever transport is used: which request is in
+ * flight (reported by the observed transport), the "drop connection" control (a fetch and a
+ * WebSocket class that can cut their own connections), automatic resume after a network
+ * error (useChat only resumes on a page reload or when a hidden tab becomes visible) and on
+ * `online`, and the reconnects the resilient transport makes by itself.
  */
 export function useConnection() {
   /** The kind of the request whose response is being read (null: none). */
   const [inflight, setInflight] = useState<RequestKind | null>(null);
   const [recovering, setRecovering] = useState(false);
+  /** The transport itself is reconnecting mid-answer (the resilient one does that). */
+  const [relinking, setRelinking] = useState(false);
+  /** … and the answer went on after such a reconnect. */
+  const [relinked, setRelinked] = useState(false);
   const [gaveUp, setGaveUp] = useState(false);
   const [offline, setOffline] = useState(false);
   const [stopping, setStopping] = useState(false);
@@ -61,11 +73,17 @@ export function useConnection() {
   const attempts = useRef(0);
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const recoveringRef = useRef(false);
+  const relinkingRef = useRef(false);
   const stoppedRef = useRef(false);
 
   const setRecoveringBoth = (value: boolean) => {
     recoveringRef.current = value;
     setRecovering(value);
+  };
+
+  const setRelinkingBoth = (value: boolean) => {
+    relinkingRef.current = value;
+    setRelinking(value);
   };
 
   const clearTimer = () => {
@@ -97,31 +115,50 @@ export function useConnection() {
     timer.current = setTimeout(resumeNow, delay);
   }, [resumeNow]);
 
-  const onFetchEvent = useCallback((event: FetchEvent) => {
-    if (event.type === 'request') {
-      if (event.kind === 'send') {
-        // A new turn: forget the previous stop / failure.
-        stoppedRef.current = false;
-        setStopped(false);
-        setGaveUp(false);
+  /** For `observeTransport`: what the Chat's transport is doing. */
+  const onTransportEvent = useCallback((event: TransportEvent) => {
+    switch (event.type) {
+      case 'request':
+        if (event.kind === 'send') {
+          // A new turn: forget the previous stop / failure.
+          stoppedRef.current = false;
+          setStopped(false);
+          setGaveUp(false);
+          attempts.current = 0;
+          clearTimer();
+          setRecoveringBoth(false);
+        }
+        setRelinkingBoth(false);
+        setRelinked(false);
+        setInflight(event.kind);
+        return;
+      case 'resume-answer': {
+        const wasRecovering = recoveringRef.current;
         attempts.current = 0;
-        clearTimer();
         setRecoveringBoth(false);
+        if (!event.found && wasRecovering) void handlers.current?.resync();
+        return;
       }
-      if (event.kind !== 'other') setInflight(event.kind);
-    } else if (event.type === 'end') {
-      if (event.kind !== 'other') setInflight((current) => (current === event.kind ? null : current));
-    } else if (event.type === 'response' && event.kind === 'resume') {
-      const wasRecovering = recoveringRef.current;
-      if (event.status === 200 || event.status === 204) {
-        attempts.current = 0;
-        setRecoveringBoth(false);
-      }
-      if (event.status === 204 && wasRecovering) void handlers.current?.resync();
+      case 'chunk':
+        if (relinkingRef.current) {
+          setRelinkingBoth(false);
+          setRelinked(true);
+        }
+        return;
+      case 'end':
+        setRelinkingBoth(false);
+        setInflight((current) => (current === event.kind ? null : current));
+        return;
     }
   }, []);
 
-  const droppable = useMemo(() => createDroppableFetch((event) => onFetchEvent(event)), [onFetchEvent]);
+  /** For the resilient transport's `onReconnect`: it lost the connection mid-answer. */
+  const onTransportReconnect = useCallback(() => {
+    if (!stoppedRef.current) setRelinkingBoth(true);
+  }, []);
+
+  const droppableFetch = useMemo(() => createDroppableFetch(), []);
+  const droppableSocket = useMemo(() => createDroppableSocket(), []);
 
   /** useChat `onError`: returns true when the error is handled by an automatic resume. */
   const onError = useCallback(
@@ -161,7 +198,8 @@ export function useConnection() {
   const phaseFor = (status: ChatStatus): ConnectionPhase => {
     if (offline) return 'offline';
     if (stopping) return 'stopping';
-    if (status === 'streaming') return inflight === 'resume' ? 'resumed' : 'streaming';
+    if (relinking && (status === 'submitted' || status === 'streaming')) return 'reconnecting';
+    if (status === 'streaming') return inflight === 'resume' || relinked ? 'resumed' : 'streaming';
     if (status === 'submitted') return inflight === 'resume' ? 'reconnecting' : 'sending';
     if (recovering) return 'reconnecting';
     if (status === 'error' || gaveUp) return 'error';
@@ -171,9 +209,14 @@ export function useConnection() {
 
   return {
     phaseFor,
-    fetch: droppable.fetch,
-    /** Cut the in-flight request(s) on purpose; recovery follows automatically. */
-    drop: droppable.drop,
+    /** For the HTTP transports. */
+    fetch: droppableFetch.fetch,
+    /** For the WebSocket transports. */
+    webSocket: droppableSocket.WebSocket,
+    onTransportEvent,
+    onTransportReconnect,
+    /** Cut the in-flight requests and sockets on purpose; recovery follows automatically. */
+    drop: () => droppableFetch.drop() + droppableSocket.drop(),
     onError,
     /** Give the hook the chat functions it calls (call on every render). */
     bind(next: Handlers) {
@@ -194,6 +237,7 @@ export function useConnection() {
       stoppedRef.current = true;
       clearTimer();
       setRecoveringBoth(false);
+      setRelinkingBoth(false);
       setStopping(true);
     },
     endStop() {

@@ -4,15 +4,20 @@ import { Chat } from '@/components/chat';
 import { Sidebar } from '@/components/sidebar';
 import { loadChat, loadChats, loadModels } from '@/lib/bridge';
 import { CHAT_ID_PATTERN } from '@/lib/ids';
+import { parseTransportChoice } from '@/lib/transport-choice';
 
-type Props = { params: Promise<{ id: string }> };
+type Props = {
+  params: Promise<{ id: string }>;
+  searchParams: Promise<{ transport?: string | string[] }>;
+};
 
 export const metadata: Metadata = { title: 'Chat · aisdk-bridge demo' };
 
 // The stored history is rendered on the server, then the client resumes whatever the bridge
 // is still generating for this chat (useChat `resume: true`).
-export default async function ChatPage({ params }: Props) {
+export default async function ChatPage({ params, searchParams }: Props) {
   const { id } = await params;
+  const { transport } = await searchParams;
   if (!CHAT_ID_PATTERN.test(id)) notFound();
 
   const [chat, chats, models] = await Promise.all([loadChat(id), loadChats(), loadModels()]);
@@ -28,6 +33,7 @@ export default async function ChatPage({ params }: Props) {
         initialMessages={chat.data.messages}
         models={models.data}
         loadError={chat.error}
+        transportFromUrl={parseTransportChoice(transport)}
       />
     </div>
   );
