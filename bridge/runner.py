@@ -494,4 +494,3 @@ class GenerationRunner:
 
 def _has_content(message: UIMessage) -> bool:
     return any(not isinstance(part, StepStartUIPart) for part in message.parts)
-

@@ -164,9 +164,16 @@ def test_start_frame_names_the_generation_and_the_prelude() -> None:
     from protocol.websocket import encode_start_frame
 
     assert orjson.loads(encode_start_frame("r", "gen_1")) == {
-        "type": "start", "requestId": "r", "generationId": "gen_1"}
+        "type": "start",
+        "requestId": "r",
+        "generationId": "gen_1",
+    }
     assert orjson.loads(encode_start_frame("r", "gen_1", prelude_end=4)) == {
-        "type": "start", "requestId": "r", "generationId": "gen_1", "preludeEnd": 4}
+        "type": "start",
+        "requestId": "r",
+        "generationId": "gen_1",
+        "preludeEnd": 4,
+    }
     assert orjson.loads(encode_start_frame("r")) == {"type": "start", "requestId": "r"}
 
 
