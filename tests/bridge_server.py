@@ -11,6 +11,7 @@ import pytest
 from bridge.app import create_app
 from bridge.settings import Settings
 from protocol.sse import SSEParser
+from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import LiveServer
 
 BridgeFactory = Callable[..., LiveServer]
@@ -46,6 +47,25 @@ def bridge_factory() -> Iterator[BridgeFactory]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def openai_fake() -> Iterator[OpenAIFake]:
+    """The fake OpenAI server (Responses and Chat Completions), accepting key `test-key`."""
+    fake = OpenAIFake(api_key="test-key")
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def openai_settings(fake: OpenAIFake, **extra: Any) -> dict[str, Any]:
+    """Bridge settings that send `openai:gpt-test` to the fake."""
+    return {
+        "openai_api_key": "test-key",
+        "openai_base_url": fake.base_url,
+        "bridge_model": "openai:gpt-test",
+        **extra,
+    }
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,14 +21,6 @@ from tests.fakes.server import Delay, LiveServer, Text
 from tests.session_client import StreamResult, read_stream
 
 WORDS = " ".join(f"word{index}" for index in range(80))
-
-
-@pytest.fixture
-def openai_fake() -> Iterator[OpenAIFake]:
-    fake = OpenAIFake(api_key="test-key")
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

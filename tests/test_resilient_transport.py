@@ -111,14 +111,6 @@ def proxies() -> Iterator[Callable[..., FaultProxy]]:
         proxy.stop()
 
 
-@pytest.fixture
-def openai_fake() -> Iterator[OpenAIFake]:
-    fake = OpenAIFake(api_key="test-key")
-    fake.start()
-    yield fake
-    fake.stop()
-
-
 def scenario(url: str, chat_id: str, steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {
         "api": f"{url}/api/chat",

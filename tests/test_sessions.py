@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.bridge_server import BridgeFactory, chat_body
+from tests.bridge_server import BridgeFactory, chat_body, openai_settings
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Delay, HttpError, LiveServer, StreamError, Text
 from tests.session_client import StreamResult, read_stream
@@ -19,25 +18,8 @@ WORDS = " ".join(f"word{index}" for index in range(120))
 
 
 @pytest.fixture
-def openai_fake() -> Iterator[OpenAIFake]:
-    fake = OpenAIFake(api_key="test-key")
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def bridge(bridge_factory: BridgeFactory, openai_fake: OpenAIFake) -> LiveServer:
     return bridge_factory(**openai_settings(openai_fake))
-
-
-def openai_settings(fake: OpenAIFake, **extra: Any) -> dict[str, Any]:
-    return {
-        "openai_api_key": "test-key",
-        "openai_base_url": fake.base_url,
-        "bridge_model": "openai:gpt-test",
-        **extra,
-    }
 
 
 async def post(

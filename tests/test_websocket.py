@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,14 +23,6 @@ from tests.session_client import read_stream
 from tests.ws_client import RawSocket, resume_frame, send_frame, ws_url
 
 WORDS = " ".join(f"word{index}" for index in range(150))
-
-
-@pytest.fixture
-def openai_fake() -> Iterator[OpenAIFake]:
-    fake = OpenAIFake(api_key="test-key")
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 def openai_bridge(factory: BridgeFactory, fake: OpenAIFake, **extra: Any) -> LiveServer:
