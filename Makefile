@@ -12,7 +12,7 @@ PORT ?= 8000
 DEMO_PORT ?= 3000
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint typecheck format bench demo demo-build tools clean
+.PHONY: help install run test test-fast lint format bench demo tools clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
