@@ -43,7 +43,9 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
     one heartbeat interval passed), so a refused call surfaces as an error here."""
     chat_id = chat_request.id
     await authorize(services, user, chat_id)
-    await services.store.claim_chat(chat_id, user)
+    if await services.store.claim_chat(chat_id, user) != user:
+        # Someone else created the chat between the check and the claim.
+        raise NotFound(f"chat {chat_id} not found")
 
     provider, model, model_id = services.registry.choose(chat_request.model)
 
