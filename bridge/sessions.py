@@ -19,6 +19,9 @@ from bridge.services import Services
 from bridge.store.base import GenerationInfo, GenerationNotFound, LogEntry, Outcome
 from protocol.messages import CHAT_ID_PATTERN, ChatRequest, TextUIPart, UIMessage
 
+_PAST_ANY_END = 1 << 62
+"""An offset beyond every log's end marker."""
+
 
 class GenerationGone(RequestError):
     status_code = 410
@@ -130,8 +133,8 @@ async def generation_to_resume(
         return None
     ended = generation_id != chat.active_generation_id
     try:
-        # For an ended generation the whole log is read to learn its outcome.
-        head = await store.read(chat_id, generation_id, -1, limit=1_000_000 if ended else 1)
+        # A read past the end marker returns no entries but the outcome: cheap at any size.
+        head = await store.read(chat_id, generation_id, _PAST_ANY_END if ended else -1, limit=1)
     except GenerationNotFound:
         if after >= 0:
             raise GenerationGone(f"generation {generation_id} is past its retention") from None

@@ -293,7 +293,7 @@ async def test_end_generation_marks_log_ended_with_outcome(store: SessionStore) 
     await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.ABORTED, None)
 
     assert await read_to_end(store, info) == LogRead(expected(2), True, Outcome.ABORTED)
-    for after in (2, 3, 10):  # at or past the last chunk: nothing more, and it says so
+    for after in (2, 3, 10, 1 << 62):  # at or past the last chunk: nothing more, and it says so
         result = await store.read(info.chat_id, info.generation_id, after, wait=5)
         assert result == LogRead([], ended=True, outcome=Outcome.ABORTED)
 
