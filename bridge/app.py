@@ -13,15 +13,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from bridge.auth import TokenAuth
-from bridge.body import InvalidRequest
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, InvalidRequest
 from bridge.providers.registry import ProviderRegistry
-from bridge.routes import chat, meta, poll, websocket
+from bridge.routes import chats, meta
 from bridge.runner import GenerationRunner
 from bridge.services import Services
 from bridge.settings import Settings
 from bridge.store.base import SessionStore
 from bridge.tools import load_tools
+from bridge.transports import poll, sse, websocket
 
 logger = logging.getLogger("bridge")
 
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
             allow_credentials=True,
-            expose_headers=[chat.GENERATION_HEADER],
+            expose_headers=[sse.GENERATION_HEADER],
         )
 
     @app.exception_handler(BridgeError)
@@ -136,7 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(_error_body("internal_error", "internal server error"), status_code=500)
 
-    app.include_router(chat.router)
+    app.include_router(sse.router)
+    app.include_router(chats.router)
     app.include_router(meta.router)
     app.include_router(poll.router)
     app.include_router(websocket.router)

@@ -6,14 +6,9 @@ import hmac
 
 from starlette.requests import HTTPConnection
 
-from bridge.errors import BridgeError
+from bridge.errors import Unauthorized
 
 ANONYMOUS = "anonymous"
-
-
-class Unauthorized(BridgeError):
-    status_code = 401
-    code = "unauthorized"
 
 
 class TokenAuth:

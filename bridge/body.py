@@ -8,25 +8,9 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from bridge.errors import BridgeError, RequestError
+from bridge.errors import InvalidRequest, PayloadTooLarge, RequestError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class PayloadTooLarge(BridgeError):
-    status_code = 413
-    code = "payload_too_large"
-
-
-class InvalidRequest(RequestError):
-    """The body is JSON but not a valid request; `details` names each bad field."""
-
-    status_code = 422
-    code = "invalid_request"
-
-    def __init__(self, message: str, details: list[dict[str, str]]) -> None:
-        super().__init__(message)
-        self.details = details
 
 
 async def read_body(request: Request, limit: int) -> bytes:

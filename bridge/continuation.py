@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.errors import RequestError
+from bridge.errors import ApprovalAnswered, ApprovalRejected
 from bridge.tools import ToolBox
 from protocol.messages import (
     AnyToolUIPart,
@@ -23,17 +23,6 @@ from protocol.messages import (
 )
 
 AnyToolPart = (ToolUIPart, DynamicToolUIPart)
-
-
-class ApprovalRejected(RequestError):
-    """An approval answer for an approval the server never requested."""
-
-    code = "approval_rejected"
-
-
-class ApprovalAnswered(RequestError):
-    status_code = 409
-    code = "approval_already_answered"
 
 
 @dataclass(frozen=True, slots=True)

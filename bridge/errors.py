@@ -1,17 +1,26 @@
 """The bridge's exception hierarchy.
 
-    BridgeError
-    ├── RequestError            the client's request is wrong (4xx)
-    │   ├── ModelNotAllowed     400: `model` outside the allowlist
-    │   ├── ChatConflict        409: the chat has a running generation
-    │   └── NotFound            404
-    └── ProviderError           the model provider failed
-        ├── ProviderAuthError   rejected our credentials (-> 502)
-        ├── ProviderRateLimited 429 from the provider (-> 503)
-        ├── ProviderBadRequest  the provider refused the request (-> 502)
-        └── ProviderUnavailable network failure, 5xx, timeout (-> 502/504)
-
-Store errors live in `bridge.store.base` (StoreError and subclasses).
+BridgeError
+├── RequestError            the client's request is wrong (4xx)
+│   ├── InvalidRequest      422: JSON, but not a valid request (`details` per field)
+│   ├── ModelNotAllowed     400: `model` outside the allowlist
+│   ├── ApprovalRejected    400: an answer to an approval the server never asked for
+│   ├── ApprovalAnswered    409: an approval answered already
+│   ├── ChatConflict        409: the chat has a running generation
+│   ├── NotFound            404
+│   └── GenerationGone      410: a log past its retention
+├── PayloadTooLarge         413
+├── Unauthorized            401
+├── ProviderError           the model provider failed
+│   ├── ProviderAuthError   rejected our credentials (-> 502)
+│   ├── ProviderRateLimited 429 from the provider (-> 503)
+│   ├── ProviderBadRequest  the provider refused the request (-> 502)
+│   └── ProviderUnavailable network failure, 5xx, timeout (-> 502/504)
+└── StoreError              the session store (-> 503); a backend's own exceptions
+    │                       (redis-py's) are mapped to these at the store boundary
+    ├── GenerationNotFound  the log does not exist (never created, or expired)
+    ├── OffsetConflict      an append at an offset that is not the log's next one
+    └── ChatBusy            begin on a chat whose active generation is alive
 """
 
 from __future__ import annotations
@@ -31,6 +40,43 @@ class BridgeError(Exception):
 class RequestError(BridgeError):
     status_code = 400
     code = "bad_request"
+
+
+class InvalidRequest(RequestError):
+    """The body is JSON but not a valid request; `details` names each bad field."""
+
+    status_code = 422
+    code = "invalid_request"
+
+    def __init__(self, message: str, details: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class PayloadTooLarge(BridgeError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(BridgeError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class ApprovalRejected(RequestError):
+    """An approval answer for an approval the server never requested."""
+
+    code = "approval_rejected"
+
+
+class ApprovalAnswered(RequestError):
+    status_code = 409
+    code = "approval_already_answered"
+
+
+class GenerationGone(RequestError):
+    status_code = 410
+    code = "generation_gone"
 
 
 class ModelNotAllowed(RequestError):
@@ -74,3 +120,38 @@ class ProviderBadRequest(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     code = "provider_unavailable"
+
+
+class StoreError(BridgeError):
+    """The session store failed or refused an operation."""
+
+    status_code = 503
+    code = "store_unavailable"
+
+    def __init__(self, message: str = "the session store is unavailable") -> None:
+        super().__init__(message)
+
+
+class GenerationNotFound(StoreError):
+    """The generation's log does not exist: never created, or expired (retention)."""
+
+    status_code = 404
+    code = "generation_not_found"
+
+
+class OffsetConflict(StoreError):
+    """An append or end marker at an offset that is not the log's next one."""
+
+    status_code = 409
+    code = "offset_conflict"
+
+
+class ChatBusy(StoreError):
+    """`begin_generation` on a chat whose active generation is still alive."""
+
+    status_code = 409
+    code = "generation_active"
+
+    def __init__(self, active_generation_id: str) -> None:
+        super().__init__(f"chat has an active generation {active_generation_id}")
+        self.active_generation_id = active_generation_id

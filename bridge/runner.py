@@ -27,13 +27,13 @@ import anyio
 
 from bridge.continuation import ApprovalDecision
 from bridge.conversation import Turn
-from bridge.errors import ChatConflict, ProviderError, ProviderUnavailable
+from bridge.errors import ChatBusy, ChatConflict, ProviderError, ProviderUnavailable
 from bridge.ids import new_approval_id
-from bridge.log import LogWriter
+from bridge.log.writer import LogWriter
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest, Provider
 from bridge.settings import Settings
-from bridge.store.base import ChatBusy, GenerationInfo, Outcome, SessionStore
+from bridge.store.base import GenerationInfo, Outcome, SessionStore
 from bridge.tools import ToolBox
 from bridge.tools.declare import ToolInputError
 from bridge.tools.execute import run_tool

@@ -38,6 +38,19 @@ ToolState = Literal[
 Role = Literal["system", "user", "assistant"]
 
 CHAT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:~@+=-]{1,200}$")
+CHAT_ID_RULE = "chat id must be 1-200 characters of letters, digits and ._:~@+=-"
+
+
+def is_chat_id(value: str) -> bool:
+    """The one rule for chat ids: safe as a storage key, a URL segment and a hash tag."""
+    return CHAT_ID_PATTERN.fullmatch(value) is not None and value not in {".", ".."}
+
+
+def check_chat_id_field(value: str) -> str:
+    """A pydantic field validator for chat ids."""
+    if not is_chat_id(value):
+        raise ValueError(CHAT_ID_RULE)
+    return value
 
 
 class WireModel(BaseModel):
@@ -266,9 +279,7 @@ class ChatRequest(BaseModel):
     @field_validator("id")
     @classmethod
     def _valid_chat_id(cls, value: str) -> str:
-        if not CHAT_ID_PATTERN.fullmatch(value) or value in {".", ".."}:
-            raise ValueError("chat id must be 1-200 characters of letters, digits and ._:~@+=-")
-        return value
+        return check_chat_id_field(value)
 
     @model_validator(mode="after")
     def _has_messages(self) -> ChatRequest:

@@ -43,7 +43,7 @@ from pydantic import (
     model_validator,
 )
 
-from protocol.messages import CHAT_ID_PATTERN, ChatRequest, UIMessage
+from protocol.messages import ChatRequest, UIMessage, check_chat_id_field
 
 __all__ = [
     "KEEPALIVE_FRAME",
@@ -100,9 +100,7 @@ class _RequestFrame(_Frame):
     def _valid_chat_id(cls, value: str) -> str:
         # Stricter than the SDK's validator: the same rule as the HTTP routes, so the chat id
         # is safe to use as a storage key.
-        if not CHAT_ID_PATTERN.fullmatch(value) or value in {".", ".."}:
-            raise ValueError("chat id must be 1-200 characters of letters, digits and ._:~@+=-")
-        return value
+        return check_chat_id_field(value)
 
 
 class WsResumeFrame(_RequestFrame):

@@ -29,6 +29,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bridge.errors import (
+    ChatBusy as ChatBusy,
+)
+from bridge.errors import (
+    GenerationNotFound as GenerationNotFound,
+)
+from bridge.errors import (
+    OffsetConflict as OffsetConflict,
+)
+from bridge.errors import (
+    StoreError as StoreError,
+)
+
 JSONDict = dict[str, Any]
 
 
@@ -85,26 +98,6 @@ class LogRead:
     """True when the end marker was reached: nothing will follow `entries`."""
     outcome: Outcome | None = None
     """Set when `ended`."""
-
-
-class StoreError(Exception):
-    """Base class of the store's errors."""
-
-
-class GenerationNotFound(StoreError):
-    """The generation's log does not exist: never created, or expired (retention)."""
-
-
-class OffsetConflict(StoreError):
-    """An append or end marker at an offset that is not the log's next one."""
-
-
-class ChatBusy(StoreError):
-    """`begin_generation` on a chat whose active generation is still alive."""
-
-    def __init__(self, active_generation_id: str) -> None:
-        super().__init__(f"chat has an active generation {active_generation_id}")
-        self.active_generation_id = active_generation_id
 
 
 class SessionStore(Protocol):

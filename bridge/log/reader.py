@@ -6,8 +6,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bridge.store.base import LogEntry, SessionStore
-from protocol.sse import DONE_EVENT, comment, encode_event
-from protocol.text_stream import text_of_chunk
 
 logger = logging.getLogger("bridge.reader")
 
@@ -49,23 +47,3 @@ async def follow(
             await recover(chat_id, generation_id)
             continue
         yield None
-
-
-async def sse_stream(entries: AsyncIterator[list[LogEntry] | None]) -> AsyncIterator[bytes]:
-    """The UI message stream: one SSE event per chunk, `id:` = the chunk's offset."""
-    async for batch in entries:
-        if batch is None:
-            yield comment("keep-alive")
-        else:
-            yield b"".join([encode_event(entry.data, entry.offset) for entry in batch])
-    yield DONE_EVENT
-
-
-async def text_stream(entries: AsyncIterator[list[LogEntry] | None]) -> AsyncIterator[bytes]:
-    """The plain text protocol: only the text of `text-delta` chunks."""
-    async for batch in entries:
-        if batch is None:
-            continue
-        pieces = [text for entry in batch if (text := text_of_chunk(entry.data))]
-        if pieces:
-            yield b"".join(pieces)

@@ -1,4 +1,8 @@
-"""One accepted WebSocket of the AI SDK's `WebSocketChatTransport`: many requests, one socket.
+"""`/api/chat` as a WebSocket: the wire of the AI SDK's `WebSocketChatTransport`.
+
+Same path as the POST, so `new WebSocketChatTransport({ url: '/api/chat' })` works as is.
+The handshake is checked first (Origin, then the token: browsers cannot set handshake
+headers, so `?token=` is accepted); then one accepted socket carries many requests.
 
 One anyio task group per socket:
 
@@ -19,18 +23,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bridge.body import InvalidRequest, validation_details
-from bridge.errors import BridgeError
-from bridge.services import Services
-from bridge.sessions import (
+from bridge.body import validation_details
+from bridge.chats import (
     authorize,
     check_chat_id,
     follow_generation,
@@ -38,7 +45,8 @@ from bridge.sessions import (
     start_generation,
     stop_generation,
 )
-from bridge.store.base import GenerationNotFound
+from bridge.errors import BridgeError, GenerationNotFound, InvalidRequest, Unauthorized
+from bridge.services import Services, services_of
 from protocol.messages import ChatRequest
 from protocol.websocket import (
     KEEPALIVE_FRAME,
@@ -291,3 +299,48 @@ class SocketSession:
         if request.aborted:
             with anyio.move_on_after(STOP_WAIT_SECONDS, shield=True):
                 await stop_generation(self._services, request.chat_id, generation_id)
+
+
+router = APIRouter()
+
+
+def origin_allowed(headers: Headers, allowed: Sequence[str]) -> bool:
+    """Same-origin, or listed in BRIDGE_CORS_ORIGINS ("*": any).
+
+    Browsers always send Origin on a WebSocket handshake and never let a page forge it,
+    so this stops other sites from opening sockets with the user's credentials
+    (cross-site WebSocket hijacking). A handshake without Origin is not from a browser.
+    """
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    if "*" in allowed or origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    host = headers.get("host")
+    return parts.scheme in {"http", "https"} and host is not None and parts.netloc == host
+
+
+async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    """Refuse the handshake: an HTTP error (when the server can send one) the client can
+    read, else a close before accepting (uvicorn answers 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        body = {"error": {"code": code, "message": message}}
+        await websocket.send_denial_response(JSONResponse(body, status_code=status))
+    else:
+        await websocket.close(POLICY_VIOLATION, close_reason(message))
+
+
+@router.websocket("/api/chat")
+async def chat_socket(websocket: WebSocket) -> None:
+    services = services_of(websocket)
+    if not origin_allowed(websocket.headers, services.settings.bridge_cors_origins):
+        await _deny(websocket, 403, "origin_not_allowed", "this origin may not open a socket")
+        return
+    try:
+        user = services.auth.user_for(websocket)
+    except Unauthorized as exc:
+        await _deny(websocket, exc.status_code, exc.code, exc.message)
+        return
+    await websocket.accept()
+    await SocketSession(websocket, services, user).run()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from bridge.store.base import OffsetConflict, Outcome, SessionStore, StoreError
+from bridge.errors import OffsetConflict, StoreError
+from bridge.store.base import Outcome, SessionStore
 from protocol.assembler import MessageAssembler
 from protocol.chunks import AbortChunk, ErrorChunk, encode_chunk, parse_chunk
 

@@ -1,5 +1,5 @@
-"""What every transport does with a chat, independent of HTTP, SSE or WebSocket:
-start a generation, find the generation to resume, stop one, follow a log."""
+"""Chat operations, the same for every transport (SSE, WebSocket, long-poll): start a
+generation, find the generation to resume, stop one, follow a log."""
 
 from __future__ import annotations
 
@@ -8,30 +8,47 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+from starlette.requests import HTTPConnection
+
 from bridge.continuation import ApprovalDecision, merge_answers
 from bridge.conversation import Turn, plan_turn
-from bridge.errors import NotFound, RequestError
+from bridge.errors import GenerationGone, GenerationNotFound, NotFound, RequestError
 from bridge.ids import new_generation_id
-from bridge.reader import follow
-from bridge.recovery import close_abandoned
+from bridge.log.reader import follow
+from bridge.log.recovery import close_abandoned
 from bridge.runner import Generation, GenerationPlan
 from bridge.services import Services
-from bridge.store.base import GenerationInfo, GenerationNotFound, LogEntry, Outcome
-from protocol.messages import CHAT_ID_PATTERN, ChatRequest, TextUIPart, UIMessage
+from bridge.store.base import GenerationInfo, LogEntry, Outcome
+from protocol.messages import CHAT_ID_RULE, ChatRequest, TextUIPart, UIMessage, is_chat_id
 
 _PAST_ANY_END = 1 << 62
 """An offset beyond every log's end marker."""
 
 
-class GenerationGone(RequestError):
-    status_code = 410
-    code = "generation_gone"
-
-
 def check_chat_id(chat_id: str) -> str:
-    if not CHAT_ID_PATTERN.fullmatch(chat_id) or chat_id in {".", ".."}:
-        raise RequestError("chat id must be 1-200 characters of letters, digits and ._:~@+=-")
+    if not is_chat_id(chat_id):
+        raise RequestError(CHAT_ID_RULE)
     return chat_id
+
+
+def parse_cursor(value: str | None) -> int:
+    if value is None or value == "":
+        return -1
+    try:
+        offset = int(value)
+    except ValueError:
+        raise RequestError(f"cursor must be an integer offset, got {value[:40]!r}") from None
+    if offset < -1:
+        raise RequestError("cursor must be >= -1")
+    return offset
+
+
+async def caller(services: Services, connection: HTTPConnection, chat_id: str) -> str:
+    """The authenticated user, checked against the chat's owner."""
+    check_chat_id(chat_id)
+    user = services.auth.user_for(connection)
+    await authorize(services, user, chat_id)
+    return user
 
 
 async def authorize(services: Services, user: str, chat_id: str) -> None:

@@ -20,18 +20,17 @@ import math
 from fastapi import APIRouter, Request, Response
 
 from bridge.body import parse_json, read_body, validate
-from bridge.errors import RequestError
-from bridge.recovery import close_abandoned
-from bridge.routes.chat import parse_cursor
-from bridge.services import Services, services_of
-from bridge.sessions import (
-    GenerationGone,
+from bridge.chats import (
     authorize,
     check_chat_id,
     generation_to_resume,
+    parse_cursor,
     start_generation,
 )
-from bridge.store.base import GenerationNotFound, LogRead
+from bridge.errors import GenerationGone, GenerationNotFound, RequestError
+from bridge.log.recovery import close_abandoned
+from bridge.services import Services, services_of
+from bridge.store.base import LogRead
 from protocol.messages import ChatRequest
 from protocol.poll import encode_poll_page
 from protocol.websocket import MAX_SEQUENCE
