@@ -155,3 +155,24 @@ class ChatBusy(StoreError):
     def __init__(self, active_generation_id: str) -> None:
         super().__init__(f"chat has an active generation {active_generation_id}")
         self.active_generation_id = active_generation_id
+
+
+class StaleRevision(StoreError):
+    """`begin_generation` planned against a history revision that is no longer current:
+    another request changed the chat in between (two approval answers racing)."""
+
+    status_code = 409
+    code = "history_changed"
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(f"the chat's history changed (revision {current}, expected {expected})")
+        self.expected = expected
+        self.current = current
+
+
+class Fenced(StoreError):
+    """A write by a producer that lost its generation: its lease lapsed and another
+    process took over (a higher epoch). It must stop and never write again."""
+
+    status_code = 409
+    code = "producer_fenced"
