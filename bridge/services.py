@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
 from bridge.auth import TokenAuth
+from bridge.observe.metrics import Metrics
 from bridge.providers.registry import ProviderRegistry
 from bridge.runner import GenerationRunner
 from bridge.settings import Settings
@@ -23,6 +24,7 @@ class Services:
     runner: GenerationRunner
     auth: TokenAuth
     tools: ToolBox
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def services_of(connection: HTTPConnection) -> Services:

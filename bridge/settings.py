@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     bridge_expose_errors: bool = False
     """Send provider/tool error details to clients; off: a generic text."""
 
+    # Operations
+    bridge_metrics: bool = True
+    """Serve Prometheus metrics on GET /metrics."""
+    bridge_log_format: str = Field(default="text", pattern="^(text|json)$")
+    """`json`: one JSON object per log line (uvicorn's access log too), with chat,
+    generation and user ids; `text`: plain lines with the ids appended."""
+    bridge_log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
     # Auth
     bridge_auth_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """`token:user` pairs; empty: no authentication, every caller is `anonymous`."""

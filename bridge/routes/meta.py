@@ -1,10 +1,12 @@
-"""Small read-only endpoints: models, health."""
+"""Small read-only endpoints: models, health, metrics."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from bridge.errors import NotFound
+from bridge.observe.metrics import CONTENT_TYPE
 from bridge.services import services_of
 
 router = APIRouter()
@@ -32,3 +34,13 @@ async def health(request: Request) -> JSONResponse:
             "runningGenerations": services.runner.running,
         }
     )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; 404 when BRIDGE_METRICS=false."""
+    services = services_of(request)
+    if not services.settings.bridge_metrics:
+        raise NotFound("metrics are off (BRIDGE_METRICS=false)")
+    services.metrics.generations_running.set(services.runner.running)
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE)
