@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = None
     provider_timeout_seconds: float = Field(default=600.0, gt=0)
     """Per provider request, whole stream."""
+    bridge_providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Your own providers or agents: `name=package.module:attribute` entries, comma
+    separated; served as `name:<model>`."""
 
     # Models
     bridge_model: str | None = None
@@ -91,7 +94,13 @@ class Settings(BaseSettings):
     bridge_allow_client_tools: bool = False
     """Accept tool declarations (JSON schemas) from the request body `tools`."""
 
-    @field_validator("bridge_models", "bridge_cors_origins", "bridge_auth_tokens", mode="before")
+    @field_validator(
+        "bridge_models",
+        "bridge_cors_origins",
+        "bridge_auth_tokens",
+        "bridge_providers",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -22,6 +22,8 @@ from protocol.chunks import (
     ToolInputDeltaChunk,
     ToolInputErrorChunk,
     ToolInputStartChunk,
+    ToolOutputAvailableChunk,
+    ToolOutputErrorChunk,
     UIMessageChunk,
 )
 
@@ -79,6 +81,15 @@ class StepTransformer:
                 )
             case ev.ToolCall():
                 yield self._tool_call(event)
+            case ev.ToolResult(tool_call_id=call_id, output=output, error=error):
+                if error is not None:
+                    yield ToolOutputErrorChunk(
+                        tool_call_id=call_id, error_text=error, provider_executed=True
+                    )
+                else:
+                    yield ToolOutputAvailableChunk(
+                        tool_call_id=call_id, output=output, provider_executed=True
+                    )
             case ev.Source():
                 yield self._source(event)
             case ev.File(media_type=media_type, url=url):

@@ -16,6 +16,12 @@ Each `stream` call yields, in order:
   (`ToolInputStart`, `ToolInputDelta`) and end with a complete `ToolCall`;
 * `StepFinished` last, with the normalised finish reason and the step's usage.
 
+A provider that runs tools itself (a hosted tool, or an agent framework with its own tool
+loop) marks their `ToolCall` `provider_executed=True` and reports the outcome with a
+`ToolResult`; the bridge shows both and never runs such a call. Any object with
+`name`, `stream` and `aclose` is a provider: register your own with
+`BRIDGE_PROVIDERS` or in code (README, "Bring your own agent").
+
 A failure after `StreamOpened` is raised as a `ProviderError` too; the runner turns it
 into an `error` chunk. Cancelling the iterator (`aclose`) must close the upstream HTTP
 response, so a stop really stops the provider.
@@ -144,6 +150,17 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The result of a tool call the provider (or the agent behind it) executed itself:
+    its `ToolCall` came with `provider_executed=True` and the bridge does not run it.
+    `error` set: the tool failed with this text (`output` is then ignored)."""
+
+    tool_call_id: str
+    output: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     source_type: Literal["url", "document"]
     id: str
@@ -180,6 +197,7 @@ ProviderEvent = (
     | ToolInputStart
     | ToolInputDelta
     | ToolCall
+    | ToolResult
     | Source
     | File
     | StepFinished

@@ -4,12 +4,16 @@ openai:<model>        OpenAI Responses API        OPENAI_API_KEY, or OPENAI_BASE
 openai-chat:<model>   Chat Completions (vLLM, …)  same as openai
 anthropic:<model>     Anthropic Messages API      ANTHROPIC_API_KEY
 demo:<anything>       scripted, no network        always
+<name>:<model>        your own provider or agent  BRIDGE_PROVIDERS=name=module:attribute,
+                                                  or `create_app(providers=...)` in code
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from bridge.errors import ModelNotAllowed
 from bridge.providers.anthropic import AnthropicProvider
@@ -63,6 +67,25 @@ def default_model(settings: Settings) -> str:
     return DEMO_MODEL
 
 
+def load_provider(entry: str) -> tuple[str, Provider]:
+    """`name=package.module:attribute` → (name, provider). The attribute is a provider (an
+    object with `stream` and `aclose`) or a callable returning one, called once."""
+    name, sep, path = entry.partition("=")
+    module_name, colon, attribute = path.strip().partition(":")
+    name = name.strip()
+    if not sep or not colon or not name or ":" in name or not module_name or not attribute:
+        raise ValueError(
+            f"BRIDGE_PROVIDERS entry {entry!r} must look like name=package.module:attribute"
+        )
+    target: object = importlib.import_module(module_name)
+    for step in attribute.split("."):
+        target = getattr(target, step)
+    provider = target if hasattr(target, "stream") else target() if callable(target) else None
+    if provider is None or not hasattr(provider, "stream") or not hasattr(provider, "aclose"):
+        raise ValueError(f"{path} is not a provider (an object with stream() and aclose())")
+    return name, cast("Provider", provider)
+
+
 class ProviderRegistry:
     def __init__(
         self,
@@ -76,7 +99,12 @@ class ProviderRegistry:
         self.allowed_models: list[str] = list(allowed_models or [default_model])
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ProviderRegistry:
+    def from_settings(
+        cls, settings: Settings, extra: Mapping[str, Provider] | None = None
+    ) -> ProviderRegistry:
+        """The built-in providers the settings configure, then those named by
+        BRIDGE_PROVIDERS, then `extra` (given in code); a later one replaces an earlier one
+        of the same name."""
         providers: dict[str, Provider] = {
             "demo": DemoProvider(token_delay=settings.bridge_demo_token_delay_ms / 1000)
         }
@@ -96,6 +124,10 @@ class ProviderRegistry:
                 base_url=settings.anthropic_base_url,
                 timeout=timeout,
             )
+        for entry in settings.bridge_providers:
+            name, provider = load_provider(entry)
+            providers[name] = provider
+        providers.update(extra or {})
         registry = cls(
             providers,
             default_model=default_model(settings),
@@ -126,7 +158,7 @@ class ProviderRegistry:
             )
         raise ModelNotAllowed(
             f'unknown provider "{name}" in model "{model_string}" '
-            f"(providers: {', '.join(KNOWN_PROVIDERS)})"
+            f"(providers: {', '.join(sorted({*KNOWN_PROVIDERS, *self.providers}))})"
         )
 
     def choose(self, requested: str | None) -> tuple[Provider, str, str]:
