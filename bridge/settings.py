@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -12,6 +12,17 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+class Endpoint(BaseModel):
+    """One OpenAI-compatible server (BRIDGE_ENDPOINTS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(min_length=1)
+    api: Literal["chat", "responses"] = "chat"
+    api_key_env: str | None = None
+    """The environment variable holding the key (kept out of the settings themselves)."""
 
 
 class Settings(BaseSettings):
@@ -24,6 +35,15 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = None
     provider_timeout_seconds: float = Field(default=600.0, gt=0)
     """Per provider request, whole stream."""
+    bridge_endpoints: dict[str, Endpoint] = Field(default_factory=dict)
+    """More OpenAI-compatible servers, each served as `<name>:<model>`: a JSON object
+    `{"<name>": {"base_url": "...", "api": "chat" | "responses", "api_key_env": "VAR"}}`
+    (the key is read from the variable named by `api_key_env`; none: a placeholder)."""
+    azure_openai_api_key: str | None = None
+    azure_openai_endpoint: str | None = None
+    """`https://<resource>.openai.azure.com`: serves `azure:<deployment>` (Chat Completions)."""
+    openai_api_version: str = "2024-10-21"
+    """The Azure OpenAI API version."""
     bridge_providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Your own providers or agents: `name=package.module:attribute` entries, comma
     separated; served as `name:<model>`."""

@@ -3,6 +3,8 @@
 openai:<model>        OpenAI Responses API        OPENAI_API_KEY, or OPENAI_BASE_URL alone
 openai-chat:<model>   Chat Completions (vLLM, …)  same as openai
 anthropic:<model>     Anthropic Messages API      ANTHROPIC_API_KEY
+azure:<deployment>    Azure OpenAI (Chat Compl.)  AZURE_OPENAI_API_KEY + AZURE_OPENAI_ENDPOINT
+<endpoint>:<model>    any OpenAI-compatible       BRIDGE_ENDPOINTS (several at once)
 demo:<anything>       scripted, no network        always
 <name>:<model>        your own provider or agent  BRIDGE_PROVIDERS=name=module:attribute,
                                                   or `create_app(providers=...)` in code
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import cast
 
@@ -21,7 +24,7 @@ from bridge.providers.base import Provider
 from bridge.providers.demo import DemoProvider
 from bridge.providers.openai_chat import OpenAIChatProvider
 from bridge.providers.openai_responses import OpenAIResponsesProvider
-from bridge.settings import Settings
+from bridge.settings import Endpoint, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,16 @@ def default_model(settings: Settings) -> str:
         DEMO_MODEL,
     )
     return DEMO_MODEL
+
+
+def _endpoint_provider(name: str, endpoint: Endpoint, timeout: float) -> Provider:
+    if ":" in name or not name.strip():
+        raise ValueError(f"BRIDGE_ENDPOINTS name {name!r} must be non-empty and have no ':'")
+    key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
+    if endpoint.api_key_env and not key:
+        logger.warning("endpoint %s: %s is not set", name, endpoint.api_key_env)
+    kind = OpenAIResponsesProvider if endpoint.api == "responses" else OpenAIChatProvider
+    return kind(api_key=key or PLACEHOLDER_KEY, base_url=endpoint.base_url, timeout=timeout)
 
 
 def load_provider(entry: str) -> tuple[str, Provider]:
@@ -118,6 +131,21 @@ class ProviderRegistry:
             providers["openai-chat"] = OpenAIChatProvider(
                 api_key=key, base_url=base_url, timeout=timeout
             )
+        if settings.azure_openai_api_key and settings.azure_openai_endpoint:
+            from openai import AsyncAzureOpenAI
+
+            providers["azure"] = OpenAIChatProvider(
+                api_key=settings.azure_openai_api_key,
+                timeout=timeout,
+                client=AsyncAzureOpenAI(
+                    api_key=settings.azure_openai_api_key,
+                    azure_endpoint=settings.azure_openai_endpoint,
+                    api_version=settings.openai_api_version,
+                    timeout=timeout,
+                ),
+            )
+        for name, endpoint in settings.bridge_endpoints.items():
+            providers[name] = _endpoint_provider(name, endpoint, timeout)
         if settings.anthropic_api_key:
             providers["anthropic"] = AnthropicProvider(
                 api_key=settings.anthropic_api_key,
