@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c $(LOCK) --upgrade pip
-	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) --build-constraint $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the bridge and its dev tools at the locked versions
@@ -41,11 +41,10 @@ run: $(STAMP) ## Serve the bridge on BRIDGE_HOST:BRIDGE_PORT (default 127.0.0.1:
 lock: ## Re-resolve pyproject.toml to the newest releases and pin them all in requirements.lock
 	rm -rf $(VENV)-lock
 	$(PYTHON) -m venv $(VENV)-lock
-	$(VENV)-lock/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)-lock/bin/python -m pip install --quiet --upgrade pip setuptools
 	$(VENV)-lock/bin/python -m pip install --quiet -e '.[dev]'
 	{ sed -n '/^#/p' $(LOCK); \
-	  $(VENV)-lock/bin/python -m pip freeze --all --exclude-editable \
-	    | grep -vE '^(setuptools|wheel)=='; } > $(LOCK).new
+	  $(VENV)-lock/bin/python -m pip freeze --all --exclude-editable; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
 	rm -rf $(VENV)-lock
 	@echo "requirements.lock updated: run 'make test', then commit it"
