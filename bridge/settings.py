@@ -32,8 +32,12 @@ class Settings(BaseSettings):
     bridge_proxy_headers: bool = True
     """Take the client address and scheme from `X-Forwarded-For` / `X-Forwarded-Proto`,
     when the peer is in `bridge_forwarded_allow_ips`."""
-    bridge_forwarded_allow_ips: str = "127.0.0.1"
-    """Comma-separated peers (IPs, networks, `*`) whose proxy headers are believed."""
+    bridge_forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("bridge_forwarded_allow_ips", "forwarded_allow_ips"),
+    )
+    """Comma-separated peers (IPs, networks, `*`) whose proxy headers are believed;
+    `FORWARDED_ALLOW_IPS` (uvicorn's own name) is the fallback."""
 
     # Providers
     openai_api_key: str | None = None

@@ -34,7 +34,7 @@ def _free_port() -> int:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """The machine's environment without any bridge setting, plus `extra`."""
-    settings = {"HOST", "PORT", "REDIS_URL"}
+    settings = {"HOST", "PORT", "REDIS_URL", "FORWARDED_ALLOW_IPS"}
     env = {
         name: value
         for name, value in os.environ.items()
