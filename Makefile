@@ -7,27 +7,47 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# Where `make run` / `make demo` serve: BRIDGE_HOST/BRIDGE_PORT, else HOST/PORT (as the bridge
+# itself reads them), else loopback:8000.
+BRIDGE_HOST ?= $(or $(HOST),127.0.0.1)
+BRIDGE_PORT ?= $(or $(PORT),8000)
 DEMO_PORT ?= 3000
 STAMP := $(VENV)/.installed
+# Every dependency, transitive included, at the version CI tested (a pip constraints file).
+LOCK := requirements.lock
+# `make test-latest`: the newest releases, no lock, in a venv of their own.
+LATEST_VENV := .venv-latest
+FAST_TESTS := -m "not node and not browser"
+REDIS_ENV = REDIS_SERVER_BIN="$$(bash scripts/ensure-redis.sh)"
 
-.PHONY: help install run test test-fast lint format bench demo tools clean
+.PHONY: help install run test test-fast test-latest lock lint format bench demo tools clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# A changed pyproject.toml or lock reinstalls; pip moves each package to its locked version.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) --upgrade pip
+	$(PY) -m pip install --quiet -c $(LOCK) --build-constraint $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the bridge with its dev tools
+install: $(STAMP) ## Create .venv and install the bridge and its dev tools at the locked versions
 
-run: $(STAMP) ## Serve the bridge on HOST:PORT (default 127.0.0.1:8000)
-	$(PY) -m bridge --host $(HOST) --port $(PORT)
+run: $(STAMP) ## Serve the bridge on BRIDGE_HOST:BRIDGE_PORT (default 127.0.0.1:8000)
+	$(PY) -m bridge --host $(BRIDGE_HOST) --port $(BRIDGE_PORT)
+
+lock: ## Re-resolve pyproject.toml to the newest releases and pin them all in requirements.lock
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(VENV)-lock/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/p' $(LOCK); \
+	  $(VENV)-lock/bin/python -m pip freeze --all --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(VENV)-lock
+	@echo "requirements.lock updated: run 'make test', then commit it"
 
 tools: $(STAMP) ## Install what the tests need: redis-server, Node >= 22 + the ai package, Chromium
 	@bash scripts/ensure-redis.sh >/dev/null
@@ -36,10 +56,19 @@ tools: $(STAMP) ## Install what the tests need: redis-server, Node >= 22 + the a
 	@bash scripts/ensure-chromium.sh >/dev/null
 
 test: tools ## Run the whole test suite (unit, Redis, Node conformance, browser)
-	REDIS_SERVER_BIN="$$(bash scripts/ensure-redis.sh)" $(PY) -m pytest -q
+	$(REDIS_ENV) $(PY) -m pytest -q
 
 test-fast: $(STAMP) ## Run the tests that need neither Node nor a browser (Redis: installed when absent)
-	REDIS_SERVER_BIN="$$(bash scripts/ensure-redis.sh)" $(PY) -m pytest -q -m "not node and not browser"
+	$(REDIS_ENV) $(PY) -m pytest -q $(FAST_TESTS)
+
+test-latest: ## Run the fast tests against the newest release of every dependency (no lock)
+	test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	@newer="$$($(LATEST_VENV)/bin/python -m pip freeze --exclude-editable \
+	  | grep -vxF -f <(grep -v '^#' $(LOCK)) || true)"; \
+	  echo "Not as in $(LOCK): $${newer:-nothing}" | tr '\n' ' '; echo
+	$(REDIS_ENV) $(LATEST_VENV)/bin/python -m pytest -q $(FAST_TESTS)
 
 lint: $(STAMP) ## ruff + mypy --strict
 	$(VENV)/bin/ruff check .
@@ -51,10 +80,10 @@ format: $(STAMP) ## Apply ruff's formatting and fixes
 	$(VENV)/bin/ruff check --fix .
 
 bench: tools ## Load benchmark: C chats x T tokens, memory store and Redis
-	REDIS_SERVER_BIN="$$(bash scripts/ensure-redis.sh)" $(PY) -m bench
+	$(REDIS_ENV) $(PY) -m bench
 
 demo: $(STAMP) ## Start the bridge and the Next.js demo together (http://127.0.0.1:3000)
-	@bash scripts/demo.sh $(HOST) $(PORT) $(DEMO_PORT)
+	@bash scripts/demo.sh $(BRIDGE_HOST) $(BRIDGE_PORT) $(DEMO_PORT)
 
 clean: ## Remove caches and build output (keeps .venv and .tools)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts frontend-demo/.next
+	rm -rf $(LATEST_VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts frontend-demo/.next

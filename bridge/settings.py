@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -27,6 +27,28 @@ class Endpoint(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Serving (read by `python -m bridge`; an ASGI server of your own has its own options)
+    bridge_host: str = Field(
+        default="127.0.0.1", validation_alias=AliasChoices("bridge_host", "host")
+    )
+    """Address to listen on; `HOST` is the fallback a PaaS sets. A container needs
+    `0.0.0.0`."""
+    bridge_port: int = Field(
+        default=8000, ge=0, le=65535, validation_alias=AliasChoices("bridge_port", "port")
+    )
+    """Port to listen on; `PORT` is the fallback a PaaS sets."""
+    bridge_workers: int = Field(default=1, ge=1)
+    """Worker processes. More than one needs Redis (`REDIS_URL`): they share its store."""
+    bridge_proxy_headers: bool = True
+    """Take the client address and scheme from `X-Forwarded-For` / `X-Forwarded-Proto`,
+    when the peer is in `bridge_forwarded_allow_ips`."""
+    bridge_forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("bridge_forwarded_allow_ips", "forwarded_allow_ips"),
+    )
+    """Comma-separated peers (IPs, networks, `*`) whose proxy headers are believed;
+    `FORWARDED_ALLOW_IPS` (uvicorn's own name) is the fallback."""
 
     # Providers
     openai_api_key: str | None = None
@@ -113,6 +135,18 @@ class Settings(BaseSettings):
     times (`reset-step` tells clients to drop the failed attempt)."""
     bridge_allow_client_tools: bool = False
     """Accept tool declarations (JSON schemas) from the request body `tools`."""
+
+    @field_validator("bridge_port", mode="before")
+    @classmethod
+    def _port_number(cls, value: object) -> object:
+        # Kubernetes sets `<SERVICE>_PORT=tcp://10.0.0.1:8000` for every Service in the
+        # namespace, so a Service named `bridge` would hand us a URL here.
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError(
+                f"must be a port number, not {value!r} (a Kubernetes Service named `bridge` "
+                "sets BRIDGE_PORT to its address: rename it or set enableServiceLinks: false)"
+            )
+        return value
 
     @field_validator(
         "bridge_models",
