@@ -7,18 +7,13 @@ Every option falls back to its setting (README, "Settings"): `--host` to `BRIDGE
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
-from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
-from uvicorn.config import LOGGING_CONFIG
 
+from bridge.observe.logs import log_config
 from bridge.settings import Settings
-
-# The bridge's own loggers write in this form; uvicorn's keep theirs.
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,25 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         "--forwarded-allow-ips",
         help="peers whose proxy headers are trusted (BRIDGE_FORWARDED_ALLOW_IPS; 127.0.0.1)",
     )
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (BRIDGE_LOG_LEVEL; INFO)")
     return parser
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging plus a root handler, applied in every worker process.
-
-    Workers are fresh interpreters: a `logging.basicConfig` here would reach only the
-    supervisor, and the bridge's own warnings would vanish in the workers.
-    """
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["formatters"]["bridge"] = {"format": _LOG_FORMAT}
-    config["handlers"]["bridge"] = {
-        "formatter": "bridge",
-        "class": "logging.StreamHandler",
-        "stream": "ext://sys.stderr",
-    }
-    config["root"] = {"handlers": ["bridge"], "level": level.upper()}
-    return config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings()
     except ValidationError as error:
         sys.exit(f"aisdk-bridge: invalid settings: {error}")
+    level = (args.log_level or settings.bridge_log_level).upper()
     workers = args.workers if args.workers is not None else settings.bridge_workers
     if workers < 1:
         sys.exit("aisdk-bridge: --workers must be at least 1")
@@ -85,8 +64,10 @@ def main(argv: list[str] | None = None) -> None:
             args.proxy_headers if args.proxy_headers is not None else settings.bridge_proxy_headers
         ),
         forwarded_allow_ips=args.forwarded_allow_ips or settings.bridge_forwarded_allow_ips,
-        log_config=_log_config(args.log_level),
-        log_level=args.log_level,
+        # Applied in every worker process (a `logging.basicConfig` here would reach only the
+        # supervisor): the bridge's records and uvicorn's, access log included, one format.
+        log_config=log_config(settings.bridge_log_format, level),
+        log_level=level.lower(),
         timeout_graceful_shutdown=10,
     )
 
