@@ -1,7 +1,7 @@
 """Micro-benchmark of the provider stream path: CPU the bridge spends turning a provider's
 event stream into provider events, per 10k upstream events.
 
-    python -m bench.provider_parse [--events 20000] [--rounds 5] [--paths openai,openai-chat,anthropic]
+    python -m bench.provider_parse [--events 20000] [--rounds 5] [--paths openai,anthropic]
 
 Each path streams one answer of N one-word text deltas from the fake server (no pacing)
 through the real provider class and its SDK. The fake server runs in a thread of this
@@ -104,9 +104,7 @@ def main() -> None:
     for key in args.paths.split(","):
         path = PATHS[key]
         figures = asyncio.run(measure(path, args.events, args.rounds))
-        print(
-            f"  {path.name:32s} best {min(figures):.3f}  median {statistics.median(figures):.3f}"
-        )
+        print(f"  {path.name:32s} best {min(figures):.3f}  median {statistics.median(figures):.3f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""Reading a provider's event stream from the raw HTTP body, with the HTTP stack's
+failures mapped to the bridge's errors at this boundary.
+
+The SDKs make the request (auth, base URL, retries of the request, errors of a non-2xx
+answer); the body is then read here rather than through the SDKs' typed streams, whose
+per-event model building was most of the bridge's CPU. Reading the body ourselves also
+means their failures are ours to classify: a body cut mid-answer (connection reset, a
+chunked body that ends early, a read timeout) is raised as `ProviderUnavailable`, which
+the runner retries with `reset-step`, whatever HTTP library the SDK uses: `httpx2`
+(current `openai` and `anthropic`), `httpx` (older ones), and the socket and TLS errors
+that leak past them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ssl
+from collections.abc import AsyncIterator
+
+import anyio
+
+from bridge.errors import ProviderError, ProviderUnavailable
+from bridge.providers._convert import Deadline
+from bridge.providers._sse import SSEDecoder, SSEEvent
+
+
+def _transport_failures() -> tuple[type[BaseException], ...]:
+    """Exception types that mean the connection failed while the body was read."""
+    failures: list[type[BaseException]] = [
+        OSError,  # ConnectionResetError, BrokenPipeError, … not wrapped by the HTTP stack
+        ssl.SSLError,
+        anyio.EndOfStream,
+        anyio.BrokenResourceError,
+    ]
+    for name in ("httpx2", "httpx", "httpcore2", "httpcore"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        # httpx(2): TransportError (network, protocol, timeouts) and DecodingError (a
+        # compressed body cut short); httpcore(2): their own base of the same failures.
+        for attribute in ("TransportError", "DecodingError", "NetworkError", "ProtocolError"):
+            kind = getattr(module, attribute, None)
+            if isinstance(kind, type) and issubclass(kind, BaseException):
+                failures.append(kind)
+    return tuple(failures)
+
+
+TRANSPORT_FAILURES = _transport_failures()
+
+
+def is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or type(exc).__name__.endswith("Timeout")
+
+
+def transport_error(exc: BaseException, *, provider: str, label: str) -> ProviderUnavailable:
+    """The bridge's error for a failure of the connection while the stream was read."""
+    if is_timeout(exc):
+        detail = "reading the stream timed out"
+    else:
+        detail = f"the connection dropped mid-stream ({type(exc).__name__})"
+    return ProviderUnavailable(f"{label} failed: {detail}", provider=provider)
+
+
+async def read_sse(
+    body: AsyncIterator[bytes], deadline: Deadline, *, provider: str, label: str
+) -> AsyncIterator[list[SSEEvent]]:
+    """The events of `body`, one list per network read that completed any. Raises
+    `ProviderUnavailable` when the connection fails or the deadline passes."""
+    decoder = SSEDecoder()
+    while True:
+        try:
+            chunk = await deadline.next(body)
+        except TimeoutError as exc:
+            raise deadline.error(provider=provider, label=label) from exc
+        except TRANSPORT_FAILURES as exc:
+            raise transport_error(exc, provider=provider, label=label) from exc
+        if chunk is None:
+            return
+        events = decoder.feed(chunk)
+        if events:
+            yield events
+
+
+def malformed_event(data: bytes, *, provider: str, label: str) -> ProviderError:
+    """An event whose data is not the JSON the API documents: not retried, as a server
+    that sends one will likely send it again."""
+    return ProviderError(
+        f"{label} sent an event that is not valid JSON ({len(data)} bytes)", provider=provider
+    )
