@@ -65,3 +65,10 @@ class SSEDecoder:
                 elif name == b"event":
                     self._event = value.decode("utf-8", errors="replace")
         return events
+
+    def close(self) -> list[SSEEvent]:
+        """The body ended: a CR held back as maybe half of a CRLF was a line end."""
+        if not self._cr_pending:
+            return []
+        self._cr_pending = False
+        return self.feed(b"\n")

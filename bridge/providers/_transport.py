@@ -76,6 +76,8 @@ async def read_sse(
         except TRANSPORT_FAILURES as exc:
             raise transport_error(exc, provider=provider, label=label) from exc
         if chunk is None:
+            if events := decoder.close():
+                yield events
             return
         events = decoder.feed(chunk)
         if events:

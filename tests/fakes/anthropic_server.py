@@ -21,7 +21,9 @@ from starlette.routing import Route
 
 from tests.fakes.server import (
     Citation,
+    Cut,
     Delay,
+    Drop,
     Finish,
     Hang,
     HttpError,
@@ -145,6 +147,9 @@ class _MessagesRenderer:
                     yield Pause(step.seconds)
                 case Hang():
                     yield Pause(None)
+                case Cut():
+                    yield Drop(step.reset)
+                    return
                 case StreamError() | ResponseFailed():
                     kind = step.error_type if isinstance(step, StreamError) else step.code
                     yield self.event(

@@ -29,7 +29,9 @@ from starlette.routing import Route
 
 from tests.fakes.server import (
     Citation,
+    Cut,
     Delay,
+    Drop,
     Finish,
     Hang,
     HttpError,
@@ -179,6 +181,9 @@ class _ResponsesRenderer:
                     yield Pause(step.seconds)
                 case Hang():
                     yield Pause(None)
+                case Cut():
+                    yield Drop(step.reset)
+                    return
                 case StreamError():
                     yield self.event(
                         {
@@ -503,6 +508,9 @@ class _ChatRenderer:
                     yield Pause(step.seconds)
                 case Hang():
                     yield Pause(None)
+                case Cut():
+                    yield Drop(step.reset)
+                    return
                 case StreamError() | ResponseFailed():
                     message = step.message
                     kind = step.error_type if isinstance(step, StreamError) else step.code
