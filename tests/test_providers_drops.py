@@ -18,7 +18,16 @@ from bridge.providers.base import ModelRequest, Provider, StreamOpened, TextDelt
 from bridge.providers.openai_chat import OpenAIChatProvider
 from bridge.providers.openai_responses import OpenAIResponsesProvider
 from tests.bridge_server import BridgeFactory, chat_body
-from tests.fakes import AnthropicFake, Cut, OpenAIFake, ScriptedFake, Text, collect, message
+from tests.fakes import (
+    AnthropicFake,
+    Cut,
+    OpenAIFake,
+    RawBytes,
+    ScriptedFake,
+    Text,
+    collect,
+    message,
+)
 from tests.session_client import StreamResult, read_stream
 
 PATHS = ["openai", "openai-chat", "anthropic"]
@@ -155,3 +164,37 @@ async def test_drop_with_no_retry_left_ends_with_a_provider_error_chunk(
     assert len(errors) == 1
     assert "dropped mid-stream" in errors[0]  # classified, not "An internal error occurred."
     assert result.chunks[-1]["finishReason"] == "error"
+
+
+# --------------------------------------------------------------------------- malformed events
+
+WRONG_SHAPE = {
+    "openai": b'data: {"type":"response.output_item.added","item":[1]}\n\n',
+    "openai-chat": b'data: {"choices":[42]}\n\n',
+    "anthropic": (
+        b"event: content_block_delta\n"
+        b'data: {"type":"content_block_delta","index":0,"delta":"text"}\n\n'
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", ["not-json", "not-an-object", "wrong-shape"])
+async def test_provider_malformed_event_is_a_provider_error_not_retried(
+    upstream: Upstream, shape: str
+) -> None:
+    """An event the bridge cannot read is the provider's fault, reported as such (never an
+    internal error), and not retried: the server would likely send it again."""
+    name = b"event: content_block_delta\n" if upstream.kind == "anthropic" else b""
+    raw = {
+        "not-json": name + b"data: {not json\n\n",
+        "not-an-object": name + b"data: [1, 2]\n\n",
+        "wrong-shape": WRONG_SHAPE[upstream.kind],
+    }[shape]
+    upstream.fake.enqueue([Text("Hello"), RawBytes(raw), Text("never read")])
+    provider = upstream.provider()
+    try:
+        with pytest.raises(ProviderError, match="cannot read") as caught:
+            await collect(provider.stream(ask()))
+    finally:
+        await provider.aclose()
+    assert not isinstance(caught.value, ProviderUnavailable)

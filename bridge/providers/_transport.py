@@ -16,8 +16,10 @@ from __future__ import annotations
 import importlib
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
+import orjson
 
 from bridge.errors import ProviderError, ProviderUnavailable
 from bridge.providers._convert import Deadline
@@ -84,9 +86,25 @@ async def read_sse(
             yield events
 
 
+MALFORMED = (orjson.JSONDecodeError, AttributeError, TypeError)
+"""What reading an event of the wrong shape raises: not JSON, or JSON of other types than
+the API documents (the event readers expect objects where the API sends objects)."""
+
+
+def parse_event(data: bytes, *, provider: str, label: str) -> dict[str, Any]:
+    """An event's JSON object."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise malformed_event(data, provider=provider, label=label) from exc
+    if not isinstance(value, dict):
+        raise malformed_event(data, provider=provider, label=label)
+    return value
+
+
 def malformed_event(data: bytes, *, provider: str, label: str) -> ProviderError:
-    """An event whose data is not the JSON the API documents: not retried, as a server
-    that sends one will likely send it again."""
+    """An event that is not what the API documents: not retried, as a server that sends
+    one will likely send it again."""
     return ProviderError(
-        f"{label} sent an event that is not valid JSON ({len(data)} bytes)", provider=provider
+        f"{label} sent an event the bridge cannot read ({len(data)} bytes)", provider=provider
     )

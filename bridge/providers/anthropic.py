@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anthropic
-import orjson
 from anthropic import AsyncAnthropic, omit
 from anthropic.types import (
     Base64ImageSourceParam,
@@ -44,7 +43,7 @@ from bridge.providers._convert import (
     to_json,
     unsupported_file_note,
 )
-from bridge.providers._transport import malformed_event, read_sse
+from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
 from bridge.providers.base import (
     FinishReason,
     ModelRequest,
@@ -167,15 +166,14 @@ class AnthropicProvider:
                 for name, data in events:
                     if name is None or name == "ping" or state.finished:
                         continue  # what the SDK skips too
-                    try:
-                        event = orjson.loads(data)
-                    except orjson.JSONDecodeError as exc:
-                        raise malformed_event(data, provider=self.name, label=LABEL) from exc
-                    if not isinstance(event, dict):
-                        raise malformed_event(data, provider=self.name, label=LABEL)
+                    event = parse_event(data, provider=self.name, label=LABEL)
                     if name == "error" or event.get("type") == "error":
                         raise _stream_error(event, secrets=self._secrets)
-                    for out in state.handle(event, request.model):
+                    try:
+                        produced = state.handle(event, request.model)
+                    except MALFORMED as exc:
+                        raise malformed_event(data, provider=self.name, label=LABEL) from exc
+                    for out in produced:
                         yield out
         if state.finished:
             return

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-import orjson
 from openai import AsyncOpenAI, omit
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
@@ -41,7 +40,7 @@ from bridge.providers._convert import (
     stream_error,
     unsupported_file_note,
 )
-from bridge.providers._transport import malformed_event, read_sse
+from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
 from bridge.providers.base import (
     FinishReason,
     ModelRequest,
@@ -127,20 +126,19 @@ class OpenAIChatProvider:
                     if data.startswith(b"[DONE]"):
                         done = True
                         break
-                    try:
-                        chunk = orjson.loads(data)
-                    except orjson.JSONDecodeError as exc:
-                        raise malformed_event(data, provider=self.name, label=LABEL) from exc
-                    if not isinstance(chunk, dict):
-                        raise malformed_event(data, provider=self.name, label=LABEL)
+                    chunk = parse_event(data, provider=self.name, label=LABEL)
                     if (error := chunk.get("error")) is not None:
                         raise _stream_error(error, secrets=self._secrets)
                     if not opened:
                         opened = True
                         yield StreamOpened(
-                            response_id=chunk.get("id") or None, model=chunk.get("model") or None
+                            response_id=_text(chunk.get("id")), model=_text(chunk.get("model"))
                         )
-                    for event in state.handle(chunk):
+                    try:
+                        produced = state.handle(chunk)
+                    except MALFORMED as exc:
+                        raise malformed_event(data, provider=self.name, label=LABEL) from exc
+                    for event in produced:
                         yield event
         if not done and not state.saw_finish:
             # Neither `[DONE]` nor a finish reason: the body ended early (some compatible

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import openai
-import orjson
 from openai import AsyncOpenAI, omit
 from openai.types.responses import (
     EasyInputMessageParam,
@@ -47,7 +46,7 @@ from bridge.providers._convert import (
     stream_error,
     unsupported_file_note,
 )
-from bridge.providers._transport import malformed_event, read_sse
+from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
 from bridge.providers.base import (
     FinishReason,
     ModelRequest,
@@ -195,17 +194,19 @@ class OpenAIResponsesProvider:
                 for _, data in events:
                     if state.finished or data.startswith(b"[DONE]"):
                         continue
-                    try:
-                        event = orjson.loads(data)
-                    except orjson.JSONDecodeError as exc:
-                        raise malformed_event(data, provider=self.name, label=LABEL) from exc
-                    if not isinstance(event, dict):
-                        raise malformed_event(data, provider=self.name, label=LABEL)
+                    event = parse_event(data, provider=self.name, label=LABEL)
                     if not opened:
                         opened = True
-                        created = event.get("response") or _EMPTY
-                        yield StreamOpened(response_id=created.get("id"), model=request.model)
-                    for out in state.handle(event):
+                        created = event.get("response")
+                        response_id = created.get("id") if isinstance(created, dict) else None
+                        yield StreamOpened(
+                            response_id=_str(response_id) or None, model=request.model
+                        )
+                    try:
+                        produced = state.handle(event)
+                    except MALFORMED as exc:
+                        raise malformed_event(data, provider=self.name, label=LABEL) from exc
+                    for out in produced:
                         yield out
         if state.finished:
             return

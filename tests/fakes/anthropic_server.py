@@ -30,6 +30,7 @@ from tests.fakes.server import (
     Output,
     ParallelToolCalls,
     Pause,
+    RawBytes,
     Reasoning,
     RedactedReasoning,
     ResponseFailed,
@@ -150,6 +151,8 @@ class _MessagesRenderer:
                 case Cut():
                     yield Drop(step.reset)
                     return
+                case RawBytes():
+                    yield step.data
                 case StreamError() | ResponseFailed():
                     kind = step.error_type if isinstance(step, StreamError) else step.code
                     yield self.event(

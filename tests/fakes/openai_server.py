@@ -38,6 +38,7 @@ from tests.fakes.server import (
     Output,
     ParallelToolCalls,
     Pause,
+    RawBytes,
     Reasoning,
     ResponseFailed,
     ScriptedFake,
@@ -184,6 +185,8 @@ class _ResponsesRenderer:
                 case Cut():
                     yield Drop(step.reset)
                     return
+                case RawBytes():
+                    yield step.data
                 case StreamError():
                     yield self.event(
                         {
@@ -511,6 +514,8 @@ class _ChatRenderer:
                 case Cut():
                     yield Drop(step.reset)
                     return
+                case RawBytes():
+                    yield step.data
                 case StreamError() | ResponseFailed():
                     message = step.message
                     kind = step.error_type if isinstance(step, StreamError) else step.code

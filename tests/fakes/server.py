@@ -248,6 +248,13 @@ class Hang:
 
 
 @dataclass(frozen=True)
+class RawBytes:
+    """Bytes sent as they are, e.g. an event that is not what the API documents."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Cut:
     """Drop the connection mid-answer, as a provider or a proxy on the way does: what was
     sent so far reaches the client, then the connection closes before the chunked body
@@ -272,6 +279,7 @@ Step = (
     | Delay
     | Hang
     | Cut
+    | RawBytes
 )
 
 
