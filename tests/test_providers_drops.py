@@ -9,10 +9,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+import httpcore2
 import httpx
+import httpx2
 import pytest
 
 from bridge.errors import ProviderError, ProviderUnavailable
+from bridge.providers._transport import is_transport_failure, transport_error
 from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.base import ModelRequest, Provider, StreamOpened, TextDelta
 from bridge.providers.openai_chat import OpenAIChatProvider
@@ -198,3 +202,45 @@ async def test_provider_malformed_event_is_a_provider_error_not_retried(
     finally:
         await provider.aclose()
     assert not isinstance(caught.value, ProviderUnavailable)
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _failures() -> list[BaseException]:
+    return [
+        httpx2.RemoteProtocolError("incomplete chunked read"),
+        httpx2.ReadError("reset"),
+        httpx2.DecodingError("truncated gzip"),
+        httpcore2.ReadError("reset"),
+        httpx.RemoteProtocolError("incomplete chunked read"),  # SDKs on the older httpx
+        httpx.ReadError("reset"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        anyio.EndOfStream(),
+    ]
+
+
+@pytest.mark.parametrize("exc", _failures(), ids=lambda exc: f"{type(exc).__module__}.{exc!r}")
+def test_transport_failures_of_every_http_library_are_recognised(exc: BaseException) -> None:
+    assert is_transport_failure(exc)
+    error = transport_error(exc, provider="p", label="P")
+    assert isinstance(error, ProviderUnavailable)
+    assert "dropped mid-stream" in error.message
+
+
+def test_transport_timeouts_are_reported_as_timeouts() -> None:
+    for exc in (httpx2.ReadTimeout("slow"), httpx.ReadTimeout("slow")):
+        assert is_transport_failure(exc)
+        assert "timed out" in transport_error(exc, provider="p", label="P").message
+
+
+def test_other_exceptions_are_not_transport_failures() -> None:
+    request = httpx2.Request("GET", "http://127.0.0.1/")
+    response = httpx2.Response(500, request=request)
+    for exc in (
+        ValueError("a bug"),
+        KeyError("a bug"),
+        httpx2.StreamClosed(),
+        httpx2.HTTPStatusError("500", request=request, response=response),
+    ):
+        assert not is_transport_failure(exc), exc

@@ -13,7 +13,6 @@ that leak past them.
 
 from __future__ import annotations
 
-import importlib
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,34 +24,40 @@ from bridge.errors import ProviderError, ProviderUnavailable
 from bridge.providers._convert import Deadline
 from bridge.providers._sse import SSEDecoder, SSEEvent
 
-
-def _transport_failures() -> tuple[type[BaseException], ...]:
-    """Exception types that mean the connection failed while the body was read."""
-    failures: list[type[BaseException]] = [
-        OSError,  # ConnectionResetError, BrokenPipeError, … not wrapped by the HTTP stack
-        ssl.SSLError,
-        anyio.EndOfStream,
-        anyio.BrokenResourceError,
-    ]
-    for name in ("httpx2", "httpx", "httpcore2", "httpcore"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        # httpx(2): TransportError (network, protocol, timeouts) and DecodingError (a
-        # compressed body cut short); httpcore(2): their own base of the same failures.
-        for attribute in ("TransportError", "DecodingError", "NetworkError", "ProtocolError"):
-            kind = getattr(module, attribute, None)
-            if isinstance(kind, type) and issubclass(kind, BaseException):
-                failures.append(kind)
-    return tuple(failures)
+_LOW_LEVEL_FAILURES: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionResetError, BrokenPipeError, … where the HTTP stack lets them by
+    ssl.SSLError,
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+)
+_HTTP_LIBRARIES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2"})
+_HTTP_FAILURE_BASES = frozenset(
+    # httpx(2): TransportError (network, protocol, timeouts) and DecodingError (a
+    # compressed body cut short); httpcore(2): the bases of the same failures.
+    {"TransportError", "DecodingError", "NetworkError", "ProtocolError", "TimeoutException"}
+)
 
 
-TRANSPORT_FAILURES = _transport_failures()
+def _http_library_bases(exc: BaseException) -> set[str]:
+    """The names of `exc`'s classes that come from one of the HTTP libraries."""
+    return {
+        kind.__name__
+        for kind in type(exc).__mro__
+        if kind.__module__.partition(".")[0] in _HTTP_LIBRARIES
+    }
+
+
+def is_transport_failure(exc: BaseException) -> bool:
+    """Whether `exc` means the connection failed while the body was read. The HTTP
+    libraries are recognised by their exception classes' modules rather than imported:
+    the bridge must not import (or require) an HTTP library the installed SDKs do not use."""
+    return isinstance(exc, _LOW_LEVEL_FAILURES) or bool(
+        _http_library_bases(exc) & _HTTP_FAILURE_BASES
+    )
 
 
 def is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, TimeoutError) or type(exc).__name__.endswith("Timeout")
+    return isinstance(exc, TimeoutError) or "TimeoutException" in _http_library_bases(exc)
 
 
 def transport_error(exc: BaseException, *, provider: str, label: str) -> ProviderUnavailable:
@@ -75,8 +80,10 @@ async def read_sse(
             chunk = await deadline.next(body)
         except TimeoutError as exc:
             raise deadline.error(provider=provider, label=label) from exc
-        except TRANSPORT_FAILURES as exc:
-            raise transport_error(exc, provider=provider, label=label) from exc
+        except Exception as exc:
+            if is_transport_failure(exc):
+                raise transport_error(exc, provider=provider, label=label) from exc
+            raise
         if chunk is None:
             if events := decoder.close():
                 yield events
