@@ -14,8 +14,8 @@ that leak past them.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Protocol
 
 import anyio
 import orjson
@@ -69,28 +69,40 @@ def transport_error(exc: BaseException, *, provider: str, label: str) -> Provide
     return ProviderUnavailable(f"{label} failed: {detail}", provider=provider)
 
 
+class RawBody(Protocol):
+    """The raw HTTP response (httpx2's or httpx's `Response`) of a streaming request."""
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+
 async def read_sse(
-    body: AsyncIterator[bytes], deadline: Deadline, *, provider: str, label: str
-) -> AsyncIterator[list[SSEEvent]]:
-    """The events of `body`, one list per network read that completed any. Raises
-    `ProviderUnavailable` when the connection fails or the deadline passes."""
+    response: RawBody, deadline: Deadline, *, provider: str, label: str
+) -> AsyncGenerator[list[SSEEvent], None]:
+    """The events of the response body, one list per network read that completed any.
+    Raises `ProviderUnavailable` when the connection fails or the deadline passes."""
     decoder = SSEDecoder()
-    while True:
-        try:
-            chunk = await deadline.next(body)
-        except TimeoutError as exc:
-            raise deadline.error(provider=provider, label=label) from exc
-        except Exception as exc:
-            if is_transport_failure(exc):
-                raise transport_error(exc, provider=provider, label=label) from exc
-            raise
-        if chunk is None:
-            if events := decoder.close():
+    body = response.aiter_bytes()
+    try:
+        while True:
+            try:
+                chunk = await deadline.next(body)
+            except TimeoutError as exc:
+                raise deadline.error(provider=provider, label=label) from exc
+            except Exception as exc:
+                if is_transport_failure(exc):
+                    raise transport_error(exc, provider=provider, label=label) from exc
+                raise
+            if chunk is None:
+                if events := decoder.close():
+                    yield events
+                return
+            events = decoder.feed(chunk)
+            if events:
                 yield events
-            return
-        events = decoder.feed(chunk)
-        if events:
-            yield events
+    finally:
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            await close()
 
 
 MALFORMED = (orjson.JSONDecodeError, AttributeError, TypeError)

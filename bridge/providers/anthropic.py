@@ -11,7 +11,7 @@ it), which `ReasoningEnd` hands out as `providerMetadata.anthropic.signature`.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -159,10 +159,15 @@ class AnthropicProvider:
                 raise anthropic_error(exc, provider=self.name, secrets=self._secrets) from exc
 
             state = _StreamState()
-            body = response.http_response.aiter_bytes()
             # After message_stop the loop reads on to the end of the body, which lets the
             # connection go back to the pool rather than be closed.
-            async for events in read_sse(body, deadline, provider=self.name, label=LABEL):
+            # Closed by the stack (before the response) however the loop is left.
+            stream = await stack.enter_async_context(
+                aclosing(
+                    read_sse(response.http_response, deadline, provider=self.name, label=LABEL)
+                )
+            )
+            async for events in stream:
                 for name, data in events:
                     if name is None or name == "ping" or state.finished:
                         continue  # what the SDK skips too

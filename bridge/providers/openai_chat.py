@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncGenerator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,8 +118,13 @@ class OpenAIChatProvider:
 
             state = _StreamState()
             opened = done = False
-            body = response.http_response.aiter_bytes()
-            async for events in read_sse(body, deadline, provider=self.name, label=LABEL):
+            # Closed by the stack (before the response) however the loop is left.
+            stream = await stack.enter_async_context(
+                aclosing(
+                    read_sse(response.http_response, deadline, provider=self.name, label=LABEL)
+                )
+            )
+            async for events in stream:
                 for _, data in events:
                     if done:
                         break  # read on to the end of the body: the connection is reused

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -187,10 +187,15 @@ class OpenAIResponsesProvider:
 
             state = _StreamState()
             opened = False
-            body = response.http_response.aiter_bytes()
             # After the final event the loop reads on to the end of the body, which lets
             # the connection go back to the pool rather than be closed.
-            async for events in read_sse(body, deadline, provider=self.name, label=LABEL):
+            # Closed by the stack (before the response) however the loop is left.
+            stream = await stack.enter_async_context(
+                aclosing(
+                    read_sse(response.http_response, deadline, provider=self.name, label=LABEL)
+                )
+            )
+            async for events in stream:
                 for _, data in events:
                     if state.finished or data.startswith(b"[DONE]"):
                         continue
