@@ -1,9 +1,10 @@
 """`openai-chat:<model>`: Chat Completions streaming, for OpenAI-compatible servers (vLLM,
 Ollama, LM Studio, Groq, …) through the official `openai` SDK.
 
-Compatible servers differ in small ways, handled here: reasoning arrives as
-`reasoning_content` (vLLM, DeepSeek) or `reasoning` (Ollama, newer vLLM), fields the SDK's
-types do not declare; some send a whole tool call in one delta, some report `stop` rather
+The SDK makes the request; the event stream is read from the raw body and parsed with
+orjson, as for the Responses API. Compatible servers differ in small ways, handled here:
+reasoning arrives as `reasoning_content` (vLLM, DeepSeek) or `reasoning` (Ollama, newer
+vLLM); some send a whole tool call in one delta, some report `stop` rather
 than `tool_calls` as the finish reason of a tool call.
 """
 

@@ -1,4 +1,7 @@
-"""`openai:<model>`: the OpenAI Responses API, streamed through the official SDK.
+"""`openai:<model>`: the OpenAI Responses API. The official SDK makes the request (auth,
+base URL, retries, errors of a non-2xx answer); the event stream is read from the raw body
+(`with_streaming_response`) and parsed with orjson, at a fraction of the CPU of the SDK's
+typed events.
 
 Item ids (`msg_…`, `rs_…`, `fc_…`) are handed back in `providerMetadata.openai.itemId`, so
 the next request can refer to the reasoning items of earlier steps (the API keeps them
