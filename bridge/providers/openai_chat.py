@@ -1,9 +1,10 @@
 """`openai-chat:<model>`: Chat Completions streaming, for OpenAI-compatible servers (vLLM,
 Ollama, LM Studio, Groq, …) through the official `openai` SDK.
 
-Compatible servers differ in small ways, handled here: reasoning arrives as
-`reasoning_content` (vLLM, DeepSeek) or `reasoning` (Ollama, newer vLLM), fields the SDK's
-types do not declare; some send a whole tool call in one delta, some report `stop` rather
+The SDK makes the request; the event stream is read from the raw body and parsed with
+orjson, as for the Responses API. Compatible servers differ in small ways, handled here:
+reasoning arrives as `reasoning_content` (vLLM, DeepSeek) or `reasoning` (Ollama, newer
+vLLM); some send a whole tool call in one delta, some report `stop` rather
 than `tool_calls` as the finish reason of a tool call.
 """
 
@@ -12,14 +13,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncGenerator
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
+from typing import Any
 
 import openai
 from openai import AsyncOpenAI, omit
-from openai.types import CompletionUsage
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
-    ChatCompletionChunk,
     ChatCompletionContentPartParam,
     ChatCompletionFunctionToolParam,
     ChatCompletionMessageFunctionToolCallParam,
@@ -27,16 +28,20 @@ from openai.types.chat import (
     ChatCompletionToolMessageParam,
 )
 
+from bridge.errors import ProviderError
 from bridge.providers._convert import (
     AssistantStep,
     Deadline,
     SystemTurn,
     UserTurn,
     conversation_turns,
+    error_for_status,
     file_kind,
     file_text,
+    stream_error,
     unsupported_file_note,
 )
+from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
 from bridge.providers.base import (
     FinishReason,
     ModelRequest,
@@ -94,39 +99,80 @@ class OpenAIChatProvider:
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
         deadline = Deadline(self._timeout)
-        try:
-            response = await self._client.chat.completions.create(
-                model=request.model,
-                messages=to_messages(request),
-                tools=[to_tool(tool) for tool in request.tools] or omit,
-                # `max_tokens`, not `max_completion_tokens`: the compatible servers all
-                # know the older name.
-                max_tokens=request.max_output_tokens or omit,
-                temperature=omit if request.temperature is None else request.temperature,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        except openai.OpenAIError as exc:
-            raise openai_error(exc, provider=self.name, secrets=self._secrets) from exc
-
-        async with response:
-            state = _StreamState()
-            opened = False
+        async with AsyncExitStack() as stack:
             try:
-                while (chunk := await deadline.next(response)) is not None:
-                    if not opened:
-                        opened = True
-                        yield StreamOpened(response_id=chunk.id or None, model=chunk.model or None)
-                    for event in state.handle(chunk):
-                        yield event
+                response = await stack.enter_async_context(
+                    self._client.chat.completions.with_streaming_response.create(
+                        model=request.model,
+                        messages=to_messages(request),
+                        tools=[to_tool(tool) for tool in request.tools] or omit,
+                        # `max_tokens`, not `max_completion_tokens`: the compatible servers
+                        # all know the older name.
+                        max_tokens=request.max_output_tokens or omit,
+                        temperature=omit if request.temperature is None else request.temperature,
+                        stream=True,
+                        stream_options={"include_usage": True},
+                    )
+                )
             except openai.OpenAIError as exc:
                 raise openai_error(exc, provider=self.name, secrets=self._secrets) from exc
-            except TimeoutError as exc:
-                raise deadline.error(provider=self.name, label=LABEL) from exc
+
+            state = _StreamState()
+            opened = done = False
+            # Closed by the stack (before the response) however the loop is left.
+            stream = await stack.enter_async_context(
+                aclosing(
+                    read_sse(response.http_response, deadline, provider=self.name, label=LABEL)
+                )
+            )
+            async for events in stream:
+                for _, data in events:
+                    if done:
+                        break  # read on to the end of the body: the connection is reused
+                    if data.startswith(b"[DONE]"):
+                        done = True
+                        break
+                    chunk = parse_event(data, provider=self.name, label=LABEL)
+                    if (error := chunk.get("error")) is not None:
+                        raise _stream_error(error, secrets=self._secrets)
+                    if not opened:
+                        opened = True
+                        yield StreamOpened(
+                            response_id=_text(chunk.get("id")), model=_text(chunk.get("model"))
+                        )
+                    try:
+                        produced = state.handle(chunk)
+                    except MALFORMED as exc:
+                        raise malformed_event(data, provider=self.name, label=LABEL) from exc
+                    for event in produced:
+                        yield event
+        if not done and not state.saw_finish:
+            # Neither `[DONE]` nor a finish reason: the body ended early (some compatible
+            # servers leave `[DONE]` out, none the finish reason).
+            raise error_for_status(
+                None,
+                "the stream ended before the response completed",
+                provider=self.name,
+                label=LABEL,
+            )
         if not opened:
             yield StreamOpened(model=request.model)
         for event in state.finish():
             yield event
+
+
+def _stream_error(error: object, *, secrets: list[str]) -> ProviderError:
+    """`data: {"error": {...}}` inside the stream."""
+    fields = error if isinstance(error, dict) else {}
+    kind = fields.get("type") or fields.get("code")
+    message = fields.get("message")
+    return stream_error(
+        kind if isinstance(kind, str) else None,
+        message if isinstance(message, str) and message else "An error occurred during streaming",
+        provider=OpenAIChatProvider.name,
+        label=LABEL,
+        secrets=secrets,
+    )
 
 
 # --------------------------------------------------------------------------- events
@@ -151,32 +197,41 @@ class _StreamState:
         self._blocks = 0
         self._calls: dict[int, _PendingCall] = {}
         self._raw_finish: str | None = None
-        self._usage: CompletionUsage | None = None
+        self._usage: dict[str, Any] | None = None
+        self.saw_finish = False
 
-    def handle(self, chunk: ChatCompletionChunk) -> list[ProviderEvent]:
+    def handle(self, chunk: dict[str, Any]) -> list[ProviderEvent]:
+        """One `chat.completion.chunk`, as parsed JSON (fields the API leaves out or sets
+        to null are treated alike)."""
         out: list[ProviderEvent] = []
-        if chunk.usage is not None:
-            self._usage = chunk.usage
-        for choice in chunk.choices[:1]:
-            delta = choice.delta
-            reasoning = getattr(delta, "reasoning_content", None) or getattr(
-                delta, "reasoning", None
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._usage = usage
+        choices = chunk.get("choices")
+        if not choices or not isinstance(choices, list):
+            return out
+        choice = choices[0]
+        delta = choice.get("delta") or _EMPTY
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            out += self._reasoning_delta(reasoning)
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            out += self._text_delta(content)
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or _EMPTY
+            out += self._tool_delta(
+                call.get("index") or 0,
+                _text(call.get("id")),
+                _text(function.get("name")),
+                _text(function.get("arguments")),
             )
-            if isinstance(reasoning, str) and reasoning:
-                out += self._reasoning_delta(reasoning)
-            if delta.content:
-                out += self._text_delta(delta.content)
-            for call in delta.tool_calls or ():
-                out += self._tool_delta(
-                    call.index,
-                    call.id,
-                    call.function.name if call.function else None,
-                    call.function.arguments if call.function else None,
-                )
-            if choice.finish_reason is not None:
-                self._raw_finish = choice.finish_reason
-                out += self._close_blocks()
-                out += self._complete_calls()
+        finish_reason = choice.get("finish_reason")
+        if finish_reason is not None:
+            self._raw_finish = str(finish_reason)
+            self.saw_finish = True
+            out += self._close_blocks()
+            out += self._complete_calls()
         return out
 
     def finish(self) -> list[ProviderEvent]:
@@ -260,16 +315,27 @@ class _StreamState:
         return out
 
 
-def _usage(usage: CompletionUsage | None) -> Usage:
+_EMPTY: dict[str, Any] = {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _usage(usage: dict[str, Any] | None) -> Usage:
     if usage is None:
         return Usage()
-    details = usage.completion_tokens_details
-    prompt = usage.prompt_tokens_details
+    details = usage.get("completion_tokens_details") or _EMPTY
+    prompt = usage.get("prompt_tokens_details") or _EMPTY
     return Usage(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        reasoning_tokens=details.reasoning_tokens if details else None,
-        cached_input_tokens=prompt.cached_tokens if prompt else None,
+        input_tokens=_int(usage.get("prompt_tokens")),
+        output_tokens=_int(usage.get("completion_tokens")),
+        reasoning_tokens=_int(details.get("reasoning_tokens")),
+        cached_input_tokens=_int(prompt.get("cached_tokens")),
     )
 
 

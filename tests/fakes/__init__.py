@@ -6,6 +6,7 @@ and `LiveServer`, which serves any ASGI app on a free loopback port.
         fake.enqueue([ToolCall("get_weather", ['{"city":', '"Paris"}'])])
         fake.enqueue([HttpError(429)])
         fake.enqueue([Text("Hello"), Hang()])     # until the client disconnects
+        fake.enqueue([Text("Hello"), Cut()])      # drop the connection mid-answer
         ...  # AsyncOpenAI(base_url=fake.base_url, ...)
         fake.requests[-1].body                   # what the SDK sent
         await fake.wait_for_disconnect()         # or fake.disconnects / fake.disconnected
@@ -21,12 +22,14 @@ from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import (
     Citation,
+    Cut,
     Delay,
     Finish,
     Hang,
     HttpError,
     LiveServer,
     ParallelToolCalls,
+    RawBytes,
     Reasoning,
     RecordedRequest,
     RedactedReasoning,
@@ -42,6 +45,7 @@ from tests.fakes.server import (
 __all__ = [
     "AnthropicFake",
     "Citation",
+    "Cut",
     "Delay",
     "Finish",
     "Hang",
@@ -49,6 +53,7 @@ __all__ = [
     "LiveServer",
     "OpenAIFake",
     "ParallelToolCalls",
+    "RawBytes",
     "Reasoning",
     "RecordedRequest",
     "RedactedReasoning",

@@ -21,13 +21,16 @@ from starlette.routing import Route
 
 from tests.fakes.server import (
     Citation,
+    Cut,
     Delay,
+    Drop,
     Finish,
     Hang,
     HttpError,
     Output,
     ParallelToolCalls,
     Pause,
+    RawBytes,
     Reasoning,
     RedactedReasoning,
     ResponseFailed,
@@ -145,6 +148,11 @@ class _MessagesRenderer:
                     yield Pause(step.seconds)
                 case Hang():
                     yield Pause(None)
+                case Cut():
+                    yield Drop(step.reset)
+                    return
+                case RawBytes():
+                    yield step.data
                 case StreamError() | ResponseFailed():
                     kind = step.error_type if isinstance(step, StreamError) else step.code
                     yield self.event(

@@ -29,13 +29,16 @@ from starlette.routing import Route
 
 from tests.fakes.server import (
     Citation,
+    Cut,
     Delay,
+    Drop,
     Finish,
     Hang,
     HttpError,
     Output,
     ParallelToolCalls,
     Pause,
+    RawBytes,
     Reasoning,
     ResponseFailed,
     ScriptedFake,
@@ -179,6 +182,11 @@ class _ResponsesRenderer:
                     yield Pause(step.seconds)
                 case Hang():
                     yield Pause(None)
+                case Cut():
+                    yield Drop(step.reset)
+                    return
+                case RawBytes():
+                    yield step.data
                 case StreamError():
                     yield self.event(
                         {
@@ -503,6 +511,11 @@ class _ChatRenderer:
                     yield Pause(step.seconds)
                 case Hang():
                     yield Pause(None)
+                case Cut():
+                    yield Drop(step.reset)
+                    return
+                case RawBytes():
+                    yield step.data
                 case StreamError() | ResponseFailed():
                     message = step.message
                     kind = step.error_type if isinstance(step, StreamError) else step.code

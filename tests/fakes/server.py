@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import re
 import socket
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import uvicorn
@@ -91,6 +92,18 @@ class LiveServer:
             server.force_exit = True
             thread.join(timeout)
         self._server = self._thread = None
+
+    def transport_of(self, client: tuple[str, int]) -> asyncio.Transport | None:
+        """The transport of the open connection from `client` (the ASGI scope's
+        "client"), so a test server can drop it (server thread only)."""
+        server = self._server
+        if server is None:
+            return None
+        for connection in list(server.server_state.connections):
+            if tuple(getattr(connection, "client", None) or ()) == client:
+                # uvloop's transports do not derive from asyncio's: the protocol decides.
+                return cast(asyncio.Transport | None, getattr(connection, "transport", None))
+        return None
 
     def __enter__(self) -> LiveServer:
         return self.start()
@@ -234,6 +247,23 @@ class Hang:
     """Stop sending and keep the response open until the client disconnects."""
 
 
+@dataclass(frozen=True)
+class RawBytes:
+    """Bytes sent as they are, e.g. an event that is not what the API documents."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Drop the connection mid-answer, as a provider or a proxy on the way does: what was
+    sent so far reaches the client, then the connection closes before the chunked body
+    ends (`reset=False`: the client reads an incomplete body) or is reset (`reset=True`:
+    a TCP RST, the client's read fails with "connection reset")."""
+
+    reset: bool = False
+
+
 Step = (
     Text
     | Reasoning
@@ -248,6 +278,8 @@ Step = (
     | ResponseFailed
     | Delay
     | Hang
+    | Cut
+    | RawBytes
 )
 
 
@@ -264,7 +296,14 @@ class Pause:
     seconds: float | None
 
 
-Output = bytes | Pause
+@dataclass(frozen=True)
+class Drop:
+    """Rendered output: flush what was sent, then drop the connection (see `Cut`)."""
+
+    reset: bool
+
+
+Output = bytes | Pause | Drop
 
 
 @dataclass(frozen=True)
@@ -296,7 +335,8 @@ class ScriptedFake:
     takes the next turn (or `default_turn()` when the queue is empty). Recording:
     `requests` (every request, in order), `disconnects` (streams the client closed before
     they ended), `disconnected` (a threading.Event set at each such disconnect),
-    `completed` (streams sent to the end). `api_key`: when set, requests with another key
+    `completed` (streams sent to the end), `cuts` (streams dropped by a `Cut` step).
+    `api_key`: when set, requests with another key
     get the provider's real 401.
     """
 
@@ -308,6 +348,7 @@ class ScriptedFake:
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
         self.completed = 0
+        self.cuts = 0
         self.disconnected = threading.Event()
         self._turns: deque[Turn] = deque()
         self._lock = threading.Lock()
@@ -354,6 +395,7 @@ class ScriptedFake:
             self.requests.clear()
             self.disconnects = 0
             self.completed = 0
+            self.cuts = 0
             self.disconnected.clear()
 
     @property
@@ -434,6 +476,10 @@ class ScriptedFake:
             self.disconnects += 1
         self.disconnected.set()
 
+    def _on_cut(self) -> None:
+        with self._lock:
+            self.cuts += 1
+
     def _on_complete(self) -> None:
         with self._lock:
             self.completed += 1
@@ -477,17 +523,41 @@ class _SSEStream(Response):
                 await pump
             self._fake._on_disconnect()
             return
+        drop = pump.result()
+        if drop is not None:
+            self._drop(scope, drop)
+            await watch  # the server saw the connection go: the response ends unfinished
+            self._fake._on_cut()
+            return
         watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watch
-        pump.result()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self._fake._on_complete()
 
-    async def _pump(self, send: Send) -> None:
+    def _drop(self, scope: Scope, drop: Drop) -> None:
+        client = scope.get("client")
+        transport = self._fake._server.transport_of(tuple(client)) if client else None
+        if transport is None:
+            raise RuntimeError("the connection to cut was not found")
+        if drop.reset:
+            # Linger 0: closing the socket sends RST instead of FIN. `close()` still
+            # writes out what is buffered before it closes the socket.
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.close()
+
+    async def _pump(self, send: Send) -> Drop | None:
+        """Send the output; the `Drop` that ends it early, if one does."""
         # Frames are batched while no pause comes, so long fast streams cost few writes.
         buffer = bytearray()
         for item in self._output:
+            if isinstance(item, Drop):
+                if buffer:
+                    await send(
+                        {"type": "http.response.body", "body": bytes(buffer), "more_body": True}
+                    )
+                return item
             if isinstance(item, Pause):
                 if buffer:
                     await send(
@@ -496,7 +566,7 @@ class _SSEStream(Response):
                     buffer.clear()
                 if item.seconds is None:
                     await self._fake._hang()
-                    return  # only a server stop ends a hang: end the body there, unfinished
+                    return None  # only a server stop ends a hang: end the body there
                 elif item.seconds > 0:
                     await asyncio.sleep(item.seconds)
                 continue
@@ -506,6 +576,7 @@ class _SSEStream(Response):
                 buffer.clear()
         if buffer:
             await send({"type": "http.response.body", "body": bytes(buffer), "more_body": True})
+        return None
 
     @staticmethod
     async def _watch(receive: Receive) -> None:
