@@ -25,6 +25,15 @@ class Endpoint(BaseModel):
     """The environment variable holding the key (kept out of the settings themselves)."""
 
 
+class ModelOptionsSetting(BaseModel):
+    """Options for one model (BRIDGE_MODEL_OPTIONS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    thinking_budget: int | None = Field(default=None, ge=1024)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -66,6 +75,9 @@ class Settings(BaseSettings):
     """`https://<resource>.openai.azure.com`: serves `azure:<deployment>` (Chat Completions)."""
     openai_api_version: str = "2024-10-21"
     """The Azure OpenAI API version."""
+    bridge_model_options: dict[str, ModelOptionsSetting] = Field(default_factory=dict)
+    """Per-model options as JSON, keyed by "provider:model": `reasoning_effort` (OpenAI
+    reasoning models), `thinking_budget` (Anthropic extended thinking, >= 1024 tokens)."""
     bridge_providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Your own providers or agents: `name=package.module:attribute` entries, comma
     separated; served as `name:<model>`."""
