@@ -130,6 +130,8 @@ def check_tool_approvals(level: ClientLevel, approval_tools: list[str]) -> None:
 # --- one chunk -------------------------------------------------------------------------------
 
 _TYPE_PREFIX: Final = b'{"type":"'
+# Known at every level, but some of their values are not.
+_INSPECTED: Final = frozenset({"finish", "tool-approval-request"})
 _DENIED_TEXT: Final = "The tool call was denied."
 _CANNOT_APPROVE_TEXT: Final = (
     "This tool call needs an approval, which this client (ai 5) cannot give; it was not run."
@@ -158,11 +160,12 @@ def _load(data: bytes) -> dict[str, Any]:
 
 
 def _tool_output_error(tool_call_id: Any, text: str) -> bytes:
-    return orjson.dumps({"type": "tool-output-error", "toolCallId": tool_call_id, "errorText": text})
+    chunk = {"type": "tool-output-error", "toolCallId": tool_call_id, "errorText": text}
+    return orjson.dumps(chunk)
 
 
 def _adapt(level: ClientLevel, kind: str | None, data: bytes) -> bytes | None:
-    if kind is None or kind in _KNOWN[level] and kind != "finish" and kind != "tool-approval-request":
+    if kind is None or (kind in _KNOWN[level] and kind not in _INSPECTED):
         return data  # data-* chunks, common chunks, and what the client will reject anyway
     if kind == "finish":
         if b'"interrupted"' not in data:
