@@ -39,6 +39,10 @@ ENSURE_NODE_DEPS = REPO_ROOT / "scripts" / "ensure-node-deps.sh"
 #: First-time setup downloads a Node binary (~30 MB) and the npm packages.
 SETUP_TIMEOUT_S = 900
 
+#: The major versions of `ai` installed in tests/node (package.json: "ai5", "ai6" are aliases).
+CLIENTS = (5, 6, 7)
+LATEST_CLIENT = 7
+
 _setup_lock = threading.Lock()
 
 
@@ -115,14 +119,19 @@ def _encode_input(data: Any) -> bytes | None:
     return json.dumps(data).encode("utf-8")
 
 
-def run_node_raw(script: str, *args: str, input: Any = None, timeout: float = 60) -> NodeResult:
+def run_node_raw(
+    script: str, *args: str, input: Any = None, timeout: float = 60, client: int = LATEST_CLIENT
+) -> NodeResult:
     """Runs `node tests/node/<script>.mjs <args>` and returns its outcome without judging it.
 
     `input` (str, bytes, or any JSON-able value, which is serialised) goes to stdin.
+    `client` is the major version of the `ai` package the script drives (5, 6 or 7).
     """
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {CLIENTS}, got {client!r}")
     node = ensure_node_deps()
     cmd = [node, str(_script_path(script)), *args]
-    env = {**os.environ, "NODE_NO_WARNINGS": "1"}
+    env = {**os.environ, "NODE_NO_WARNINGS": "1", "AI_SDK_CLIENT": str(client)}
     try:
         proc = subprocess.run(
             cmd,
@@ -146,12 +155,14 @@ def run_node_raw(script: str, *args: str, input: Any = None, timeout: float = 60
     return NodeResult(proc.returncode, output, stdout, proc.stderr.decode("utf-8", "replace"))
 
 
-def run_node(script: str, *args: str, input: Any = None, timeout: float = 60) -> Any:
+def run_node(
+    script: str, *args: str, input: Any = None, timeout: float = 60, client: int = LATEST_CLIENT
+) -> Any:
     """Runs a harness script and returns its parsed JSON output.
 
     Raises AssertionError (with the script's stderr) when it exits non-zero or prints no JSON.
     """
-    result = run_node_raw(script, *args, input=input, timeout=timeout)
+    result = run_node_raw(script, *args, input=input, timeout=timeout, client=client)
     if result.returncode != 0 or result.output is None:
         raise AssertionError(
             f"node {script} {' '.join(args)} failed (exit {result.returncode}):\n"
@@ -161,13 +172,13 @@ def run_node(script: str, *args: str, input: Any = None, timeout: float = 60) ->
 
 
 def run_node_expect_failure(
-    script: str, *args: str, input: Any = None, timeout: float = 60
+    script: str, *args: str, input: Any = None, timeout: float = 60, client: int = LATEST_CLIENT
 ) -> NodeResult:
     """Runs a harness script that is expected to FAIL a check (exit 1); returns the outcome.
 
     Raises AssertionError when it passes, or fails for another reason (usage error, crash).
     """
-    result = run_node_raw(script, *args, input=input, timeout=timeout)
+    result = run_node_raw(script, *args, input=input, timeout=timeout, client=client)
     if result.returncode == 0:
         raise AssertionError(
             f"node {script} {' '.join(args)} passed but was expected to fail:\n"
@@ -186,25 +197,45 @@ def run_node_expect_failure(
 
 
 class NodeHarness:
-    """Convenience wrappers over the scripts (what the `node` fixture returns)."""
+    """Convenience wrappers over the scripts (what the `node` fixture returns), driving the
+    `ai` client of major version `client` (7 unless made with `for_client`)."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, client: int = LATEST_CLIENT) -> None:
         self.binary = binary
+        self.client = client
+
+    def for_client(self, client: int) -> NodeHarness:
+        """The same harness driving another major version of `ai` (5, 6 or 7)."""
+        if client not in CLIENTS:
+            raise ValueError(f"client must be one of {CLIENTS}, got {client!r}")
+        return NodeHarness(self.binary, client)
 
     # validate-stream.mjs ------------------------------------------------------------------
 
     def validate_sse(self, body: bytes | str, *flags: str, timeout: float = 60) -> Any:
         """Validates a saved SSE response body; returns {chunks, messages, final, ids, ...}."""
         data = body.encode("utf-8") if isinstance(body, str) else body
-        return run_node("validate-stream", "--file", "-", *flags, input=data, timeout=timeout)
+        return run_node(
+            "validate-stream",
+            "--file",
+            "-",
+            *flags,
+            input=data,
+            timeout=timeout,
+            client=self.client,
+        )
 
     def validate_sse_failure(self, body: bytes | str, *flags: str) -> NodeResult:
         """Validates an SSE body expected to be REJECTED; returns the failing outcome."""
         data = body.encode("utf-8") if isinstance(body, str) else body
-        return run_node_expect_failure("validate-stream", "--file", "-", *flags, input=data)
+        return run_node_expect_failure(
+            "validate-stream", "--file", "-", *flags, input=data, client=self.client
+        )
 
     def validate_file(self, path: str | Path, *flags: str) -> Any:
-        return run_node("validate-stream", "--file", str(Path(path).resolve()), *flags)
+        return run_node(
+            "validate-stream", "--file", str(Path(path).resolve()), *flags, client=self.client
+        )
 
     def validate_url(
         self,
@@ -222,7 +253,7 @@ class NodeHarness:
             args += ["--body", body if isinstance(body, str) else json.dumps(body)]
         for key, value in (headers or {}).items():
             args += ["--header", f"{key}: {value}"]
-        return run_node("validate-stream", *args, *flags, timeout=timeout + 10)
+        return run_node("validate-stream", *args, *flags, timeout=timeout + 10, client=self.client)
 
     # schema-check.mjs / fold-chunks.mjs ---------------------------------------------------
 
@@ -231,7 +262,7 @@ class NodeHarness:
 
         Elements may be chunk dicts or the exact JSON text a server sends after `data: `.
         """
-        return run_node("schema-check", input=list(chunks))
+        return run_node("schema-check", input=list(chunks), client=self.client)
 
     def fold_chunks(
         self, chunks: Sequence[Any], message: Mapping[str, Any] | None = None, *flags: str
@@ -240,16 +271,30 @@ class NodeHarness:
         payload: dict[str, Any] = {"chunks": list(chunks)}
         if message is not None:
             payload["message"] = dict(message)
-        return run_node("fold-chunks", *flags, input=payload)
+        return run_node("fold-chunks", *flags, input=payload, client=self.client)
 
     # chat-client.mjs ----------------------------------------------------------------------
 
     def chat(self, scenario: Mapping[str, Any], timeout: float = 90) -> Any:
         """Runs a Chat scenario (see the header of tests/node/chat-client.mjs)."""
-        return run_node("chat-client", "--scenario", "-", input=dict(scenario), timeout=timeout)
+        return run_node(
+            "chat-client",
+            "--scenario",
+            "-",
+            input=dict(scenario),
+            timeout=timeout,
+            client=self.client,
+        )
 
     def chat_raw(self, scenario: Mapping[str, Any], timeout: float = 90) -> NodeResult:
-        return run_node_raw("chat-client", "--scenario", "-", input=dict(scenario), timeout=timeout)
+        return run_node_raw(
+            "chat-client",
+            "--scenario",
+            "-",
+            input=dict(scenario),
+            timeout=timeout,
+            client=self.client,
+        )
 
 
 @pytest.fixture(scope="session", name="node")

@@ -5,12 +5,11 @@
 // message on stderr and exits with a non-zero code (1 = check failed, 2 = bad usage).
 
 import { readFile } from 'node:fs/promises';
-import {
-  parseJsonEventStream,
-  readUIMessageStream,
-  uiMessageChunkSchema,
-  UIMessageStreamError,
-} from 'ai';
+import { ai } from './ai-client.mjs';
+
+// The client version is chosen by AI_SDK_CLIENT (see ai-client.mjs); ai 5 has no
+// UIMessageStreamError (its state machine throws plain Errors).
+const { parseJsonEventStream, readUIMessageStream, uiMessageChunkSchema, UIMessageStreamError } = ai;
 
 export class UsageError extends Error {}
 
@@ -310,7 +309,7 @@ export async function foldChunks(chunks, { message } = {}) {
     stream: arrayToStream(chunks),
     terminateOnError: false,
     onError: error => {
-      if (UIMessageStreamError.isInstance(error) || !(error instanceof Error)) {
+      if (UIMessageStreamError?.isInstance(error) || !(error instanceof Error)) {
         streamError ??= describeError(error);
       } else if (errorTexts.length < errorChunkTexts.length && error.message === errorChunkTexts[errorTexts.length]) {
         errorTexts.push(error.message);
