@@ -84,10 +84,11 @@ def for_client(entries: Entries, level: ClientLevel, settings: Settings) -> Entr
     adapter = adapter_for(level, step_retries=settings.bridge_step_retries > 0)
     if adapter is None:
         return entries
-    return _adapted(entries, adapter, settings.bridge_heartbeat_seconds)
+    return adapted_entries(entries, adapter, settings.bridge_heartbeat_seconds)
 
 
-async def _adapted(entries: Entries, adapter: ChunkAdapter, heartbeat: float) -> Entries:
+async def adapted_entries(entries: Entries, adapter: ChunkAdapter, heartbeat: float) -> Entries:
+    """`entries` through `adapter`; a tick (None) when nothing was sent for `heartbeat` s."""
     last_sent = time.monotonic()
     async for batch in entries:
         if batch is None:
