@@ -19,12 +19,15 @@ Plain functions (`run_node`, `node_binary`, ...) work without pytest fixtures to
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
+import select
 import subprocess
+import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,6 +166,10 @@ def run_node(
     Raises AssertionError (with the script's stderr) when it exits non-zero or prints no JSON.
     """
     result = run_node_raw(script, *args, input=input, timeout=timeout, client=client)
+    return _passed(result, script, args)
+
+
+def _passed(result: NodeResult, script: str, args: Sequence[str]) -> Any:
     if result.returncode != 0 or result.output is None:
         raise AssertionError(
             f"node {script} {' '.join(args)} failed (exit {result.returncode}):\n"
@@ -179,6 +186,10 @@ def run_node_expect_failure(
     Raises AssertionError when it passes, or fails for another reason (usage error, crash).
     """
     result = run_node_raw(script, *args, input=input, timeout=timeout, client=client)
+    return _failed_a_check(result, script, args)
+
+
+def _failed_a_check(result: NodeResult, script: str, args: Sequence[str]) -> NodeResult:
     if result.returncode == 0:
         raise AssertionError(
             f"node {script} {' '.join(args)} passed but was expected to fail:\n"
@@ -196,46 +207,141 @@ def run_node_expect_failure(
     return result
 
 
+class NodeWorker:
+    """One `node worker.mjs` for one client version: runs validate-stream, schema-check and
+    fold-chunks without starting Node (and loading `ai`) for each call. Thread-safe; calls
+    run one at a time. Started on first use, ended by `close` (or when it misbehaves)."""
+
+    def __init__(self, binary: str, client: int) -> None:
+        self.binary = binary
+        self.client = client
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: Any = None
+
+    def run(self, script: str, *args: str, input: Any = None, timeout: float = 60) -> NodeResult:
+        request = {
+            "script": script,
+            "args": list(args),
+            "stdin": base64.b64encode(_encode_input(input) or b"").decode("ascii"),
+        }
+        with self._lock:
+            proc = self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps(request).encode() + b"\n")
+                proc.stdin.flush()
+                ready, _, _ = select.select([proc.stdout], [], [], timeout)
+                line = proc.stdout.readline() if ready else b""
+            except (BrokenPipeError, OSError):
+                line = b""
+            if not line:
+                problem = "timed out" if proc.poll() is None else "died"
+                stderr = self._stderr_text()
+                self._stop()
+                raise AssertionError(
+                    f"node worker {problem} running {script} {' '.join(args)} "
+                    f"(client {self.client})\nstderr:\n{stderr}"
+                )
+        answer = json.loads(line)
+        return NodeResult(answer["code"], answer["doc"], json.dumps(answer["doc"]), answer["log"])
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        self._stop()  # one that died: its pipes and stderr file
+        # Lives as long as the worker (its stderr, read when it fails); closed by _stop.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        env = {**os.environ, "NODE_NO_WARNINGS": "1", "AI_SDK_CLIENT": str(self.client)}
+        self._proc = subprocess.Popen(
+            [self.binary, str(_script_path("worker"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+        )
+        return self._proc
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def _stderr_text(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return str(self._stderr.read().decode("utf-8", "replace"))[-4000:]
+
+
 class NodeHarness:
     """Convenience wrappers over the scripts (what the `node` fixture returns), driving the
     `ai` client of major version `client` (7 unless made with `for_client`)."""
 
-    def __init__(self, binary: str, client: int = LATEST_CLIENT) -> None:
+    def __init__(
+        self,
+        binary: str,
+        client: int = LATEST_CLIENT,
+        workers: dict[int, NodeWorker] | None = None,
+    ) -> None:
         self.binary = binary
         self.client = client
+        # Shared by every harness made with for_client: one worker per version.
+        self._workers = {} if workers is None else workers
 
     def for_client(self, client: int) -> NodeHarness:
         """The same harness driving another major version of `ai` (5, 6 or 7)."""
         if client not in CLIENTS:
             raise ValueError(f"client must be one of {CLIENTS}, got {client!r}")
-        return NodeHarness(self.binary, client)
+        return NodeHarness(self.binary, client, self._workers)
+
+    def close(self) -> None:
+        """Ends the worker processes."""
+        for worker in self._workers.values():
+            worker.close()
+
+    def _worker(self) -> NodeWorker:
+        worker = self._workers.get(self.client)
+        if worker is None:
+            worker = self._workers.setdefault(self.client, NodeWorker(self.binary, self.client))
+        return worker
+
+    def _run(self, script: str, *args: str, input: Any = None, timeout: float = 60) -> Any:
+        result = self._worker().run(script, *args, input=input, timeout=timeout)
+        return _passed(result, script, args)
 
     # validate-stream.mjs ------------------------------------------------------------------
 
     def validate_sse(self, body: bytes | str, *flags: str, timeout: float = 60) -> Any:
         """Validates a saved SSE response body; returns {chunks, messages, final, ids, ...}."""
         data = body.encode("utf-8") if isinstance(body, str) else body
-        return run_node(
-            "validate-stream",
-            "--file",
-            "-",
-            *flags,
-            input=data,
-            timeout=timeout,
-            client=self.client,
-        )
+        return self._run("validate-stream", "--file", "-", *flags, input=data, timeout=timeout)
 
     def validate_sse_failure(self, body: bytes | str, *flags: str) -> NodeResult:
         """Validates an SSE body expected to be REJECTED; returns the failing outcome."""
         data = body.encode("utf-8") if isinstance(body, str) else body
-        return run_node_expect_failure(
-            "validate-stream", "--file", "-", *flags, input=data, client=self.client
-        )
+        args = ("--file", "-", *flags)
+        result = self._worker().run("validate-stream", *args, input=data)
+        return _failed_a_check(result, "validate-stream", args)
 
     def validate_file(self, path: str | Path, *flags: str) -> Any:
-        return run_node(
-            "validate-stream", "--file", str(Path(path).resolve()), *flags, client=self.client
-        )
+        return self._run("validate-stream", "--file", str(Path(path).resolve()), *flags)
 
     def validate_url(
         self,
@@ -253,7 +359,7 @@ class NodeHarness:
             args += ["--body", body if isinstance(body, str) else json.dumps(body)]
         for key, value in (headers or {}).items():
             args += ["--header", f"{key}: {value}"]
-        return run_node("validate-stream", *args, *flags, timeout=timeout + 10, client=self.client)
+        return self._run("validate-stream", *args, *flags, timeout=timeout + 10)
 
     # schema-check.mjs / fold-chunks.mjs ---------------------------------------------------
 
@@ -262,7 +368,7 @@ class NodeHarness:
 
         Elements may be chunk dicts or the exact JSON text a server sends after `data: `.
         """
-        return run_node("schema-check", input=list(chunks), client=self.client)
+        return self._run("schema-check", input=list(chunks))
 
     def fold_chunks(
         self, chunks: Sequence[Any], message: Mapping[str, Any] | None = None, *flags: str
@@ -271,7 +377,7 @@ class NodeHarness:
         payload: dict[str, Any] = {"chunks": list(chunks)}
         if message is not None:
             payload["message"] = dict(message)
-        return run_node("fold-chunks", *flags, input=payload, client=self.client)
+        return self._run("fold-chunks", *flags, input=payload)
 
     # chat-client.mjs ----------------------------------------------------------------------
 
@@ -298,10 +404,12 @@ class NodeHarness:
 
 
 @pytest.fixture(scope="session", name="node")
-def node_fixture() -> NodeHarness:
+def node_fixture() -> Iterator[NodeHarness]:
     """Node >= 22 with tests/node's dependencies installed. Fails (never skips) otherwise."""
     try:
         binary = ensure_node_deps()
     except NodeSetupError as exc:
         pytest.fail(f"Node.js conformance harness could not be set up:\n{exc}", pytrace=False)
-    return NodeHarness(binary)
+    harness = NodeHarness(binary)
+    yield harness
+    harness.close()
