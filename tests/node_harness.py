@@ -5,6 +5,11 @@ tests/node/package.json) and print one JSON document each. This module finds or 
 Node >= 22 (scripts/ensure-node.sh), installs the npm dependencies (scripts/ensure-node-deps.sh)
 and runs the scripts.
 
+Client versions: `ai` 5, 6 and 7 are installed side by side; every call drives one of them
+(`client=`, or `node.for_client(5)`), 7 by default. The `NodeHarness` methods for
+validate-stream, schema-check and fold-chunks go to one long-lived worker process per version
+(tests/node/worker.mjs); chat-client runs in a process of its own each time.
+
 Use it from a test module (there is deliberately no conftest.py)::
 
     from tests.node_harness import NodeHarness, node_fixture  # noqa: F401
