@@ -56,7 +56,6 @@ __all__ = [
     "known_chunk_types",
     "parse_client_level",
     "supports_approvals",
-    "supports_websocket_transport",
 ]
 
 
@@ -107,11 +106,6 @@ def known_chunk_types(level: ClientLevel) -> frozenset[str]:
 
 def supports_approvals(level: ClientLevel) -> bool:
     return level >= ClientLevel.AI6
-
-
-def supports_websocket_transport(level: ClientLevel) -> bool:
-    """`WebSocketChatTransport` ships with ai 7 only."""
-    return level >= ClientLevel.AI7
 
 
 def check_tool_approvals(level: ClientLevel, approval_tools: list[str]) -> None:
