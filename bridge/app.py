@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from bridge.auth import TokenAuth
+from bridge.client_level import check_startup_level
 from bridge.errors import BridgeError, InvalidRequest
 from bridge.providers.registry import ProviderRegistry
 from bridge.routes import chats, meta
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tools = load_tools(settings.bridge_tools)
+        check_startup_level(settings, tools)
         if len(tools):
             logger.info(
                 "tools from %s: %s",

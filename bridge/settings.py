@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     """A step whose provider stream fails with a network or 5xx error is retried this many
     times (`reset-step` tells clients to drop the failed attempt)."""
     bridge_allow_client_tools: bool = False
+    bridge_client_level: int = Field(default=7, ge=5, le=7)
+    """The `ai` major version of the clients (5, 6 or 7): older ones get the stream degraded
+    to what they know. A request may override it (`?client=` or `x-ai-sdk-level`)."""
     """Accept tool declarations (JSON schemas) from the request body `tools`."""
 
     @field_validator("bridge_port", mode="before")
