@@ -212,8 +212,16 @@ class GenerationRunner:
     app's lifespan). Each generation is a task group of its own: the log writer's flush
     loop, the stop watch and the producer; its end runs once, shielded."""
 
-    def __init__(self, store: SessionStore, settings: Settings, *, can_hand_over: bool) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        settings: Settings,
+        *,
+        can_hand_over: bool,
+        store_retry_seconds: float = 5.0,
+    ) -> None:
         self._store = store
+        self._store_retry_seconds = store_retry_seconds
         self._settings = settings
         self._can_hand_over = can_hand_over
         self._group: TaskGroup | None = None
@@ -378,6 +386,7 @@ class GenerationRunner:
             on_failure=lambda exc: generation.scope.cancel(),
             flush_interval=self._settings.bridge_flush_ms / 1000,
             lease_renew_interval=self._settings.bridge_lease_seconds / 3,
+            retry_seconds=self._store_retry_seconds,
         )
         emit = _Emitter(writer, assembler, generation)
         totals = _Totals()
