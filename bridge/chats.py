@@ -214,6 +214,12 @@ def follow_generation(
     return _without(entries, 1, skip_through)
 
 
+class HandedOver(Exception):
+    """Raised to a reader when its process handed its generations over (drain): the
+    transport ends the response WITHOUT its end-of-stream mark (no `[DONE]`, no `end`
+    frame), so the client knows the answer is not complete and resumes elsewhere."""
+
+
 async def _until_handed_over(
     services: Services, entries: AsyncIterator[list[LogEntry] | None]
 ) -> AsyncIterator[list[LogEntry] | None]:
@@ -228,7 +234,7 @@ async def _until_handed_over(
                 except StopAsyncIteration:
                     return
             if scope.cancelled_caught or scope.cancel_called:
-                return
+                raise HandedOver
             yield batch
     finally:
         aclose = getattr(entries, "aclose", None)

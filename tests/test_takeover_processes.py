@@ -134,8 +134,10 @@ async def test_sigterm_drains_then_hands_over_and_refuses_new_answers(
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         assert refused.json()["error"]["code"] == "draining"
-        # The reader ended at the hand-over, before the answer's end.
+        # The reader ended at the hand-over, before the answer's end, and without the
+        # end-of-stream mark: the client knows to resume.
         assert "finish" not in first.types
+        assert not first.done
         resumed = await read_stream(
             client,
             "GET",
