@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from protocol.assembler import MessageAssembler
@@ -161,3 +162,39 @@ def _parse(raw: bytes) -> StreamResult:
         if event.data is not None:
             result.events.append((event.id, event.data))
     return result
+
+
+async def test_takeover_after_sigkill_during_a_tool_never_runs_it_again(
+    bridge_processes: Any, redis_server: RedisServer
+) -> None:
+    env = _env(redis_server, f"t{uuid.uuid4().hex[:8]}", BRIDGE_TOOLS="bridge.example_tools")
+    doomed: BridgeProcess = bridge_processes(**env)
+    survivor: BridgeProcess = bridge_processes(**env)
+    async with httpx.AsyncClient(timeout=60) as client:
+        body = chat_body("tool-kill", "use slow_report")
+        raw = b""
+        async with client.stream("POST", f"{doomed.url}/api/chat", json=body) as response:
+            async for piece in response.aiter_raw():
+                raw += piece
+                if b"data-tool-run" in raw:
+                    # The marker is durable before the tool starts: kill while it runs.
+                    doomed.signal(signal.SIGKILL)
+                    break
+        await asyncio.to_thread(doomed.process.wait, 10)
+        first = _parse(raw)
+        resumed = await read_stream(
+            client,
+            "GET",
+            f"{survivor.url}/api/chat/tool-kill/stream",
+            headers={"last-event-id": str(first.offsets[-1])},
+        )
+        history = (await client.get(f"{survivor.url}/api/chat/tool-kill/messages")).json()
+    events = _joined(first, resumed)
+    chunks = [orjson.loads(data) for _, data in events if data != "[DONE]"]
+    results = [c for c in chunks if str(c["type"]).startswith("tool-output-")]
+    assert resumed.done and chunks[-1]["type"] == "finish"
+    assert [r["type"] for r in results] == ["tool-output-error"]
+    assert "interrupted" in results[0]["errorText"]
+    stored = history["messages"][-1]
+    tool_part = next(p for p in stored["parts"] if p["type"] == "tool-slow_report")
+    assert tool_part["state"] == "output-error"
