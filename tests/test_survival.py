@@ -15,9 +15,9 @@ import pytest
 
 from bridge.auth import TokenAuth
 from bridge.chats import start_generation
-from bridge.errors import StaleRevision, StoreError
+from bridge.errors import Draining, StaleRevision, StoreError
 from bridge.log.closing import closing_chunks
-from bridge.log.takeover import recover
+from bridge.log.takeover import recover, sweep
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest
 from bridge.providers.registry import ProviderRegistry
@@ -432,4 +432,51 @@ async def test_store_error_in_claim_leaves_the_generation_alone() -> None:
         assert chat is not None and chat.active_generation_id == generation.generation_id
         await recover(services, "claim-err", generation.generation_id)
         _, outcome = await log_of(store, "claim-err", generation.generation_id)
+    assert outcome is Outcome.FINISHED
+
+
+# --- drain and the sweep -------------------------------------------------------------------
+
+
+async def test_drain_hands_over_a_running_generation_to_a_claimer() -> None:
+    store = MemoryStore()
+    services = make_services(store, delay_ms=10)
+    async with serving(services):
+        generation = await start_generation(services, request("handed", "a long one"), USER)
+        await wait_for_entries(store, "handed", generation.generation_id, 5)
+        await services.runner.drain(0)
+        assert generation.done.is_set()
+        assert not services.runner.accepting
+        with pytest.raises(Draining):
+            await start_generation(services, request("late", "hi"), USER)
+        read = await store.read("handed", generation.generation_id, -1, limit=10_000)
+        claim = await store.claim_generation("handed", generation.generation_id)
+    assert not read.ended  # no end marker: the log waits for its next producer
+    assert claim is not None and claim.epoch == 2 and claim.next_offset == len(read.entries)
+
+
+async def test_drain_without_anyone_to_take_over_ends_with_abort() -> None:
+    store = MemoryStore()
+    services = make_services(store, delay_ms=10)
+    services.runner = GenerationRunner(store, services.settings, can_hand_over=False)
+    async with serving(services):
+        generation = await start_generation(services, request("aborted", "a long one"), USER)
+        await wait_for_entries(store, "aborted", generation.generation_id, 5)
+        await services.runner.drain(0)
+        entries, outcome = await log_of(store, "aborted", generation.generation_id)
+    assert outcome is Outcome.ABORTED
+    assert orjson.loads(entries[-1].data) == {"type": "abort", "reason": "server shutting down"}
+
+
+async def test_sweep_takes_over_an_orphan_nobody_reads() -> None:
+    clock = Clock()
+    store = FaultyStore(MemoryStore(clock=clock, lease_seconds=1))
+    services = make_services(store, delay_ms=3)
+    async with serving(services), anyio.create_task_group() as group:
+        generation = await start_generation(services, request("orphan", "hello"), USER)
+        await wait_for_entries(store, "orphan", generation.generation_id, 3)
+        await _kill_producer(store, clock, generation)
+        group.start_soon(sweep, services, 0.05)
+        _, outcome = await log_of(store, "orphan", generation.generation_id)
+        group.cancel_scope.cancel()
     assert outcome is Outcome.FINISHED
