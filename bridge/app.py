@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,7 +15,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from bridge.auth import TokenAuth
 from bridge.client_level import check_startup_level
-from bridge.errors import BridgeError, InvalidRequest
+from bridge.drain import Drain
+from bridge.errors import BridgeError, Draining, InvalidRequest
+from bridge.log.takeover import sweep
 from bridge.providers.registry import ProviderRegistry
 from bridge.routes import chats, meta
 from bridge.runner import GenerationRunner
@@ -72,8 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store, kind = _make_store(settings)
         await store.start()
         registry = ProviderRegistry.from_settings(settings)
-        runner = GenerationRunner(store, settings)
-        app.state.services = Services(
+        runner = GenerationRunner(store, settings, can_hand_over=kind == "redis")
+        services = app.state.services = Services(
             settings=settings,
             store=store,
             store_kind=kind,
@@ -83,11 +86,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tools=tools,
         )
         try:
-            yield
+            async with anyio.create_task_group() as group:
+                await group.start(runner.serve)
+                if settings.bridge_takeover_sweep_seconds > 0:
+                    group.start_soon(sweep, services, settings.bridge_takeover_sweep_seconds)
+                drain = Drain(runner, settings.bridge_drain_seconds)
+                drain.install(group)
+                try:
+                    yield
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await drain.run()
+                        drain.uninstall()
+                    group.cancel_scope.cancel()
         finally:
-            await runner.shutdown()
-            await registry.aclose()
-            await store.close()
+            with anyio.CancelScope(shield=True):
+                await registry.aclose()
+                await store.close()
 
     app = FastAPI(title="aisdk-bridge", version="0.1.0", lifespan=lifespan)
     if settings.bridge_cors_origins:
@@ -103,10 +118,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
         extra: dict[str, object] = {}
+        headers: dict[str, str] = {}
         if isinstance(exc, InvalidRequest):
             extra["details"] = exc.details
+        if isinstance(exc, Draining):
+            headers["retry-after"] = str(exc.retry_after_seconds)
         return JSONResponse(
-            _error_body(exc.code, exc.message, **extra), status_code=exc.status_code
+            _error_body(exc.code, exc.message, **extra),
+            status_code=exc.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)

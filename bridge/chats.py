@@ -8,14 +8,15 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+import anyio
 from starlette.requests import HTTPConnection
 
 from bridge.continuation import ApprovalDecision, merge_answers
 from bridge.conversation import Turn, plan_turn
-from bridge.errors import GenerationGone, GenerationNotFound, NotFound, RequestError
+from bridge.errors import Draining, GenerationGone, GenerationNotFound, NotFound, RequestError
 from bridge.ids import new_generation_id
 from bridge.log.reader import follow
-from bridge.log.recovery import close_abandoned
+from bridge.log.takeover import recover as take_over
 from bridge.runner import Generation, GenerationPlan
 from bridge.services import Services
 from bridge.store.base import GenerationInfo, LogEntry, Outcome
@@ -62,10 +63,17 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
     """Validate the turn, start its generation and wait until the provider accepted it (or
     one heartbeat interval passed), so a refused call surfaces as an error here."""
     chat_id = chat_request.id
+    if not services.runner.accepting:
+        raise Draining("this server is shutting down; retry the request")
     await authorize(services, user, chat_id)
     if await services.store.claim_chat(chat_id, user) != user:
         # Someone else created the chat between the check and the claim.
         raise NotFound(f"chat {chat_id} not found")
+    # Read before the history: the generation begins only if nothing changed the chat
+    # since (another generation began or ended: two approval answers racing, an answer
+    # ending just after this request read the history).
+    chat = await services.store.get_chat(chat_id)
+    revision = chat.revision if chat is not None else 0
 
     provider, model, model_id = services.registry.choose(chat_request.model)
 
@@ -108,7 +116,7 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         tools=tools,
         decisions=decisions,
     )
-    generation = await services.runner.start(plan)
+    generation = await services.runner.start(plan, expected_revision=revision)
     await services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(
@@ -188,19 +196,51 @@ def follow_generation(
     which the client that sent the continuation holds already."""
 
     async def recover(chat: str, generation: str) -> None:
-        await close_abandoned(services.store, chat, generation)
+        await take_over(services, chat, generation)
 
-    entries = follow(
-        services.store,
-        chat_id,
-        generation_id,
-        after,
-        heartbeat=services.settings.bridge_heartbeat_seconds,
-        recover=recover,
+    entries = _until_handed_over(
+        services,
+        follow(
+            services.store,
+            chat_id,
+            generation_id,
+            after,
+            heartbeat=services.settings.bridge_heartbeat_seconds,
+            recover=recover,
+        ),
     )
     if skip_through <= 0:
         return entries
     return _without(entries, 1, skip_through)
+
+
+class HandedOver(Exception):
+    """Raised to a reader when its process handed its generations over (drain): the
+    transport ends the response WITHOUT its end-of-stream mark (no `[DONE]`, no `end`
+    frame), so the client knows the answer is not complete and resumes elsewhere."""
+
+
+async def _until_handed_over(
+    services: Services, entries: AsyncIterator[list[LogEntry] | None]
+) -> AsyncIterator[list[LogEntry] | None]:
+    """A draining process ends its readers once it handed its generations over: they
+    resume on another process, from their last offset."""
+    runner = services.runner
+    try:
+        while True:
+            with runner.reader_scope() as scope:
+                try:
+                    batch = await anext(entries)
+                except StopAsyncIteration:
+                    return
+            if scope.cancelled_caught or scope.cancel_called:
+                raise HandedOver
+            yield batch
+    finally:
+        aclose = getattr(entries, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
 
 
 async def _without(
@@ -246,7 +286,8 @@ async def _wait_for_end(
             if read.ended:
                 return read.outcome.value if read.outcome else None
             if not read.entries and not await store.producer_alive(chat_id, generation_id):
-                await close_abandoned(store, chat_id, generation_id, stop_requested=True)
+                # The stop is in the store: whoever claims it closes it with `abort`.
+                await take_over(services, chat_id, generation_id)
     except GenerationNotFound:
         return None
     return None

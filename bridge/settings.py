@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     """A producer that has not written for this long is presumed dead."""
     bridge_resume_grace_seconds: float = Field(default=10.0, ge=0)
     """After a generation ends, a resume GET still replays it for this long."""
+    bridge_drain_seconds: float = Field(default=25.0, ge=0)
+    """On SIGTERM, how long running generations may go on here before they are handed
+    over to another process (fits Kubernetes' 30 s grace period)."""
+    bridge_takeover_sweep_seconds: float = Field(default=10.0, ge=0)
+    """How often each process looks for generations whose producer is gone and that no
+    reader noticed (readers notice at once); 0: off."""
 
     # Tools
     bridge_tools: str | None = None

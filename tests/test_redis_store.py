@@ -81,7 +81,7 @@ async def test_keys_of_one_chat_share_one_hash_slot(
     keys = [key.decode() async for key in admin.scan_iter(match=f"{backend.prefix}:*")]
 
     kinds = sorted(key.split(":")[2] for key in keys)
-    assert kinds == ["chat", "lease", "log", "messages", "stop"]
+    assert kinds == ["chat", "epoch", "lease", "log", "messages", "plan", "stop"]
     assert len({key_slot(key.encode()) for key in keys}) == 1
     # The tag is the whole (encoded) chat id: a brace in the id cannot cut it short.
     assert {unquote(hash_tag(key)) for key in keys} == ({chat_id} if chat_id else {"%"})
@@ -160,11 +160,11 @@ async def test_begin_and_end_are_single_script_calls(
     # Exactly one EVALSHA each; everything else runs inside the script, atomically.
     assert begin_calls == {
         "evalsha": 1,
-        "hget": 1,
+        "hget": 2,  # the active generation, the revision
         "exists": 1,
         "hset": 1,
         "hdel": 1,
-        "set": 2,
+        "set": 4,  # history, lease, epoch, plan
         "xadd": 1,
         "pexpire": 2,
     }
@@ -178,6 +178,7 @@ async def test_begin_and_end_are_single_script_calls(
         "hget": 2,
         "hdel": 1,
         "hset": 1,
+        "hincrby": 1,  # the history revision
     }
 
 

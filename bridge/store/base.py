@@ -39,6 +39,9 @@ from bridge.errors import (
     OffsetConflict as OffsetConflict,
 )
 from bridge.errors import (
+    StaleRevision as StaleRevision,
+)
+from bridge.errors import (
     StoreError as StoreError,
 )
 
@@ -74,6 +77,23 @@ class ChatState:
     """The most recently begun generation (running or ended)."""
     last_ended_at: float | None
     """When `last_generation_id` ended (Unix time), None while it runs or if none."""
+    revision: int = 0
+    """The history's revision: raised by every `begin_generation` and `end_generation`. A
+    request planned on revision r begins only if the chat is still at r (`StaleRevision`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `claim_generation` hands the process that takes a generation over."""
+
+    epoch: int
+    """The new producer epoch: every write of the new producer names it."""
+    plan: bytes
+    """The plan stored by `begin_generation` (what the runner needs to re-run a step)."""
+    next_offset: int
+    """The offset the next chunk gets (the log as the previous producer left it)."""
+    stop_requested: bool
+    """A stop was asked for: the new producer only closes the log with `abort`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +156,16 @@ class SessionStore(Protocol):
         info: GenerationInfo,
         start_chunk: bytes,
         messages: Sequence[JSONDict],
-    ) -> None:
+        *,
+        expected_revision: int | None = None,
+        plan: bytes = b"",
+    ) -> int:
         """Atomically: make `info` the chat's active and last generation, create its log with
-        `start_chunk` at offset 0, replace the history with `messages` and take the producer
-        lease. Raises ChatBusy when another generation is active and its lease is alive; an
-        active generation whose lease expired is replaced (its log is left as it was)."""
+        `start_chunk` at offset 0, replace the history with `messages`, store `plan`, raise
+        the chat's revision and take the producer lease with epoch 1 (returned). Raises
+        ChatBusy when another generation is active and its lease is alive (an active
+        generation whose lease expired is replaced: its log is left as it was), and
+        StaleRevision when `expected_revision` is given and the chat is at another one."""
 
     async def append(
         self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
@@ -188,10 +213,28 @@ class SessionStore(Protocol):
     async def renew_lease(self, chat_id: str, generation_id: str) -> None:
         """Keep the producer lease alive while no chunk is appended (a long tool call)."""
 
+    async def claim_generation(self, chat_id: str, generation_id: str) -> Claim | None:
+        """Take over a generation whose producer is gone: if its log is open and its lease
+        absent, atomically raise its epoch and take the lease with the new epoch. None when
+        the lease is held (someone produces it) or the log ended or is gone. Of processes
+        claiming at once exactly one wins."""
+
+    async def orphaned_generations(self) -> list[tuple[str, str]]:
+        """(chat id, generation id) of active generations whose lease is gone: the
+        candidates of the takeover sweep. May be slow (it scans); called every few
+        seconds at most."""
+
+    async def release_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> None:
+        """Drop the lease if it still holds `epoch` (a hand-over: takeover may start at
+        once). The log stays open."""
+
     # --- stop ----------------------------------------------------------------------------
 
     async def request_stop(self, chat_id: str, generation_id: str) -> None:
         """Ask the generation's producer, in whatever process, to stop. Idempotent."""
+
+    async def stop_requested(self, chat_id: str, generation_id: str) -> bool:
+        """Whether a stop was requested for the generation."""
 
     async def wait_for_stop(self, chat_id: str, generation_id: str) -> None:
         """Return as soon as a stop has been requested for the generation (at once if it

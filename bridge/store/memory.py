@@ -23,6 +23,7 @@ from bridge.store.base import (
     ChatBusy,
     ChatState,
     ChatSummary,
+    Claim,
     GenerationInfo,
     GenerationNotFound,
     JSONDict,
@@ -30,6 +31,7 @@ from bridge.store.base import (
     LogRead,
     OffsetConflict,
     Outcome,
+    StaleRevision,
 )
 
 _Key = tuple[str, str]  # (chat_id, generation_id)
@@ -52,6 +54,7 @@ class _Chat:
     active: str | None = None
     last: str | None = None
     last_ended_at: float | None = None
+    revision: int = 0
 
 
 @dataclass
@@ -66,6 +69,9 @@ class _Log:
     expires_at: float
     chunks: list[bytes]
     outcome: Outcome | None = None
+    plan: bytes = b""
+    epoch: int = 1
+    """The last granted producer epoch; a live lease always holds it."""
     # Replaced on every change: readers wait on the current one, writers set and swap it.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -121,7 +127,9 @@ class MemoryStore:
         chat = self._live(self._chats, chat_id)
         if chat is None:
             return None
-        return ChatState(chat_id, chat.owner, chat.active, chat.last, chat.last_ended_at)
+        return ChatState(
+            chat_id, chat.owner, chat.active, chat.last, chat.last_ended_at, chat.revision
+        )
 
     async def claim_chat(self, chat_id: str, owner: str) -> str:
         self._maybe_sweep()
@@ -159,7 +167,10 @@ class MemoryStore:
         info: GenerationInfo,
         start_chunk: bytes,
         messages: Sequence[JSONDict],
-    ) -> None:
+        *,
+        expected_revision: int | None = None,
+        plan: bytes = b"",
+    ) -> int:
         self._maybe_sweep()
         chat_id, generation_id = info.chat_id, info.generation_id
         chat = self._live(self._chats, chat_id)
@@ -169,6 +180,9 @@ class MemoryStore:
             and self._lease_alive((chat_id, chat.active))
         ):
             raise ChatBusy(chat.active)
+        revision = chat.revision if chat is not None else 0
+        if expected_revision is not None and expected_revision != revision:
+            raise StaleRevision(expected_revision, revision)
         key = (chat_id, generation_id)
         if self._live(self._logs, key) is not None:
             raise OffsetConflict(f"generation {generation_id} already has a log")
@@ -177,9 +191,11 @@ class MemoryStore:
         chat = self._touch_chat(chat_id)
         chat.active = chat.last = generation_id
         chat.last_ended_at = None
+        chat.revision = revision + 1
         self._histories[chat_id] = _History(now + self._history_ttl, history)
-        self._logs[key] = _Log(now + self._log_ttl, [start_chunk])
+        self._logs[key] = _Log(now + self._log_ttl, [start_chunk], plan=plan)
         self._leases[key] = now + self._lease_ttl
+        return 1
 
     async def append(
         self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
@@ -212,6 +228,7 @@ class MemoryStore:
         self._leases.pop(key, None)
         if chat is not None:
             chat.expires_at = now + self._history_ttl
+            chat.revision += 1
             if chat.active == generation_id:
                 chat.active = None
             # A newer generation may have replaced this one (after its lease ran out): the
@@ -258,6 +275,32 @@ class MemoryStore:
     async def renew_lease(self, chat_id: str, generation_id: str) -> None:
         self._renew((chat_id, generation_id))
 
+    async def claim_generation(self, chat_id: str, generation_id: str) -> Claim | None:
+        key = (chat_id, generation_id)
+        log = self._live(self._logs, key)
+        if log is None or log.outcome is not None or self._lease_alive(key):
+            return None
+        log.epoch += 1
+        self._leases[key] = self._clock() + self._lease_ttl
+        stop = self._live(self._stops, key)
+        stopped = stop is not None and stop.event.is_set()
+        return Claim(log.epoch, log.plan, len(log.chunks), stopped)
+
+    async def orphaned_generations(self) -> list[tuple[str, str]]:
+        return [
+            (chat_id, chat.active)
+            for chat_id, chat in list(self._chats.items())
+            if chat.active is not None
+            and chat.expires_at > self._clock()
+            and not self._lease_alive((chat_id, chat.active))
+        ]
+
+    async def release_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> None:
+        key = (chat_id, generation_id)
+        log = self._live(self._logs, key)
+        if log is not None and log.epoch == epoch:
+            self._leases.pop(key, None)
+
     # --- stop ----------------------------------------------------------------------------
 
     async def request_stop(self, chat_id: str, generation_id: str) -> None:
@@ -265,6 +308,10 @@ class MemoryStore:
         stop = self._stop((chat_id, generation_id))
         stop.expires_at = self._clock() + self._log_ttl
         stop.event.set()
+
+    async def stop_requested(self, chat_id: str, generation_id: str) -> bool:
+        stop = self._live(self._stops, (chat_id, generation_id))
+        return stop is not None and stop.event.is_set()
 
     async def wait_for_stop(self, chat_id: str, generation_id: str) -> None:
         key = (chat_id, generation_id)

@@ -2,11 +2,15 @@
 
 Keys of one chat (all in one Redis Cluster hash slot thanks to the `{...}` hash tag):
 
-    {prefix}:{<chat>}:chat                  hash: owner, active, last, last_ended_at
+    {prefix}:{<chat>}:chat                  hash: owner, active, last, last_ended_at,
+                                            revision (raised by every begin and end)
     {prefix}:{<chat>}:messages              string: the history, a JSON array
     {prefix}:{<chat>}:log:<generation>      stream: entry `0-{k+1}` is offset k, field `c`
                                             the chunk; the end marker has field `end`
-    {prefix}:{<chat>}:lease:<generation>    string with a PX TTL: the producer is alive
+    {prefix}:{<chat>}:lease:<generation>    string with a PX TTL: the producer is alive;
+                                            holds the producer's epoch
+    {prefix}:{<chat>}:epoch:<generation>    string: the last granted epoch (INCR on claim)
+    {prefix}:{<chat>}:plan:<generation>     string: what a takeover needs to re-run a step
     {prefix}:{<chat>}:stop:<generation>     string: a stop was requested
 
 `<chat>` is the chat id percent-encoded, so a client-chosen id can never close the hash tag
@@ -23,7 +27,7 @@ import math
 import time
 from collections.abc import Sequence
 from typing import Any, cast
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -33,6 +37,7 @@ from bridge.store.base import (
     ChatBusy,
     ChatState,
     ChatSummary,
+    Claim,
     GenerationInfo,
     GenerationNotFound,
     JSONDict,
@@ -40,6 +45,7 @@ from bridge.store.base import (
     LogRead,
     OffsetConflict,
     Outcome,
+    StaleRevision,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,21 +61,49 @@ local function next_offset(log)
 end
 """
 
-# KEYS: chat, messages, log, lease.
+# KEYS: chat, messages, log, lease, epoch, plan.
 # ARGV: generation id, start chunk, history JSON, lease ms, log ttl ms, history ttl ms,
-#       lease key prefix (the active generation's lease is found from its id, same slot).
+#       lease key prefix (the active generation's lease is found from its id, same slot),
+#       expected revision ('' : any), plan.
 _BEGIN_LUA = """
 local active = redis.call('HGET', KEYS[1], 'active')
 if active and redis.call('EXISTS', ARGV[7] .. active) == 1 then return {1, active} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {2} end
-redis.call('HSET', KEYS[1], 'active', ARGV[1], 'last', ARGV[1])
+local revision = tonumber(redis.call('HGET', KEYS[1], 'revision') or '0')
+if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= revision then return {3, revision} end
+redis.call('HSET', KEYS[1], 'active', ARGV[1], 'last', ARGV[1], 'revision', revision + 1)
 redis.call('HDEL', KEYS[1], 'last_ended_at')
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[6])
 redis.call('XADD', KEYS[3], '0-1', 'c', ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 redis.call('SET', KEYS[4], '1', 'PX', ARGV[4])
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
+redis.call('SET', KEYS[6], ARGV[9], 'PX', ARGV[5])
 return {0}
+"""
+
+# KEYS: log, lease, epoch, plan, stop. ARGV: lease ms, log ttl ms.
+# Returns {} when the lease is held or the log is gone or ended; else
+# {epoch, plan, next offset, stop requested (0/1)}.
+_CLAIM_LUA = (
+    _NEXT_OFFSET_LUA
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+local next = next_offset(KEYS[1])
+if next < 0 then return {} end
+local epoch = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+redis.call('SET', KEYS[2], epoch, 'PX', ARGV[1])
+local plan = redis.call('GET', KEYS[4]) or ''
+return {epoch, plan, next, redis.call('EXISTS', KEYS[5])}
+"""
+)
+
+# KEYS: lease. ARGV: epoch. Deletes the lease only if it holds that epoch.
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 # KEYS: log, lease. ARGV: first offset, lease ms, log ttl ms, chunk... Returns the log's
@@ -99,6 +133,7 @@ if next ~= tonumber(ARGV[2]) then return next end
 redis.call('XADD', KEYS[3], '0-' .. (next + 1), 'end', ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 redis.call('DEL', KEYS[4])
+redis.call('HINCRBY', KEYS[1], 'revision', 1)
 local last = redis.call('HGET', KEYS[1], 'last')
 if ARGV[7] and (last == ARGV[1] or not last) then
   redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[6])
@@ -169,6 +204,8 @@ class RedisStore:
         self._begin = self._redis.register_script(_BEGIN_LUA)
         self._append = self._redis.register_script(_APPEND_LUA)
         self._end = self._redis.register_script(_END_LUA)
+        self._claim = self._redis.register_script(_CLAIM_LUA)
+        self._release = self._redis.register_script(_RELEASE_LUA)
         self._stop_waiters: dict[bytes, set[_StopWaiter]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = False
@@ -176,7 +213,7 @@ class RedisStore:
 
     async def start(self) -> None:
         await self._redis.ping()
-        for script in (self._begin, self._append, self._end):
+        for script in (self._begin, self._append, self._end, self._claim, self._release):
             await self._redis.script_load(script.script)
 
     async def close(self) -> None:
@@ -211,6 +248,7 @@ class RedisStore:
             active_generation_id=_text(fields.get(b"active")),
             last_generation_id=_text(fields.get(b"last")),
             last_ended_at=float(ended_at) if ended_at is not None else None,
+            revision=int(fields.get(b"revision", b"0")),
         )
 
     async def claim_chat(self, chat_id: str, owner: str) -> str:
@@ -275,7 +313,10 @@ class RedisStore:
         info: GenerationInfo,
         start_chunk: bytes,
         messages: Sequence[JSONDict],
-    ) -> None:
+        *,
+        expected_revision: int | None = None,
+        plan: bytes = b"",
+    ) -> int:
         chat_id, generation_id = info.chat_id, info.generation_id
         result: list[Any] = await self._begin(
             keys=[
@@ -283,6 +324,8 @@ class RedisStore:
                 self.key(chat_id, "messages"),
                 self.key(chat_id, "log", generation_id),
                 self.key(chat_id, "lease", generation_id),
+                self.key(chat_id, "epoch", generation_id),
+                self.key(chat_id, "plan", generation_id),
             ],
             args=[
                 generation_id,
@@ -292,12 +335,17 @@ class RedisStore:
                 self._log_ttl_ms,
                 self._history_ttl_ms,
                 self.key(chat_id, "lease") + ":",
+                "" if expected_revision is None else str(expected_revision),
+                plan,
             ],
         )
         if result[0] == 1:
             raise ChatBusy(str(result[1], "utf-8"))
         if result[0] == 2:
             raise OffsetConflict(f"generation {generation_id} already has a log")
+        if result[0] == 3:
+            raise StaleRevision(expected_revision or 0, int(result[1]))
+        return 1
 
     async def append(
         self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
@@ -386,6 +434,38 @@ class RedisStore:
         # process may already have acted on it.
         await self._redis.pexpire(self.key(chat_id, "lease", generation_id), self._lease_ms)
 
+    async def claim_generation(self, chat_id: str, generation_id: str) -> Claim | None:
+        result: list[Any] = await self._claim(
+            keys=[
+                self.key(chat_id, "log", generation_id),
+                self.key(chat_id, "lease", generation_id),
+                self.key(chat_id, "epoch", generation_id),
+                self.key(chat_id, "plan", generation_id),
+                self.key(chat_id, "stop", generation_id),
+            ],
+            args=[self._lease_ms, self._log_ttl_ms],
+        )
+        if not result:
+            return None
+        epoch, plan, next_offset, stopped = result
+        return Claim(int(epoch), bytes(plan), int(next_offset), stopped == 1)
+
+    async def orphaned_generations(self) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        async for key in self._redis.scan_iter(match=f"{self._prefix}:{{*}}:chat", count=1000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            active = cast("bytes | None", await self._redis.hget(name, "active"))
+            if active is None:
+                continue
+            tag = name[len(self._prefix) + 2 : -len("}:chat")]
+            lease = f"{self._prefix}:{{{tag}}}:lease:{active.decode()}"
+            if not await self._redis.exists(lease):
+                found.append((unquote(tag), active.decode()))
+        return found
+
+    async def release_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> None:
+        await self._release(keys=[self.key(chat_id, "lease", generation_id)], args=[epoch])
+
     # --- stop ----------------------------------------------------------------------------
 
     async def request_stop(self, chat_id: str, generation_id: str) -> None:
@@ -394,6 +474,10 @@ class RedisStore:
             pipe.set(key, 1, px=self._log_ttl_ms)
             pipe.publish(self._stop_channel, key)
             await pipe.execute()
+
+    async def stop_requested(self, chat_id: str, generation_id: str) -> bool:
+        count: int = await self._redis.exists(self.key(chat_id, "stop", generation_id))
+        return count == 1
 
     async def wait_for_stop(self, chat_id: str, generation_id: str) -> None:
         key = self.key(chat_id, "stop", generation_id)

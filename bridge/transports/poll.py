@@ -29,7 +29,7 @@ from bridge.chats import (
 )
 from bridge.client_level import check_request_level, client_level_of, page_for_client
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
-from bridge.log.recovery import close_abandoned
+from bridge.log.takeover import recover as take_over
 from bridge.services import Services, services_of
 from bridge.store.base import LogRead
 from protocol.compat import ClientLevel
@@ -80,7 +80,7 @@ async def read_page(
         if read.entries or read.ended:
             return read
         if not await store.producer_alive(chat_id, generation_id):
-            await close_abandoned(store, chat_id, generation_id)
+            await take_over(services, chat_id, generation_id)
             read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
     except GenerationNotFound:
         raise GenerationGone(f"generation {generation_id} is past its retention") from None

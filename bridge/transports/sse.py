@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from bridge.body import parse_json, read_body, validate
 from bridge.chats import (
+    HandedOver,
     caller,
     follow_generation,
     generation_to_resume,
@@ -94,19 +95,25 @@ async def resume_chat(
 
 async def sse_stream(entries: AsyncIterator[list[LogEntry] | None]) -> AsyncIterator[bytes]:
     """The UI message stream: one SSE event per chunk, `id:` = the chunk's offset."""
-    async for batch in entries:
-        if batch is None:
-            yield comment("keep-alive")
-        else:
-            yield b"".join([encode_event(entry.data, entry.offset) for entry in batch])
+    try:
+        async for batch in entries:
+            if batch is None:
+                yield comment("keep-alive")
+            else:
+                yield b"".join([encode_event(entry.data, entry.offset) for entry in batch])
+    except HandedOver:
+        return  # no [DONE]: the client resumes on another process
     yield DONE_EVENT
 
 
 async def text_stream(entries: AsyncIterator[list[LogEntry] | None]) -> AsyncIterator[bytes]:
     """The plain text protocol: only the text of `text-delta` chunks."""
-    async for batch in entries:
-        if batch is None:
-            continue
-        pieces = [text for entry in batch if (text := text_of_chunk(entry.data))]
-        if pieces:
-            yield b"".join(pieces)
+    try:
+        async for batch in entries:
+            if batch is None:
+                continue
+            pieces = [text for entry in batch if (text := text_of_chunk(entry.data))]
+            if pieces:
+                yield b"".join(pieces)
+    except HandedOver:
+        return
