@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from bench import servers
-from bench.fake_server import answer_tokens
+from bench.fake_server import answer_tokens, run_loop
 from bench.http_client import StreamedResponse, get_json_bytes
 from bench.workload import (
     ChatResult,
@@ -86,6 +86,7 @@ class Phase:
     resumes: list[ResumeResult] = field(default_factory=list)
     resumes_complete: int = 0
     wall: float = 0.0
+    bench_cpu: float = 0.0  # the benchmark's client and fake upstream, for context
 
     def per_100k(self, cpu: float) -> float:
         return cpu / self.chunks * 100_000 if self.chunks else math.nan
@@ -128,10 +129,19 @@ class Run:
     def _complete(self, result: ChatResult | ResumeResult) -> bool:
         return not result.error and result.finished and result.text == self.expected
 
+    async def quiesce(self) -> None:
+        """Wait (bounded) until no generation of an earlier phase still reads the upstream:
+        a server finishing abandoned work would bill its CPU to the next phase."""
+        deadline = time.monotonic() + 120
+        # Polled: the count lives in another process.
+        while int(await self._fake_get("/bench/active")) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        self.probe.flush()
+
     async def load(self, name: str, chats: int, rate: float, resumes: bool = False) -> Phase:
         """C chats at once (and, with `resumes`, one resume per chat while they run)."""
         server = self.targets[name]
-        self.probe.flush()
+        await self.quiesce()
         await self._fake_get(f"/bench/rate/{rate:g}")
         phase = Phase(chats=chats)
         timeout = self.sizes.timeout(rate, chats)
@@ -139,6 +149,7 @@ class Run:
         tags = [f"{run_id}-{index}" for index in range(chats)]
         before = self.probe.counters()
         cpu_before = servers.cpu_seconds(server.pid)
+        bench_before = servers.cpu_seconds(os.getpid()) + servers.cpu_seconds(self.fake.pid)
         started = time.monotonic()
 
         async def resume_later(index: int) -> ResumeResult:
@@ -152,6 +163,9 @@ class Run:
         results = await asyncio.gather(*chat_tasks, *resume_tasks)
         phase.wall = time.monotonic() - started
         phase.server_cpu = servers.cpu_seconds(server.pid) - cpu_before
+        phase.bench_cpu = (
+            servers.cpu_seconds(os.getpid()) + servers.cpu_seconds(self.fake.pid) - bench_before
+        )
         after = self.probe.counters()
         phase.redis_cpu = after["cpu"] - before["cpu"]
         phase.redis_reads = after["reads"] - before["reads"]
@@ -183,7 +197,7 @@ class Run:
         `count` resumes of that chat hold their stream open without reading."""
         server = self.targets[name]
         idle = Idle(asked=count)
-        self.probe.flush()
+        await self.quiesce()
         await self._fake_get(f"/bench/rate/{self.sizes.rate:g}")
         tag = self._next(f"{name}-stall")
         started = asyncio.Event()
@@ -313,6 +327,9 @@ def _rows(sizes: Sizes, result: dict[str, Any]) -> dict[str, float]:
             paced, lambda p: p.per_100k(p.server_cpu + p.redis_cpu)
         ),
         f"  of which Redis, C={c} @{r} tok/s": over(paced, lambda p: p.per_100k(p.redis_cpu)),
+        f"  bench client+upstream CPU-s/100k, C={c} @{r}": over(
+            paced, lambda p: p.per_100k(p.bench_cpu)
+        ),
         f"answers complete, C={c} (all repeats, %)": over(
             unpaced + paced, lambda p: 100.0 * p.complete / p.chats
         ),
@@ -363,13 +380,16 @@ def _format(value: float) -> str:
     return f"{value:.3f}"
 
 
-def print_table(sizes: Sizes, results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+def print_table(
+    sizes: Sizes, results: dict[str, dict[str, Any]], load_before: float
+) -> dict[str, dict[str, float]]:
     rows = {name: _rows(sizes, result) for name, result in results.items()}
     labels = list(next(iter(rows.values())))
     width = max(len(label) for label in labels) + 2
     print(
         f"\n{sizes.tokens}-token answers, fake upstream Chat Completions; "
-        f"repeats: {sizes.repeats}; machine: {os.cpu_count()} CPUs"
+        f"repeats: {sizes.repeats}; machine: {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} (before: {load_before:.1f})"
     )
     header = f"{'':{width}}" + "".join(f"{name:>12}" for name in rows)
     if set(NAMES) <= set(rows):
@@ -458,6 +478,7 @@ def main() -> None:
         raise SystemExit("redis-server not found: run `make bench`")
     node = _node_binary() if "reference" in names else ""
 
+    load_before = os.getloadavg()[0]
     redis_server = RedisServer(binary)
     started: list[servers.Server] = []
     try:
@@ -473,13 +494,13 @@ def main() -> None:
                 targets[name] = servers.start_reference(node, fake.port, redis_server.url)
             started.append(targets[name])
         print(f"bench: {sizes}", flush=True)
-        results = asyncio.run(measure(Run(sizes, fake, probe, targets), sizes, names))
+        results = run_loop(measure(Run(sizes, fake, probe, targets), sizes, names))
         probe.close()
     finally:
         for server in reversed(started):
             server.stop()
         redis_server.close()
-    rows = print_table(sizes, results)
+    rows = print_table(sizes, results, load_before)
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"sizes": sizes.__dict__, "rows": rows}, file, indent=2)

@@ -2,7 +2,8 @@
 
     python -m bench.fake_server --port P [--tokens 500] [--rate 50] [--stall-after 5]
 
-`GET /bench/rate/<tokens per second>` changes the pacing of later requests (0: unpaced).
+`GET /bench/rate/<tokens per second>` changes the pacing of later requests (0: unpaced);
+`GET /bench/active` counts the streams being sent (a phase starts once it is 0).
 
 One process of its own on plain asyncio (no web framework), so that it costs little of
 the machine the servers under test share with it. Every request gets the same answer,
@@ -24,10 +25,12 @@ import argparse
 import asyncio
 import re
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import orjson
 
+T = TypeVar("T")
 TAG = re.compile(rb"bench-tag:([A-Za-z0-9_.-]+)")
 _UNPACED_BATCH = 16  # tokens per write when unpaced, so readers see many reads
 
@@ -93,6 +96,7 @@ class FakeUpstream:
         self.stall_after = stall_after
         self.renders = {flag: render_stream(answer_tokens(tokens), flag) for flag in (False, True)}
         self.starts: dict[str, float] = {}
+        self.active = 0  # streams being sent
         self.release = asyncio.Event()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -120,6 +124,8 @@ class FakeUpstream:
             await self._stream(body, arrived, writer)
         elif target == "/bench/starts":
             _respond(writer, 200, orjson.dumps(self.starts))
+        elif target == "/bench/active":
+            _respond(writer, 200, b"%d" % self.active)
         elif target.startswith("/bench/rate/"):
             self.rate = float(target.removeprefix("/bench/rate/"))
             _respond(writer, 200, b"{}")
@@ -133,6 +139,13 @@ class FakeUpstream:
         return headers.get("connection", "").lower() != "close"
 
     async def _stream(self, raw: bytes, arrived: float, writer: asyncio.StreamWriter) -> None:
+        self.active += 1
+        try:
+            await self._send(raw, arrived, writer)
+        finally:
+            self.active -= 1
+
+    async def _send(self, raw: bytes, arrived: float, writer: asyncio.StreamWriter) -> None:
         request = orjson.loads(raw)
         match = TAG.search(raw)
         tag = match.group(1).decode() if match else ""
@@ -194,7 +207,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="tokens per second (0: unpaced)")
     parser.add_argument("--stall-after", type=int, default=5)
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.tokens, args.rate, args.stall_after))
+    run_loop(serve(args.port, args.tokens, args.rate, args.stall_after))
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """uvloop when installed (uvicorn[standard] brings it): the benchmark's own processes
+    should take as little of the machine as they can."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 if __name__ == "__main__":

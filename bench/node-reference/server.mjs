@@ -157,7 +157,7 @@ const server = http.createServer(async (req, res) => {
       sendJson(res, 404, { error: "not found" });
     }
   } catch (error) {
-    console.error(error);
+    console.error(`request failed: ${error}`);
     if (!res.headersSent) sendJson(res, 500, { error: String(error) });
     else res.destroy();
   }
@@ -170,7 +170,8 @@ server.listen(port, "127.0.0.1", () => {
 });
 
 // A failed Redis publish of one stream must not take the others down with the process.
-process.on("unhandledRejection", (error) => console.error("unhandled:", error));
+// One line each: under overload there may be many.
+process.on("unhandledRejection", (error) => console.error(`unhandled: ${error}`));
 
 function shutdown() {
   server.close();
