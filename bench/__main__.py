@@ -61,6 +61,7 @@ class Sizes:
     heavy_chats: int
     idle_readers: int
     repeats: int
+    idle_silence: float = 8.0  # seconds the paused generation stays silent
     stall_after: int = 5
 
     def timeout(self, rate: float, chats: int) -> float:
@@ -96,6 +97,8 @@ class Phase:
 class Idle:
     asked: int = 0
     opened: int = 0
+    open_at_measure: int = 0
+    open_after_silence: int = 0
     rss_delta: float = math.nan
     redis_clients: float = math.nan
     redis_memory_delta: float = math.nan
@@ -136,7 +139,13 @@ class Run:
         # Polled: the count lives in another process.
         while int(await self._fake_get("/bench/active")) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
-        self.probe.flush()
+        # Then until no server still burns CPU on it (under 5% of a core over 0.5 s).
+        pids = [target.pid for target in self.targets.values()] + [self.probe.pid]
+        while time.monotonic() < deadline:
+            before = sum(servers.cpu_seconds(pid) for pid in pids)
+            await asyncio.sleep(0.5)
+            if sum(servers.cpu_seconds(pid) for pid in pids) - before < 0.025:
+                break
 
     async def load(self, name: str, chats: int, rate: float, resumes: bool = False) -> Phase:
         """C chats at once (and, with `resumes`, one resume per chat while they run)."""
@@ -152,13 +161,22 @@ class Run:
         bench_before = servers.cpu_seconds(os.getpid()) + servers.cpu_seconds(self.fake.pid)
         started = time.monotonic()
 
+        began = [asyncio.Event() for _ in tags]
+
         async def resume_later(index: int) -> ResumeResult:
-            # Spread over the middle of the answers' paced duration.
+            # Spread over the answers' paced duration, each once its chat has begun.
             span = self.sizes.tokens / rate if rate > 0 else 1.0
             await asyncio.sleep(span * (0.1 + 0.8 * index / max(1, chats)))
+            try:
+                async with asyncio.timeout(timeout):
+                    await began[index].wait()
+            except TimeoutError:
+                return ResumeResult(error="its chat never began")
             return await run_resume(server.port, tags[index], timeout)
 
-        chat_tasks = [run_chat(server.port, tag, tag, timeout) for tag in tags]
+        chat_tasks = [
+            run_chat(server.port, tag, tag, timeout, began[index]) for index, tag in enumerate(tags)
+        ]
         resume_tasks = [resume_later(index) for index in range(chats)] if resumes else []
         results = await asyncio.gather(*chat_tasks, *resume_tasks)
         phase.wall = time.monotonic() - started
@@ -221,13 +239,18 @@ class Run:
 
             opened = await asyncio.gather(*[one() for _ in range(count)])
             readers = [reader for reader in opened if reader is not None]
+            all_open = time.monotonic()
             idle.opened = len(readers)
             await asyncio.sleep(1.0)  # memory measurement, not synchronisation
+            idle.open_at_measure = sum(1 for reader in readers if not reader.reader.at_eof())
             redis_after = self.probe.counters()
             idle.redis_clients = servers.connections_to(server.pid, self.probe.port)
             idle.redis_memory_delta = redis_after["used_memory"] - redis_before["used_memory"]
             if readers:
                 idle.rss_delta = (servers.rss_bytes(server.pid) - rss_before) / len(readers)
+            # Every reader silent long enough to outlast a client library's default timeout.
+            await asyncio.sleep(max(0.0, self.sizes.idle_silence - (time.monotonic() - all_open)))
+            idle.open_after_silence = sum(1 for reader in readers if not reader.reader.at_eof())
         finally:
             for reader in readers:
                 reader.close()
@@ -363,6 +386,10 @@ def _rows(sizes: Sizes, result: dict[str, Any]) -> dict[str, float]:
             idle.rss_delta * 1000 / 1e6 if idle else nan
         ),
         "idle readers opened": float(idle.opened) if idle else nan,
+        "  still open when measured": float(idle.open_at_measure) if idle else nan,
+        f"  still open after {sizes.idle_silence:g}+ s of silence": (
+            float(idle.open_after_silence) if idle else nan
+        ),
         "server's Redis connections with the idle readers": idle.redis_clients if idle else nan,
         "Redis used_memory MB per 1,000 idle readers": (
             idle.redis_memory_delta * 1000 / 1e6 / idle.opened if idle and idle.opened else nan
@@ -404,6 +431,10 @@ def print_table(
         print(line)
     for name, result in results.items():
         problems = list(result["failures"])
+        if result.get("log_errors"):
+            problems.append(
+                f"{result['log_errors']} lines mentioning an error in its log {result['log']}"
+            )
         for key in ("unpaced", "paced"):
             for phase in result[key]:
                 problems += [f"{key}: {error}" for error in phase.errors]
@@ -495,6 +526,9 @@ def main() -> None:
             started.append(targets[name])
         print(f"bench: {sizes}", flush=True)
         results = run_loop(measure(Run(sizes, fake, probe, targets), sizes, names))
+        for name, target in targets.items():
+            results[name]["log"] = str(target.log.relative_to(servers.ROOT))
+            results[name]["log_errors"] = target.error_lines()
         probe.close()
     finally:
         for server in reversed(started):

@@ -17,6 +17,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_REFERENCE = ROOT / "bench" / "node-reference"
+LOG_DIR = ROOT / "test-artifacts" / "bench"  # each server's output, out of the table's way
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -100,6 +101,15 @@ class Server:
     name: str
     process: subprocess.Popen[bytes]
     port: int
+    log: Path
+
+    def error_lines(self) -> int:
+        """Lines of its log that report an error (a server under overload may log many)."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if "error" in line.lower())
 
     @property
     def pid(self) -> int:
@@ -118,18 +128,24 @@ class Server:
 def start_server(
     name: str, argv: list[str], env: dict[str, str], probe: str, cwd: Path = ROOT
 ) -> Server:
-    """Start `argv` (`{port}` replaced by a free port) and wait until GET `probe` answers."""
+    """Start `argv` (`{port}` replaced by a free port), its output to LOG_DIR/<name>.log,
+    and wait until GET `probe` answers."""
     port = free_port()
-    process = subprocess.Popen(
-        [part.format(port=port) for part in argv],
-        cwd=cwd,
-        env={**os.environ, **env, "PORT": str(port)},
-    )
-    server = Server(name, process, port)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_DIR / f"{name.replace(' ', '-')}.log"
+    with log.open("wb") as output:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [part.format(port=port) for part in argv],
+            cwd=cwd,
+            env={**os.environ, **env, "PORT": str(port)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(name, process, port, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode} while starting")
+            raise RuntimeError(f"{name} exited with {process.returncode} while starting: {log}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=2):
                 return server
@@ -205,9 +221,6 @@ class RedisProbe:
             "cpu": cpu_seconds(self.pid),
             "rss": float(rss_bytes(self.pid)),
         }
-
-    def flush(self) -> None:
-        self.client.flushall()
 
     def close(self) -> None:
         self.client.close()
