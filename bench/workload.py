@@ -139,7 +139,9 @@ async def run_resume(port: int, chat_id: str, limit: float) -> ResumeResult:
             sent = time.monotonic()
             response = await open_stream("127.0.0.1", port, "GET", f"/api/chat/{chat_id}/stream")
             if response.status != 200:
-                result.error = f"HTTP {response.status}"
+                result.error = f"HTTP {response.status}" + (
+                    ": no active stream known to the server" if response.status == 204 else ""
+                )
                 return result
             async for arrived, data in response.pieces():
                 if math.isnan(result.first_byte):
