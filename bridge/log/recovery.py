@@ -45,9 +45,9 @@ async def close_abandoned(
     history = await store.load_messages(chat_id)
     kept = [item for item in history if item.get("id") != message.id]
     try:
-        await store.append(chat_id, generation_id, after + 1, [encode_chunk(final)])
+        await store.append(chat_id, generation_id, after + 1, [encode_chunk(final)], epoch=1)
         await store.end_generation(
-            chat_id, generation_id, after + 2, outcome, [*kept, message.dump()]
+            chat_id, generation_id, after + 2, outcome, [*kept, message.dump()], epoch=1
         )
     except OffsetConflict:
         logger.info("generation %s was closed by someone else meanwhile", generation_id)

@@ -58,7 +58,7 @@ class LogWriter:
             except TimeoutError:
                 # Nothing written for a while (a slow model, a long tool call): keep the
                 # producer lease so nobody takes the generation for dead.
-                await self._store.renew_lease(self._chat_id, self._generation_id)
+                await self._store.renew_lease(self._chat_id, self._generation_id, epoch=1)
                 continue
             since = loop.time() - last_flush
             if not self._closing and since < self._flush_interval:
@@ -76,7 +76,7 @@ class LogWriter:
         first = self._next_offset
         self._next_offset += len(batch)
         try:
-            await self._store.append(self._chat_id, self._generation_id, first, batch)
+            await self._store.append(self._chat_id, self._generation_id, first, batch, epoch=1)
         except BaseException as exc:
             self._failure = exc
             raise
@@ -95,5 +95,5 @@ class LogWriter:
         if self._failure is not None:
             raise self._failure
         await self._store.end_generation(
-            self._chat_id, self._generation_id, self._next_offset, outcome, messages
+            self._chat_id, self._generation_id, self._next_offset, outcome, messages, epoch=1
         )

@@ -33,6 +33,9 @@ from bridge.errors import (
     ChatBusy as ChatBusy,
 )
 from bridge.errors import (
+    Fenced as Fenced,
+)
+from bridge.errors import (
     GenerationNotFound as GenerationNotFound,
 )
 from bridge.errors import (
@@ -100,6 +103,29 @@ class LogRead:
     """Set when `ended`."""
 
 
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One generation's part of a batched append (`SessionStore.append_many`). No chunks:
+    a lease renewal (epoch and offset checked all the same)."""
+
+    chat_id: str
+    generation_id: str
+    first_offset: int
+    chunks: Sequence[bytes]
+    epoch: int
+
+
+class LogListener(Protocol):
+    """Told about changes of any log, by any process (`SessionStore.watch_logs`)."""
+
+    def log_changed(self, chat_id: str, generation_id: str) -> None:
+        """Entries or the end marker were added to the log (maybe by another process)."""
+
+    def resync(self) -> None:
+        """Changes may have been missed (the notification channel was re-established):
+        every followed log should be checked again."""
+
+
 class SessionStore(Protocol):
     """What the bridge needs from a store. See the module docstring for the model."""
 
@@ -143,11 +169,27 @@ class SessionStore(Protocol):
         active generation whose lease expired is replaced (its log is left as it was)."""
 
     async def append(
-        self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
+        self,
+        chat_id: str,
+        generation_id: str,
+        first_offset: int,
+        chunks: Sequence[bytes],
+        *,
+        epoch: int,
     ) -> None:
         """Append `chunks` at offsets first_offset, first_offset+1, ... in one round trip and
-        renew the producer lease. Wakes blocked readers. Raises OffsetConflict when
-        first_offset is not the next offset (nothing is written then)."""
+        renew the producer lease. Wakes blocked readers and notifies `watch_logs`
+        listeners. Raises Fenced when the lease is absent or holds another epoch,
+        OffsetConflict when first_offset is not the next offset (nothing is written then),
+        GenerationNotFound when the log does not exist. Idempotent: when the log already
+        ends with these chunks (a retry whose first reply was lost: the next offset is
+        first_offset + len(chunks)) and the epoch still holds, it succeeds."""
+
+    async def append_many(self, appends: Sequence[Append]) -> list[StoreError | None]:
+        """Several `append`s (of any chats) in one round trip, each checked on its own:
+        the result per append is None (done) or the error `append` would have raised.
+        Raises StoreError only when the round trip itself failed (nothing is known then;
+        every append may be retried, being idempotent)."""
 
     async def end_generation(
         self,
@@ -156,12 +198,16 @@ class SessionStore(Protocol):
         offset: int,
         outcome: Outcome,
         messages: Sequence[JSONDict] | None,
+        *,
+        epoch: int,
     ) -> None:
-        """In one atomic step: write the end marker at `offset`, replace the history with
-        `messages` (unless None, or unless a newer generation has begun on the chat since:
-        its history wins), clear the active pointer only if it still names this
-        generation, record the end time, and give the log the finished-log TTL. Raises
-        OffsetConflict like `append`."""
+        """In one atomic step, when `epoch` holds the lease: write the end marker at
+        `offset`, replace the history with `messages` (unless None, or unless a newer
+        generation has begun on the chat since: its history wins), clear the active
+        pointer only if it still names this generation, record the end time, raise the chat's history revision, drop the lease
+        and give the log the finished-log TTL. Raises Fenced, OffsetConflict and
+        GenerationNotFound like `append`; a retry of an end that was written (with this
+        epoch) succeeds."""
 
     async def read(
         self,
@@ -185,8 +231,14 @@ class SessionStore(Protocol):
     async def producer_alive(self, chat_id: str, generation_id: str) -> bool:
         """Whether the generation's producer lease is still held."""
 
-    async def renew_lease(self, chat_id: str, generation_id: str) -> None:
-        """Keep the producer lease alive while no chunk is appended (a long tool call)."""
+    async def renew_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> bool:
+        """Keep the producer lease alive while no chunk is appended (a long tool call).
+        False when the lease lapsed or holds another epoch (the producer must stop); a
+        lapsed lease is never revived."""
+
+    async def watch_logs(self, listener: LogListener) -> None:
+        """Call `listener` on every change of any log, from any process, until cancelled
+        (or the store closes). The process-wide reader hub is the one caller."""
 
     # --- stop ----------------------------------------------------------------------------
 
