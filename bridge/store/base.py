@@ -204,8 +204,8 @@ class SessionStore(Protocol):
         """In one atomic step, when `epoch` holds the lease: write the end marker at
         `offset`, replace the history with `messages` (unless None, or unless a newer
         generation has begun on the chat since: its history wins), clear the active
-        pointer only if it still names this generation, record the end time, raise the chat's history revision, drop the lease
-        and give the log the finished-log TTL. Raises Fenced, OffsetConflict and
+        pointer only if it still names this generation, record the end time, raise the
+        chat's history revision, drop the lease and give the log the finished-log TTL. Raises Fenced, OffsetConflict and
         GenerationNotFound like `append`; a retry of an end that was written (with this
         epoch) succeeds."""
 
