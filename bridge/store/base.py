@@ -205,9 +205,9 @@ class SessionStore(Protocol):
         `offset`, replace the history with `messages` (unless None, or unless a newer
         generation has begun on the chat since: its history wins), clear the active
         pointer only if it still names this generation, record the end time, raise the
-        chat's history revision, drop the lease and give the log the finished-log TTL. Raises Fenced, OffsetConflict and
-        GenerationNotFound like `append`; a retry of an end that was written (with this
-        epoch) succeeds."""
+        chat's history revision, drop the lease and give the log the finished-log TTL.
+        Raises Fenced, OffsetConflict and GenerationNotFound like `append`; a retry of an
+        end that was written (with this epoch) succeeds."""
 
     async def read(
         self,
