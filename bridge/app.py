@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,6 +15,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from bridge.auth import TokenAuth
 from bridge.errors import BridgeError, InvalidRequest
+from bridge.log.hub import LogHub
+from bridge.log.writer import LogWriter
 from bridge.providers.registry import ProviderRegistry
 from bridge.routes import chats, meta
 from bridge.runner import GenerationRunner
@@ -28,16 +31,24 @@ logger = logging.getLogger("bridge")
 
 def _make_store(settings: Settings) -> tuple[SessionStore, str]:
     if settings.redis_url:
-        from bridge.store.redis import RedisStore
+        from bridge.store.redis import RedisOptions, RedisStore
 
-        logger.info("session store: Redis")
-        return RedisStore(
+        store = RedisStore(
             settings.redis_url,
             key_prefix=settings.bridge_key_prefix,
             log_ttl_seconds=settings.bridge_log_ttl_seconds,
             history_ttl_seconds=settings.bridge_history_ttl_seconds,
             lease_seconds=settings.bridge_lease_seconds,
-        ), "redis"
+            options=RedisOptions(
+                socket_timeout=settings.bridge_redis_socket_timeout_seconds,
+                connect_timeout=settings.bridge_redis_connect_timeout_seconds,
+                health_check_interval=settings.bridge_redis_health_check_seconds,
+                max_connections=settings.bridge_redis_max_connections,
+                pool_timeout=settings.bridge_redis_pool_timeout_seconds,
+            ),
+        )
+        logger.info("session store: Redis%s", " Cluster" if store.cluster else "")
+        return store, "redis"
     from bridge.store.memory import MemoryStore
 
     logger.warning(
@@ -70,7 +81,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store, kind = _make_store(settings)
         await store.start()
         registry = ProviderRegistry.from_settings(settings)
-        runner = GenerationRunner(store, settings)
+        hub = LogHub(store, queue_entries=settings.bridge_reader_queue_chunks)
+        writer = LogWriter(
+            store,
+            hub,
+            flush_interval=settings.bridge_flush_ms / 1000,
+            lease_renew_interval=settings.bridge_lease_seconds / 3,
+            max_buffered=settings.bridge_writer_buffer_chunks,
+            retry_seconds=settings.bridge_writer_retry_seconds,
+        )
+        runner = GenerationRunner(store, settings, writer)
         app.state.services = Services(
             settings=settings,
             store=store,
@@ -79,13 +99,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runner=runner,
             auth=TokenAuth(settings.bridge_auth_tokens),
             tools=tools,
+            hub=hub,
+            writer=writer,
         )
-        try:
-            yield
-        finally:
-            await runner.shutdown()
-            await registry.aclose()
-            await store.close()
+        # The process-wide reader and writer: one task each, owned by this task group.
+        async with anyio.create_task_group() as log_tasks:
+            log_tasks.start_soon(hub.run)
+            log_tasks.start_soon(writer.run)
+            try:
+                yield
+            finally:
+                await runner.shutdown()  # generations flush and end through the writer
+                log_tasks.cancel_scope.cancel()
+        await registry.aclose()
+        await store.close()
 
     app = FastAPI(title="aisdk-bridge", version="0.1.0", lifespan=lifespan)
     if settings.bridge_cors_origins:

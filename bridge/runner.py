@@ -29,7 +29,7 @@ from bridge.continuation import ApprovalDecision
 from bridge.conversation import Turn
 from bridge.errors import ChatBusy, ChatConflict, ProviderError, ProviderUnavailable
 from bridge.ids import new_approval_id
-from bridge.log.writer import LogWriter
+from bridge.log.writer import GenerationLog, LogWriter
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest, Provider
 from bridge.settings import Settings
@@ -128,7 +128,7 @@ class Generation:
 class _Emitter:
     """Encodes each chunk once, logs it and folds it into the assistant message."""
 
-    def __init__(self, writer: LogWriter, assembler: MessageAssembler, generation: Generation):
+    def __init__(self, writer: GenerationLog, assembler: MessageAssembler, generation: Generation):
         self._writer = writer
         self._assembler = assembler
         self._generation = generation
@@ -144,11 +144,16 @@ class _Emitter:
         elif not self._generation.opened.done():
             self._generation.opened.set_result(None)
 
+    async def drained(self) -> None:
+        """Backpressure: wait while the store is behind this generation's chunks."""
+        await self._writer.drained()
+
 
 class GenerationRunner:
-    def __init__(self, store: SessionStore, settings: Settings) -> None:
+    def __init__(self, store: SessionStore, settings: Settings, writer: LogWriter) -> None:
         self._store = store
         self._settings = settings
+        self._writer = writer
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, plan: GenerationPlan) -> Generation:
@@ -192,13 +197,7 @@ class GenerationRunner:
         continued = plan.turn.continued
         assembler = MessageAssembler(message=continued) if continued else MessageAssembler()
         assembler.apply(start)
-        writer = LogWriter(
-            self._store,
-            info.chat_id,
-            info.generation_id,
-            flush_interval=self._settings.bridge_flush_ms / 1000,
-            lease_renew_interval=self._settings.bridge_lease_seconds / 3,
-        )
+        writer = self._writer.open(info.chat_id, info.generation_id, epoch=1, next_offset=1)
         emit = _Emitter(writer, assembler, generation)
         for chunk in prelude:
             writer.write(encode_chunk(chunk))  # logged for replays; the message has it already
@@ -236,7 +235,7 @@ class GenerationRunner:
     async def _finish(
         self,
         generation: Generation,
-        writer: LogWriter,
+        writer: GenerationLog,
         assembler: MessageAssembler,
         outcome: Outcome,
     ) -> None:
@@ -472,6 +471,7 @@ class GenerationRunner:
                     generation.opened.set_result(None)
                 for chunk in transformer.transform(event):
                     emit(chunk)
+                await emit.drained()
                 count += 1
                 if count % _YIELD_EVERY == 0:
                     # Reading buffered provider data never suspends: give the flusher, the

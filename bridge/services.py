@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 
 from bridge.auth import TokenAuth
+from bridge.log.hub import LogHub
+from bridge.log.writer import LogWriter
 from bridge.providers.registry import ProviderRegistry
 from bridge.runner import GenerationRunner
 from bridge.settings import Settings
@@ -23,6 +25,10 @@ class Services:
     runner: GenerationRunner
     auth: TokenAuth
     tools: ToolBox
+    hub: LogHub
+    """The process-wide reader: every log followed in this process, tailed once."""
+    writer: LogWriter
+    """The process-wide writer: every generation's appends, batched."""
 
 
 def services_of(connection: HTTPConnection) -> Services:

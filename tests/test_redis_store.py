@@ -270,7 +270,8 @@ async def test_stop_listener_recovers_from_a_lost_subscription(
 
 
 async def clients(admin: aioredis.Redis) -> list[dict[str, str]]:
-    return cast("list[dict[str, str]]", await admin.client_list())
+    listing: list[dict[str, str]] = await admin.client_list()
+    return listing
 
 
 async def test_waiting_readers_hold_no_connection(backend: Backend, admin: aioredis.Redis) -> None:

@@ -118,8 +118,9 @@ class Append:
 class LogListener(Protocol):
     """Told about changes of any log, by any process (`SessionStore.watch_logs`)."""
 
-    def log_changed(self, chat_id: str, generation_id: str) -> None:
-        """Entries or the end marker were added to the log (maybe by another process)."""
+    def log_changed(self, chat_id: str, generation_id: str, offset: int) -> None:
+        """Entries or the end marker were added to the log (maybe by another process);
+        it now reaches `offset` (its last chunk's, or its end marker's)."""
 
     def resync(self) -> None:
         """Changes may have been missed (the notification channel was re-established):

@@ -383,8 +383,10 @@ class MemoryStore:
 
     def _changed(self, key: _Key, log: _Log) -> None:
         log.notify()
+        # The offset reached: the last chunk's, or the end marker's (one past it).
+        offset = len(log.chunks) - (1 if log.outcome is None else 0)
         for listener in list(self._listeners):
-            listener.log_changed(*key)
+            listener.log_changed(key[0], key[1], offset)
 
     def _lease_alive(self, key: _Key) -> bool:
         expires_at = self._leases.get(key)

@@ -111,7 +111,7 @@ for i = 7, #ARGV do
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if count > 0 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
+if count > 0 then redis.call('PUBLISH', ARGV[5], (first + count - 1) .. ' ' .. ARGV[6]) end
 return {0, next}
 """
 )
@@ -145,7 +145,7 @@ if last_id == ARGV[1] then
 end
 redis.call('HINCRBY', KEYS[1], 'revision', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[8], ARGV[9])
+redis.call('PUBLISH', ARGV[8], next .. ' ' .. ARGV[9])
 return {0, next}
 """
 
@@ -171,7 +171,7 @@ class RedisOptions:
     connect_timeout: float = 5.0
     health_check_interval: float = 15.0
     """A connection idle for this long is PINGed before reuse (a NAT may have dropped it)."""
-    max_connections: int = 64
+    max_connections: int = 16
     """Command connections per process (per node in a cluster)."""
     pool_timeout: float = 30.0
     """A command waits this long for a free connection (backpressure), then fails."""
@@ -192,16 +192,18 @@ def chat_tag(chat_id: str) -> str:
 
 
 def _notice(chat_id: str, generation_id: str) -> bytes:
-    """The log-change notification's payload: both ids, unambiguous for any chat id."""
+    """The log-change notification's payload (the script puts the offset the log reached
+    and a space in front): both ids, unambiguous for any chat id."""
     return f"{len(generation_id)}:{generation_id}{chat_id}".encode("utf-8", "surrogatepass")
 
 
-def _parse_notice(data: bytes) -> tuple[str, str] | None:
-    size, sep, rest = data.partition(b":")
-    if not sep or not size.isdigit():
+def _parse_notice(data: bytes) -> tuple[str, str, int] | None:
+    offset, _, rest = data.partition(b" ")
+    size, sep, rest = rest.partition(b":")
+    if not sep or not size.isdigit() or not offset.isdigit():
         return None
     text = rest.decode("utf-8", "surrogatepass")
-    return text[int(size) :], text[: int(size)]
+    return text[int(size) :], text[: int(size)], int(offset)
 
 
 class _StopWaiter:
@@ -721,13 +723,14 @@ class RedisStore:
             delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
 
     def _log_changed(self, data: bytes) -> None:
-        ids = _parse_notice(data)
-        if ids is None:
+        notice = _parse_notice(data)
+        if notice is None:
             return
-        for event in self._log_waiters.get(ids, ()):
+        chat_id, generation_id, offset = notice
+        for event in self._log_waiters.get((chat_id, generation_id), ()):
             event.set()
         for listener in list(self._log_listeners):
-            listener.log_changed(*ids)
+            listener.log_changed(chat_id, generation_id, offset)
 
     def _resync_logs(self) -> None:
         self._wake_all_log_waiters()
