@@ -18,18 +18,26 @@ from bridge.log.hub import LogHub
 from bridge.log.reader import follow
 from bridge.log.writer import LogWriter
 from bridge.store.base import LogEntry, Outcome, SessionStore
-from tests.redis_server import RedisServer, redis_server  # noqa: F401
+from tests.redis_server import (  # noqa: F401
+    RedisClusterServers,
+    RedisServer,
+    redis_cluster,
+    redis_server,
+)
 from tests.test_store_contract import Backend, begin, chunk, expected
 
 HEARTBEAT = 5.0
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     url = None
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         url = server.url
+    elif request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        url = cluster.url
     backend = Backend(request.param, url)
     yield backend
     await backend.close()

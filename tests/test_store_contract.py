@@ -34,7 +34,12 @@ from bridge.store.base import (
 )
 from bridge.store.memory import MemoryStore
 from bridge.store.redis import RedisStore
-from tests.redis_server import RedisServer, redis_server  # noqa: F401
+from tests.redis_server import (  # noqa: F401
+    RedisClusterServers,
+    RedisServer,
+    redis_cluster,
+    redis_server,
+)
 
 START = b'{"type":"start","messageId":"msg-1"}'
 HOSTILE_CHAT_IDS = [
@@ -105,12 +110,15 @@ class Backend:
             await store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     url = None
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         url = server.url
+    elif request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        url = cluster.url
     backend = Backend(request.param, url)
     yield backend
     await backend.close()

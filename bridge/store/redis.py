@@ -629,10 +629,8 @@ class RedisStore:
             self._admission.release()
 
     async def _load(self, script: _Script) -> None:
-        if self.cluster:
-            await self._redis.script_load(script.source, target_nodes=RedisCluster.PRIMARIES)
-        else:
-            await self._redis.script_load(script.source)
+        # The cluster client sends SCRIPT LOAD to every primary on its own.
+        await self._redis.script_load(script.source)
 
     async def _run(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -648,7 +646,9 @@ class RedisStore:
         for attempt in range(2):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    # execute_command, not pipe.evalsha: the cluster pipeline refuses the
+                    # method by name, yet routes the command by its keys (one slot each).
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(reply, NoScriptError) for reply in replies):
                 # A node without the script ran none of these calls: load, then run them
