@@ -98,3 +98,51 @@ async def _poll_to_end(client: httpx.AsyncClient, url: str, first: Any) -> list[
     while not pages[-1]["done"]:
         pages.append(await _poll(client, url, pages[-1]["cursor"], wait=20))
     return pages
+
+
+async def test_overload_slows_answers_down_and_loses_none(
+    bridge_factory: BridgeFactory,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Far more chats at once than Redis connections: requests wait for a connection
+    (backpressure) instead of failing, and every answer arrives whole, with a reader of
+    each on the same process."""
+    fake = OpenAIFake(api_key="test-key")
+    fake.start()
+    words = " ".join(f"w{i}" for i in range(40))
+    chats = 60
+    try:
+        bridge = bridge_factory(
+            openai_api_key="test-key",
+            openai_base_url=fake.base_url,
+            bridge_model="openai:gpt-test",
+            redis_url=redis_server.url,
+            bridge_key_prefix=f"load-{uuid.uuid4().hex[:8]}",
+            bridge_redis_max_connections=2,
+        )
+        for _ in range(chats):
+            fake.enqueue([Text(words)], token_delay=0.01)
+        async with httpx.AsyncClient(
+            timeout=60, limits=httpx.Limits(max_connections=2 * chats)
+        ) as client:
+            results = await asyncio.gather(
+                *(
+                    read_stream(
+                        client, "POST", f"{bridge.url}/api/chat", json=chat_body(f"load-{i}", "go")
+                    )
+                    for i in range(chats)
+                )
+            )
+            replays = await asyncio.gather(
+                *(
+                    read_stream(client, "GET", f"{bridge.url}/api/chat/load-{i}/stream")
+                    for i in range(chats)
+                )
+            )
+    finally:
+        fake.stop()
+
+    assert [result.status for result in results] == [200] * chats
+    assert all(result.done and result.text() == words for result in results)
+    # A replay within the grace period gets the same bytes, offsets included.
+    assert [replay.events for replay in replays] == [result.events for result in results]

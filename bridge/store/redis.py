@@ -697,7 +697,7 @@ class RedisStore:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self._stop_channel, self._log_channel)
                     subscriptions = 0
-                    async for message in pubsub.listen():
+                    async for message in self._messages(pubsub):
                         kind = message["type"]
                         if kind == "subscribe":
                             subscriptions += 1
@@ -721,6 +721,24 @@ class RedisStore:
             # meantime are found when the waiters re-check on resubscription.
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+
+    async def _messages(self, pubsub: Any) -> AsyncIterator[dict[str, Any]]:
+        """The subscription's messages. A subscription that stays silent is PINGed every
+        health-check interval, and dropped (to be re-established) when not even the PONG
+        came back: a connection a NAT silently forgot would otherwise lose every
+        notification from then on."""
+        interval = self._options.health_check_interval or 15.0
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        while True:
+            message = await pubsub.get_message(timeout=interval)
+            if message is not None:
+                heard = loop.time()
+                yield message
+                continue
+            if loop.time() - heard > 2 * interval:
+                raise ConnectionError("the Redis subscription went silent")
+            await pubsub.ping()
 
     def _log_changed(self, data: bytes) -> None:
         notice = _parse_notice(data)
