@@ -149,6 +149,13 @@ redis.call('PUBLISH', ARGV[8], next .. ' ' .. ARGV[9])
 return {0, next}
 """
 
+# KEYS: stop. ARGV: log ttl ms, channel. A script, so both go in one call on any client
+# (redis-py 5's cluster client has no PUBLISH method).
+_STOP_LUA = """
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+redis.call('PUBLISH', ARGV[2], KEYS[1])
+"""
+
 # KEYS: lease. ARGV: epoch, lease ms. PEXPIRE never recreates a lapsed lease.
 _RENEW_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -286,6 +293,7 @@ class RedisStore:
         self._append = _Script(_APPEND_LUA)
         self._end = _Script(_END_LUA)
         self._renew = _Script(_RENEW_LUA)
+        self._stop = _Script(_STOP_LUA)
         self._stop_waiters: dict[bytes, set[_StopWaiter]] = {}
         self._log_waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
         self._log_listeners: set[LogListener] = set()
@@ -299,7 +307,7 @@ class RedisStore:
             if self.cluster:
                 await self._redis.initialize()
             await self._redis.ping()
-            for script in (self._begin, self._append, self._end, self._renew):
+            for script in (self._begin, self._append, self._end, self._renew, self._stop):
                 await self._load(script)
 
     async def close(self) -> None:
@@ -338,7 +346,9 @@ class RedisStore:
 
     async def claim_chat(self, chat_id: str, owner: str) -> str:
         key = self.key(chat_id, "chat")
-        async with self._call(), self._redis.pipeline(transaction=True) as pipe:
+        # No MULTI needed (and none in a cluster pipeline on redis-py 5): HSETNX is atomic and
+        # an owner, once set, never changes, so the HGET after it reads the first owner.
+        async with self._call(), self._redis.pipeline(transaction=False) as pipe:
             pipe.hsetnx(key, "owner", owner)
             pipe.hget(key, "owner")
             pipe.pexpire(key, self._history_ttl_ms)
@@ -578,8 +588,7 @@ class RedisStore:
     async def request_stop(self, chat_id: str, generation_id: str) -> None:
         key = self.key(chat_id, "stop", generation_id)
         async with self._call():
-            await self._redis.set(key, 1, px=self._log_ttl_ms)
-            await self._redis.publish(self._stop_channel, key)
+            await self._run(self._stop, [key], [self._log_ttl_ms, self._stop_channel])
 
     async def wait_for_stop(self, chat_id: str, generation_id: str) -> None:
         key = self.key(chat_id, "stop", generation_id)
