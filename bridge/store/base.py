@@ -14,9 +14,10 @@ WebSocket `sequence`, long-poll cursors). Offset 0 is always the `start` chunk, 
 atomically with the generation's creation.
 
 Only the generation's producer appends to its log (single writer). Other processes ask it
-to stop through `request_stop`; if the producer has died (its lease ran out), whoever
-notices may close the log with `end_generation` (appends refuse a wrong offset, so two
-writers can never interleave).
+to stop through `request_stop`. Every write names the producer's epoch, which the lease
+holds: the store refuses a wrong offset or a stale epoch (`Fenced`) atomically, so two
+writers can never interleave, and a producer whose lease ran out can never write again;
+whoever takes a dead producer's generation over writes under a new epoch.
 
 Every method is safe to call from many tasks at once. Implementations: `MemoryStore`
 (in-process, the default) and `RedisStore` (shared by many processes).
@@ -226,8 +227,9 @@ class SessionStore(Protocol):
         nothing). Raises GenerationNotFound when the log does not exist.
 
         `live=True` is a promise from a follower that `after` is not past the end marker
-        (it read this log before without reaching the end): the store may then skip its
-        checks and go straight to the blocking read (Redis: one XREAD per wake-up)."""
+        (it read this log before without reaching the end); stores may use it to skip
+        checks. The waiting holds no connection (Redis: the wait is on the log-change
+        notification, then a range read)."""
 
     async def producer_alive(self, chat_id: str, generation_id: str) -> bool:
         """Whether the generation's producer lease is still held."""
