@@ -1,9 +1,10 @@
-"""A generation silent for longer than any client-library timeout (a tool running, a
-model thinking) holds on every transport with Redis: SSE, WebSocket and long-poll read
-the same quiet generation at once, keep-alives arrive, and the answer completes.
+"""The bridge on Redis at load, end to end: quiet streams, overload, Redis Cluster.
 
-The silence is real (61 s, once for the three transports together); only the heartbeat
-settings are small, so the keep-alives are many."""
+A generation silent for longer than any client-library timeout (a tool running, a model
+thinking) holds on every transport: SSE, WebSocket and long-poll read the same quiet
+generation at once, keep-alives arrive, and the answer completes. The silence is real
+(61 s, once for the three transports together); only the heartbeat settings are small,
+so the keep-alives are many."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ import pytest
 from tests.bridge_server import BridgeFactory, chat_body
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Delay, Text
-from tests.redis_server import RedisServer, redis_server  # noqa: F401
+from tests.redis_server import (  # noqa: F401
+    RedisClusterServers,
+    RedisServer,
+    redis_cluster,
+    redis_server,
+)
 from tests.session_client import read_stream
 from tests.ws_client import RawSocket, resume_frame, ws_url
 
@@ -146,3 +152,33 @@ async def test_overload_slows_answers_down_and_loses_none(
     assert all(result.done and result.text() == words for result in results)
     # A replay within the grace period gets the same bytes, offsets included.
     assert [replay.events for replay in replays] == [result.events for result in results]
+
+
+async def test_a_chat_through_redis_cluster_streams_and_resumes(
+    bridge_factory: BridgeFactory,
+    redis_cluster: RedisClusterServers,  # noqa: F811
+) -> None:
+    fake = OpenAIFake(api_key="test-key")
+    fake.start()
+    words = " ".join(f"w{i}" for i in range(30))
+    try:
+        bridge = bridge_factory(
+            openai_api_key="test-key",
+            openai_base_url=fake.base_url,
+            bridge_model="openai:gpt-test",
+            redis_url=redis_cluster.url,
+            bridge_key_prefix=f"cl-{uuid.uuid4().hex[:8]}",
+        )
+        fake.enqueue([Text(words)], token_delay=0.005)
+        async with httpx.AsyncClient(timeout=30) as client:
+            streamed = await read_stream(
+                client, "POST", f"{bridge.url}/api/chat", json=chat_body("on-cluster", "go")
+            )
+            replay = await read_stream(client, "GET", f"{bridge.url}/api/chat/on-cluster/stream")
+            history = (await client.get(f"{bridge.url}/api/chat/on-cluster/messages")).json()
+    finally:
+        fake.stop()
+
+    assert streamed.done and streamed.text() == words
+    assert replay.events == streamed.events
+    assert history["messages"][-1]["id"] == streamed.chunks[0]["messageId"]
