@@ -223,7 +223,7 @@ class DroppingProxy:
         self._tasks.difference_update(tasks)
 
 
-async def test_writer_retries_an_append_whose_reply_was_lost(
+async def test_writer_retries_an_append_and_an_end_whose_reply_was_lost(
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
     proxy = DroppingProxy(redis_server.port)
@@ -244,7 +244,9 @@ async def test_writer_retries_an_append_whose_reply_was_lost(
         assert proxy.dropped == 1
         assert writer.round_trips == 2  # the lost one and its retry
         assert log.failure is None and log.next_offset == 3
+        proxy.drop_next_reply = True  # the end's reply is lost too: retried, written once
         await log.close(Outcome.FINISHED, None)
+        assert proxy.dropped == 2
         read = await store.read(info.chat_id, info.generation_id, -1)
         assert read.entries == expected(2) and read.ended
     finally:

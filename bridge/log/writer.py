@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
-from bridge.errors import StoreError
+from bridge.errors import Fenced, GenerationNotFound, OffsetConflict, StoreError
 from bridge.log.hub import LogHub
 from bridge.store.base import Append, JSONDict, LogEntry, Outcome, SessionStore
 
 logger = logging.getLogger("bridge.writer")
 
 OnFailure = Callable[[BaseException], None]
+_T = TypeVar("_T")
 
 _MAX_CHUNKS_PER_APPEND = 1024
 """A generation's share of one round trip; the rest goes in the next one."""
@@ -99,8 +101,11 @@ class GenerationLog:
         try:
             await self.flushed()
             offset = self.next_offset
-            await self._writer.store.end_generation(
-                self.chat_id, self.generation_id, offset, outcome, messages, epoch=self.epoch
+            # Retried like appends: an end whose reply was lost finds itself written.
+            await self._writer.retrying(
+                lambda: self._writer.store.end_generation(
+                    self.chat_id, self.generation_id, offset, outcome, messages, epoch=self.epoch
+                )
             )
             self._writer.hub.ended(self.chat_id, self.generation_id, offset, outcome)
         finally:
@@ -261,18 +266,34 @@ class LogWriter:
 
     async def _send(self, appends: list[Append]) -> Sequence[BaseException | None]:
         """`append_many`, retried while the round trip itself fails (each append is
-        idempotent), at most `retry_seconds`; then every append fails with that error."""
+        idempotent); when that lasts `retry_seconds`, every append fails with the error."""
+
+        async def round_trip() -> list[StoreError | None]:
+            self.round_trips += 1
+            return await self.store.append_many(appends)
+
+        try:
+            return await self.retrying(round_trip)
+        except StoreError as exc:
+            return [exc] * len(appends)
+
+    async def retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """`call()` again, with backoff, while it fails with a plain StoreError (the store
+        was unreachable: nothing is known), at most `retry_seconds`. Refusals (Fenced,
+        OffsetConflict, GenerationNotFound) are answers, never retried. Only for calls
+        that are idempotent: appends and ends name their offset and epoch."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_seconds
         delay = 0.05
         while True:
-            self.round_trips += 1
             try:
-                return await self.store.append_many(appends)
+                return await call()
+            except (Fenced, OffsetConflict, GenerationNotFound):
+                raise
             except StoreError as exc:
                 if loop.time() + delay > deadline:
-                    logger.error("appends failed for %s s: giving up", self._retry_seconds)
-                    return [exc] * len(appends)
-                logger.warning("append round trip failed, retrying: %s", exc)
+                    logger.error("the store failed for %s s: giving up", self._retry_seconds)
+                    raise
+                logger.warning("store round trip failed, retrying: %s", exc)
             await asyncio.sleep(delay)  # backoff before the retry
             delay = min(delay * 2, 1.0)
