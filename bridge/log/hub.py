@@ -173,9 +173,15 @@ class Tail:
             if loop.time() - self._probed_at < interval:
                 return self._alive
             await self.fetch()
-            self._alive = self.ended or await self.hub.store.producer_alive(
-                self.chat_id, self.generation_id
-            )
+            try:
+                self._alive = self.ended or await self.hub.store.producer_alive(
+                    self.chat_id, self.generation_id
+                )
+            except StoreError:
+                # Cannot tell: a store hiccup must not end every stream of the process,
+                # nor hand a live producer's generation over. Ask again next heartbeat.
+                logger.warning("could not probe %s", self.generation_id, exc_info=True)
+                return True
             self._probed_at = loop.time()
             return self._alive
 
