@@ -17,7 +17,9 @@ from bridge.auth import TokenAuth
 from bridge.client_level import check_startup_level
 from bridge.drain import Drain
 from bridge.errors import BridgeError, Draining, InvalidRequest
+from bridge.log.hub import LogHub
 from bridge.log.takeover import sweep
+from bridge.log.writer import LogWriter
 from bridge.providers.registry import ProviderRegistry
 from bridge.routes import chats, meta
 from bridge.runner import GenerationRunner
@@ -32,16 +34,24 @@ logger = logging.getLogger("bridge")
 
 def _make_store(settings: Settings) -> tuple[SessionStore, str]:
     if settings.redis_url:
-        from bridge.store.redis import RedisStore
+        from bridge.store.redis import RedisOptions, RedisStore
 
-        logger.info("session store: Redis")
-        return RedisStore(
+        store = RedisStore(
             settings.redis_url,
             key_prefix=settings.bridge_key_prefix,
             log_ttl_seconds=settings.bridge_log_ttl_seconds,
             history_ttl_seconds=settings.bridge_history_ttl_seconds,
             lease_seconds=settings.bridge_lease_seconds,
-        ), "redis"
+            options=RedisOptions(
+                socket_timeout=settings.bridge_redis_socket_timeout_seconds,
+                connect_timeout=settings.bridge_redis_connect_timeout_seconds,
+                health_check_interval=settings.bridge_redis_health_check_seconds,
+                max_connections=settings.bridge_redis_max_connections,
+                pool_timeout=settings.bridge_redis_pool_timeout_seconds,
+            ),
+        )
+        logger.info("session store: Redis%s", " Cluster" if store.cluster else "")
+        return store, "redis"
     from bridge.store.memory import MemoryStore
 
     logger.warning(
@@ -75,7 +85,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store, kind = _make_store(settings)
         await store.start()
         registry = ProviderRegistry.from_settings(settings)
-        runner = GenerationRunner(store, settings, can_hand_over=kind == "redis")
+        hub = LogHub(store, queue_entries=settings.bridge_reader_queue_chunks)
+        writer = LogWriter(
+            store,
+            hub,
+            flush_interval=settings.bridge_flush_ms / 1000,
+            lease_renew_interval=settings.bridge_lease_seconds / 3,
+            max_buffered=settings.bridge_writer_buffer_chunks,
+            retry_seconds=settings.bridge_writer_retry_seconds,
+        )
+        runner = GenerationRunner(store, settings, writer, can_hand_over=kind == "redis")
         services = app.state.services = Services(
             settings=settings,
             store=store,
@@ -84,9 +103,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runner=runner,
             auth=TokenAuth(settings.bridge_auth_tokens),
             tools=tools,
+            hub=hub,
+            writer=writer,
         )
         try:
+            # Everything the process runs in the background lives in this one group: the
+            # process-wide reader and writer, the generations, the takeover sweep, drain.
             async with anyio.create_task_group() as group:
+                group.start_soon(hub.run)
+                group.start_soon(writer.run)
                 await group.start(runner.serve)
                 if settings.bridge_takeover_sweep_seconds > 0:
                     group.start_soon(sweep, services, settings.bridge_takeover_sweep_seconds)
@@ -96,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     yield
                 finally:
                     with anyio.CancelScope(shield=True):
+                        # Generations end (or are handed over) through the writer, which
+                        # must still run: cancel the group only after.
                         await drain.run()
                         drain.uninstall()
                     group.cancel_scope.cancel()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import anyio
 from starlette.requests import HTTPConnection
@@ -24,6 +24,8 @@ from protocol.messages import CHAT_ID_RULE, ChatRequest, TextUIPart, UIMessage, 
 
 _PAST_ANY_END = 1 << 62
 """An offset beyond every log's end marker."""
+_STOP_PROBE_SECONDS = 0.5
+"""How soon a stop checks whether the producer it waits for is still alive."""
 
 
 def check_chat_id(chat_id: str) -> str:
@@ -188,9 +190,16 @@ async def _stored_history(services: Services, chat_id: str) -> list[UIMessage]:
 
 
 def follow_generation(
-    services: Services, chat_id: str, generation_id: str, after: int, *, skip_through: int = 0
-) -> AsyncIterator[list[LogEntry] | None]:
-    """The log after `after`, live, with heartbeat ticks; takes over a dead producer.
+    services: Services,
+    chat_id: str,
+    generation_id: str,
+    after: int,
+    *,
+    skip_through: int = 0,
+    heartbeat: float | None = None,
+) -> AsyncGenerator[list[LogEntry] | None]:
+    """The log after `after`, live, with heartbeat ticks (every `heartbeat` seconds,
+    BRIDGE_HEARTBEAT_SECONDS by default); takes over a dead producer.
 
     `skip_through=p` leaves out offsets 1..p: the prelude that rebuilds a continued message,
     which the client that sent the continuation holds already."""
@@ -201,11 +210,11 @@ def follow_generation(
     entries = _until_handed_over(
         services,
         follow(
-            services.store,
+            services.hub,
             chat_id,
             generation_id,
             after,
-            heartbeat=services.settings.bridge_heartbeat_seconds,
+            heartbeat=heartbeat or services.settings.bridge_heartbeat_seconds,
             recover=recover,
         ),
     )
@@ -222,7 +231,7 @@ class HandedOver(Exception):
 
 async def _until_handed_over(
     services: Services, entries: AsyncIterator[list[LogEntry] | None]
-) -> AsyncIterator[list[LogEntry] | None]:
+) -> AsyncGenerator[list[LogEntry] | None]:
     """A draining process ends its readers once it handed its generations over: they
     resume on another process, from their last offset."""
     runner = services.runner
@@ -245,7 +254,7 @@ async def _until_handed_over(
 
 async def _without(
     entries: AsyncIterator[list[LogEntry] | None], first: int, last: int
-) -> AsyncIterator[list[LogEntry] | None]:
+) -> AsyncGenerator[list[LogEntry] | None]:
     async for batch in entries:
         if batch is None:
             yield batch
@@ -273,21 +282,26 @@ async def stop_generation(
 async def _wait_for_end(
     services: Services, chat_id: str, generation_id: str, limit_seconds: float = 10.0
 ) -> str | None:
-    """Follow the log to its end marker; take over a producer that died meanwhile."""
-    store = services.store
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_seconds
-    after = -1
+    """Follow the log to its end marker (the same loop as every reader); a producer that
+    died meanwhile is taken over as stopped."""
+
+    async def recover(chat: str, generation: str) -> None:
+        # The stop is in the store: whoever claims the generation closes it with `abort`.
+        await take_over(services, chat, generation)
+
     try:
-        while loop.time() < deadline:
-            read = await store.read(chat_id, generation_id, after, limit=10_000, wait=0.5)
-            if read.entries:
-                after = read.entries[-1].offset
-            if read.ended:
-                return read.outcome.value if read.outcome else None
-            if not read.entries and not await store.producer_alive(chat_id, generation_id):
-                # The stop is in the store: whoever claims it closes it with `abort`.
-                await take_over(services, chat_id, generation_id)
-    except GenerationNotFound:
+        async with asyncio.timeout(limit_seconds):
+            async for _ in follow(
+                services.hub,
+                chat_id,
+                generation_id,
+                -1,
+                heartbeat=_STOP_PROBE_SECONDS,
+                recover=recover,
+            ):
+                pass
+        # A read past the end marker: no entries, only the outcome.
+        read = await services.store.read(chat_id, generation_id, _PAST_ANY_END, limit=1)
+    except (GenerationNotFound, TimeoutError):
         return None
-    return None
+    return read.outcome.value if read.outcome else None

@@ -44,7 +44,7 @@ from bridge.errors import (
 )
 from bridge.ids import new_approval_id
 from bridge.log.closing import SHUTDOWN_REASON, STOPPED_REASON, closing_chunks
-from bridge.log.writer import LogWriter
+from bridge.log.writer import GenerationLog, LogWriter
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest, Provider
 from bridge.settings import Settings
@@ -186,15 +186,19 @@ class Resumption:
 class _Emitter:
     """Encodes each chunk once, logs it and folds it into the assistant message."""
 
-    def __init__(self, writer: LogWriter, assembler: MessageAssembler, generation: Generation):
+    def __init__(self, writer: GenerationLog, assembler: MessageAssembler, generation: Generation):
         self._writer = writer
         self._assembler = assembler
         self._generation = generation
         self.step_open = False
 
     @property
-    def writer(self) -> LogWriter:
+    def writer(self) -> GenerationLog:
         return self._writer
+
+    async def drained(self) -> None:
+        """Backpressure: wait while the store is behind this generation's chunks."""
+        await self._writer.drained()
 
     def __call__(self, chunk: UIMessageChunk) -> None:
         self._writer.write(encode_chunk(chunk))
@@ -216,12 +220,12 @@ class GenerationRunner:
         self,
         store: SessionStore,
         settings: Settings,
+        writer: LogWriter,
         *,
         can_hand_over: bool,
-        store_retry_seconds: float = 5.0,
     ) -> None:
         self._store = store
-        self._store_retry_seconds = store_retry_seconds
+        self._writer = writer
         self._settings = settings
         self._can_hand_over = can_hand_over
         self._group: TaskGroup | None = None
@@ -377,39 +381,33 @@ class GenerationRunner:
         produce: Callable[[_Emitter, _Totals], Awaitable[Outcome]],
     ) -> None:
         info = generation.plan.info
-        writer = LogWriter(
-            self._store,
+        writer = self._writer.open(
             info.chat_id,
             info.generation_id,
             epoch=generation.epoch,
             next_offset=next_offset,
             on_failure=lambda exc: generation.scope.cancel(),
-            flush_interval=self._settings.bridge_flush_ms / 1000,
-            lease_renew_interval=self._settings.bridge_lease_seconds / 3,
-            retry_seconds=self._store_retry_seconds,
         )
         emit = _Emitter(writer, assembler, generation)
         totals = _Totals()
         stopped = False
         outcome: Outcome | None = None
-        async with anyio.create_task_group() as group:
-            group.start_soon(writer.run)
-            try:
-                with generation.scope:
-                    async with anyio.create_task_group() as inner:
+        try:
+            with generation.scope:
+                async with anyio.create_task_group() as inner:
 
-                        async def watch_stop() -> None:
-                            nonlocal stopped
-                            await self._watch_stop(info.chat_id, info.generation_id)
-                            stopped = True
-                            generation.scope.cancel()
+                    async def watch_stop() -> None:
+                        nonlocal stopped
+                        await self._watch_stop(info.chat_id, info.generation_id)
+                        stopped = True
+                        generation.scope.cancel()
 
-                        inner.start_soon(watch_stop)
-                        outcome = await produce(emit, totals)
-                        inner.cancel_scope.cancel()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._end(generation, writer, emit, assembler, totals, outcome, stopped)
+                    inner.start_soon(watch_stop)
+                    outcome = await produce(emit, totals)
+                    inner.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._end(generation, writer, emit, assembler, totals, outcome, stopped)
 
     async def _watch_stop(self, chat_id: str, generation_id: str) -> None:
         """Return when a stop was requested; store errors are retried with backoff (a stop
@@ -427,7 +425,7 @@ class GenerationRunner:
     async def _end(
         self,
         generation: Generation,
-        writer: LogWriter,
+        writer: GenerationLog,
         emit: _Emitter,
         assembler: MessageAssembler,
         totals: _Totals,
@@ -801,6 +799,7 @@ class GenerationRunner:
                     # Reading buffered provider data never suspends: give the flusher, the
                     # readers and other generations their turn.
                     await asyncio.sleep(0)
+                    await emit.drained()
         finally:
             # Closing the iterator closes the provider's HTTP response (stop, shutdown).
             aclose = getattr(events, "aclose", None)

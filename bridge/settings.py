@@ -126,6 +126,26 @@ class Settings(BaseSettings):
 
     # Session store
     redis_url: str | None = None
+    """`redis://host:port/db` (or `rediss://`); a Redis Cluster: `redis+cluster://host:port`
+    (any node; `rediss+cluster://` with TLS)."""
+    bridge_redis_socket_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Longest wait for one Redis reply. Quiet logs never wait on a socket (readers are
+    woken by notifications), so this only bounds a dead connection."""
+    bridge_redis_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    bridge_redis_health_check_seconds: float = Field(default=15.0, ge=0)
+    """A Redis connection idle this long is checked with PING before reuse; 0: off."""
+    bridge_redis_max_connections: int = Field(default=16, gt=0)
+    """Command connections per process (per node in a cluster); callers beyond it wait."""
+    bridge_redis_pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long a Redis command waits for a free connection before it fails (overload
+    slows requests down first; only this long a wait fails one)."""
+    bridge_writer_buffer_chunks: int = Field(default=2048, gt=0)
+    """Chunks a generation may have waiting for the store before its producer is paused."""
+    bridge_writer_retry_seconds: float = Field(default=10.0, gt=0)
+    """How long the writer retries a failed append round trip before the generation fails."""
+    bridge_reader_queue_chunks: int = Field(default=4096, gt=0)
+    """Chunks queued for one reader; a reader further behind (a client that stopped
+    reading) is detached and catches up from the store at its own pace."""
     bridge_key_prefix: str = "aisdk"
     bridge_log_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     """How long a generation's log is kept after it ended (offset replay retention)."""

@@ -44,9 +44,12 @@ async def close_claimed(
     history = await store.load_messages(chat_id)
     kept = [item for item in history if item.get("id") != message.id]
     try:
-        # With producer fencing these name the claimed epoch (claim.epoch).
         await store.append(
-            chat_id, generation_id, claim.next_offset, [encode_chunk(c) for c in chunks]
+            chat_id,
+            generation_id,
+            claim.next_offset,
+            [encode_chunk(c) for c in chunks],
+            epoch=claim.epoch,
         )
         await store.end_generation(
             chat_id,
@@ -54,6 +57,7 @@ async def close_claimed(
             claim.next_offset + len(chunks),
             outcome,
             [*kept, message.dump()],
+            epoch=claim.epoch,
         )
     except OffsetConflict:
         logger.info("generation %s was closed by someone else meanwhile", generation_id)

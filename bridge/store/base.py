@@ -14,9 +14,10 @@ WebSocket `sequence`, long-poll cursors). Offset 0 is always the `start` chunk, 
 atomically with the generation's creation.
 
 Only the generation's producer appends to its log (single writer). Other processes ask it
-to stop through `request_stop`; if the producer has died (its lease ran out), whoever
-notices may close the log with `end_generation` (appends refuse a wrong offset, so two
-writers can never interleave).
+to stop through `request_stop`. Every write names the producer's epoch, which the lease
+holds: the store refuses a wrong offset or a stale epoch (`Fenced`) atomically, so two
+writers can never interleave, and a producer whose lease ran out can never write again;
+whoever takes a dead producer's generation over writes under a new epoch.
 
 Every method is safe to call from many tasks at once. Implementations: `MemoryStore`
 (in-process, the default) and `RedisStore` (shared by many processes).
@@ -31,6 +32,9 @@ from typing import Any, Protocol
 
 from bridge.errors import (
     ChatBusy as ChatBusy,
+)
+from bridge.errors import (
+    Fenced as Fenced,
 )
 from bridge.errors import (
     GenerationNotFound as GenerationNotFound,
@@ -120,6 +124,30 @@ class LogRead:
     """Set when `ended`."""
 
 
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One generation's part of a batched append (`SessionStore.append_many`). No chunks:
+    a lease renewal (epoch and offset checked all the same)."""
+
+    chat_id: str
+    generation_id: str
+    first_offset: int
+    chunks: Sequence[bytes]
+    epoch: int
+
+
+class LogListener(Protocol):
+    """Told about changes of any log, by any process (`SessionStore.watch_logs`)."""
+
+    def log_changed(self, chat_id: str, generation_id: str, offset: int) -> None:
+        """Entries or the end marker were added to the log (maybe by another process);
+        it now reaches `offset` (its last chunk's, or its end marker's)."""
+
+    def resync(self) -> None:
+        """Changes may have been missed (the notification channel was re-established):
+        every followed log should be checked again."""
+
+
 class SessionStore(Protocol):
     """What the bridge needs from a store. See the module docstring for the model."""
 
@@ -168,11 +196,27 @@ class SessionStore(Protocol):
         StaleRevision when `expected_revision` is given and the chat is at another one."""
 
     async def append(
-        self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
+        self,
+        chat_id: str,
+        generation_id: str,
+        first_offset: int,
+        chunks: Sequence[bytes],
+        *,
+        epoch: int,
     ) -> None:
         """Append `chunks` at offsets first_offset, first_offset+1, ... in one round trip and
-        renew the producer lease. Wakes blocked readers. Raises OffsetConflict when
-        first_offset is not the next offset (nothing is written then)."""
+        renew the producer lease. Wakes blocked readers and notifies `watch_logs`
+        listeners. Raises Fenced when the lease is absent or holds another epoch,
+        OffsetConflict when first_offset is not the next offset (nothing is written then),
+        GenerationNotFound when the log does not exist. Idempotent: when the log already
+        ends with these chunks (a retry whose first reply was lost: the next offset is
+        first_offset + len(chunks)) and the epoch still holds, it succeeds."""
+
+    async def append_many(self, appends: Sequence[Append]) -> list[StoreError | None]:
+        """Several `append`s (of any chats) in one round trip, each checked on its own:
+        the result per append is None (done) or the error `append` would have raised.
+        Raises StoreError only when the round trip itself failed (nothing is known then;
+        every append may be retried, being idempotent)."""
 
     async def end_generation(
         self,
@@ -181,12 +225,16 @@ class SessionStore(Protocol):
         offset: int,
         outcome: Outcome,
         messages: Sequence[JSONDict] | None,
+        *,
+        epoch: int,
     ) -> None:
-        """In one atomic step: write the end marker at `offset`, replace the history with
-        `messages` (unless None, or unless a newer generation has begun on the chat since:
-        its history wins), clear the active pointer only if it still names this
-        generation, record the end time, and give the log the finished-log TTL. Raises
-        OffsetConflict like `append`."""
+        """In one atomic step, when `epoch` holds the lease: write the end marker at
+        `offset`, replace the history with `messages` (unless None, or unless a newer
+        generation has begun on the chat since: its history wins), clear the active
+        pointer only if it still names this generation, record the end time, raise the
+        chat's history revision, drop the lease and give the log the finished-log TTL.
+        Raises Fenced, OffsetConflict and GenerationNotFound like `append`; a retry of an
+        end that was written (with this epoch) succeeds."""
 
     async def read(
         self,
@@ -204,14 +252,21 @@ class SessionStore(Protocol):
         nothing). Raises GenerationNotFound when the log does not exist.
 
         `live=True` is a promise from a follower that `after` is not past the end marker
-        (it read this log before without reaching the end): the store may then skip its
-        checks and go straight to the blocking read (Redis: one XREAD per wake-up)."""
+        (it read this log before without reaching the end); stores may use it to skip
+        checks. The waiting holds no connection (Redis: the wait is on the log-change
+        notification, then a range read)."""
 
     async def producer_alive(self, chat_id: str, generation_id: str) -> bool:
         """Whether the generation's producer lease is still held."""
 
-    async def renew_lease(self, chat_id: str, generation_id: str) -> None:
-        """Keep the producer lease alive while no chunk is appended (a long tool call)."""
+    async def renew_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> bool:
+        """Keep the producer lease alive while no chunk is appended (a long tool call).
+        False when the lease lapsed or holds another epoch (the producer must stop); a
+        lapsed lease is never revived."""
+
+    async def watch_logs(self, listener: LogListener) -> None:
+        """Call `listener` on every change of any log, from any process, until cancelled
+        (or the store closes). The process-wide reader hub is the one caller."""
 
     async def claim_generation(self, chat_id: str, generation_id: str) -> Claim | None:
         """Take over a generation whose producer is gone: if its log is open and its lease

@@ -20,18 +20,22 @@ from typing import Protocol, TypeVar
 import orjson
 
 from bridge.store.base import (
+    Append,
     ChatBusy,
     ChatState,
     ChatSummary,
     Claim,
+    Fenced,
     GenerationInfo,
     GenerationNotFound,
     JSONDict,
     LogEntry,
+    LogListener,
     LogRead,
     OffsetConflict,
     Outcome,
     StaleRevision,
+    StoreError,
 )
 
 _Key = tuple[str, str]  # (chat_id, generation_id)
@@ -72,6 +76,7 @@ class _Log:
     plan: bytes = b""
     epoch: int = 1
     """The last granted producer epoch; a live lease always holds it."""
+    ended_by_epoch: int | None = None
     # Replaced on every change: readers wait on the current one, writers set and swap it.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -107,15 +112,21 @@ class MemoryStore:
         self._histories: dict[str, _History] = {}
         self._logs: dict[_Key, _Log] = {}
         self._leases: dict[_Key, float] = {}  # expiry time
+        # The epoch a live lease holds; a lease without an entry holds epoch 1 (begin's).
+        self._lease_epochs: dict[_Key, int] = {}
+        self._listeners: set[LogListener] = set()
+        self._closed_event = asyncio.Event()
         self._stops: dict[_Key, _Stop] = {}
         self._next_sweep = clock() + _SWEEP_INTERVAL_SECONDS
         self._closed = False
 
     async def start(self) -> None:
         self._closed = False
+        self._closed_event = asyncio.Event()
 
     async def close(self) -> None:
         self._closed = True
+        self._closed_event.set()
         for log in self._logs.values():
             log.notify()
         for stop in self._stops.values():
@@ -198,15 +209,47 @@ class MemoryStore:
         return 1
 
     async def append(
-        self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
+        self,
+        chat_id: str,
+        generation_id: str,
+        first_offset: int,
+        chunks: Sequence[bytes],
+        *,
+        epoch: int,
     ) -> None:
         key = (chat_id, generation_id)
-        log = self._writable_log(key, first_offset)
+        log = self._live(self._logs, key)
+        if log is None:
+            raise GenerationNotFound(generation_id)
+        if log.outcome is not None:
+            raise OffsetConflict(f"generation {generation_id} has ended")
+        self._check_epoch(key, epoch)
+        if chunks and first_offset >= 1 and len(log.chunks) == first_offset + len(chunks):
+            return  # a retry of an append that was applied: done already
+        if first_offset != len(log.chunks):
+            raise OffsetConflict(f"offset {first_offset} is not the next offset {len(log.chunks)}")
         log.chunks.extend(chunks)
         log.expires_at = self._clock() + self._log_ttl
         self._renew(key)
         if chunks:
-            log.notify()
+            self._changed(key, log)
+
+    async def append_many(self, appends: Sequence[Append]) -> list[StoreError | None]:
+        results: list[StoreError | None] = []
+        for item in appends:
+            try:
+                await self.append(
+                    item.chat_id,
+                    item.generation_id,
+                    item.first_offset,
+                    item.chunks,
+                    epoch=item.epoch,
+                )
+            except StoreError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
 
     async def end_generation(
         self,
@@ -215,8 +258,17 @@ class MemoryStore:
         offset: int,
         outcome: Outcome,
         messages: Sequence[JSONDict] | None,
+        *,
+        epoch: int,
     ) -> None:
         key = (chat_id, generation_id)
+        log = self._live(self._logs, key)
+        if log is not None and log.ended_by_epoch == epoch and len(log.chunks) == offset:
+            return  # a retry of an end that was written
+        if log is None:
+            raise GenerationNotFound(generation_id)
+        if log.outcome is None:
+            self._check_epoch(key, epoch)
         log = self._writable_log(key, offset)
         chat = self._live(self._chats, chat_id)
         if messages is not None and (chat is None or chat.last in (None, generation_id)):
@@ -224,18 +276,20 @@ class MemoryStore:
             self._save_history(chat_id, messages)
         now = self._clock()
         log.outcome = outcome
+        log.ended_by_epoch = epoch
         log.expires_at = now + self._log_ttl
         self._leases.pop(key, None)
+        self._lease_epochs.pop(key, None)
         if chat is not None:
-            chat.expires_at = now + self._history_ttl
             chat.revision += 1
+            chat.expires_at = now + self._history_ttl
             if chat.active == generation_id:
                 chat.active = None
             # A newer generation may have replaced this one (after its lease ran out): the
             # end time describes `last`, so only this generation's own end may set it.
             if chat.last == generation_id:
                 chat.last_ended_at = now
-        log.notify()
+        self._changed(key, log)
 
     async def read(
         self,
@@ -272,8 +326,19 @@ class MemoryStore:
     async def producer_alive(self, chat_id: str, generation_id: str) -> bool:
         return self._lease_alive((chat_id, generation_id))
 
-    async def renew_lease(self, chat_id: str, generation_id: str) -> None:
-        self._renew((chat_id, generation_id))
+    async def renew_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> bool:
+        key = (chat_id, generation_id)
+        if not self._lease_alive(key) or self._lease_epochs.get(key, 1) != epoch:
+            return False
+        self._renew(key)
+        return True
+
+    async def watch_logs(self, listener: LogListener) -> None:
+        self._listeners.add(listener)
+        try:
+            await self._closed_event.wait()
+        finally:
+            self._listeners.discard(listener)
 
     async def claim_generation(self, chat_id: str, generation_id: str) -> Claim | None:
         key = (chat_id, generation_id)
@@ -282,6 +347,7 @@ class MemoryStore:
             return None
         log.epoch += 1
         self._leases[key] = self._clock() + self._lease_ttl
+        self._lease_epochs[key] = log.epoch
         stop = self._live(self._stops, key)
         stopped = stop is not None and stop.event.is_set()
         return Claim(log.epoch, log.plan, len(log.chunks), stopped)
@@ -298,7 +364,7 @@ class MemoryStore:
     async def release_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> None:
         key = (chat_id, generation_id)
         log = self._live(self._logs, key)
-        if log is not None and log.epoch == epoch:
+        if log is not None and self._lease_epochs.get(key, 1) == epoch:
             self._leases.pop(key, None)
 
     # --- stop ----------------------------------------------------------------------------
@@ -357,6 +423,17 @@ class MemoryStore:
             raise OffsetConflict(f"offset {offset} is not the next offset {len(log.chunks)}")
         return log
 
+    def _check_epoch(self, key: _Key, epoch: int) -> None:
+        if not self._lease_alive(key) or self._lease_epochs.get(key, 1) != epoch:
+            raise Fenced(f"generation {key[1]}: epoch {epoch} does not hold the lease")
+
+    def _changed(self, key: _Key, log: _Log) -> None:
+        log.notify()
+        # The offset reached: the last chunk's, or the end marker's (one past it).
+        offset = len(log.chunks) - (1 if log.outcome is None else 0)
+        for listener in list(self._listeners):
+            listener.log_changed(key[0], key[1], offset)
+
     def _lease_alive(self, key: _Key) -> bool:
         expires_at = self._leases.get(key)
         return expires_at is not None and expires_at > self._clock()
@@ -384,6 +461,7 @@ class MemoryStore:
         _drop_expired(self._stops, now)
         for key in [k for k, expires_at in self._leases.items() if expires_at <= now]:
             del self._leases[key]
+            self._lease_epochs.pop(key, None)
 
 
 def _drop_expired(items: dict[_K, _Item], now: float) -> None:

@@ -15,21 +15,24 @@ for every answer keeps clients and caches simple.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from contextlib import aclosing
 
 from fastapi import APIRouter, Request, Response
 
 from bridge.body import parse_json, read_body, validate
 from bridge.chats import (
+    HandedOver,
     authorize,
     check_chat_id,
+    follow_generation,
     generation_to_resume,
     parse_cursor,
     start_generation,
 )
 from bridge.client_level import check_request_level, client_level_of, page_for_client
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
-from bridge.log.takeover import recover as take_over
 from bridge.services import Services, services_of
 from bridge.store.base import LogRead
 from protocol.compat import ClientLevel
@@ -72,16 +75,20 @@ def _cursor(value: str | None) -> int:
 async def read_page(
     services: Services, chat_id: str, generation_id: str, after: int, wait: float
 ) -> LogRead:
-    """The entries after `after`, waiting up to `wait` for the first; a dead producer's
-    log is closed on its behalf (as a streaming reader would) so a poller sees the end."""
+    """The entries after `after`, waiting up to `wait` for the first (through the same
+    follow-and-recover loop as the streaming transports, so a dead producer's log is taken
+    over the same way and a poller sees its end)."""
     store = services.store
     try:
-        read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT, wait=wait)
-        if read.entries or read.ended:
+        read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
+        if read.entries or read.ended or wait <= 0:
             return read
-        if not await store.producer_alive(chat_id, generation_id):
-            await take_over(services, chat_id, generation_id)
-            read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
+        entries = follow_generation(services, chat_id, generation_id, after, heartbeat=wait)
+        with contextlib.suppress(HandedOver):  # draining: the next poll reaches another process
+            async with aclosing(entries):
+                async for _ in entries:
+                    break  # something arrived, or `wait` passed: the page is read below
+        read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
     except GenerationNotFound:
         raise GenerationGone(f"generation {generation_id} is past its retention") from None
     return read

@@ -41,8 +41,8 @@ def _stream_response(
     level: ClientLevel,
     skip_through: int = 0,
 ) -> StreamingResponse:
-    entries = follow_generation(services, chat_id, generation_id, after, skip_through=skip_through)
-    entries = for_client(entries, level, services.settings)
+    followed = follow_generation(services, chat_id, generation_id, after, skip_through=skip_through)
+    entries = for_client(followed, level, services.settings)
     if protocol == "text":
         return StreamingResponse(
             text_stream(entries),
