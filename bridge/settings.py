@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -61,6 +62,14 @@ class Settings(BaseSettings):
 
     # Session store
     redis_url: str | None = None
+    bridge_store: Literal["auto", "sqlite", "memory", "redis"] = "auto"
+    """auto: Redis when REDIS_URL is set, else SQLite under BRIDGE_DATA_DIR. memory: in this
+    process only (lost on restart)."""
+    bridge_data_dir: Path = Path("data")
+    """Where the SQLite store keeps `bridge.sqlite3` (one bridge process per directory)."""
+    bridge_sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    """NORMAL: what was written survives the process being killed, the last writes may be
+    lost on power loss or an OS crash; FULL: survives those too, one disk flush per write."""
     bridge_key_prefix: str = "aisdk"
     bridge_log_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     """How long a generation's log is kept after it ended (offset replay retention)."""
@@ -82,6 +91,12 @@ class Settings(BaseSettings):
     times (`reset-step` tells clients to drop the failed attempt)."""
     bridge_allow_client_tools: bool = False
     """Accept tool declarations (JSON schemas) from the request body `tools`."""
+
+    @model_validator(mode="after")
+    def _redis_store_needs_url(self) -> Settings:
+        if self.bridge_store == "redis" and not self.redis_url:
+            raise ValueError("BRIDGE_STORE=redis needs REDIS_URL")
+        return self
 
     @field_validator("bridge_models", "bridge_cors_origins", "bridge_auth_tokens", mode="before")
     @classmethod
