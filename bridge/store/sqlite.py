@@ -43,6 +43,7 @@ from bridge.store.base import (
 )
 from bridge.store.file_lock import ProcessLock
 from bridge.store.sqlite_db import Reader, Synchronous, Writer, connect
+from bridge.store.sqlite_tail import TailCache
 from bridge.store.sqlite_types import Claim, OpenGeneration, RevisionedChatState
 
 logger = logging.getLogger("bridge.store.sqlite")
@@ -93,6 +94,7 @@ class SQLiteStore:
         self._writer: Writer | None = None
         self._reader: Reader | None = None
         self._log_signals: dict[_Key, _Signal] = {}
+        self._tails = TailCache()
         self._stop_signals: dict[_Key, _Signal] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_sweep = 0.0
@@ -136,6 +138,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         self._closed = True
+        self._tails.clear()
         for signal in self._log_signals.values():
             signal.fire()
         for signal in self._stop_signals.values():
@@ -185,16 +188,17 @@ class SQLiteStore:
         given and the chat's revision differs, stores `plan` for a take-over, and returns
         the generation's first epoch (1)."""
         await self._maybe_sweep()
+        key = (info.chat_id, info.generation_id)
         history = orjson.dumps(list(messages))
-        return await self._write(
-            self._db_writer.begin,
-            info,
-            start_chunk,
-            history,
-            expected_revision,
-            plan,
-            self._clock(),
-        )
+        writer = self._db_writer
+
+        def write() -> int:
+            epoch = writer.begin(info, start_chunk, history, expected_revision, plan, now)
+            self._after_commit(self._tails.begun, key, start_chunk, now + self._log_ttl)
+            return epoch
+
+        now = self._clock()
+        return await self._write(write)
 
     async def append(
         self,
@@ -213,7 +217,9 @@ class SQLiteStore:
         def write() -> bool:
             written = writer.append(chat_id, generation_id, first_offset, chunks, epoch, now)
             if written:
-                self._from_thread(self._log_signals, key)
+                self._after_commit(
+                    self._appended, key, first_offset, list(chunks), now + self._log_ttl
+                )
             return written
 
         now = self._clock()
@@ -237,7 +243,7 @@ class SQLiteStore:
 
         def write() -> None:
             writer.end(chat_id, generation_id, offset, outcome, history, epoch, now)
-            self._from_thread(self._log_signals, key)
+            self._after_commit(self._ended, key)
 
         now = self._clock()
         await self._write(write)
@@ -257,7 +263,7 @@ class SQLiteStore:
         key = (chat_id, generation_id)
         start = max(after + 1, 0)
         if wait <= 0:
-            return await self._read_once(chat_id, generation_id, start, limit)
+            return await self._read_once(key, start, limit)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         signal = self._log_signals.setdefault(key, _Signal())
@@ -266,7 +272,7 @@ class SQLiteStore:
             while True:
                 # Taken before reading: a commit after our read fires this very event.
                 changed = signal.event
-                result = await self._read_once(chat_id, generation_id, start, limit)
+                result = await self._read_once(key, start, limit)
                 remaining = deadline - loop.time()
                 if result.entries or result.ended or remaining <= 0 or self._closed:
                     return result
@@ -319,7 +325,7 @@ class SQLiteStore:
 
         def write() -> None:
             writer.request_stop(chat_id, generation_id, now)
-            self._from_thread(self._stop_signals, key)
+            self._after_commit(_fire, self._stop_signals, key)
 
         now = self._clock()
         await self._write(write)
@@ -357,19 +363,31 @@ class SQLiteStore:
             raise StoreError("the SQLite session store is closed")
         return self._reader
 
-    async def _read_once(self, chat_id: str, generation_id: str, start: int, limit: int) -> LogRead:
-        part = await self._read(
-            self._db_reader.read, chat_id, generation_id, start, limit, self._clock()
-        )
+    async def _read_once(self, key: _Key, start: int, limit: int) -> LogRead:
+        cached = self._tails.read(key, start, limit, self._clock())
+        if cached is not None:  # the log is open and tailed in memory
+            return LogRead(cached, False)
+        part = await self._read(self._db_reader.read, *key, start, limit, self._clock())
         entries = [LogEntry(offset, bytes(data)) for offset, data in part.entries]
         ended = part.outcome is not None and start + len(entries) >= part.next_offset
         return LogRead(entries, ended, part.outcome if ended else None)
 
-    def _from_thread(self, signals: dict[_Key, _Signal], key: _Key) -> None:
-        """Wake `key`'s waiters, called on the writer thread right after its commit (so a
-        caller cancelled meanwhile cannot leave them asleep)."""
+    def _after_commit(self, callback: Callable[..., object], *args: object) -> None:
+        """Run `callback` on the event loop; called on the writer thread right after a commit,
+        so changes reach the loop in commit order, and a caller cancelled meanwhile cannot
+        leave readers asleep."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(_fire, signals, key)
+        self._loop.call_soon_threadsafe(callback, *args)
+
+    def _appended(
+        self, key: _Key, first_offset: int, chunks: list[bytes], expires_at: float
+    ) -> None:
+        self._tails.appended(key, first_offset, chunks, expires_at)
+        _fire(self._log_signals, key)
+
+    def _ended(self, key: _Key) -> None:
+        self._tails.ended(key)
+        _fire(self._log_signals, key)
 
     async def _write(self, fn: Callable[..., _T], *args: object) -> _T:
         if self._write_thread is None:
@@ -397,6 +415,7 @@ class SQLiteStore:
         if now < self._next_sweep:
             return
         self._next_sweep = now + _SWEEP_INTERVAL_SECONDS
+        self._tails.drop_expired(now)
         await self._write(self._db_writer.sweep, now)
 
     async def _shutdown(self) -> None:
