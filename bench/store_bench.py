@@ -3,6 +3,11 @@ followers tailing each log, on the memory store and on SQLite (in one process, n
 
     python -m bench.store_bench [--generations 20] [--chunks 5000] [--batch 8]
                                 [--readers 1] [--stores memory,sqlite,sqlite-full]
+                                [--grouped]
+
+`--grouped`: one writer appends every generation's next batch with one `append_many`
+call (one transaction) per round, as a process-wide writer does; the memory store, which
+has no such call, appends them one by one.
 
 Prints per store: append calls per second, chunks per second, and the process's CPU seconds
 (all threads: the SQLite worker threads included) per 100k chunks appended and delivered to
@@ -23,6 +28,8 @@ import orjson
 from bridge.store.base import GenerationInfo, Outcome, SessionStore
 from bridge.store.memory import MemoryStore
 from bridge.store.sqlite import SQLiteStore
+from bridge.store.sqlite_db import Synchronous
+from bridge.store.sqlite_types import AppendBatch
 
 
 def _chunk(i: int) -> bytes:
@@ -40,6 +47,28 @@ async def _produce(store: SessionStore, info: GenerationInfo, chunks: int, batch
         calls += 1
         await asyncio.sleep(0)  # let followers run between batches, as a real producer does
     await store.end_generation(info.chat_id, info.generation_id, offset, Outcome.FINISHED, None)
+    return calls
+
+
+async def _produce_grouped(
+    store: SessionStore, infos: list[GenerationInfo], chunks: int, batch: int
+) -> int:
+    offset, calls = 1, 0
+    while offset <= chunks:
+        size = min(batch, chunks - offset + 1)
+        data = [_chunk(i) for i in range(size)]
+        batches = [AppendBatch(i.chat_id, i.generation_id, offset, data) for i in infos]
+        if isinstance(store, SQLiteStore):
+            if any(await store.append_many(batches)):
+                raise SystemExit("append_many refused a batch")
+        else:
+            for item in batches:
+                await store.append(item.chat_id, item.generation_id, offset, data)
+        offset += size
+        calls += len(batches)
+        await asyncio.sleep(0)
+    for info in infos:
+        await store.end_generation(info.chat_id, info.generation_id, offset, Outcome.FINISHED, None)
     return calls
 
 
@@ -70,9 +99,15 @@ async def _run(store: SessionStore, args: argparse.Namespace) -> tuple[float, fl
                 for info in infos
                 for _ in range(args.readers)
             ]
-            producers = [
-                group.create_task(_produce(store, info, args.chunks, args.batch)) for info in infos
-            ]
+            if args.grouped:
+                producers = [
+                    group.create_task(_produce_grouped(store, infos, args.chunks, args.batch))
+                ]
+            else:
+                producers = [
+                    group.create_task(_produce(store, info, args.chunks, args.batch))
+                    for info in infos
+                ]
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         expected = args.chunks + 1  # with the start chunk
         if any(task.result() != expected for task in followers):
@@ -85,7 +120,7 @@ async def _run(store: SessionStore, args: argparse.Namespace) -> tuple[float, fl
 def _make(kind: str, directory: Path) -> SessionStore:
     if kind == "memory":
         return MemoryStore()
-    synchronous = "FULL" if kind == "sqlite-full" else "NORMAL"
+    synchronous: Synchronous = "FULL" if kind == "sqlite-full" else "NORMAL"
     store: SessionStore = SQLiteStore(  # type: ignore[assignment]
         directory / f"{kind}.sqlite3", synchronous=synchronous
     )
@@ -99,11 +134,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="chunks per append call")
     parser.add_argument("--readers", type=int, default=1, help="followers per generation")
     parser.add_argument("--stores", default="memory,sqlite,sqlite-full")
+    parser.add_argument("--grouped", action="store_true", help="one append_many per round")
     args = parser.parse_args()
     total = args.generations * args.chunks
     print(
         f"{args.generations} generations x {args.chunks} chunks, batches of {args.batch}, "
         f"{args.readers} follower(s) each: {total} chunks"
+        + (", grouped appends" if args.grouped else "")
     )
     print(f"{'store':<12} {'appends/s':>10} {'chunks/s':>10} {'CPU s/100k':>11} {'wall s':>7}")
     with tempfile.TemporaryDirectory() as directory:

@@ -19,7 +19,7 @@ from bridge.errors import Fenced, GenerationNotFound, OffsetConflict, StaleRevis
 from bridge.store.base import LogEntry, LogRead, Outcome
 from bridge.store.file_lock import DatabaseInUse
 from bridge.store.sqlite import SQLiteStore
-from bridge.store.sqlite_types import Claim, OpenGeneration
+from bridge.store.sqlite_types import AppendBatch, Claim, OpenGeneration
 from tests.test_store_contract import START, FakeClock, chunk, expected, new_generation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -349,3 +349,49 @@ async def test_sqlite_history_is_stored_as_json(store: SQLiteStore) -> None:
         data = conn.execute("SELECT data FROM histories").fetchone()[0]
 
     assert orjson.loads(data) == [{"id": "u1", "text": "ü"}]
+
+
+# --- batched appends -----------------------------------------------------------------------
+
+
+async def test_sqlite_append_many_commits_good_batches_and_reports_refused_ones(
+    store: SQLiteStore, clock: FakeClock
+) -> None:
+    good, conflicting, fenced = (new_generation(f"chat-{n}") for n in range(3))
+    for info in (good, conflicting, fenced):
+        await store.begin_generation(info, START, [])
+
+    async def follow() -> list[LogEntry]:
+        seen: list[LogEntry] = []
+        while len(seen) < 3:
+            after = seen[-1].offset if seen else 0
+            seen += (await store.read(good.chat_id, good.generation_id, after, wait=10)).entries
+        return seen
+
+    follower = asyncio.create_task(follow())
+
+    results = await store.append_many(
+        [
+            AppendBatch(good.chat_id, good.generation_id, 1, [chunk(1), chunk(2)], epoch=1),
+            AppendBatch(conflicting.chat_id, conflicting.generation_id, 3, [chunk(3)]),
+            AppendBatch(fenced.chat_id, fenced.generation_id, 1, [chunk(1)], epoch=2),
+            AppendBatch(good.chat_id, good.generation_id, 3, [chunk(3)]),
+            AppendBatch("chat-x", "no-such-generation", 1, [chunk(1)]),
+        ]
+    )
+
+    assert [type(result) for result in results] == [
+        type(None),
+        OffsetConflict,
+        Fenced,
+        type(None),
+        GenerationNotFound,
+    ]
+    assert await asyncio.wait_for(follower, 5) == expected(3)[1:]
+    for info in (conflicting, fenced):
+        assert (await store.read(info.chat_id, info.generation_id, -1)).entries == expected(0)
+    again = await reopen(store, clock)  # committed to the file, not only to the tail cache
+    try:
+        assert (await again.read(good.chat_id, good.generation_id, -1)).entries == expected(3)
+    finally:
+        await again.close()

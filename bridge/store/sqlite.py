@@ -44,7 +44,7 @@ from bridge.store.base import (
 from bridge.store.file_lock import ProcessLock
 from bridge.store.sqlite_db import Reader, Synchronous, Writer, connect
 from bridge.store.sqlite_tail import TailCache
-from bridge.store.sqlite_types import Claim, OpenGeneration, RevisionedChatState
+from bridge.store.sqlite_types import AppendBatch, Claim, OpenGeneration, RevisionedChatState
 
 logger = logging.getLogger("bridge.store.sqlite")
 
@@ -224,6 +224,29 @@ class SQLiteStore:
 
         now = self._clock()
         await self._write(write)
+
+    async def append_many(self, batches: Sequence[AppendBatch]) -> list[StoreError | None]:
+        """Each batch as `append` (with its epoch) would, all in one transaction: one commit
+        for many generations. Per batch, in order: None when done, or the error that refused
+        it (Fenced, OffsetConflict, GenerationNotFound; nothing of it was written)."""
+        writer = self._db_writer
+
+        def write() -> list[StoreError | bool]:
+            results = writer.append_many(batches, now)
+            for batch, result in zip(batches, results, strict=True):
+                if result is True:
+                    self._after_commit(
+                        self._appended,
+                        (batch.chat_id, batch.generation_id),
+                        batch.first_offset,
+                        list(batch.chunks),
+                        now + self._log_ttl,
+                    )
+            return results
+
+        now = self._clock()
+        results = await self._write(write)
+        return [result if isinstance(result, StoreError) else None for result in results]
 
     async def end_generation(
         self,

@@ -19,9 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bridge.errors import ChatBusy, Fenced, GenerationNotFound, OffsetConflict, StaleRevision
+from bridge.errors import (
+    ChatBusy,
+    Fenced,
+    GenerationNotFound,
+    OffsetConflict,
+    StaleRevision,
+    StoreError,
+)
 from bridge.store.base import GenerationInfo, Outcome
-from bridge.store.sqlite_types import Claim, OpenGeneration, RevisionedChatState
+from bridge.store.sqlite_types import AppendBatch, Claim, OpenGeneration, RevisionedChatState
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -97,6 +104,18 @@ def connect(path: Path, *, synchronous: Synchronous, readonly: bool) -> sqlite3.
 
 @contextmanager
 def _transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    if conn.in_transaction:
+        # Inside a batch of operations (`Writer.append_many`): a savepoint, so a refused
+        # operation leaves no trace while the others commit together.
+        conn.execute("SAVEPOINT operation")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO operation")
+            conn.execute("RELEASE operation")
+            raise
+        conn.execute("RELEASE operation")
+        return
     conn.execute(begin)
     try:
         yield
@@ -261,6 +280,27 @@ class Writer:
                 ),
             )
         return bool(chunks)
+
+    def append_many(self, batches: Sequence[AppendBatch], now: float) -> list[StoreError | bool]:
+        """Every batch as `append` would, in one transaction (one commit for all). Per batch:
+        whether entries were written, or the error that refused it (nothing written)."""
+        results: list[StoreError | bool] = []
+        with _transaction(self.conn):
+            for batch in batches:
+                try:
+                    written = self.append(
+                        batch.chat_id,
+                        batch.generation_id,
+                        batch.first_offset,
+                        batch.chunks,
+                        batch.epoch,
+                        now,
+                    )
+                except StoreError as exc:
+                    results.append(exc)
+                else:
+                    results.append(written)
+        return results
 
     def end(
         self,

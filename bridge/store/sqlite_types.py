@@ -4,6 +4,7 @@ stores will share them once the contract in `base` grows the same methods."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.store.base import ChatState
@@ -35,3 +36,15 @@ class OpenGeneration:
     chat_id: str
     generation_id: str
     next_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendBatch:
+    """One generation's part of a batched append (`append_many`): the process-wide writer
+    appends what every producer wrote in one batching window with one store call."""
+
+    chat_id: str
+    generation_id: str
+    first_offset: int
+    chunks: Sequence[bytes]
+    epoch: int | None = None
