@@ -19,6 +19,7 @@ bridge process (the default when REDIS_URL is unset).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -400,7 +401,10 @@ class SQLiteStore:
         so changes reach the loop in commit order, and a caller cancelled meanwhile cannot
         leave readers asleep."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(callback, *args)
+        # A write still running when the application's loop has closed: nobody is left to
+        # wake, and the write itself is committed.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
 
     def _appended(
         self, key: _Key, first_offset: int, chunks: list[bytes], expires_at: float
