@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     """Send provider/tool error details to clients; off: a generic text."""
 
     # Operations
+    bridge_ready_timeout_seconds: float = Field(default=2.0, gt=0)
+    """GET /readyz answers 503 when the store does not answer a ping within this."""
     bridge_metrics: bool = True
     """Serve Prometheus metrics on GET /metrics."""
     bridge_log_format: str = Field(default="text", pattern="^(text|json)$")

@@ -125,7 +125,7 @@ async def test_sigterm_drains_then_hands_over_and_refuses_new_answers(
                     # Readiness flips first (what a load balancer probes, as here); a
                     # new answer is then refused with Retry-After.
                     for _ in range(1000):
-                        if (await client.get(f"{leaving.url}/healthz")).status_code == 503:
+                        if (await client.get(f"{leaving.url}/readyz")).status_code == 503:
                             break
                     refused = await client.post(
                         f"{leaving.url}/api/chat", json=chat_body("late", "hi")

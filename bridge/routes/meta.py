@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from bridge.errors import NotFound
+from bridge.errors import NotFound, StoreError
 from bridge.observe.metrics import CONTENT_TYPE
 from bridge.services import services_of
 
@@ -26,18 +27,34 @@ async def list_models(request: Request) -> JSONResponse:
 
 @router.get("/healthz")
 async def health(request: Request) -> JSONResponse:
-    """Liveness and readiness: 503 once draining (SIGTERM), so a load balancer stops
-    sending new requests here while running answers go on."""
+    """Liveness: the process serves requests (200 while draining too: it must not be
+    restarted while it hands its answers over)."""
     services = services_of(request)
-    draining = not services.runner.accepting
     return JSONResponse(
         {
-            "status": "draining" if draining else "ok",
+            "status": "draining" if not services.runner.accepting else "ok",
             "store": services.store_kind,
             "runningGenerations": services.runner.running,
-        },
-        status_code=503 if draining else 200,
+        }
     )
+
+
+@router.get("/readyz")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: 503 once draining (SIGTERM), so a load balancer stops sending new
+    requests here while running answers go on, and 503 while the store does not answer
+    within BRIDGE_READY_TIMEOUT_SECONDS."""
+    services = services_of(request)
+    body: dict[str, object] = {"store": services.store_kind}
+    if not services.runner.accepting:
+        return JSONResponse({**body, "status": "draining"}, status_code=503)
+    try:
+        with anyio.fail_after(services.settings.bridge_ready_timeout_seconds):
+            await services.store.ping()
+    except (StoreError, TimeoutError) as exc:
+        reason = "timeout" if isinstance(exc, TimeoutError) else exc.message
+        return JSONResponse({**body, "status": "store_unavailable", "reason": reason}, 503)
+    return JSONResponse({**body, "status": "ok"})
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -154,6 +154,9 @@ class SessionStore(Protocol):
     async def start(self) -> None:
         """Connect, load scripts. Called once at application start-up."""
 
+    async def ping(self) -> None:
+        """Raise StoreError when the store cannot serve now (readiness probes)."""
+
     async def close(self) -> None:
         """Release connections and wake every blocked reader."""
 

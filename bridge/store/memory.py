@@ -120,6 +120,10 @@ class MemoryStore:
         self._next_sweep = clock() + _SWEEP_INTERVAL_SECONDS
         self._closed = False
 
+    async def ping(self) -> None:
+        if self._closed:
+            raise StoreError("the memory store is closed")
+
     async def start(self) -> None:
         self._closed = False
         self._closed_event = asyncio.Event()

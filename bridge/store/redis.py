@@ -346,6 +346,10 @@ class RedisStore:
             for script in (*scripts, self._claim, self._release):
                 await self._load(script)
 
+    async def ping(self) -> None:
+        async with self._call():
+            await self._redis.ping()
+
     async def close(self) -> None:
         self._closed = True
         self._wake_stop_waiters(None)

@@ -143,6 +143,9 @@ class SQLiteStore:
             raise
         self._closed = False
 
+    async def ping(self) -> None:
+        await self._read(self._db_reader.ping)
+
     async def close(self) -> None:
         self._closed = True
         self._closed_event.set()

@@ -537,6 +537,9 @@ class Reader:
                 ).fetchall()
         return LogSlice(entries, next_offset, None if outcome is None else Outcome(outcome))
 
+    def ping(self) -> None:
+        self.conn.execute("SELECT 1").fetchone()
+
     def lease_alive(self, chat_id: str, generation_id: str, now: float) -> bool:
         row = self.conn.execute(
             "SELECT 1 FROM logs WHERE chat_id = ? AND generation_id = ? AND lease_expires_at > ?",
