@@ -77,6 +77,8 @@ class GenerationPlan:
     tools: ToolBox = field(default_factory=ToolBox)
     decisions: list[ApprovalDecision] = field(default_factory=list)
     """Approval answers of a continuation, carried out before the model is called."""
+    user: str | None = None
+    """The user whose request started the generation (tools see it in ToolContext)."""
 
 
 @dataclass(slots=True)
@@ -261,21 +263,36 @@ class GenerationRunner:
         plan = generation.plan
         totals = _Totals()
         finish_reason: ev.FinishReason = "stop"
+        time_limit = self._settings.bridge_max_generation_seconds
         try:
-            await self._carry_out_decisions(plan, emit)
-            # Steps of a continued message go on from its own (block ids stay unique).
-            continued = plan.turn.continued
-            first = sum(isinstance(p, StepStartUIPart) for p in continued.parts) if continued else 0
-            for step in range(first, first + self._settings.bridge_max_steps):
-                finish_reason, go_on = await self._step(generation, emit, assembler, step, totals)
-                if not go_on:
-                    break
+            with anyio.fail_after(time_limit):
+                await self._carry_out_decisions(plan, emit)
+                # Steps of a continued message go on from its own (block ids stay unique).
+                continued = plan.turn.continued
+                first = (
+                    sum(isinstance(p, StepStartUIPart) for p in continued.parts) if continued else 0
+                )
+                for step in range(first, first + self._settings.bridge_max_steps):
+                    finish_reason, go_on = await self._step(
+                        generation, emit, assembler, step, totals
+                    )
+                    if not go_on:
+                        break
             emit(
                 FinishChunk(
                     finish_reason=finish_reason, message_metadata=self._metadata(plan, totals)
                 )
             )
             return Outcome.FINISHED
+        except TimeoutError:
+            # BRIDGE_MAX_GENERATION_SECONDS: the whole generation, every step and tool.
+            logger.warning("generation %s: over its time limit", plan.info.generation_id)
+            if not generation.opened.done():
+                generation.opened.set_result(None)
+            self._emit_error(
+                emit, f"The answer took longer than {time_limit:g} s and was ended.", plan, totals
+            )
+            return Outcome.ERROR
         except ProviderError as exc:
             logger.warning(
                 "generation %s: provider error: %s", plan.info.generation_id, exc.message
@@ -351,6 +368,7 @@ class GenerationRunner:
                         emit=emit,
                         time_limit=tool.timeout or settings.bridge_tool_timeout_seconds,
                         expose_errors=settings.bridge_expose_errors,
+                        user=plan.user,
                     )
                 )
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
-from bridge.auth import TokenAuth
+from bridge.auth import Auth
+from bridge.limits import Limits
 from bridge.providers.registry import ProviderRegistry
 from bridge.runner import GenerationRunner
 from bridge.settings import Settings
@@ -21,8 +22,9 @@ class Services:
     store_kind: str
     registry: ProviderRegistry
     runner: GenerationRunner
-    auth: TokenAuth
+    auth: Auth
     tools: ToolBox
+    limits: Limits
 
 
 def services_of(connection: HTTPConnection) -> Services:

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from bridge.body import check_json_media_type
 from bridge.chats import caller, stop_generation
+from bridge.limits import identify
 from bridge.services import services_of
 
 router = APIRouter()
@@ -20,6 +22,9 @@ async def stop_chat(
     generation: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JSONResponse:
     services = services_of(request)
+    if request.headers.get("content-type"):
+        # No body is needed; one sent as a form (a cross-site POST) is refused.
+        check_json_media_type(request)
     await caller(services, request, chat_id)
     generation_id, outcome = await stop_generation(services, chat_id, generation)
     if generation_id is None:
@@ -50,7 +55,7 @@ async def list_chats(
 ) -> JSONResponse:
     """The caller's chats, most recent first."""
     services = services_of(request)
-    user = services.auth.user_for(request)
+    user = await identify(services, request)
     chats = await services.store.list_chats(user, limit)
     return JSONResponse(
         {

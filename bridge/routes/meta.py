@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from bridge.limits import identify
 from bridge.services import services_of
 
 router = APIRouter()
@@ -13,7 +14,7 @@ router = APIRouter()
 @router.get("/api/models")
 async def list_models(request: Request) -> JSONResponse:
     services = services_of(request)
-    services.auth.user_for(request)
+    await identify(services, request)
     registry = services.registry
     models = []
     for model_id in registry.allowed_models:

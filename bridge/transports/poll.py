@@ -19,15 +19,16 @@ import math
 
 from fastapi import APIRouter, Request, Response
 
-from bridge.body import parse_json, read_body, validate
+from bridge.admission import start_admitted
+from bridge.body import CHAT_REQUEST_BODY, read_json_body, validate
 from bridge.chats import (
     authorize,
     check_chat_id,
     generation_to_resume,
     parse_cursor,
-    start_generation,
 )
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
+from bridge.limits import identify
 from bridge.log.recovery import close_abandoned
 from bridge.services import Services, services_of
 from bridge.store.base import LogRead
@@ -123,7 +124,7 @@ async def poll_chat(
     wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
     if generation is not None and not 0 < len(generation) <= MAX_GENERATION_ID_LENGTH:
         raise RequestError("generation must be a generation id")
-    user = services.auth.user_for(request)
+    user = await identify(services, request)
     await authorize(services, user, chat_id)
     generation_id = await generation_to_resume(services, chat_id, generation, after)
     if generation_id is None:
@@ -132,16 +133,20 @@ async def poll_chat(
     return _page(generation_id, read, after)
 
 
-@router.post("/api/chat/poll")
+@router.post("/api/chat/poll", openapi_extra=CHAT_REQUEST_BODY)
 async def post_chat_poll(request: Request, wait: str | None = None) -> Response:
     """Start a turn like POST /api/chat, but answer with its first page instead of a
     stream: a buffering proxy would hold a stream back until the whole answer is done."""
     services = services_of(request)
     wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
-    user = services.auth.user_for(request)
-    body = parse_json(await read_body(request, services.settings.bridge_max_body_bytes))
+    user = await identify(services, request)
+    body = await read_json_body(
+        request,
+        max_bytes=services.settings.bridge_max_body_bytes,
+        max_depth=services.settings.bridge_max_json_depth,
+    )
     chat_request = validate(ChatRequest, body)
-    generation = await start_generation(services, chat_request, user)
+    generation = await start_admitted(services, chat_request, user)
     generation_id = generation.generation_id
     read = await read_page(services, chat_request.id, generation_id, -1, wait_seconds)
     return _page(generation_id, read, -1, prelude_end=generation.prelude_end)
