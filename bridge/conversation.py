@@ -95,10 +95,42 @@ def canonical(message: UIMessage) -> tuple[Any, ...]:
     return (message.id, message.role, tuple(key for key in keys if key is not None))
 
 
+def _consistent(mine: tuple[Any, ...], stored: tuple[Any, ...]) -> bool:
+    """A client's part may be an earlier view of the stored one: a text it stopped reading
+    early (stop, a dropped connection), a tool call whose result it never received."""
+    if mine == stored:
+        return True
+    if mine[0] != stored[0]:
+        return False
+    if mine[0] in ("text", "reasoning"):
+        return bool(stored[1].startswith(mine[1]))
+    if mine[0] == "tool":
+        _, name, call_id, tool_input, output, error_text = mine
+        if (name, call_id) != stored[1:3]:
+            return False
+        if output is None and error_text is None:
+            return True  # its input may have been still streaming
+        return (tool_input, output, error_text) == stored[3:]
+    return False
+
+
+def matches_stored(mine: UIMessage, stored: UIMessage) -> bool:
+    """The client's copy says nothing the stored one does not: a user message is the same,
+    an assistant message the same or an earlier view of it (fewer parts, shorter text)."""
+    if mine.id != stored.id or mine.role != stored.role:
+        return False
+    my_keys, stored_keys = canonical(mine)[2], canonical(stored)[2]
+    if mine.role != "assistant":
+        return bool(my_keys == stored_keys)
+    return len(my_keys) <= len(stored_keys) and all(
+        _consistent(a, b) for a, b in zip(my_keys, stored_keys, strict=False)
+    )
+
+
 def check_earlier(sent: list[UIMessage], expected: list[UIMessage], chat_id: str) -> None:
-    """The body's earlier messages must be the stored ones (all, or the most recent ones):
-    they are ignored then; anything else is a conflict the client must resolve by
-    reloading the chat."""
+    """The body's earlier messages must be the stored ones (all, or the most recent ones;
+    an answer the client never received may be missing): they are ignored then. Anything
+    else is a conflict the client resolves by reloading the chat."""
     if not sent:
         return
     if not expected:
@@ -106,22 +138,25 @@ def check_earlier(sent: list[UIMessage], expected: list[UIMessage], chat_id: str
             f"chat {chat_id} has no stored history: a new chat starts with the new message "
             f"alone, the {len(sent)} earlier message(s) in the body are unknown here"
         )
-    if len(sent) > len(expected):
-        raise HistoryConflict(
-            f"the body carries {len(sent)} earlier messages, the stored history has "
-            f"{len(expected)}; reload GET /api/chat/{chat_id}/messages"
-        )
-    for mine, theirs in zip(sent, expected[len(expected) - len(sent) :], strict=True):
-        if mine.id != theirs.id or mine.role != theirs.role:
+    reload = f"reload GET /api/chat/{chat_id}/messages"
+    position = len(expected) - 1
+    for mine in reversed(sent):
+        # Stored answers the client never received (a dropped stream) are passed over.
+        while position >= 0 and expected[position].id != mine.id:
+            if expected[position].role != "assistant":
+                break
+            position -= 1
+        if position < 0 or expected[position].id != mine.id:
             raise HistoryConflict(
-                f"message {mine.id[:80]!r} ({mine.role}) is not the stored message "
-                f"{theirs.id[:80]!r} ({theirs.role}); reload GET /api/chat/{chat_id}/messages"
+                f"message {mine.id[:80]!r} ({mine.role}) is not where the stored history "
+                f"has it, or not there at all; {reload}"
             )
-        if canonical(mine) != canonical(theirs):
+        if not matches_stored(mine, expected[position]):
             raise HistoryConflict(
                 f"message {mine.id[:80]!r} differs from the stored copy; earlier messages "
                 "cannot be changed (edit a user message by sending it with its id)"
             )
+        position -= 1
 
 
 def _check_user_message(message: UIMessage) -> None:

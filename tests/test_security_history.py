@@ -211,3 +211,40 @@ def test_client_output_only_for_a_call_the_server_waits_for(demo: LiveServer) ->
     response = send(demo, {"id": "client-out", "messages": history})
     assert response.status_code == 400
     assert "Atlantis" not in str(stored(demo, "client-out"))
+
+
+def _partial_copies(assistant: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The answer's parts as a client that stopped early holds them: up to the tool call
+    without its result, or up to the last text, cut short."""
+    up_to_tool: list[dict[str, Any]] = []
+    for part in assistant["parts"]:
+        if part["type"] == "tool-get_weather":
+            up_to_tool.append({**part, "state": "input-available", "output": None})
+            break
+        up_to_tool.append(part)
+    last_text = max(i for i, p in enumerate(assistant["parts"]) if p["type"] == "text")
+    cut_text = [
+        *assistant["parts"][:last_text],
+        {**assistant["parts"][last_text], "text": assistant["parts"][last_text]["text"][:3]},
+    ]
+    return [up_to_tool, cut_text]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["tool-without-result", "text-cut-short"])
+def test_a_partial_copy_of_an_answer_is_not_a_conflict(demo: LiveServer, which: int) -> None:
+    """After a stop or a dropped stream the client holds less of the answer than the
+    server stored: not a conflict."""
+    chat_id = f"partial-{which}"
+    chunks(send(demo, chat_body(chat_id, "weather in Oslo")))
+    user, assistant = stored(demo, chat_id)
+    partial = {**assistant, "parts": _partial_copies(assistant)[which]}
+    follow = user_message("go", "u2")
+    chunks(send(demo, {"id": chat_id, "messages": [user, partial, follow]}))
+    assert len(stored(demo, chat_id)) == 4
+
+
+def test_an_answer_the_client_never_received_may_be_missing(demo: LiveServer) -> None:
+    chunks(send(demo, chat_body("missed", "first")))
+    first = stored(demo, "missed")[0]
+    chunks(send(demo, {"id": "missed", "messages": [first, user_message("again", "u2")]}))
+    assert [m["role"] for m in stored(demo, "missed")] == ["user", "assistant"] * 2
