@@ -52,8 +52,12 @@ class CallableAuth:
         return user
 
 
+LEGACY_ANONYMOUS = "anonymous"
+"""The one shared user of earlier versions' anonymous mode, still found as chat owner."""
+
+
 def is_anonymous(user: str | None) -> bool:
-    return user is not None and user.startswith(ANONYMOUS_PREFIX)
+    return user is not None and (user.startswith(ANONYMOUS_PREFIX) or user == LEGACY_ANONYMOUS)
 
 
 def bearer_token(connection: HTTPConnection) -> str | None:
