@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse
 from bridge.body import check_json_media_type
 from bridge.chats import caller, stop_generation
 from bridge.limits import identify
+from bridge.routes.schemas import ERRORS, ChatList, StopResult, StoredChat, answers
 from bridge.services import services_of
 
 router = APIRouter()
 
 
-@router.post("/api/chat/{chat_id}/stop")
+@router.post("/api/chat/{chat_id}/stop", responses=answers(StopResult, *ERRORS))
 async def stop_chat(
     request: Request,
     chat_id: str,
@@ -34,7 +35,7 @@ async def stop_chat(
     )
 
 
-@router.get("/api/chat/{chat_id}/messages")
+@router.get("/api/chat/{chat_id}/messages", responses=answers(StoredChat, *ERRORS))
 async def chat_messages(request: Request, chat_id: str) -> JSONResponse:
     services = services_of(request)
     await caller(services, request, chat_id)
@@ -49,7 +50,7 @@ async def chat_messages(request: Request, chat_id: str) -> JSONResponse:
     )
 
 
-@router.get("/api/chats")
+@router.get("/api/chats", responses=answers(ChatList, *ERRORS))
 async def list_chats(
     request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> JSONResponse:

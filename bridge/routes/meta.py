@@ -6,12 +6,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from bridge.limits import identify
+from bridge.routes.schemas import Health, ModelList, answers
 from bridge.services import services_of
 
 router = APIRouter()
 
 
-@router.get("/api/models")
+@router.get("/api/models", responses=answers(ModelList, 401, 429))
 async def list_models(request: Request) -> JSONResponse:
     services = services_of(request)
     await identify(services, request)
@@ -23,7 +24,7 @@ async def list_models(request: Request) -> JSONResponse:
     return JSONResponse({"models": models, "default": registry.default_model})
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=answers(Health))
 async def health(request: Request) -> JSONResponse:
     services = services_of(request)
     return JSONResponse(

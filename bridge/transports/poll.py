@@ -30,6 +30,7 @@ from bridge.chats import (
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
 from bridge.limits import identify
 from bridge.log.recovery import close_abandoned
+from bridge.routes.schemas import STREAM_ERRORS, error_answers
 from bridge.services import Services, services_of
 from bridge.store.base import LogRead
 from protocol.messages import ChatRequest
@@ -133,7 +134,9 @@ async def poll_chat(
     return _page(generation_id, read, after)
 
 
-@router.post("/api/chat/poll", openapi_extra=CHAT_REQUEST_BODY)
+@router.post(
+    "/api/chat/poll", openapi_extra=CHAT_REQUEST_BODY, responses=error_answers(*STREAM_ERRORS)
+)
 async def post_chat_poll(request: Request, wait: str | None = None) -> Response:
     """Start a turn like POST /api/chat, but answer with its first page instead of a
     stream: a buffering proxy would hold a stream back until the whole answer is done."""

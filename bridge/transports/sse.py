@@ -18,6 +18,7 @@ from bridge.chats import (
     parse_cursor,
 )
 from bridge.limits import identify
+from bridge.routes.schemas import STREAM_ERRORS, error_answers
 from bridge.services import Services, services_of
 from bridge.store.base import LogEntry
 from protocol.messages import ChatRequest
@@ -50,7 +51,7 @@ def _stream_response(
     )
 
 
-@router.post("/api/chat", openapi_extra=CHAT_REQUEST_BODY)
+@router.post("/api/chat", openapi_extra=CHAT_REQUEST_BODY, responses=error_answers(*STREAM_ERRORS))
 async def post_chat(request: Request, protocol: StreamProtocol = "ui") -> Response:
     services = services_of(request)
     user = await identify(services, request)
