@@ -162,6 +162,7 @@ async def test_websockets_per_user_are_limited(bridge_factory: BridgeFactory) ->
         with pytest.raises(InvalidStatus) as refused:
             await websockets.connect(url)
         assert refused.value.response.status_code == 429
+        assert int(refused.value.response.headers["retry-after"]) >= 1
     async with await RawSocket.open(url):  # the first one closed: room again
         pass
 

@@ -52,7 +52,7 @@ from bridge.errors import (
     LimitExceeded,
     Unauthorized,
 )
-from bridge.limits import identify
+from bridge.limits import identify, retry_after_header
 from bridge.services import Services, services_of
 from protocol.messages import ChatRequest
 from protocol.websocket import (
@@ -351,12 +351,20 @@ def origin_allowed(
     return any(host is not None and parts.netloc == host for host in hosts)
 
 
-async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+async def _deny(
+    websocket: WebSocket,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Refuse the handshake: an HTTP error (when the server can send one) the client can
     read, else a close before accepting (uvicorn answers 403)."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         body = {"error": {"code": code, "message": message}}
-        await websocket.send_denial_response(JSONResponse(body, status_code=status))
+        await websocket.send_denial_response(
+            JSONResponse(body, status_code=status, headers=headers)
+        )
     else:
         await websocket.close(POLICY_VIOLATION, close_reason(message))
 
@@ -376,5 +384,8 @@ async def chat_socket(websocket: WebSocket) -> None:
         with services.limits.sockets.hold(user):
             await websocket.accept()
             await SocketSession(websocket, services, user).run()
-    except (Unauthorized, LimitExceeded) as exc:
+    except Unauthorized as exc:
         await _deny(websocket, exc.status_code, exc.code, exc.message)
+    except LimitExceeded as exc:
+        retry = {"retry-after": retry_after_header(exc.retry_after)}
+        await _deny(websocket, exc.status_code, exc.code, exc.message, retry)
