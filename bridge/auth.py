@@ -14,14 +14,16 @@ import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.errors import Unauthorized
-from bridge.jwt_auth import JwtVerifier
 from bridge.settings import Settings
+
+if TYPE_CHECKING:
+    from bridge.jwt_auth import JwtVerifier
 
 logger = logging.getLogger("bridge.auth")
 
@@ -168,7 +170,12 @@ def make_auth(settings: Settings, custom: Auth | None = None) -> tuple[Auth, Ano
     """The auth the settings ask for; the anonymous one (second) when nothing is set."""
     if custom is not None:
         return custom, None
-    jwt = JwtVerifier.from_settings(settings)
+    jwt: JwtVerifier | None = None
+    if settings.bridge_jwt_secret or settings.bridge_jwt_jwks_url:
+        # Imported only when used: PyJWT and its crypto backend are heavy for a plain start.
+        from bridge.jwt_auth import JwtVerifier
+
+        jwt = JwtVerifier.from_settings(settings)
     if settings.bridge_auth_tokens or jwt is not None:
         return TokenAuth(settings.bridge_auth_tokens, jwt), None
     if settings.bridge_secret_key:

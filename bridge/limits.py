@@ -43,7 +43,7 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._calls = 0
 
-    def check(self, user: str) -> None:
+    def check(self, user: str, cost: float = 1.0) -> None:
         if self._per_minute <= 0:
             return
         now = time.monotonic()
@@ -56,12 +56,12 @@ class RateLimiter:
         self._calls += 1
         if self._calls % _SWEEP_EVERY == 0:
             self._sweep(now)
-        if bucket.tokens < 1.0:
+        if bucket.tokens < cost:
             raise LimitExceeded(
                 f"too many requests: at most {self._per_minute} per minute",
-                retry_after=(1.0 - bucket.tokens) / rate,
+                retry_after=(cost - bucket.tokens) / rate,
             )
-        bucket.tokens -= 1.0
+        bucket.tokens -= cost
 
     def _sweep(self, now: float) -> None:
         idle = 60.0
@@ -186,8 +186,13 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-async def identify(services: Services, connection: HTTPConnection) -> str:
+POLL_COST = 0.1
+"""What a long-poll page counts against the request rate: a poller following a fast answer
+asks many times a second, each answer a cheap read."""
+
+
+async def identify(services: Services, connection: HTTPConnection, cost: float = 1.0) -> str:
     """The authenticated caller, counted against the per-user request rate."""
     user = await services.auth.user_for(connection)
-    services.limits.requests.check(user)
+    services.limits.requests.check(user, cost)
     return user

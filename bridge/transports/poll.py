@@ -28,7 +28,7 @@ from bridge.chats import (
     parse_cursor,
 )
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
-from bridge.limits import identify
+from bridge.limits import POLL_COST, identify
 from bridge.log.recovery import close_abandoned
 from bridge.routes.schemas import STREAM_ERRORS, error_answers
 from bridge.services import Services, services_of
@@ -125,7 +125,7 @@ async def poll_chat(
     wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
     if generation is not None and not 0 < len(generation) <= MAX_GENERATION_ID_LENGTH:
         raise RequestError("generation must be a generation id")
-    user = await identify(services, request)
+    user = await identify(services, request, POLL_COST)
     await authorize(services, user, chat_id)
     generation_id = await generation_to_resume(services, chat_id, generation, after)
     if generation_id is None:
