@@ -11,6 +11,7 @@ import pytest
 
 from tests.bridge_server import BridgeFactory, chat_body, sse_events, user_message
 from tests.fakes.server import LiveServer
+from tests.node_harness import NodeHarness
 
 TOOLS = "bridge.example_tools"
 
@@ -248,3 +249,55 @@ def test_an_answer_the_client_never_received_may_be_missing(demo: LiveServer) ->
     first = stored(demo, "missed")[0]
     chunks(send(demo, {"id": "missed", "messages": [first, user_message("again", "u2")]}))
     assert [m["role"] for m in stored(demo, "missed")] == ["user", "assistant"] * 2
+
+
+@pytest.mark.node
+@pytest.mark.parametrize(
+    ("transport", "one_message"),
+    [("http", False), ("http", True), ("websocket", False)],
+    ids=["stock-body", "one-message-body", "websocket"],
+)
+def test_the_real_client_goes_through_every_kind_of_turn(
+    node: NodeHarness, bridge_factory: BridgeFactory, transport: str, one_message: bool
+) -> None:
+    """New turns, a regenerate, a stop then a new message (the client holds less of the
+    stopped answer than the server stored), an approval: none is a conflict."""
+    server = bridge_factory(bridge_tools=TOOLS, bridge_demo_token_delay_ms=5)
+    chat_id = f"real-{transport}-{one_message}"
+    # A stop button: over HTTP the stop endpoint, then the client's own stop (README); the
+    # WebSocket transport's stop sends an abort frame, which stops the generation.
+    stop_url = f"{server.url}/api/chat/{chat_id}/stop"
+    stop_steps: list[dict[str, Any]] = [{"op": "stop"}]
+    if transport == "http":
+        stop_steps.insert(0, {"op": "http", "method": "POST", "url": stop_url})
+    result = node.chat(
+        {
+            "api": f"{server.url}/api/chat",
+            "chatId": chat_id,
+            "transport": transport,
+            "sendOnlyLastMessage": one_message,
+            "auto": "approvals",
+            "steps": [
+                {"op": "send", "text": "hello"},
+                {"op": "send", "text": "weather in Paris"},
+                {"op": "regenerate"},
+                {"op": "send", "text": "a long answer please", "wait": False},
+                {"op": "waitChunks", "n": 8},
+                *stop_steps,
+                {"op": "settle"},
+                {"op": "send", "text": "after the stop"},
+                {"op": "send", "text": "delete /tmp/x.txt"},
+                {
+                    "op": "addToolApprovalResponse",
+                    "match": {"toolName": "delete_file"},
+                    "approved": True,
+                },
+                {"op": "settle"},
+            ],
+        }
+    )
+    assert result["status"] == "ready", result["error"]
+    history = stored(server, chat_id)
+    assert [m["id"] for m in result["messages"]] == [m["id"] for m in history]
+    assert [m["role"] for m in history] == ["user", "assistant"] * 5
+    assert "deleted /tmp/x.txt" in str(history[-1])
