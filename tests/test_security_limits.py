@@ -239,3 +239,14 @@ async def test_deeply_nested_websocket_frame_closes_the_socket(memory_bridge: Li
         await socket.send(resume_frame("r", "deep-ws", lastSequence=2**63))
         code, reason = await socket.wait_closed()
     assert code == 1008 and "lastSequence" in reason
+
+
+async def test_websocket_requests_count_against_the_rate_limit(
+    bridge_factory: BridgeFactory,
+) -> None:
+    server = bridge_factory(bridge_rate_limit_per_minute=3, bridge_auth_tokens=["t:u"])
+    async with await RawSocket.open(ws_url(server.url, "/api/chat?token=t")) as socket:
+        # The handshake counted once: two requests pass, the third is refused.
+        replies = [await socket.request(resume_frame(f"r{n}", "quiet")) for n in range(3)]
+    assert [reply.final for reply in replies] == ["no-active", "no-active", "error"]
+    assert "too many requests" in replies[2].frames[-1]["errorText"]
