@@ -13,13 +13,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from bridge.auth import TokenAuth
+from bridge.auth import AnonymousCookieMiddleware, Auth, make_auth
+from bridge.body import body_schemas
 from bridge.client_level import check_startup_level
 from bridge.drain import Drain
-from bridge.errors import BridgeError, Draining, InvalidRequest
+from bridge.errors import BridgeError, Draining, InvalidRequest, LimitExceeded
+from bridge.limits import Limits, retry_after_header
 from bridge.log.hub import LogHub
 from bridge.log.takeover import sweep, sweep_once
 from bridge.log.writer import LogWriter
+from bridge.log_redaction import redact_tokens_in_access_log
 from bridge.providers.registry import ProviderRegistry
 from bridge.routes import chats, meta
 from bridge.runner import GenerationRunner
@@ -90,8 +93,13 @@ def _error_body(code: str, message: str, **extra: object) -> dict[str, object]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, auth: Auth | None = None) -> FastAPI:
+    """The bridge as an ASGI app. `auth`: the embedding app's own check of who is calling
+    (bridge.auth.Auth); without it the settings choose (tokens, JWT, else anonymous)."""
     settings = settings or Settings()
+    auth, anonymous = make_auth(settings, auth)
+    limits = Limits(settings)
+    redact_tokens_in_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -124,8 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store_kind=kind,
             registry=registry,
             runner=runner,
-            auth=TokenAuth(settings.bridge_auth_tokens),
+            auth=auth,
             tools=tools,
+            limits=limits,
             hub=hub,
             writer=writer,
         )
@@ -158,14 +167,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await store.close()
 
     app = FastAPI(title="aisdk-bridge", version="0.1.0", lifespan=lifespan)
+    if anonymous is not None:
+        app.add_middleware(AnonymousCookieMiddleware, auth=anonymous)
     if settings.bridge_cors_origins:
+        any_origin = "*" in settings.bridge_cors_origins
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.bridge_cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
-            allow_credentials=True,
-            expose_headers=[sse.GENERATION_HEADER],
+            # Credentials (cookies, auth headers a browser adds itself) only for origins
+            # listed one by one: with "*" any site could act as the user.
+            allow_credentials=not any_origin,
+            expose_headers=[sse.GENERATION_HEADER, "retry-after"],
         )
 
     @app.exception_handler(BridgeError)
@@ -176,6 +190,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             extra["details"] = exc.details
         if isinstance(exc, Draining):
             headers["retry-after"] = str(exc.retry_after_seconds)
+        if isinstance(exc, LimitExceeded):
+            headers["retry-after"] = retry_after_header(exc.retry_after)
         return JSONResponse(
             _error_body(exc.code, exc.message, **extra),
             status_code=exc.status_code,
@@ -216,6 +232,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(poll.router)
     app.include_router(websocket.router)
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(body_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -1,14 +1,17 @@
-"""Reading and validating request bodies: size cap, JSON, pydantic, clear errors."""
+"""Reading and validating request bodies: media type, size cap, nesting depth, JSON,
+pydantic, clear errors."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from bridge.errors import InvalidRequest, PayloadTooLarge, RequestError
+from bridge.errors import InvalidRequest, PayloadTooLarge, RequestError, UnsupportedMediaType
+from protocol.messages import ChatRequest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -25,13 +28,54 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(received)
 
 
-def parse_json(raw: bytes) -> Any:
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def check_json_media_type(request: Request) -> None:
+    """POST bodies are JSON, said so: a cross-site form or `text/plain` POST (which a
+    browser sends without asking the server first) is refused."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            f"the body must be application/json, not {media_type[:60] or 'untyped'!r}"
+        )
+
+
+def json_depth_exceeds(raw: bytes, max_depth: int) -> bool:
+    """True when the JSON text nests arrays/objects deeper than `max_depth`.
+
+    Strings are cut out, then innermost `[]`/`{}` pairs are removed one level per pass:
+    each pass runs in C, and no more than `max_depth + 1` passes are needed."""
+    brackets = _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    for _ in range(max_depth):
+        if not brackets:
+            return False
+        shorter = _INNERMOST.sub(b"", brackets)
+        if len(shorter) == len(brackets):
+            return False  # unbalanced: not JSON, which the parser reports
+        brackets = shorter
+    return bool(brackets)
+
+
+def parse_json(raw: bytes, max_depth: int = 64) -> Any:
     if not raw.strip():
         raise RequestError("request body is empty; expected a JSON object")
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)  # fails fast past its own limit of 1024 levels
     except orjson.JSONDecodeError as exc:
         raise RequestError(f"request body is not valid JSON: {exc}") from None
+    if json_depth_exceeds(raw, max_depth):
+        raise RequestError(f"the JSON nests deeper than {max_depth} levels")
+    return data
+
+
+async def read_json_body(request: Request, *, max_bytes: int, max_depth: int) -> Any:
+    """A POST's JSON body: 415 unless application/json, 413 past `max_bytes`, 400 when not
+    JSON or nested past `max_depth`."""
+    check_json_media_type(request)
+    return parse_json(await read_body(request, max_bytes), max_depth)
 
 
 def validation_details(error: ValidationError) -> list[dict[str, str]]:
@@ -52,3 +96,21 @@ def validate(model: type[ModelT], data: Any) -> ModelT:
         raise InvalidRequest(
             f"invalid field `{first['field']}`: {first['message']}{more}", details
         ) from None
+
+
+def body_schemas() -> dict[str, Any]:
+    """The JSON schemas of the hand-parsed bodies, keyed by component name, for
+    /openapi.json (the routes read their bodies themselves to keep the size, depth and
+    media type checks in front of pydantic)."""
+    schema = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components: dict[str, Any] = dict(schema.pop("$defs", {}))
+    components["ChatRequest"] = schema
+    return components
+
+
+CHAT_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}},
+    }
+}

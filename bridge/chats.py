@@ -11,16 +11,18 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import anyio
 from starlette.requests import HTTPConnection
 
-from bridge.continuation import ApprovalDecision, merge_answers
-from bridge.conversation import Turn, plan_turn
+from bridge.auth import is_anonymous
+from bridge.continuation import resolve_turn
 from bridge.errors import Draining, GenerationGone, GenerationNotFound, NotFound, RequestError
 from bridge.ids import new_generation_id
+from bridge.limits import check_history_size, identify
 from bridge.log.reader import follow
 from bridge.log.takeover import recover as take_over
 from bridge.runner import Generation, GenerationPlan
 from bridge.services import Services
 from bridge.store.base import GenerationInfo, LogEntry, Outcome
 from protocol.messages import CHAT_ID_RULE, ChatRequest, TextUIPart, UIMessage, is_chat_id
+from protocol.websocket import MAX_SEQUENCE
 
 _PAST_ANY_END = 1 << 62
 """An offset beyond every log's end marker."""
@@ -38,26 +40,35 @@ def parse_cursor(value: str | None) -> int:
     if value is None or value == "":
         return -1
     try:
+        if len(value) > 20:
+            raise ValueError(value)
         offset = int(value)
     except ValueError:
         raise RequestError(f"cursor must be an integer offset, got {value[:40]!r}") from None
-    if offset < -1:
-        raise RequestError("cursor must be >= -1")
+    if not -1 <= offset <= MAX_SEQUENCE:
+        # Past any offset a log can have: a clear 400, never an overflow in the store.
+        raise RequestError(f"cursor must be between -1 and {MAX_SEQUENCE}")
     return offset
 
 
 async def caller(services: Services, connection: HTTPConnection, chat_id: str) -> str:
     """The authenticated user, checked against the chat's owner."""
     check_chat_id(chat_id)
-    user = services.auth.user_for(connection)
+    user = await identify(services, connection)
     await authorize(services, user, chat_id)
     return user
+
+
+def may_use(owner: str | None, user: str) -> bool:
+    """The owner's chats are the owner's. Anonymous identities (development mode) are not
+    proof of anything: among them a chat id is the only key (README, "Security model")."""
+    return owner is None or owner == user or (is_anonymous(owner) and is_anonymous(user))
 
 
 async def authorize(services: Services, user: str, chat_id: str) -> None:
     """A chat owned by someone else looks like no chat at all."""
     chat = await services.store.get_chat(chat_id)
-    if chat is not None and chat.owner is not None and chat.owner != user:
+    if chat is not None and not may_use(chat.owner, user):
         raise NotFound(f"chat {chat_id} not found")
 
 
@@ -68,7 +79,7 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
     if not services.runner.accepting:
         raise Draining("this server is shutting down; retry the request")
     await authorize(services, user, chat_id)
-    if await services.store.claim_chat(chat_id, user) != user:
+    if not may_use(await services.store.claim_chat(chat_id, user), user):
         # Someone else created the chat between the check and the claim.
         raise NotFound(f"chat {chat_id} not found")
     # Read before the history: the generation begins only if nothing changed the chat
@@ -84,24 +95,15 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
     if declared is not None and services.settings.bridge_allow_client_tools:
         tools = tools.with_client_tools(declared)
 
-    stored: list[UIMessage] | None = None
-    if chat_request.messages is None:
-        stored = await _stored_history(services, chat_id)
-    turn = plan_turn(chat_request, stored or [])
-    decisions: list[ApprovalDecision] = []
-    if turn.continued is not None:
-        # Answers to tool calls are checked against what the server stored, never taken on
-        # the client's word.
-        if stored is None:
-            stored = await _stored_history(services, chat_id)
-        previous = next((m for m in stored if m.id == turn.continued.id), None)
-        continued, decisions = merge_answers(turn.continued, previous, tools)
-        turn = Turn(
-            history=[*turn.base, continued],
-            base=turn.base,
-            continued=continued,
-            message_id=turn.message_id,
-        )
+    # The stored history is the truth; the body only adds to it (conversation.py).
+    stored = await _stored_history(services, chat_id)
+    turn, decisions = resolve_turn(
+        chat_request,
+        stored,
+        tools,
+        allow_client_system=services.settings.bridge_allow_client_system,
+    )
+    check_history_size(turn.history, services.settings)
     info = GenerationInfo(
         generation_id=new_generation_id(),
         chat_id=chat_id,
@@ -117,6 +119,7 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         request_data=chat_request.request_data,
         tools=tools,
         decisions=decisions,
+        user=user,
     )
     generation = await services.runner.start(plan, expected_revision=revision)
     await services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at)

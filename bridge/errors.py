@@ -185,3 +185,39 @@ class Fenced(StoreError):
 
     status_code = 409
     code = "producer_fenced"
+
+
+class HistoryConflict(RequestError):
+    """The request's messages conflict with the stored history (the only truth)."""
+
+    status_code = 409
+    code = "history_conflict"
+
+
+class ClientSystemMessage(RequestError):
+    """A `system` message from the client while BRIDGE_ALLOW_CLIENT_SYSTEM is off."""
+
+    code = "system_message_not_allowed"
+
+
+class UnsupportedMediaType(BridgeError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class Forbidden(BridgeError):
+    status_code = 403
+    code = "forbidden"
+
+
+class LimitExceeded(BridgeError):
+    """A rate or concurrency limit: 429 with `Retry-After`."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        if code is not None:
+            self.code = code

@@ -94,6 +94,8 @@ class GenerationPlan:
     tools: ToolBox = field(default_factory=ToolBox)
     decisions: list[ApprovalDecision] = field(default_factory=list)
     """Approval answers of a continuation, carried out before the model is called."""
+    user: str | None = None
+    """The user whose request started the generation (tools see it in ToolContext)."""
 
     def dump(self) -> bytes:
         """What a takeover needs to go on with this generation in another process (stored
@@ -103,6 +105,7 @@ class GenerationPlan:
             {
                 "v": 1,
                 "model": self.model_id,
+                "user": self.user,
                 "requestData": self.request_data,
                 "messageId": self.turn.message_id,
                 "createdAt": self.info.created_at,
@@ -471,12 +474,27 @@ class GenerationRunner:
         totals: _Totals,
     ) -> Outcome:
         plan = generation.plan
+        time_limit = self._settings.bridge_max_generation_seconds
         try:
-            await self._carry_out_decisions(plan, emit)
-            # Steps of a continued message go on from its own (block ids stay unique).
-            continued = plan.turn.continued
-            first = sum(isinstance(p, StepStartUIPart) for p in continued.parts) if continued else 0
-            return await self._steps(generation, emit, assembler, totals, first, "stop")
+            with anyio.fail_after(time_limit):
+                await self._carry_out_decisions(plan, emit)
+                # Steps of a continued message go on from its own (block ids stay unique).
+                continued = plan.turn.continued
+                first = (
+                    sum(isinstance(p, StepStartUIPart) for p in continued.parts) if continued else 0
+                )
+                return await self._steps(generation, emit, assembler, totals, first, "stop")
+        except TimeoutError:
+            # BRIDGE_MAX_GENERATION_SECONDS: the whole generation, every step and tool.
+            logger.warning("generation %s: over its time limit", plan.info.generation_id)
+            if not generation.opened.done():
+                generation.opened.set_result(None)
+            text = f"The answer took longer than {time_limit:g} s and was ended."
+            for chunk in closing_chunks(
+                error_text=text, step_open=emit.step_open, metadata=self._metadata(plan, totals)
+            ):
+                emit(chunk)
+            return Outcome.ERROR
         except ProviderError as exc:
             if not generation.opened.done():
                 generation.opened.set_exception(exc)
@@ -669,6 +687,7 @@ class GenerationRunner:
                         emit=emit,
                         time_limit=tool.timeout or settings.bridge_tool_timeout_seconds,
                         expose_errors=settings.bridge_expose_errors,
+                        user=plan.user,
                     )
                 )
 

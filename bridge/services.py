@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
-from bridge.auth import TokenAuth
+from bridge.auth import Auth
+from bridge.limits import Limits
 from bridge.log.hub import LogHub
 from bridge.log.writer import LogWriter
 from bridge.observe.metrics import Metrics
@@ -24,8 +25,9 @@ class Services:
     store_kind: str
     registry: ProviderRegistry
     runner: GenerationRunner
-    auth: TokenAuth
+    auth: Auth
     tools: ToolBox
+    limits: Limits
     hub: LogHub
     """The process-wide reader: every log followed in this process, tailed once."""
     writer: LogWriter

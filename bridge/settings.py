@@ -54,10 +54,11 @@ class Settings(BaseSettings):
     """Take the client address and scheme from `X-Forwarded-For` / `X-Forwarded-Proto`,
     when the peer is in `bridge_forwarded_allow_ips`."""
     bridge_forwarded_allow_ips: str = Field(
-        default="127.0.0.1",
+        default="127.0.0.1,::1",
         validation_alias=AliasChoices("bridge_forwarded_allow_ips", "forwarded_allow_ips"),
     )
-    """Comma-separated peers (IPs, networks, `*`) whose proxy headers are believed;
+    """Comma-separated peers (IPs, networks, `*`) whose proxy headers are believed (the
+    client address, and `X-Forwarded-Host` in the WebSocket origin check);
     `FORWARDED_ALLOW_IPS` (uvicorn's own name) is the fallback."""
 
     # Providers
@@ -125,7 +126,43 @@ class Settings(BaseSettings):
 
     # Auth
     bridge_auth_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """`token:user` pairs; empty: no authentication, every caller is `anonymous`."""
+    """`token:user` pairs (static bearer tokens)."""
+    bridge_jwt_secret: str | None = None
+    """Accept JWT bearer tokens signed with this HMAC secret (HS256/384/512)."""
+    bridge_jwt_jwks_url: str | None = None
+    """Accept JWT bearer tokens signed by a key of this JWKS (RS*/ES*/PS*/EdDSA)."""
+    bridge_jwt_issuer: str | None = None
+    """Required `iss` of JWTs (unset: not checked)."""
+    bridge_jwt_audience: str | None = None
+    """Required `aud` of JWTs (unset: a token carrying `aud` is refused)."""
+    bridge_jwt_user_claim: str = "sub"
+    """The claim that names the user."""
+    bridge_jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    """How long fetched JWKS keys are reused (an unknown `kid` refetches at most every 10 s)."""
+    bridge_secret_key: str | None = None
+    """Signs the anonymous identity cookie; unset: a random key per process (identities
+    then end with the process and differ between processes)."""
+    bridge_allow_client_system: bool = False
+    """Accept `system` messages from clients (only as the start of a new chat)."""
+
+    # Limits (per process; see README "Security model")
+    bridge_rate_limit_per_minute: int = Field(default=300, ge=0)
+    """Requests per user per minute (HTTP requests and WebSocket send/resume frames); 0: off."""
+    bridge_max_generations_per_user: int = Field(default=4, ge=0)
+    """Generations running at once for one user; 0: off."""
+    bridge_max_generations: int = Field(default=256, ge=0)
+    """Generations running at once in this process; 0: off."""
+    bridge_max_sockets_per_user: int = Field(default=8, ge=0)
+    """WebSockets open at once for one user; 0: off."""
+    bridge_max_history_messages: int = Field(default=1000, gt=0)
+    """Messages of one chat's history; a turn past it is refused (413)."""
+    bridge_max_history_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Bytes (JSON) of one chat's history; a turn past it is refused (413)."""
+    bridge_max_generation_seconds: float = Field(default=900.0, gt=0)
+    """Total duration of one generation (every step and tool); past it the generation ends
+    with an error."""
+    bridge_max_json_depth: int = Field(default=64, ge=8, le=200)
+    """Nesting depth of request JSON (bodies, frames); deeper is refused (400)."""
 
     # Session store
     redis_url: str | None = None

@@ -200,7 +200,12 @@ def test_chat_oversized_chunked_body_is_413(bridge_factory: BridgeFactory) -> No
     def body() -> object:
         yield orjson.dumps(chat_body("chat-big", "x" * 5000))
 
-    response = httpx.post(f"{server.url}/api/chat", content=body(), timeout=30)
+    response = httpx.post(
+        f"{server.url}/api/chat",
+        content=body(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     assert response.status_code == 413
 
 

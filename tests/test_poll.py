@@ -365,7 +365,11 @@ async def test_poll_rejects_bad_parameters_with_400(memory_bridge: LiveServer, q
 async def test_poll_rejects_a_bad_chat_id_and_a_bad_start_body(memory_bridge: LiveServer) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         bad_id = await client.get(f"{memory_bridge.url}/api/chat/a%20b/poll")
-        bad_body = await client.post(f"{memory_bridge.url}/api/chat/poll", content=b"{")
+        bad_body = await client.post(
+            f"{memory_bridge.url}/api/chat/poll",
+            content=b"{",
+            headers={"content-type": "application/json"},
+        )
         bad_wait = await client.post(
             f"{memory_bridge.url}/api/chat/poll?wait=-3", json=chat_body("w", "hi")
         )
@@ -379,11 +383,14 @@ async def test_poll_of_another_users_chat_is_not_found(bridge_factory: BridgeFac
     alice = {"authorization": "Bearer t1"}
     async with httpx.AsyncClient(timeout=30) as client:
         started = await client.post(
-            f"{server.url}/api/chat/poll?token=t1", json=chat_body("private", "hello")
+            f"{server.url}/api/chat/poll", json=chat_body("private", "hello"), headers=alice
         )
         generation = started.json()["generationId"]
         mine = await client.get(poll_url(server, "private", generation=generation), headers=alice)
-        theirs = await client.get(poll_url(server, "private", generation=generation, token="t2"))
+        theirs = await client.get(
+            poll_url(server, "private", generation=generation),
+            headers={"authorization": "Bearer t2"},
+        )
         nobody = await client.get(poll_url(server, "private"))
     assert started.status_code == 200
     assert mine.status_code == 200

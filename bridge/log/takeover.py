@@ -190,6 +190,7 @@ async def _plan_from(
         model_id=model_id,
         request_data=request_data,
         tools=tools,
+        user=data.get("user"),
     )
     return plan, int(data.get("firstStep", 0))
 

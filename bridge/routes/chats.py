@@ -7,19 +7,25 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from bridge.body import check_json_media_type
 from bridge.chats import caller, stop_generation
+from bridge.limits import identify
+from bridge.routes.schemas import ERRORS, ChatList, StopResult, StoredChat, answers
 from bridge.services import services_of
 
 router = APIRouter()
 
 
-@router.post("/api/chat/{chat_id}/stop")
+@router.post("/api/chat/{chat_id}/stop", responses=answers(StopResult, *ERRORS))
 async def stop_chat(
     request: Request,
     chat_id: str,
     generation: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JSONResponse:
     services = services_of(request)
+    if request.headers.get("content-type"):
+        # No body is needed; one sent as a form (a cross-site POST) is refused.
+        check_json_media_type(request)
     await caller(services, request, chat_id)
     generation_id, outcome = await stop_generation(services, chat_id, generation)
     if generation_id is None:
@@ -29,7 +35,7 @@ async def stop_chat(
     )
 
 
-@router.get("/api/chat/{chat_id}/messages")
+@router.get("/api/chat/{chat_id}/messages", responses=answers(StoredChat, *ERRORS))
 async def chat_messages(request: Request, chat_id: str) -> JSONResponse:
     services = services_of(request)
     await caller(services, request, chat_id)
@@ -44,13 +50,13 @@ async def chat_messages(request: Request, chat_id: str) -> JSONResponse:
     )
 
 
-@router.get("/api/chats")
+@router.get("/api/chats", responses=answers(ChatList, *ERRORS))
 async def list_chats(
     request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> JSONResponse:
     """The caller's chats, most recent first."""
     services = services_of(request)
-    user = services.auth.user_for(request)
+    user = await identify(services, request)
     chats = await services.store.list_chats(user, limit)
     return JSONResponse(
         {

@@ -7,16 +7,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from bridge.errors import NotFound, StoreError
+from bridge.limits import identify
 from bridge.observe.metrics import CONTENT_TYPE
+from bridge.routes.schemas import Health, ModelList, answers
 from bridge.services import services_of
 
 router = APIRouter()
 
 
-@router.get("/api/models")
+@router.get("/api/models", responses=answers(ModelList, 401, 429))
 async def list_models(request: Request) -> JSONResponse:
     services = services_of(request)
-    services.auth.user_for(request)
+    await identify(services, request)
     registry = services.registry
     models = []
     for model_id in registry.allowed_models:
@@ -25,7 +27,7 @@ async def list_models(request: Request) -> JSONResponse:
     return JSONResponse({"models": models, "default": registry.default_model})
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=answers(Health))
 async def health(request: Request) -> JSONResponse:
     """Liveness: the process serves requests (200 while draining too: it must not be
     restarted while it hands its answers over)."""

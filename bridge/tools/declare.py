@@ -26,8 +26,11 @@ class ToolInputError(ValueError):
 class ToolContext:
     """Given to a tool that asks for it (a parameter annotated `ToolContext`)."""
 
-    def __init__(self, tool_call_id: str, emit: Emit) -> None:
+    def __init__(self, tool_call_id: str, emit: Emit, user: str | None = None) -> None:
         self.tool_call_id = tool_call_id
+        self.user = user
+        """Who asked: the authenticated user id of the request that started the
+        generation (None only outside a request)."""
         self._emit = emit
 
     def emit_data(

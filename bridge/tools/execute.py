@@ -30,6 +30,7 @@ async def run_tool(
     emit: Emit,
     time_limit: float,
     expose_errors: bool,
+    user: str | None = None,
 ) -> bool:
     """Run the call and emit its output chunks; True when it produced an output, False
     when it failed (a `tool-output-error` was emitted)."""
@@ -44,7 +45,7 @@ async def run_tool(
             from_thread.run_sync(emit, chunk)
 
         context_emit: Emit = emit_from_thread if is_sync else emit
-        kwargs[tool.context_parameter] = ToolContext(tool_call_id, context_emit)
+        kwargs[tool.context_parameter] = ToolContext(tool_call_id, context_emit, user)
     try:
         with anyio.fail_after(time_limit):
             if inspect.isasyncgenfunction(tool.function):

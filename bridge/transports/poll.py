@@ -21,7 +21,8 @@ from contextlib import aclosing
 
 from fastapi import APIRouter, Request, Response
 
-from bridge.body import parse_json, read_body, validate
+from bridge.admission import start_admitted
+from bridge.body import CHAT_REQUEST_BODY, read_json_body, validate
 from bridge.chats import (
     HandedOver,
     authorize,
@@ -29,10 +30,11 @@ from bridge.chats import (
     follow_generation,
     generation_to_resume,
     parse_cursor,
-    start_generation,
 )
 from bridge.client_level import check_request_level, client_level_of, page_for_client
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
+from bridge.limits import POLL_COST, identify
+from bridge.routes.schemas import STREAM_ERRORS, error_answers
 from bridge.services import Services, services_of
 from bridge.store.base import LogRead
 from protocol.compat import ClientLevel
@@ -137,7 +139,7 @@ async def poll_chat(
     if generation is not None and not 0 < len(generation) <= MAX_GENERATION_ID_LENGTH:
         raise RequestError("generation must be a generation id")
     level = client_level_of(request, services.settings)
-    user = services.auth.user_for(request)
+    user = await identify(services, request, POLL_COST)
     await authorize(services, user, chat_id)
     generation_id = await generation_to_resume(services, chat_id, generation, after)
     if generation_id is None:
@@ -146,7 +148,9 @@ async def poll_chat(
     return _page(generation_id, read, after, level)
 
 
-@router.post("/api/chat/poll")
+@router.post(
+    "/api/chat/poll", openapi_extra=CHAT_REQUEST_BODY, responses=error_answers(*STREAM_ERRORS)
+)
 async def post_chat_poll(request: Request, wait: str | None = None) -> Response:
     """Start a turn like POST /api/chat, but answer with its first page instead of a
     stream: a buffering proxy would hold a stream back until the whole answer is done."""
@@ -154,10 +158,14 @@ async def post_chat_poll(request: Request, wait: str | None = None) -> Response:
     wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
     level = client_level_of(request, services.settings)
     check_request_level(level, services.tools)
-    user = services.auth.user_for(request)
-    body = parse_json(await read_body(request, services.settings.bridge_max_body_bytes))
+    user = await identify(services, request)
+    body = await read_json_body(
+        request,
+        max_bytes=services.settings.bridge_max_body_bytes,
+        max_depth=services.settings.bridge_max_json_depth,
+    )
     chat_request = validate(ChatRequest, body)
-    generation = await start_generation(services, chat_request, user)
+    generation = await start_admitted(services, chat_request, user)
     generation_id = generation.generation_id
     read = await read_page(services, chat_request.id, generation_id, -1, wait_seconds)
     return _page(generation_id, read, -1, level, prelude_end=generation.prelude_end)

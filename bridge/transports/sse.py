@@ -9,16 +9,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from bridge.body import parse_json, read_body, validate
+from bridge.admission import start_admitted
+from bridge.body import CHAT_REQUEST_BODY, read_json_body, validate
 from bridge.chats import (
     HandedOver,
     caller,
     follow_generation,
     generation_to_resume,
     parse_cursor,
-    start_generation,
 )
 from bridge.client_level import check_request_level, client_level_of, for_client
+from bridge.limits import identify
+from bridge.routes.schemas import STREAM_ERRORS, error_answers
 from bridge.services import Services, services_of
 from bridge.store.base import LogEntry
 from protocol.compat import ClientLevel
@@ -54,15 +56,19 @@ def _stream_response(
     )
 
 
-@router.post("/api/chat")
+@router.post("/api/chat", openapi_extra=CHAT_REQUEST_BODY, responses=error_answers(*STREAM_ERRORS))
 async def post_chat(request: Request, protocol: StreamProtocol = "ui") -> Response:
     services = services_of(request)
-    user = services.auth.user_for(request)
+    user = await identify(services, request)
     level = client_level_of(request, services.settings)
     check_request_level(level, services.tools)
-    body = parse_json(await read_body(request, services.settings.bridge_max_body_bytes))
+    body = await read_json_body(
+        request,
+        max_bytes=services.settings.bridge_max_body_bytes,
+        max_depth=services.settings.bridge_max_json_depth,
+    )
     chat_request = validate(ChatRequest, body)
-    generation = await start_generation(services, chat_request, user)
+    generation = await start_admitted(services, chat_request, user)
     return _stream_response(
         services,
         chat_request.id,

@@ -36,17 +36,24 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bridge.body import validation_details
+from bridge.admission import start_admitted
+from bridge.body import json_depth_exceeds, validation_details
 from bridge.chats import (
     HandedOver,
     authorize,
     check_chat_id,
     follow_generation,
     generation_to_resume,
-    start_generation,
     stop_generation,
 )
-from bridge.errors import BridgeError, GenerationNotFound, InvalidRequest, Unauthorized
+from bridge.errors import (
+    BridgeError,
+    GenerationNotFound,
+    InvalidRequest,
+    LimitExceeded,
+    Unauthorized,
+)
+from bridge.limits import identify, retry_after_header
 from bridge.services import Services, services_of
 from protocol.messages import ChatRequest
 from protocol.websocket import (
@@ -195,8 +202,13 @@ class SocketSession:
             if len(text) > max_bytes:  # cheap pre-check: a character is at least a byte
                 await self._close(POLICY_VIOLATION, f"frame too large (> {max_bytes} bytes)")
                 return
+            raw = text.encode("utf-8")
+            max_depth = self._settings.bridge_max_json_depth
+            if json_depth_exceeds(raw, max_depth):
+                await self._close(POLICY_VIOLATION, f"frame nests deeper than {max_depth} levels")
+                return
             try:
-                frame = parse_client_frame(text.encode("utf-8"), max_bytes=max_bytes)
+                frame = parse_client_frame(raw, max_bytes=max_bytes)
             except FrameError as exc:
                 await self._close(POLICY_VIOLATION, str(exc))
                 return
@@ -212,6 +224,11 @@ class SocketSession:
                     POLICY_VIOLATION, f"requestId {frame.request_id[:40]!r} is already in use"
                 )
                 return
+            try:
+                self._services.limits.requests.check(self._user)
+            except LimitExceeded as exc:
+                await self._send_quietly(encode_error_frame(frame.request_id, exc.message))
+                continue
             if len(self._requests) >= self._settings.bridge_ws_max_requests:
                 await self._send_quietly(
                     encode_error_frame(
@@ -259,7 +276,7 @@ class SocketSession:
         # Shielded: a socket closing while the generation is being set up must not leave it
         # half-begun (it is bounded by the wait for the provider, one heartbeat at most).
         with anyio.CancelScope(shield=True):
-            generation = await start_generation(self._services, chat_request, self._user)
+            generation = await start_admitted(self._services, chat_request, self._user)
         request.generation_id = generation.generation_id
         await self._stream(request, after=-1, prelude_end=generation.prelude_end)
 
@@ -308,12 +325,19 @@ class SocketSession:
 router = APIRouter()
 
 
-def origin_allowed(headers: Headers, allowed: Sequence[str]) -> bool:
+def origin_allowed(
+    headers: Headers,
+    allowed: Sequence[str],
+    peer: str | None = None,
+    trusted_proxies: Sequence[str] = (),
+) -> bool:
     """Same-origin, or listed in BRIDGE_CORS_ORIGINS ("*": any).
 
     Browsers always send Origin on a WebSocket handshake and never let a page forge it,
     so this stops other sites from opening sockets with the user's credentials
     (cross-site WebSocket hijacking). A handshake without Origin is not from a browser.
+    Behind a proxy that rewrites Host (a Next.js rewrite), the page's own host arrives as
+    `X-Forwarded-Host`, believed only from a trusted proxy (BRIDGE_FORWARDED_ALLOW_IPS).
     """
     origin = headers.get("origin")
     if origin is None:
@@ -321,16 +345,30 @@ def origin_allowed(headers: Headers, allowed: Sequence[str]) -> bool:
     if "*" in allowed or origin in allowed:
         return True
     parts = urlsplit(origin)
-    host = headers.get("host")
-    return parts.scheme in {"http", "https"} and host is not None and parts.netloc == host
+    if parts.scheme not in {"http", "https"}:
+        return False
+    hosts = [headers.get("host")]
+    if peer is not None and ("*" in trusted_proxies or peer in trusted_proxies):
+        forwarded = headers.get("x-forwarded-host")
+        if forwarded:
+            hosts.append(forwarded.split(",", 1)[0].strip())
+    return any(host is not None and parts.netloc == host for host in hosts)
 
 
-async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+async def _deny(
+    websocket: WebSocket,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Refuse the handshake: an HTTP error (when the server can send one) the client can
     read, else a close before accepting (uvicorn answers 403)."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         body = {"error": {"code": code, "message": message}}
-        await websocket.send_denial_response(JSONResponse(body, status_code=status))
+        await websocket.send_denial_response(
+            JSONResponse(body, status_code=status, headers=headers)
+        )
     else:
         await websocket.close(POLICY_VIOLATION, close_reason(message))
 
@@ -338,13 +376,19 @@ async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> N
 @router.websocket("/api/chat")
 async def chat_socket(websocket: WebSocket) -> None:
     services = services_of(websocket)
-    if not origin_allowed(websocket.headers, services.settings.bridge_cors_origins):
+    settings = services.settings
+    peer = websocket.client.host if websocket.client else None
+    trusted = [ip.strip() for ip in settings.bridge_forwarded_allow_ips.split(",") if ip.strip()]
+    if not origin_allowed(websocket.headers, settings.bridge_cors_origins, peer, trusted):
         await _deny(websocket, 403, "origin_not_allowed", "this origin may not open a socket")
         return
     try:
-        user = services.auth.user_for(websocket)
+        user = await identify(services, websocket)
+        with services.limits.sockets.hold(user):
+            await websocket.accept()
+            await SocketSession(websocket, services, user).run()
     except Unauthorized as exc:
         await _deny(websocket, exc.status_code, exc.code, exc.message)
-        return
-    await websocket.accept()
-    await SocketSession(websocket, services, user).run()
+    except LimitExceeded as exc:
+        retry = {"retry-after": retry_after_header(exc.retry_after)}
+        await _deny(websocket, exc.status_code, exc.code, exc.message, retry)
