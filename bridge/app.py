@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,13 +23,15 @@ from bridge.log.hub import LogHub
 from bridge.log.takeover import sweep, sweep_once
 from bridge.log.writer import LogWriter
 from bridge.log_redaction import redact_tokens_in_access_log
+from bridge.observe.metrics import Metrics
+from bridge.providers.base import Provider
 from bridge.providers.registry import ProviderRegistry
 from bridge.routes import chats, meta
-from bridge.runner import GenerationRunner
+from bridge.runner import GenerationRunner, OnFinish
 from bridge.services import Services
 from bridge.settings import Settings
 from bridge.store.base import SessionStore
-from bridge.tools import load_tools
+from bridge.tools import ToolBox, load_tools
 from bridge.transports import poll, sse, websocket
 
 logger = logging.getLogger("bridge")
@@ -93,27 +95,60 @@ def _error_body(code: str, message: str, **extra: object) -> dict[str, object]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-def create_app(settings: Settings | None = None, *, auth: Auth | None = None) -> FastAPI:
-    """The bridge as an ASGI app. `auth`: the embedding app's own check of who is calling
-    (bridge.auth.Auth); without it the settings choose (tokens, JWT, else anonymous)."""
-    settings = settings or Settings()
-    auth, anonymous = make_auth(settings, auth)
-    limits = Limits(settings)
-    redact_tokens_in_access_log()
+_STORE_KINDS = {"RedisStore": "redis", "SQLiteStore": "sqlite", "MemoryStore": "memory"}
+
+
+class Bridge:
+    """The bridge as parts an existing FastAPI app composes: `router` (every endpoint),
+    `lifespan(app)` (the store, the process-wide writer and reader, the generations, drain),
+    `install(app, prefix=...)` for both plus the error handlers. `create_app` is the
+    simplest user of it.
+
+    Everything can be given in code instead of settings: `store` (any `SessionStore`),
+    `providers` (name -> provider, served as `name:<model>`), `tools` (a `ToolBox`), `auth`
+    (who is calling: a `bridge.auth.Auth`, e.g. `CallableAuth(your_dependency)`), and
+    `on_finish(chat_id, message, usage, user)` to save finished messages in your own
+    database."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        auth: Auth | None = None,
+        store: SessionStore | None = None,
+        providers: Mapping[str, Provider] | None = None,
+        tools: ToolBox | None = None,
+        on_finish: OnFinish | None = None,
+    ) -> None:
+        self.settings = settings = settings or Settings()
+        self.auth, self._anonymous = make_auth(settings, auth)
+        self._limits = Limits(settings)
+        self._store = store
+        self._providers = providers
+        self._tools = tools
+        self._on_finish = on_finish
+        self.metrics = Metrics()
+        self.router = APIRouter()
+        for module in (sse, chats, meta, poll, websocket):
+            self.router.include_router(module.router)
+        redact_tokens_in_access_log()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tools = load_tools(settings.bridge_tools)
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """Runs the bridge for as long as the host app runs; compose it into yours:
+        `async with bridge.lifespan(app): yield`."""
+        settings = self.settings
+        tools = self._tools if self._tools is not None else load_tools(settings.bridge_tools)
         check_startup_level(settings, tools)
         if len(tools):
-            logger.info(
-                "tools from %s: %s",
-                settings.bridge_tools,
-                ", ".join(spec.name for spec in tools.specs),
-            )
-        store, kind = _make_store(settings)
+            logger.info("tools: %s", ", ".join(spec.name for spec in tools.specs))
+        if self._store is not None:
+            store = self._store
+            kind = _STORE_KINDS.get(type(store).__name__, "custom")
+        else:
+            store, kind = _make_store(settings)
         await store.start()
-        registry = ProviderRegistry.from_settings(settings)
+        registry = ProviderRegistry.from_settings(settings, self._providers)
         hub = LogHub(store, queue_entries=settings.bridge_reader_queue_chunks)
         writer = LogWriter(
             store,
@@ -123,8 +158,14 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
             max_buffered=settings.bridge_writer_buffer_chunks,
             retry_seconds=settings.bridge_writer_retry_seconds,
         )
+        # SQLite hands over to the next start of this process (one process per file).
         runner = GenerationRunner(
-            store, settings, writer, can_hand_over=kind in {"redis", "sqlite"}
+            store,
+            settings,
+            writer,
+            can_hand_over=kind in {"redis", "sqlite"},
+            metrics=self.metrics,
+            on_finish=self._on_finish,
         )
         services = app.state.services = Services(
             settings=settings,
@@ -132,11 +173,12 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
             store_kind=kind,
             registry=registry,
             runner=runner,
-            auth=auth,
+            auth=self.auth,
             tools=tools,
-            limits=limits,
+            limits=self._limits,
             hub=hub,
             writer=writer,
+            metrics=self.metrics,
         )
         try:
             # Everything the process runs in the background lives in this one group: the
@@ -166,9 +208,47 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
                 await registry.aclose()
                 await store.close()
 
-    app = FastAPI(title="aisdk-bridge", version="0.1.0", lifespan=lifespan)
-    if anonymous is not None:
-        app.add_middleware(AnonymousCookieMiddleware, auth=anonymous)
+    def install(self, app: FastAPI, *, prefix: str = "") -> None:
+        """Mount the endpoints under `prefix` and add the bridge's error handlers and (in
+        anonymous mode) its identity cookie. The host composes `lifespan` itself."""
+        if self._anonymous is not None:
+            app.add_middleware(AnonymousCookieMiddleware, auth=self._anonymous)
+        app.include_router(self.router, prefix=prefix)
+        app.add_exception_handler(BridgeError, _bridge_error)
+
+
+async def _bridge_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BridgeError)
+    extra: dict[str, object] = {}
+    headers: dict[str, str] = {}
+    if isinstance(exc, InvalidRequest):
+        extra["details"] = exc.details
+    if isinstance(exc, Draining):
+        headers["retry-after"] = str(exc.retry_after_seconds)
+    if isinstance(exc, LimitExceeded):
+        headers["retry-after"] = retry_after_header(exc.retry_after)
+    return JSONResponse(
+        _error_body(exc.code, exc.message, **extra), status_code=exc.status_code, headers=headers
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    auth: Auth | None = None,
+    store: SessionStore | None = None,
+    providers: Mapping[str, Provider] | None = None,
+    tools: ToolBox | None = None,
+    on_finish: OnFinish | None = None,
+) -> FastAPI:
+    """The bridge as an ASGI app of its own (what `python -m bridge` serves). The
+    arguments are those of `Bridge`."""
+    bridge = Bridge(
+        settings, auth=auth, store=store, providers=providers, tools=tools, on_finish=on_finish
+    )
+    settings = bridge.settings
+    app = FastAPI(title="aisdk-bridge", version="0.1.0", lifespan=bridge.lifespan)
+    bridge.install(app)
     if settings.bridge_cors_origins:
         any_origin = "*" in settings.bridge_cors_origins
         app.add_middleware(
@@ -180,22 +260,6 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
             # listed one by one: with "*" any site could act as the user.
             allow_credentials=not any_origin,
             expose_headers=[sse.GENERATION_HEADER, "retry-after"],
-        )
-
-    @app.exception_handler(BridgeError)
-    async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
-        extra: dict[str, object] = {}
-        headers: dict[str, str] = {}
-        if isinstance(exc, InvalidRequest):
-            extra["details"] = exc.details
-        if isinstance(exc, Draining):
-            headers["retry-after"] = str(exc.retry_after_seconds)
-        if isinstance(exc, LimitExceeded):
-            headers["retry-after"] = retry_after_header(exc.retry_after)
-        return JSONResponse(
-            _error_body(exc.code, exc.message, **extra),
-            status_code=exc.status_code,
-            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -227,12 +291,6 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(_error_body("internal_error", "internal server error"), status_code=500)
 
-    app.include_router(sse.router)
-    app.include_router(chats.router)
-    app.include_router(meta.router)
-    app.include_router(poll.router)
-    app.include_router(websocket.router)
-
     def openapi() -> dict[str, object]:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)
@@ -244,4 +302,4 @@ def create_app(settings: Settings | None = None, *, auth: Auth | None = None) ->
     return app
 
 
-__all__ = ["create_app"]
+__all__ = ["Bridge", "create_app"]

@@ -200,9 +200,11 @@ def follow_generation(
     *,
     skip_through: int = 0,
     heartbeat: float | None = None,
+    transport: str = "sse",
 ) -> AsyncGenerator[list[LogEntry] | None]:
     """The log after `after`, live, with heartbeat ticks (every `heartbeat` seconds,
-    BRIDGE_HEARTBEAT_SECONDS by default); takes over a dead producer.
+    BRIDGE_HEARTBEAT_SECONDS by default); takes over a dead producer. `transport` labels
+    the live-readers metric.
 
     `skip_through=p` leaves out offsets 1..p: the prelude that rebuilds a continued message,
     which the client that sent the continuation holds already."""
@@ -212,6 +214,7 @@ def follow_generation(
 
     entries = _until_handed_over(
         services,
+        transport,
         follow(
             services.hub,
             chat_id,
@@ -233,11 +236,13 @@ class HandedOver(Exception):
 
 
 async def _until_handed_over(
-    services: Services, entries: AsyncIterator[list[LogEntry] | None]
+    services: Services, transport: str, entries: AsyncIterator[list[LogEntry] | None]
 ) -> AsyncGenerator[list[LogEntry] | None]:
     """A draining process ends its readers once it handed its generations over: they
     resume on another process, from their last offset."""
     runner = services.runner
+    readers = services.metrics.readers.labels(transport)
+    readers.inc()
     try:
         while True:
             with runner.reader_scope() as scope:
@@ -249,6 +254,7 @@ async def _until_handed_over(
                 raise HandedOver
             yield batch
     finally:
+        readers.dec()
         aclose = getattr(entries, "aclose", None)
         if aclose is not None:
             with anyio.CancelScope(shield=True):

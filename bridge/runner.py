@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,9 @@ from bridge.errors import (
 from bridge.ids import new_approval_id
 from bridge.log.closing import SHUTDOWN_REASON, STOPPED_REASON, closing_chunks
 from bridge.log.writer import GenerationLog, LogWriter
+from bridge.observe import tracing
+from bridge.observe.logs import bound
+from bridge.observe.metrics import Metrics
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest, Provider
 from bridge.settings import Settings
@@ -77,6 +81,11 @@ INTERNAL_ERROR_TEXT = "An internal error occurred."
 TOOL_INTERRUPTED_TEXT = (
     "The tool was interrupted: the server running it stopped. It may or may not have taken effect."
 )
+OnFinish = Callable[[str, dict[str, Any], dict[str, int] | None, str | None], Awaitable[None]]
+"""`on_finish(chat_id, message, usage, user)`: called once a generation's log is closed with
+its final assistant message (a dict, as stored), its token usage and the user: an embedding
+app saves finished messages in its own database here. Its failures are logged."""
+
 TOOL_RUN_DATA_TYPE = "data-tool-run"
 _YIELD_EVERY = 16
 
@@ -162,6 +171,10 @@ class Generation:
         """The producer's scope: cancelled by a stop, a writer failure, a hand-over."""
         self.handing_over = False
         self.epoch = 1
+        self.started_at = time.monotonic()
+        self.links = tracing.request_link()
+        """The HTTP request that started it (empty for a takeover): linked, not parent."""
+        self.taken_over = False
 
     @property
     def generation_id(self) -> str:
@@ -194,6 +207,8 @@ class _Emitter:
         self._assembler = assembler
         self._generation = generation
         self.step_open = False
+        self.first_content_at: float | None = None
+        self.chunks = 0
 
     @property
     def writer(self) -> GenerationLog:
@@ -205,13 +220,17 @@ class _Emitter:
 
     def __call__(self, chunk: UIMessageChunk) -> None:
         self._writer.write(encode_chunk(chunk))
+        self.chunks += 1
         self._assembler.apply(chunk)
         if isinstance(chunk, StartStepChunk):
             self.step_open = True
         elif isinstance(chunk, FinishStepChunk):
             self.step_open = False
-        elif not self._generation.opened.done():
-            self._generation.opened.set_result(None)
+        else:
+            if self.first_content_at is None:
+                self.first_content_at = time.monotonic()
+            if not self._generation.opened.done():
+                self._generation.opened.set_result(None)
 
 
 class GenerationRunner:
@@ -226,9 +245,13 @@ class GenerationRunner:
         writer: LogWriter,
         *,
         can_hand_over: bool,
+        metrics: Metrics | None = None,
+        on_finish: OnFinish | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
+        self._metrics = metrics or Metrics()
+        self._on_finish = on_finish
         self._settings = settings
         self._can_hand_over = can_hand_over
         self._group: TaskGroup | None = None
@@ -292,6 +315,8 @@ class GenerationRunner:
             raise Draining("this server is shutting down")
         generation = Generation(plan)
         generation.epoch = resumption.epoch
+        generation.taken_over = True
+        self._metrics.takeovers.inc()
         if not generation.opened.done():
             generation.opened.set_result(None)
         assembler = MessageAssembler(message=resumption.message)
@@ -364,7 +389,21 @@ class GenerationRunner:
     ) -> None:
         info = generation.plan.info
         try:
-            await self._lifetime(generation, assembler, next_offset, produce)
+            with (
+                bound(
+                    chat_id=info.chat_id,
+                    generation_id=info.generation_id,
+                    user=generation.plan.user,
+                ),
+                tracing.generation_span(
+                    chat_id=info.chat_id,
+                    generation_id=info.generation_id,
+                    model_id=generation.plan.model_id,
+                    links=generation.links,
+                    takeover=generation.taken_over,
+                ),
+            ):
+                await self._lifetime(generation, assembler, next_offset, produce)
         except Exception:
             # Never seen so far; logged here, since the runner's group must outlive it.
             logger.exception("generation %s failed outside its end path", info.generation_id)
@@ -440,6 +479,7 @@ class GenerationRunner:
         generation_id = plan.info.generation_id
         try:
             if writer.failure is not None:
+                self._metrics.generations.labels("fenced").inc()
                 # Fenced (taken over), gone, or the store is down past the retries: nothing
                 # more can be written; the lease lapses and takeover decides.
                 logger.warning(
@@ -449,6 +489,7 @@ class GenerationRunner:
                 )
                 return
             if outcome is None and generation.handing_over:
+                self._metrics.generations.labels("handed_over").inc()
                 await writer.release()
                 logger.info("generation %s handed over", generation_id)
                 return
@@ -462,9 +503,38 @@ class GenerationRunner:
             if plan.turn.continued is not None or _has_content(message):
                 messages = [m.dump() for m in plan.turn.base] + [message.dump()]
             await writer.close(outcome, messages)
-            logger.info("generation %s ended: %s", generation_id, outcome.value)
+            self._observe_end(generation, emit, totals, outcome)
+            logger.info(
+                "generation %s ended: %s",
+                generation_id,
+                outcome.value,
+                extra={
+                    "outcome": outcome.value,
+                    "duration_seconds": round(time.monotonic() - generation.started_at, 3),
+                    "output_tokens": totals.output_tokens if totals.seen else None,
+                },
+            )
+            if self._on_finish is not None:
+                usage = totals.as_metadata() if totals.seen else None
+                try:
+                    await self._on_finish(plan.info.chat_id, message.dump(), usage, plan.user)
+                except Exception:
+                    logger.exception("on_finish failed for generation %s", generation_id)
         except Exception:
             logger.exception("could not end generation %s", generation_id)
+
+    def _observe_end(
+        self, generation: Generation, emit: _Emitter, totals: _Totals, outcome: Outcome
+    ) -> None:
+        metrics = self._metrics
+        metrics.generations.labels(outcome.value).inc()
+        metrics.generation_duration.observe(time.monotonic() - generation.started_at)
+        if emit.first_content_at is not None and not generation.taken_over:
+            metrics.time_to_first_token.observe(emit.first_content_at - generation.started_at)
+        metrics.chunks.inc(emit.chunks)
+        if totals.seen:
+            metrics.tokens.labels("input").inc(totals.input_tokens)
+            metrics.tokens.labels("output").inc(totals.output_tokens)
 
     async def _produce(
         self,
@@ -533,6 +603,7 @@ class GenerationRunner:
         if emit.writer.failure is not None:
             raise exc
         if isinstance(exc, ProviderError):
+            self._metrics.provider_errors.labels(exc.code).inc()
             logger.warning(
                 "generation %s: provider error: %s", plan.info.generation_id, exc.message
             )
@@ -680,7 +751,7 @@ class GenerationRunner:
             for call_id, tool, arguments in runnable:
                 group.start_soon(
                     functools.partial(
-                        run_tool,
+                        _traced_tool,
                         tool,
                         call_id,
                         arguments,
@@ -706,6 +777,19 @@ class GenerationRunner:
         return check
 
     async def _step(
+        self,
+        generation: Generation,
+        emit: _Emitter,
+        assembler: MessageAssembler,
+        step: int,
+        totals: _Totals,
+        *,
+        restart: bool = False,
+    ) -> tuple[ev.FinishReason, bool]:
+        with tracing.step_span(step):
+            return await self._step_body(generation, emit, assembler, step, totals, restart=restart)
+
+    async def _step_body(
         self,
         generation: Generation,
         emit: _Emitter,
@@ -805,7 +889,29 @@ class GenerationRunner:
             max_output_tokens=settings.bridge_max_output_tokens,
             temperature=settings.bridge_temperature,
         )
-        events = plan.provider.stream(request)
+        with tracing.provider_span(plan.model_id) as span:
+            try:
+                await self._stream_model(generation, request, transformer, emit)
+            except ProviderError as exc:
+                tracing.mark_error(span, exc.code)
+                raise
+            finished = transformer.finished
+            if finished is not None:
+                tracing.record_usage(
+                    span,
+                    input_tokens=finished.usage.input_tokens,
+                    output_tokens=finished.usage.output_tokens,
+                    finish_reason=finished.finish_reason,
+                )
+
+    async def _stream_model(
+        self,
+        generation: Generation,
+        request: ModelRequest,
+        transformer: StepTransformer,
+        emit: _Emitter,
+    ) -> None:
+        events = generation.plan.provider.stream(request)
         count = 0
         try:
             async for event in events:
@@ -845,3 +951,8 @@ def _last_step_parts(message: UIMessage) -> list[Any]:
 
 def _has_content(message: UIMessage) -> bool:
     return any(not isinstance(part, StepStartUIPart) for part in message.parts)
+
+
+async def _traced_tool(tool: Any, call_id: str, arguments: Any, **options: Any) -> None:
+    with tracing.tool_span(tool.name, call_id):
+        await run_tool(tool, call_id, arguments, **options)

@@ -1,27 +1,25 @@
-"""Compacted replay: a log prefix folded into as few chunks as the protocol allows.
+"""Compacted replay: a run of log entries folded into as few chunks as the protocol allows.
 
 A client that reloads a page (or a second device) replays a generation from `start`. Sent
 raw, that is one event per token: thousands of events for a long answer with reasoning.
 The client, though, only needs the *state* those chunks built. `compact` keeps every chunk
-except the deltas, and merges each run of consecutive deltas of one text, reasoning or
-tool-input block into a single delta placed where the run began.
+except that consecutive deltas of one text, reasoning or tool-input block (the bulk of any
+log) become a single delta.
 
-Why the client's message comes out identical: a part is created by its `*-start` chunk
-and a delta only appends to the part it names, so moving the later deltas of a block up
-to its first delta changes no part's position nor its final text. Runs are cut wherever
-that reasoning could fail: at a delta that carries its own `providerMetadata` (it may
-overwrite the part's), at the block's end, and at every step boundary and `reset-step`
-(which drops the unfinished step's parts). Blocks still open at the cut stay open with
-their ids, so the live chunks that follow apply to them as usual.
+Only deltas that follow each other directly in the log merge, so every compacted chunk
+stands for a contiguous range of offsets and carries the last of them: a client that holds
+compacted chunk k holds exactly the state of the raw log up to that offset, and a
+`Last-Event-ID` taken anywhere in a compacted replay resumes exactly, with no chunk applied
+twice. A delta that carries its own `providerMetadata` never merges (the client may read
+it); anything else between two deltas ends the run.
 
-Works on the encoded chunks (the log's bytes), not on models: a replay of 20,000 tokens
-is decoded once and re-encoded only where deltas merged.
+Works on the encoded chunks (the log's bytes), not on models: decoded once, re-encoded only
+where deltas merged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import orjson
 
@@ -31,76 +29,60 @@ _DELTA_FIELDS: dict[str, tuple[str, str]] = {
     "reasoning-delta": ("id", "delta"),
     "tool-input-delta": ("toolCallId", "inputTextDelta"),
 }
-_BLOCK_OF_CLOSER: dict[str, tuple[str, str]] = {
-    # a chunk that ends (or settles) a block -> (the delta type it closes, its id field)
-    "text-end": ("text-delta", "id"),
-    "reasoning-end": ("reasoning-delta", "id"),
-    "tool-input-available": ("tool-input-delta", "toolCallId"),
-    "tool-input-error": ("tool-input-delta", "toolCallId"),
-}
-_CUTS_EVERY_RUN = frozenset({"start-step", "finish-step", "reset-step", "abort", "error"})
 
 
-@dataclass(slots=True)
-class _Run:
-    """Consecutive deltas of one block, to be sent as one."""
+def _delta_of(raw: bytes) -> tuple[tuple[str, str], str, dict[str, object], str] | None:
+    """(block key, delta field, chunk, delta) of a mergeable delta chunk, else None."""
+    if b'-delta"' not in raw:  # cheap pre-check: most other chunks are never parsed
+        return None
+    try:
+        chunk = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(chunk, dict) or len(chunk) != 3:  # type, block id, delta: no more
+        return None
+    kind = chunk.get("type")
+    fields = _DELTA_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        return None
+    block, delta = chunk.get(fields[0]), chunk.get(fields[1])
+    if not isinstance(block, str) or not isinstance(delta, str):
+        return None
+    return (str(kind), block), fields[1], chunk, delta
 
-    raw: bytes
-    chunk: dict[str, object]
-    delta_field: str
-    pieces: list[str] = field(default_factory=list)
 
-    def encode(self) -> bytes:
-        if len(self.pieces) == 1:
-            return self.raw
-        self.chunk[self.delta_field] = "".join(self.pieces)
-        return orjson.dumps(self.chunk)
+def compact(entries: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """`(offset, chunk)` entries in log order → `(last offset covered, chunk)`, fewer."""
+    out: list[tuple[int, bytes]] = []
+    run_key: tuple[str, str] | None = None
+    run_field = ""
+    run_chunk: dict[str, object] = {}
+    run_pieces: list[str] = []
+    run_first = b""
+    run_last = -1
 
-
-def compact(chunks: Iterable[bytes]) -> list[bytes]:
-    """The chunks a client needs to reach the state `chunks` build, in order.
-
-    Chunks that are not valid JSON objects are passed through unchanged (the log holds
-    only what the producer encoded, so this is a guard, not a path)."""
-    slots: list[bytes | _Run] = []
-    open_runs: dict[tuple[str, str], _Run] = {}
-    for raw in chunks:
-        try:
-            chunk = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            slots.append(raw)
-            continue
-        kind = chunk.get("type") if isinstance(chunk, dict) else None
-        if not isinstance(kind, str):
-            slots.append(raw)
-            continue
-        fields = _DELTA_FIELDS.get(kind)
-        if fields is not None:
-            id_field, delta_field = fields
-            block, delta = chunk.get(id_field), chunk.get(delta_field)
-            mergeable = (
-                isinstance(block, str) and isinstance(delta, str) and len(chunk) == 3
-            )  # type, id, delta: nothing else the client would read from this chunk
-            if mergeable:
-                key = (kind, str(block))
-                run = open_runs.get(key)
-                if run is None:
-                    run = _Run(raw, chunk, delta_field)
-                    open_runs[key] = run
-                    slots.append(run)
-                run.pieces.append(str(delta))
-                continue
-            if isinstance(block, str):
-                open_runs.pop((kind, block), None)
-            slots.append(raw)
-            continue
-        if kind in _CUTS_EVERY_RUN:
-            open_runs.clear()
+    def flush() -> None:
+        if run_key is None:
+            return
+        if len(run_pieces) == 1:
+            out.append((run_last, run_first))
         else:
-            closer = _BLOCK_OF_CLOSER.get(kind)
-            if closer is not None:
-                block = chunk.get(closer[1])
-                if isinstance(block, str):
-                    open_runs.pop((closer[0], block), None)
-        slots.append(raw)
-    return [slot.encode() if isinstance(slot, _Run) else slot for slot in slots]
+            run_chunk[run_field] = "".join(run_pieces)
+            out.append((run_last, orjson.dumps(run_chunk)))
+
+    for offset, raw in entries:
+        delta = _delta_of(raw)
+        if delta is not None and delta[0] == run_key:
+            run_pieces.append(delta[3])
+            run_last = offset
+            continue
+        flush()
+        run_key = None
+        if delta is None:
+            out.append((offset, raw))
+            continue
+        run_key, run_field, run_chunk, piece = delta
+        run_pieces = [piece]
+        run_first, run_last = raw, offset
+    flush()
+    return out

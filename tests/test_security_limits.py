@@ -72,7 +72,7 @@ async def test_websocket_origin_forwarded_by_a_trusted_proxy(
     trusted = bridge_factory()  # loopback is trusted by default
     async with await RawSocket.open(ws_url(trusted.url), additional_headers=page):
         pass
-    untrusted = bridge_factory(bridge_forwarded_allow_ips=["10.9.9.9"])
+    untrusted = bridge_factory(bridge_forwarded_allow_ips="10.9.9.9")
     with pytest.raises(InvalidStatus) as refused:
         await websockets.connect(ws_url(untrusted.url), additional_headers=page)
     assert refused.value.response.status_code == 403

@@ -17,6 +17,7 @@ from bridge.auth import TokenAuth
 from bridge.chats import start_generation
 from bridge.errors import Draining, StaleRevision, StoreError
 from bridge.log.closing import closing_chunks
+from bridge.limits import Limits
 from bridge.log.hub import LogHub
 from bridge.log.takeover import recover, sweep
 from bridge.log.writer import LogWriter
@@ -75,6 +76,7 @@ def make_services(store: Any, **overrides: Any) -> Services:
         runner=GenerationRunner(store, settings, writer, can_hand_over=True),
         auth=TokenAuth([]),
         tools=load_tools(settings.bridge_tools),
+        limits=Limits(settings),
         hub=hub,
         writer=writer,
     )

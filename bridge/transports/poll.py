@@ -85,7 +85,9 @@ async def read_page(
         read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
         if read.entries or read.ended or wait <= 0:
             return read
-        entries = follow_generation(services, chat_id, generation_id, after, heartbeat=wait)
+        entries = follow_generation(
+            services, chat_id, generation_id, after, heartbeat=wait, transport="poll"
+        )
         with contextlib.suppress(HandedOver):  # draining: the next poll reaches another process
             async with aclosing(entries):
                 async for _ in entries:

@@ -3,7 +3,8 @@ generation's log; GET /api/chat/{id}/stream resumes one (`Last-Event-ID`, `?curs
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -23,6 +24,7 @@ from bridge.limits import identify
 from bridge.routes.schemas import STREAM_ERRORS, error_answers
 from bridge.services import Services, services_of
 from bridge.store.base import LogEntry
+from protocol.compact import compact
 from protocol.compat import ClientLevel
 from protocol.messages import ChatRequest
 from protocol.sse import DONE_EVENT, UI_MESSAGE_STREAM_HEADERS, comment, encode_event
@@ -42,8 +44,13 @@ def _stream_response(
     protocol: StreamProtocol,
     level: ClientLevel,
     skip_through: int = 0,
+    resumed_at: float | None = None,
 ) -> StreamingResponse:
     followed = follow_generation(services, chat_id, generation_id, after, skip_through=skip_through)
+    if protocol == "ui":
+        followed = compacted(followed)
+    if resumed_at is not None:
+        followed = _timed_resume(services, followed, resumed_at)
     entries = for_client(followed, level, services.settings)
     if protocol == "text":
         return StreamingResponse(
@@ -89,6 +96,7 @@ async def resume_chat(
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,
     protocol: StreamProtocol = "ui",
 ) -> Response:
+    resumed_at = time.monotonic()
     services = services_of(request)
     await caller(services, request, chat_id)
     level = client_level_of(request, services.settings)
@@ -96,7 +104,40 @@ async def resume_chat(
     generation_id = await generation_to_resume(services, chat_id, generation, after)
     if generation_id is None:
         return Response(status_code=204)
-    return _stream_response(services, chat_id, generation_id, after, protocol, level)
+    services.metrics.resumes.labels("sse").inc()
+    return _stream_response(
+        services, chat_id, generation_id, after, protocol, level, resumed_at=resumed_at
+    )
+
+
+COMPACT_FROM = 8
+"""Batches of at least this many entries are compacted (a replay, or a reader catching up);
+the live path, a chunk or two per batch, is sent as it is, unparsed."""
+
+
+async def compacted(
+    entries: AsyncIterator[list[LogEntry] | None],
+) -> AsyncGenerator[list[LogEntry] | None]:
+    """Replays in as few chunks as the protocol allows (protocol/compact.py): each run of
+    consecutive deltas of one block becomes one delta carrying the run's last offset, so
+    a `Last-Event-ID` from anywhere in it resumes exactly."""
+    async for batch in entries:
+        if batch is None or len(batch) < COMPACT_FROM:
+            yield batch
+            continue
+        folded = compact((entry.offset, entry.data) for entry in batch)
+        yield [LogEntry(offset, data) for offset, data in folded]
+
+
+async def _timed_resume(
+    services: Services, entries: AsyncIterator[list[LogEntry] | None], started: float
+) -> AsyncGenerator[list[LogEntry] | None]:
+    first = True
+    async for batch in entries:
+        if first and batch:
+            services.metrics.resume_first_byte.observe(time.monotonic() - started)
+            first = False
+        yield batch
 
 
 async def sse_stream(entries: AsyncIterator[list[LogEntry] | None]) -> AsyncIterator[bytes]:

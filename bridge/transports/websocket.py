@@ -299,7 +299,9 @@ class SocketSession:
         rid = request.request_id
         with request.reading:
             await self._send(encode_start_frame(rid, generation_id, prelude_end))
-            entries = follow_generation(self._services, request.chat_id, generation_id, after)
+            entries = follow_generation(
+                self._services, request.chat_id, generation_id, after, transport="websocket"
+            )
             try:
                 async for batch in entries:
                     if batch is None:  # heartbeat ticks: the keep-alive task covers idling
