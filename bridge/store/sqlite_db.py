@@ -313,6 +313,13 @@ class Writer:
         now: float,
     ) -> None:
         with _transaction(self.conn):
+            ended = self.conn.execute(
+                "SELECT next_offset, epoch FROM logs WHERE chat_id = ? AND generation_id = ?"
+                " AND outcome IS NOT NULL AND expires_at > ?",
+                (chat_id, generation_id, now),
+            ).fetchone()
+            if ended is not None and epoch is not None and tuple(ended) == (offset, epoch):
+                return  # a retry of an end whose reply was lost: written already
             log = self._open_log(chat_id, generation_id, epoch, now)
             if offset != log.next_offset:
                 raise OffsetConflict(f"offset {offset} is not the next offset {log.next_offset}")
