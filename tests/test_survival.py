@@ -16,8 +16,8 @@ import pytest
 from bridge.auth import TokenAuth
 from bridge.chats import start_generation
 from bridge.errors import Draining, StaleRevision, StoreError
-from bridge.log.closing import closing_chunks
 from bridge.limits import Limits
+from bridge.log.closing import closing_chunks
 from bridge.log.hub import LogHub
 from bridge.log.takeover import recover, sweep
 from bridge.log.writer import LogWriter
