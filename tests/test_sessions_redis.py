@@ -60,7 +60,7 @@ async def test_two_instances_serve_identical_sequences(
         )
         await asyncio.sleep(0.2)
         readers = [
-            read_stream(client, "GET", f"{server.url}/api/chat/shared/stream")
+            read_stream(client, "GET", f"{server.url}/api/chat/shared/stream?cursor=-1")
             for server in (first, second, second)
         ]
         results = await asyncio.gather(*readers)
@@ -162,7 +162,9 @@ async def test_a_crashed_producer_is_taken_over_by_a_reader(
         )
         doomed.signal(signal.SIGKILL)
         await asyncio.to_thread(doomed.process.wait, 5)
-        resumed = await read_stream(client, "GET", f"{survivor.url}/api/chat/crash/stream")
+        resumed = await read_stream(
+            client, "GET", f"{survivor.url}/api/chat/crash/stream?cursor=-1"
+        )
         history = (await client.get(f"{survivor.url}/api/chat/crash/messages")).json()
     assert dropped.events[:10] == resumed.events[:10]
     assert resumed.done

@@ -45,9 +45,10 @@ def _stream_response(
     level: ClientLevel,
     skip_through: int = 0,
     resumed_at: float | None = None,
+    compact_replay: bool = False,
 ) -> StreamingResponse:
     followed = follow_generation(services, chat_id, generation_id, after, skip_through=skip_through)
-    if protocol == "ui":
+    if protocol == "ui" and compact_replay:
         followed = compacted(followed)
     if resumed_at is not None:
         followed = _timed_resume(services, followed, resumed_at)
@@ -106,13 +107,22 @@ async def resume_chat(
         return Response(status_code=204)
     services.metrics.resumes.labels("sse").inc()
     return _stream_response(
-        services, chat_id, generation_id, after, protocol, level, resumed_at=resumed_at
+        services,
+        chat_id,
+        generation_id,
+        after,
+        protocol,
+        level,
+        resumed_at=resumed_at,
+        # A full replay (a reload, a new device: no cursor at all) sends the message so far
+        # in few chunks; a cursor, even -1, asks for the log's own chunks.
+        compact_replay=cursor is None and last_event_id is None,
     )
 
 
 COMPACT_FROM = 8
-"""Batches of at least this many entries are compacted (a replay, or a reader catching up);
-the live path, a chunk or two per batch, is sent as it is, unparsed."""
+"""Batches of at least this many entries are compacted (the replay part); the live part
+that follows, a chunk or two per batch, is sent as it is, unparsed."""
 
 
 async def compacted(
