@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,13 +16,14 @@ from starlette.middleware.cors import CORSMiddleware
 from bridge.auth import TokenAuth
 from bridge.errors import BridgeError, InvalidRequest
 from bridge.providers.registry import ProviderRegistry
-from bridge.routes import chats, meta
+from bridge.routes import chats, meta, steer
 from bridge.runner import GenerationRunner
 from bridge.services import Services
 from bridge.settings import Settings
+from bridge.steer import start_follow_up_turn
 from bridge.store.base import SessionStore
 from bridge.tools import load_tools
-from bridge.transports import poll, sse, websocket
+from bridge.transports import live, poll, sse, websocket
 
 logger = logging.getLogger("bridge")
 
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             auth=TokenAuth(settings.bridge_auth_tokens),
             tools=tools,
         )
+        runner.follow_up = functools.partial(start_follow_up_turn, app.state.services)
         try:
             yield
         finally:
@@ -141,6 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(poll.router)
     app.include_router(websocket.router)
+    app.include_router(steer.router)
+    app.include_router(live.router)
     return app
 
 

@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 from bridge.continuation import ApprovalDecision, merge_answers
 from bridge.conversation import Turn, plan_turn
 from bridge.errors import GenerationGone, GenerationNotFound, NotFound, RequestError
+from bridge.feed import announce_started
 from bridge.ids import new_generation_id
 from bridge.log.reader import follow
 from bridge.log.recovery import close_abandoned
@@ -109,6 +110,7 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         decisions=decisions,
     )
     generation = await services.runner.start(plan)
+    await announce_started(services.store, info, turn)  # the chat's live tails learn of it
     await services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(

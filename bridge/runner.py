@@ -33,6 +33,7 @@ from bridge.log.writer import LogWriter
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest, Provider
 from bridge.settings import Settings
+from bridge.steering import SteeringFollowUp, SteeringInbox, waits_for_client
 from bridge.store.base import GenerationInfo, Outcome, SessionStore
 from bridge.tools import ToolBox
 from bridge.tools.declare import ToolInputError
@@ -119,6 +120,7 @@ class Generation:
         self.prelude_end = 0
         """Offsets 1..prelude_end rebuild the continued message for replays; a reader that
         holds the message already (the request that continued it) skips them."""
+        self.steering: SteeringInbox | None = None
 
     @property
     def generation_id(self) -> str:
@@ -150,6 +152,8 @@ class GenerationRunner:
         self._store = store
         self._settings = settings
         self._tasks: set[asyncio.Task[None]] = set()
+        self.follow_up: SteeringFollowUp | None = None
+        """Starts the next turn with steering messages left over at a generation's end."""
 
     async def start(self, plan: GenerationPlan) -> Generation:
         """Record the generation as the chat's active one and start its task."""
@@ -204,8 +208,17 @@ class GenerationRunner:
             writer.write(encode_chunk(chunk))  # logged for replays; the message has it already
         outcome = Outcome.FINISHED
         stopped = False
+        # --- steering hook (bridge/steering.py): the queue's reader for this generation.
+        steering = generation.steering = SteeringInbox(
+            self._store,
+            info.chat_id,
+            info.generation_id,
+            emit,
+            wait_seconds=self._settings.bridge_heartbeat_seconds,
+        )
         try:
             async with anyio.create_task_group() as group:
+                group.start_soon(steering.watch)
 
                 async def watch_stop() -> None:
                     nonlocal stopped
@@ -231,7 +244,10 @@ class GenerationRunner:
             with anyio.CancelScope(shield=True):
                 await self._finish(generation, writer, assembler, outcome)
             raise
+        left = await steering.close()  # steering hook: later messages start the next turn
         await self._finish(generation, writer, assembler, outcome)
+        if left and outcome is not Outcome.ABORTED and self.follow_up is not None:
+            await self.follow_up(info, plan.model_id, plan.request_data, left)
 
     async def _finish(
         self,
@@ -268,6 +284,14 @@ class GenerationRunner:
             first = sum(isinstance(p, StepStartUIPart) for p in continued.parts) if continued else 0
             for step in range(first, first + self._settings.bridge_max_steps):
                 finish_reason, go_on = await self._step(generation, emit, assembler, step, totals)
+                # --- steering hook: the step boundary, before the next model call.
+                steering = generation.steering
+                if (
+                    steering is not None
+                    and not waits_for_client(assembler.message)
+                    and await steering.deliver()
+                ):
+                    continue
                 if not go_on:
                     break
             emit(
@@ -384,7 +408,11 @@ class GenerationRunner:
         while True:
             transformer = StepTransformer(step, self._check_input(plan))
             try:
-                await self._call_model(generation, assembler, transformer, emit)
+                if generation.steering is None:
+                    await self._call_model(generation, assembler, transformer, emit)
+                else:  # steering hook: an `interrupt` message cancels this call
+                    with generation.steering.interruptible():
+                        await self._call_model(generation, assembler, transformer, emit)
                 break
             except ProviderUnavailable:
                 if retries <= 0 or not generation.opened.done():

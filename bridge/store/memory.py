@@ -31,6 +31,7 @@ from bridge.store.base import (
     OffsetConflict,
     Outcome,
 )
+from bridge.store.live_memory import MemoryLiveMixin
 
 _Key = tuple[str, str]  # (chat_id, generation_id)
 _K = TypeVar("_K")
@@ -81,7 +82,7 @@ class _Stop:
     waiters: int = 0
 
 
-class MemoryStore:
+class MemoryStore(MemoryLiveMixin):
     """In-process `SessionStore`. `clock` gives Unix time; tests inject a fake one."""
 
     def __init__(

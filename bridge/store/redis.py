@@ -41,6 +41,7 @@ from bridge.store.base import (
     OffsetConflict,
     Outcome,
 )
+from bridge.store.live_redis import RedisLiveMixin
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class _StopWaiter:
         self.stopped = False
 
 
-class RedisStore:
+class RedisStore(RedisLiveMixin):
     """`SessionStore` on Redis via `redis.asyncio`. The keys are laid out for Redis Cluster
     (one slot per chat), but the client is a plain one: one Redis server or a proxy."""
 
