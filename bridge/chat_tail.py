@@ -48,6 +48,8 @@ class TailEvent:
 
 
 HEARTBEAT = TailEvent("", 0, None)
+READY = TailEvent("", 0, None)
+"""Sent once, when the tail has taken the chat's state: every later generation reaches it."""
 
 
 def parse_position(value: str | None) -> tuple[str, int] | None:
@@ -112,6 +114,7 @@ async def tail_chat(
             if known is not None:
                 cursor = known[0]
             first = (generation_id, -2, known[1] if known else None)
+    yield READY
     if first is not None:
         generation_id, after, record = first
         followed.add(generation_id)

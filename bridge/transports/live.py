@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from bridge.chat_tail import TailEvent, parse_position, tail_chat
+from bridge.chat_tail import READY, TailEvent, parse_position, tail_chat
 from bridge.chats import caller
 from bridge.services import services_of
 from protocol.sse import UI_MESSAGE_STREAM_HEADERS, comment, encode_event
@@ -37,7 +37,9 @@ async def live_tail(
 
 async def _sse(events: AsyncIterator[TailEvent]) -> AsyncIterator[bytes]:
     async for event in events:
-        if event.data is None:
+        if event is READY:
+            yield comment("live")
+        elif event.data is None:
             yield comment("keep-alive")
         else:
             yield encode_event(event.data, event.position)
