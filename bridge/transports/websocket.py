@@ -47,6 +47,7 @@ from bridge.chats import (
 )
 from bridge.errors import BridgeError, GenerationNotFound, InvalidRequest, Unauthorized
 from bridge.services import Services, services_of
+from bridge.transports.websocket_live import serve_live_frame
 from protocol.messages import ChatRequest
 from protocol.websocket import (
     KEEPALIVE_FRAME,
@@ -61,6 +62,7 @@ from protocol.websocket import (
     encode_start_frame,
     parse_client_frame,
 )
+from protocol.websocket_live import WsLiveFrame, WsSteerFrame, parse_live_frame
 
 logger = logging.getLogger("bridge.websocket")
 
@@ -85,7 +87,7 @@ class _SocketGone(Exception):
 @dataclass(eq=False, slots=True)
 class _Request:
     request_id: str
-    kind: Literal["send", "resume"]
+    kind: Literal["send", "resume", "steer", "live"]
     chat_id: str
     generation_id: str | None = None
     aborted: bool = False
@@ -195,7 +197,10 @@ class SocketSession:
                 await self._close(POLICY_VIOLATION, f"frame too large (> {max_bytes} bytes)")
                 return
             try:
-                frame = parse_client_frame(text.encode("utf-8"), max_bytes=max_bytes)
+                # Live-session frames (steer, live) first; every other one as before.
+                frame = parse_live_frame(text.encode("utf-8")) or parse_client_frame(
+                    text.encode("utf-8"), max_bytes=max_bytes
+                )
             except FrameError as exc:
                 await self._close(POLICY_VIOLATION, str(exc))
                 return
@@ -231,14 +236,20 @@ class SocketSession:
 
     # --- requests --------------------------------------------------------------------------
 
-    async def _serve(self, request: _Request, frame: WsSendFrame | WsResumeFrame) -> None:
+    async def _serve(
+        self, request: _Request, frame: WsSendFrame | WsResumeFrame | WsSteerFrame | WsLiveFrame
+    ) -> None:
         """Run one request; its failures become an `error` frame for its request id only."""
         error_text: str | None = None
         try:
             if isinstance(frame, WsSendFrame):
                 await self._send_turn(request, frame)
-            else:
+            elif isinstance(frame, WsResumeFrame):
                 await self._resume(request, frame)
+            else:
+                await serve_live_frame(
+                    self._send, self._services, self._user, request.reading, frame
+                )
         except _SocketGone:
             return
         except BridgeError as exc:
