@@ -288,6 +288,7 @@ class GenerationRunner:
                 steering = generation.steering
                 if (
                     steering is not None
+                    and step + 1 < first + self._settings.bridge_max_steps  # a call left
                     and not waits_for_client(assembler.message)
                     and await steering.deliver()
                 ):

@@ -5,6 +5,7 @@ connects, and loses nothing when it reconnects with `Last-Event-ID`."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from protocol.sse import SSEParser
 from tests.bridge_server import BridgeFactory, chat_body, openai_settings, sse_events, user_message
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Hang, LiveServer, Text
+from tests.redis_server import RedisServer
 
 Event = tuple[str, dict[str, Any]]
 
@@ -167,3 +169,25 @@ def test_live_tail_rejects_a_malformed_position(demo: LiveServer, value: str) ->
     response = httpx.get(f"{demo.url}/api/chat/tail-bad/live", params={"cursor": value}, timeout=30)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
+
+
+@pytest.mark.redis
+def test_live_tail_on_one_process_follows_turns_posted_to_another(
+    bridge_factory: BridgeFactory, redis_server: RedisServer
+) -> None:
+    settings = {
+        "bridge_demo_token_delay_ms": 0,
+        "redis_url": redis_server.url,
+        "bridge_key_prefix": f"t{uuid.uuid4().hex[:8]}",
+    }
+    laptop, phone = bridge_factory(**settings), bridge_factory(**settings)
+    tail = Tail(laptop, "tail-shared", finishes(2))
+    tail.start()
+    assert tail.ready.wait(10)
+    first = post(phone, chat_body("tail-shared", "from the phone"))
+    second = post(phone, {"id": "tail-shared", "message": user_message("again", "u2")})
+    events = tail.result()
+    assert user_texts(events) == ["from the phone", "again"]
+    grouped = list(by_generation(events).values())
+    assert [chunk for _, chunk in grouped[0][1:]] == first
+    assert [chunk for _, chunk in grouped[1][1:]] == second
