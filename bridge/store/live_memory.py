@@ -13,6 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
+_SWEEP_SECONDS = 60.0
+CLOSED_QUEUE_SECONDS = 300.0
+"""How long a closed steering queue (and its refusal) is kept."""
+
+
 @dataclass
 class _Sequence:
     expires_at: float
@@ -40,21 +45,28 @@ class MemoryLiveMixin:
     _closed: bool
 
     def _live_sequences(self) -> dict[tuple[str, str, str], _Sequence]:
-        # Created on first use so the store's constructor stays as it is.
+        # Created on first use so the store's constructor stays as it is; expired entries
+        # are dropped at most once a minute, like the store's own sweep.
         sequences: dict[tuple[str, str, str], _Sequence] | None = getattr(
             self, "_live_sequence_map", None
         )
+        now = self._clock()
         if sequences is None:
             sequences = {}
             self._live_sequence_map = sequences
-        now = self._clock()
-        for key in [k for k, s in sequences.items() if s.expires_at <= now]:
-            del sequences[key]
+            self._live_next_sweep = now + _SWEEP_SECONDS
+        elif now >= self._live_next_sweep:
+            self._live_next_sweep = now + _SWEEP_SECONDS
+            for key in [k for k, s in sequences.items() if s.expires_at <= now]:
+                del sequences[key]
         return sequences
 
     def _live_sequence(self, key: tuple[str, str, str], ttl: float) -> _Sequence:
         sequences = self._live_sequences()
         sequence = sequences.get(key)
+        if sequence is not None and sequence.expires_at <= self._clock():
+            del sequences[key]
+            sequence = None
         if sequence is None:
             sequence = sequences[key] = _Sequence(self._clock() + ttl)
         return sequence
@@ -91,6 +103,9 @@ class MemoryLiveMixin:
     async def close_steering(self, chat_id: str, generation_id: str) -> None:
         sequence = self._live_sequence(("steer", chat_id, generation_id), self._log_ttl)
         sequence.closed = True
+        # Only the race of a push with the generation's end needs the mark: the steer
+        # endpoint refuses ended generations before it pushes.
+        sequence.expires_at = min(sequence.expires_at, self._clock() + CLOSED_QUEUE_SECONDS)
 
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
         sequence = self._live_sequence(("feed", chat_id, ""), self._history_ttl)

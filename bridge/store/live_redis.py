@@ -35,6 +35,8 @@ return n
 """
 
 _MARGIN_SECONDS = 1.0
+CLOSED_QUEUE_SECONDS = 300
+"""How long a closed steering queue's refusal mark is kept."""
 
 
 class RedisLiveMixin:
@@ -101,7 +103,9 @@ class RedisLiveMixin:
 
     async def close_steering(self, chat_id: str, generation_id: str) -> None:
         marker = self.key(chat_id, "steer-closed", generation_id)
-        await self._redis.set(marker, 1, px=self._log_ttl_ms)
+        # Only the race of a push with the generation's end needs the mark: the steer
+        # endpoint refuses ended generations before it pushes.
+        await self._redis.set(marker, 1, px=min(self._log_ttl_ms, CLOSED_QUEUE_SECONDS * 1000))
 
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
         return await self._live_push(
