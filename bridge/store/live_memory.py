@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-
 _SWEEP_SECONDS = 60.0
 CLOSED_QUEUE_SECONDS = 300.0
 """How long a closed steering queue (and its refusal) is kept."""
