@@ -86,9 +86,11 @@ def user_message_chunk(record: dict[str, Any]) -> bytes:
 
 
 async def tail_chat(
-    services: Services, chat_id: str, resume: tuple[str, int] | None
+    services: Services, chat_id: str, resume: tuple[str, int] | None, *, current: bool = True
 ) -> AsyncIterator[TailEvent]:
-    """The tail's events (HEARTBEAT when nothing happened for a heartbeat interval)."""
+    """The tail's events (HEARTBEAT when nothing happened for a heartbeat interval).
+    `current=False` leaves out the generation running when the tail starts (a page that
+    resumes it by itself wants only the turns that start later)."""
     store = services.store
     heartbeat = services.settings.bridge_heartbeat_seconds
     feed = [
@@ -106,7 +108,7 @@ async def tail_chat(
         if known is not None:
             cursor = known[0]
             first = (generation_id, after, known[1])
-    else:
+    elif current:
         chat = await store.get_chat(chat_id)
         if chat is not None and chat.active_generation_id is not None:
             generation_id = chat.active_generation_id

@@ -1,7 +1,8 @@
 """`GET /api/chat/{id}/live`: the chat-level live tail over SSE (see bridge/chat_tail.py).
 
 Event ids are `<generationId>:<offset>`; a reconnect with `Last-Event-ID` (or `?cursor=`)
-continues right after that event. The stream never ends on its own (no `[DONE]`): it
+continues right after that event; `?current=false` leaves out the generation running at the
+start (for a page that resumes it by itself). The stream never ends on its own (no `[DONE]`): it
 follows the chat's turns until the client leaves; SSE comments keep it warm."""
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ async def live_tail(
     chat_id: str,
     cursor: Annotated[str | None, Query(max_length=240)] = None,
     last_event_id: Annotated[str | None, Header(max_length=240)] = None,
+    current: bool = True,
 ) -> StreamingResponse:
     services = services_of(request)
     await caller(services, request, chat_id)
     resume = parse_position(cursor if cursor is not None else last_event_id)
     return StreamingResponse(
-        _sse(tail_chat(services, chat_id, resume)), headers=UI_MESSAGE_STREAM_HEADERS
+        _sse(tail_chat(services, chat_id, resume, current=current)),
+        headers=UI_MESSAGE_STREAM_HEADERS,
     )
 
 

@@ -10,6 +10,7 @@ import type { TransportChoice } from '@/lib/transport-choice';
 import type { ChatMessage, ModelList, StoredChat } from '@/lib/types';
 import { useChatTransport } from '@/lib/use-chat-transport';
 import { useConnection, usePhaseHistory } from '@/lib/use-connection';
+import { useLiveTail } from '@/lib/use-live-tail';
 import { useTransportChoice } from '@/lib/use-transport-choice';
 import { Composer } from './composer';
 import { ConnectionBadge, badgeLabel } from './connection-badge';
@@ -40,7 +41,10 @@ declare global {
   }
 }
 
-/** How often an idle page asks whether another tab or device started an answer here. */
+/**
+ * How often an idle page asks whether another tab or device started an answer here, while
+ * the live tail (which tells at once) is not connected.
+ */
 const FOLLOW_INTERVAL_MS = 4000;
 
 async function fetchStoredChat(id: string): Promise<StoredChat | null> {
@@ -163,8 +167,21 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
   const phase = connection.phaseFor(chat.status);
   const shownTier = transportChoice.choice === 'auto' ? tier : null;
   usePhaseHistory(phase, badgeLabel(phase, shownTier));
+  const idle = !busy && phase !== 'reconnecting' && phase !== 'stopping';
+  const idleRef = useRef(idle);
+  idleRef.current = idle;
+  // A turn started anywhere (another tab, another device): an idle page shows its user
+  // message and follows its answer at once. This page's own turns arrive while it is busy.
+  const liveTailOpen = useLiveTail(id, async () => {
+    if (!idleRef.current) return false;
+    const stored = await fetchStoredChat(id);
+    if (!idleRef.current || !stored?.activeGenerationId) return false;
+    setMessages(stored.messages);
+    await resumeStream();
+    return true;
+  });
   useEffect(() => {
-    if (busy || phase === 'reconnecting' || phase === 'stopping') return;
+    if (!idle) return;
     let cancelled = false;
     const check = async () => {
       if (document.visibilityState !== 'visible') return;
@@ -174,7 +191,9 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
         await resumeStream();
       }
     };
-    const interval = setInterval(check, FOLLOW_INTERVAL_MS);
+    const interval = setInterval(() => {
+      if (!liveTailOpen.current) void check();
+    }, FOLLOW_INTERVAL_MS);
     const onVisible = () => void check();
     document.addEventListener('visibilitychange', onVisible);
     return () => {
@@ -182,7 +201,7 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
       clearInterval(interval);
       document.removeEventListener('visibilitychange', onVisible);
     };
-  }, [busy, phase, id, resumeStream, setMessages]);
+  }, [idle, id, resumeStream, setMessages, liveTailOpen]);
 
   const send = useCallback(
     (text: string) => {

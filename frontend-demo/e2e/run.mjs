@@ -412,6 +412,11 @@ const scenarios = {
     const started = Date.now();
     await watcher.waitForFunction(() => window.__demoChat?.status === 'streaming', null, { timeout: 15_000 });
     run.note('msUntilWatcherStreams', Date.now() - started);
+    // The page's periodic check rests while the live tail is connected: the tail told it.
+    const tail = await watcher.evaluate(() => (window.__liveTail ? { ...window.__liveTail } : null));
+    run.note('watcherLiveTail', tail);
+    run.check('the watcher followed the turn because its live tail announced it',
+      tail?.open === true && tail.followed >= 1, tail);
     const w = await waitForSettled(writer, baseUrl, chatId);
     const v = await waitForSettled(watcher, baseUrl, chatId);
     const ids = (state) => state.client.messages.map((m) => `${m.role}:${m.id}`);
