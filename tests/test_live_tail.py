@@ -164,6 +164,36 @@ def test_live_tail_starts_with_the_running_generation(
     assert user_texts(events) == ["go"]
 
 
+def test_live_tail_without_current_starts_with_the_next_turn(
+    bridge_factory: BridgeFactory, openai_fake: OpenAIFake
+) -> None:
+    server = bridge_factory(**openai_settings(openai_fake))
+    openai_fake.enqueue([Text("Half an answer"), Hang()])
+    started = threading.Event()
+
+    def run() -> None:
+        with httpx.stream(
+            "POST", f"{server.url}/api/chat", json=chat_body("tail-later", "one"), timeout=30
+        ) as response:
+            for line in response.iter_lines():
+                if "text-delta" in line:
+                    started.set()
+
+    producer = threading.Thread(target=run, daemon=True)
+    producer.start()
+    assert started.wait(10)
+    tail = Tail(server, "tail-later", finishes(1))
+    tail.url += "?current=false"
+    tail.start()
+    assert tail.ready.wait(10)
+    assert httpx.post(f"{server.url}/api/chat/tail-later/stop", timeout=10).status_code == 200
+    producer.join(10)
+    answer = post(server, {"id": "tail-later", "message": user_message("two", "u2")})
+    events = tail.result()
+    assert user_texts(events) == ["two"]
+    assert [chunk for _, chunk in events[1:]] == answer
+
+
 @pytest.mark.parametrize("value", ["nocolon", "gen:abc", "gen:-5", ":3"])
 def test_live_tail_rejects_a_malformed_position(demo: LiveServer, value: str) -> None:
     response = httpx.get(f"{demo.url}/api/chat/tail-bad/live", params={"cursor": value}, timeout=30)
