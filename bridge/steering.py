@@ -110,11 +110,12 @@ class SteeringInbox:
     def interruptible(self) -> Iterator[None]:
         """Around one model call: an `interrupt` message cancels it (what it wrote stays)."""
         self.interrupted = False
+        # A message that arrived between the boundary and this call waits for the next
+        # boundary even in interrupt mode: cutting a call that has produced nothing would
+        # only add an empty step.
         with anyio.CancelScope() as scope:
             self._model_call = scope
             try:
-                if any(r.mode == "interrupt" for r in self._pending):
-                    scope.cancel()  # arrived between the boundary and this call
                 yield
             finally:
                 self._model_call = None
