@@ -177,7 +177,7 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
     const stored = await fetchStoredChat(id);
     if (!idleRef.current || !stored?.activeGenerationId) return false;
     setMessages(stored.messages);
-    await resumeStream();
+    void resumeStream(); // its errors reach onError; it resolves when the answer ends
     return true;
   });
   useEffect(() => {
