@@ -4,12 +4,14 @@ stores, with the contract suite's backends."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
 from bridge.store.base import SessionStore
+from bridge.store.redis import RedisStore
 from tests import test_store_contract as contract
-from tests.redis_server import redis_server  # noqa: F401  (used by the redis backend)
+from tests.redis_server import RedisServer, redis_server  # noqa: F401  (the redis backend)
 from tests.test_store_contract import HOSTILE_CHAT_IDS, Backend
 
 # The contract suite's fixtures: every store, the same way.
@@ -68,3 +70,14 @@ async def test_live_keys_hold_for_hostile_chat_ids(store: SessionStore, chat_id:
     assert await store.push_steering(chat_id, "g", b"m") == 1
     assert await store.read_generations(chat_id, 0) == [(1, b"r")]
     assert await store.read_steering(chat_id, "g", 0) == [(1, b"m")]
+
+
+@pytest.mark.redis
+async def test_redis_steering_wait_ends_when_the_store_closes(redis_server: RedisServer) -> None:  # noqa: F811
+    store = RedisStore(redis_server.url, key_prefix=f"test-{uuid.uuid4().hex}")
+    await store.start()
+    waiting = asyncio.create_task(store.read_steering("c", "g", 0, wait=60))
+    await asyncio.sleep(0)  # the read starts (the result does not depend on it)
+    await store.close()
+    async with asyncio.timeout(10):
+        assert await waiting == []

@@ -8,21 +8,30 @@ Keys (in the chat's hash slot, like every key of the chat):
     {prefix}:{<chat>}:generations                stream: entry `0-n` is the chat's n-th
                                                  announced generation
 
-Streams rather than lists or pub/sub: a reader blocks in XREAD after its own cursor (on the
-store's blocking-read pool) and consumes nothing, so a cancelled read loses no message and a
-process that subscribes late still finds everything. Each append is one script, so the
-position is the entry id and the closed check is atomic with the append.
+Streams rather than lists: a reader reads after its own cursor and consumes nothing, so a
+cancelled read loses no message and a process that looks late still finds everything. Each
+append is one script, so the position is the entry id and the closed check is atomic with
+the append.
+
+Waiting differs: a chat's live tails block in XREAD on the blocking-read pool (a tail is a
+reader, like a resume). Every running generation waits on its steering queue, so those
+waits share one pub/sub subscription per process instead (channel `{prefix}:steer`, which
+names the queue's key on each push); a waiter re-reads its stream whenever it is woken, and
+on every (re)subscription, so a push published while nobody listened is still found.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+logger = logging.getLogger(__name__)
 
 # KEYS: stream, closed marker (or the stream again when there is none). ARGV: item, ttl ms,
 # whether to check the marker ("1"/"0"). Returns the new position, 0 when closed.
@@ -35,8 +44,25 @@ return n
 """
 
 _MARGIN_SECONDS = 1.0
+_RECONNECT_MAX_SECONDS = 5.0
 CLOSED_QUEUE_SECONDS = 300
 """How long a closed steering queue's refusal mark is kept."""
+
+
+class _SteeringWaiters:
+    """The process's steering waiters, woken by one pub/sub listener task."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[bytes, set[asyncio.Event]] = {}
+        self.listener: asyncio.Task[None] | None = None
+        self.subscribed = False
+
+    def wake(self, key: bytes | None) -> None:
+        """Wake the waiters of one queue, or (None) all of them to re-check."""
+        groups = self.by_key.values() if key is None else [self.by_key.get(key, set())]
+        for group in groups:
+            for event in group:
+                event.set()
 
 
 class RedisLiveMixin:
@@ -44,6 +70,7 @@ class RedisLiveMixin:
 
     _redis: Redis
     _blocking: Redis
+    _prefix: str
     _log_ttl_ms: int
     _history_ttl_ms: int
     _closed: bool
@@ -88,18 +115,98 @@ class RedisLiveMixin:
         return _items(entries)
 
     async def push_steering(self, chat_id: str, generation_id: str, message: bytes) -> int | None:
+        stream = self.key(chat_id, "steer", generation_id)
         position = await self._live_push(
-            self.key(chat_id, "steer", generation_id),
-            self.key(chat_id, "steer-closed", generation_id),
-            message,
-            self._log_ttl_ms,
+            stream, self.key(chat_id, "steer-closed", generation_id), message, self._log_ttl_ms
         )
-        return position or None
+        if not position:
+            return None
+        await self._redis.publish(self._steer_channel(), stream)
+        return position
 
     async def read_steering(
         self, chat_id: str, generation_id: str, after: int, *, wait: float = 0.0
     ) -> list[tuple[int, bytes]]:
-        return await self._live_read(self.key(chat_id, "steer", generation_id), after, wait)
+        stream = self.key(chat_id, "steer", generation_id)
+        if wait <= 0:
+            return await self._live_read(stream, after, 0)
+        waiters = self._steering_waiters()
+        event = asyncio.Event()
+        group = waiters.by_key.setdefault(stream.encode(), set())
+        group.add(event)
+        self._ensure_steering_listener()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        try:
+            while not self._closed:
+                # Checked only while subscribed, after clearing the event: a push published
+                # later wakes us, one published earlier is in the stream.
+                if waiters.subscribed:
+                    event.clear()
+                    items = await self._live_read(stream, after, 0)
+                    if items:
+                        return items
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return []
+                try:
+                    async with asyncio.timeout(remaining):
+                        await event.wait()
+                except TimeoutError:
+                    return []
+            return []
+        finally:
+            group.discard(event)
+            if not group and waiters.by_key.get(stream.encode()) is group:
+                del waiters.by_key[stream.encode()]
+
+    def _steer_channel(self) -> str:
+        return f"{self._prefix}:steer"
+
+    def _steering_waiters(self) -> _SteeringWaiters:
+        waiters: _SteeringWaiters | None = getattr(self, "_live_steering_waiters", None)
+        if waiters is None:
+            waiters = self._live_steering_waiters = _SteeringWaiters()
+        return waiters
+
+    def _ensure_steering_listener(self) -> None:
+        waiters = self._steering_waiters()
+        if waiters.listener is None and not self._closed:
+            # Owned by the store: cancelled and awaited by `close_live` (from `close`).
+            waiters.listener = asyncio.create_task(
+                self._listen_for_steering(waiters), name="redis-steering-listener"
+            )
+
+    async def _listen_for_steering(self, waiters: _SteeringWaiters) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._steer_channel())
+                    async for message in pubsub.listen():
+                        if message["type"] == "subscribe":
+                            waiters.subscribed = True
+                            delay = 0.1
+                            waiters.wake(None)
+                        elif message["type"] == "message":
+                            waiters.wake(bytes(message["data"]))
+            except Exception:
+                logger.warning("steering listener lost its Redis subscription", exc_info=True)
+            finally:
+                waiters.subscribed = False
+            # Backoff between reconnections, not a polling loop: pushes made meanwhile are
+            # found in the streams when the waiters re-check on resubscription.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+
+    async def close_live(self) -> None:
+        """Stop the steering listener and wake its waiters (called by the store's close)."""
+        waiters = self._steering_waiters()
+        waiters.wake(None)
+        if waiters.listener is not None:
+            waiters.listener.cancel()
+            await asyncio.wait([waiters.listener])
+            waiters.listener = None
 
     async def close_steering(self, chat_id: str, generation_id: str) -> None:
         marker = self.key(chat_id, "steer-closed", generation_id)

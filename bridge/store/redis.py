@@ -187,6 +187,7 @@ class RedisStore(RedisLiveMixin):
             self._listener.cancel()
             await asyncio.wait([self._listener])
             self._listener = None
+        await self.close_live()  # the live-session listener (bridge/store/live_redis.py)
         # Closing the pool drops the connections of blocked reads: they return empty.
         await self._blocking.aclose()
         await self._redis.aclose()
