@@ -327,3 +327,21 @@ def test_steering_from_a_second_process_sharing_redis(
     assert input_roles(fake.requests[1].json)[-1] == ("user", "From the phone")
     # Once it ended, the second process refuses too.
     assert steer(second, "steer-redis", steering_body("late")).status_code == 409
+
+
+def test_steering_and_live_tail_belong_to_the_chat_owner(
+    bridge_factory: BridgeFactory, fake: OpenAIFake
+) -> None:
+    server = bridge_factory(**openai_settings(fake, bridge_auth_tokens=["ta:alice", "tb:bob"]))
+    alice, bob = {"authorization": "Bearer ta"}, {"authorization": "Bearer tb"}
+    answer = httpx.post(
+        f"{server.url}/api/chat", json=chat_body("owned", "hi"), headers=alice, timeout=30
+    )
+    assert answer.status_code == 200
+    url = f"{server.url}/api/chat/owned"
+    as_bob = httpx.post(f"{url}/steer", json=steering_body("x"), headers=bob, timeout=10)
+    assert as_bob.status_code == 404
+    assert httpx.get(f"{url}/live", headers=bob, timeout=10).status_code == 404
+    as_alice = httpx.post(f"{url}/steer", json=steering_body("x"), headers=alice, timeout=10)
+    assert as_alice.status_code == 409  # hers, but nothing runs
+    assert httpx.post(f"{url}/steer", json=steering_body("x"), timeout=10).status_code == 401
