@@ -429,6 +429,12 @@ def test_idle_page_follows_an_answer_started_elsewhere(scenario: Any) -> None:
     assert result["watcherLiveTail"]["followed"] >= 1  # told by the chat's live tail
 
 
+@pytest.mark.parametrize("transport", ["sse", "ws", "auto"])
+def test_typing_while_it_answers_steers_the_answer(scenario: Any, transport: str) -> None:
+    result = scenario("steer", "--transport", transport)
+    assert "steering-message" in result["parts"]
+
+
 @pytest.mark.parametrize("transport", ["ws", "auto"])
 def test_idle_page_follows_an_answer_started_elsewhere_over(scenario: Any, transport: str) -> None:
     result = scenario("follow", "--transport", transport)

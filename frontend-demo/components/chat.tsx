@@ -213,6 +213,26 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
     [sendMessage, clearError],
   );
 
+  const steer = useCallback(
+    async (text: string) => {
+      setNotice(null);
+      const response = await fetch(`/api/chat/${encodeURIComponent(id)}/steer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          message: { id: crypto.randomUUID(), role: 'user', parts: [{ type: 'text', text }] },
+          mode: 'queue',
+        }),
+      }).catch(() => null);
+      if (response?.status === 409) {
+        setNotice(`The answer had ended; send “${text.slice(0, 60)}” as a new message.`);
+      } else if (!response?.ok) {
+        setNotice('Could not steer the answer; try again.');
+      }
+    },
+    [id],
+  );
+
   const handleStop = useCallback(async () => {
     connection.beginStop();
     // Stop the generation on the bridge (a local stop alone only closes this tab's
@@ -369,6 +389,7 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
         ) : null}
         <Composer
           onSend={send}
+          onSteer={(text) => void steer(text)}
           onStop={handleStop}
           canStop={canStop}
           stopping={phase === 'stopping'}
