@@ -125,7 +125,11 @@ class SteeringInbox:
     async def deliver(self) -> bool:
         """At a step boundary: emit the received messages as `steering-message` chunks.
         True when any was delivered (the model is to be called again)."""
-        await self._catch_up()
+        try:
+            await self._catch_up()
+        except Exception:
+            # The answer goes on; what the watcher received is still delivered.
+            logger.warning("could not read the steering queue of %s", self._generation_id)
         if not self._pending:
             return False
         for request in self._pending:
