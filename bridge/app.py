@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -26,13 +27,14 @@ from bridge.log_redaction import redact_tokens_in_access_log
 from bridge.observe.metrics import Metrics
 from bridge.providers.base import Provider
 from bridge.providers.registry import ProviderRegistry
-from bridge.routes import chats, meta
+from bridge.routes import chats, meta, steer
 from bridge.runner import GenerationRunner, OnFinish
 from bridge.services import Services
 from bridge.settings import Settings
+from bridge.steer import start_follow_up_turn
 from bridge.store.base import SessionStore
 from bridge.tools import ToolBox, load_tools
-from bridge.transports import poll, sse, websocket
+from bridge.transports import live, poll, sse, websocket
 
 logger = logging.getLogger("bridge")
 
@@ -129,7 +131,7 @@ class Bridge:
         self._on_finish = on_finish
         self.metrics = Metrics()
         self.router = APIRouter()
-        for module in (sse, chats, meta, poll, websocket):
+        for module in (sse, chats, meta, poll, websocket, steer, live):
             self.router.include_router(module.router)
         redact_tokens_in_access_log()
 
@@ -180,6 +182,7 @@ class Bridge:
             writer=writer,
             metrics=self.metrics,
         )
+        runner.follow_up = functools.partial(start_follow_up_turn, app.state.services)
         try:
             # Everything the process runs in the background lives in this one group: the
             # process-wide reader and writer, the generations, the takeover sweep, drain.

@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 from bridge.auth import is_anonymous
 from bridge.continuation import resolve_turn
 from bridge.errors import Draining, GenerationGone, GenerationNotFound, NotFound, RequestError
+from bridge.feed import announce_started
 from bridge.ids import new_generation_id
 from bridge.limits import check_history_size, identify
 from bridge.log.reader import follow
@@ -122,6 +123,7 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         user=user,
     )
     generation = await services.runner.start(plan, expected_revision=revision)
+    await announce_started(services.store, info, turn)  # the chat's live tails learn of it
     await services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(

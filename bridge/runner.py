@@ -52,6 +52,7 @@ from bridge.observe.metrics import Metrics
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest, Provider
 from bridge.settings import Settings
+from bridge.steering import SteeringFollowUp, SteeringInbox, waits_for_client
 from bridge.store.base import GenerationInfo, Outcome, SessionStore
 from bridge.tools import ToolBox
 from bridge.tools.declare import ToolInputError
@@ -175,6 +176,7 @@ class Generation:
         self.links = tracing.request_link()
         """The HTTP request that started it (empty for a takeover): linked, not parent."""
         self.taken_over = False
+        self.steering: SteeringInbox | None = None
 
     @property
     def generation_id(self) -> str:
@@ -252,6 +254,8 @@ class GenerationRunner:
         self._writer = writer
         self._metrics = metrics or Metrics()
         self._on_finish = on_finish
+        self.follow_up: SteeringFollowUp | None = None
+        """Starts the next turn with steering messages left over at a generation's end."""
         self._settings = settings
         self._can_hand_over = can_hand_over
         self._group: TaskGroup | None = None
@@ -434,6 +438,16 @@ class GenerationRunner:
         totals = _Totals()
         stopped = False
         outcome: Outcome | None = None
+        # The steering queue's reader (bridge/steering.py): messages sent while this runs
+        # are delivered at step boundaries; those left at the end start the next turn.
+        steering = generation.steering = SteeringInbox(
+            self._store,
+            info.chat_id,
+            info.generation_id,
+            emit,
+            wait_seconds=self._settings.bridge_heartbeat_seconds,
+        )
+        left: list[Any] = []
         try:
             with generation.scope:
                 async with anyio.create_task_group() as inner:
@@ -445,11 +459,18 @@ class GenerationRunner:
                         generation.scope.cancel()
 
                     inner.start_soon(watch_stop)
+                    inner.start_soon(steering.watch)
                     outcome = await produce(emit, totals)
                     inner.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                if not generation.handing_over:
+                    with contextlib.suppress(Exception):
+                        left = await steering.close()
                 await self._end(generation, writer, emit, assembler, totals, outcome, stopped)
+        plan = generation.plan
+        if left and outcome is not None and outcome is not Outcome.ABORTED and self.follow_up:
+            await self.follow_up(info, plan.model_id, plan.request_data, left)
 
     async def _watch_stop(self, chat_id: str, generation_id: str) -> None:
         """Return when a stop was requested; store errors are retried with backoff (a stop
@@ -582,8 +603,18 @@ class GenerationRunner:
         finish_reason: ev.FinishReason,
     ) -> Outcome:
         plan = generation.plan
-        for step in range(first, first + self._settings.bridge_max_steps):
+        last = first + self._settings.bridge_max_steps
+        for step in range(first, last):
             finish_reason, go_on = await self._step(generation, emit, assembler, step, totals)
+            # The step boundary, before the next model call: steering messages go in here.
+            steering = generation.steering
+            if (
+                steering is not None
+                and step + 1 < last  # a model call is left to hear them
+                and not waits_for_client(assembler.message)
+                and await steering.deliver()
+            ):
+                continue
             if not go_on:
                 break
         return self._finish(plan, emit, totals, finish_reason)
@@ -809,7 +840,11 @@ class GenerationRunner:
         while True:
             transformer = StepTransformer(step, self._check_input(plan))
             try:
-                await self._call_model(generation, assembler, transformer, emit)
+                if generation.steering is None:
+                    await self._call_model(generation, assembler, transformer, emit)
+                else:  # steering hook: an `interrupt` message cancels this call
+                    with generation.steering.interruptible():
+                        await self._call_model(generation, assembler, transformer, emit)
                 break
             except ProviderUnavailable:
                 if retries <= 0 or not generation.opened.done():

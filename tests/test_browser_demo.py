@@ -425,7 +425,20 @@ def test_screenshot_of_a_finished_chat(scenario: Any) -> None:
 
 
 def test_idle_page_follows_an_answer_started_elsewhere(scenario: Any) -> None:
-    scenario("follow")
+    result = scenario("follow")
+    assert result["watcherLiveTail"]["followed"] >= 1  # told by the chat's live tail
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws", "auto"])
+def test_typing_while_it_answers_steers_the_answer(scenario: Any, transport: str) -> None:
+    result = scenario("steer", "--transport", transport)
+    assert "steering-message" in result["parts"]
+
+
+@pytest.mark.parametrize("transport", ["ws", "auto"])
+def test_idle_page_follows_an_answer_started_elsewhere_over(scenario: Any, transport: str) -> None:
+    result = scenario("follow", "--transport", transport)
+    assert result["watcherLiveTail"]["followed"] >= 1
 
 
 # --------------------------------------------------------------------------- transports

@@ -17,7 +17,7 @@ import pytest
 
 from tests.bridge_server import BridgeFactory
 from tests.fakes.openai_server import OpenAIFake
-from tests.fakes.server import LiveServer, Text
+from tests.fakes.server import Hang, LiveServer, Text
 from tests.fault_proxy import FaultProxy
 from tests.node_harness import NodeSetupError, node_binary
 
@@ -467,3 +467,46 @@ def test_resilient_transport_resumes_a_start_whose_answer_was_lost(
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[1] == stored(server, "lost-start")[-1]
     assert output["chunksSeen"] == log_length(server, "lost-start")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_resilient_transport_steer_interrupts_the_answer_on_each_tier(
+    transport_node: str,
+    bridge_factory: BridgeFactory,
+    proxies: Callable[..., FaultProxy],
+    openai_fake: OpenAIFake,
+    tier: str,
+) -> None:
+    openai_fake.enqueue([Text("Rambling on and on"), Hang()])
+    openai_fake.enqueue([Text("Steered.")])
+    server = bridge_factory(
+        **BRIDGE,
+        openai_api_key="test-key",
+        openai_base_url=openai_fake.base_url,
+        bridge_model="openai:gpt-test",
+    )
+    proxy = proxies(server, **NETWORKS[tier])
+    chat_id = f"steer-{tier}"
+    output = run_chat(
+        transport_node,
+        scenario(
+            proxy.url,
+            chat_id,
+            [
+                {"op": "send", "text": "go", "wait": False},
+                {"op": "waitChunks", "n": 6},  # start, start-step, text-start, deltas
+                {"op": "steer", "text": "Stop rambling", "mode": "interrupt"},
+                {"op": "settle"},
+                {"op": "steer", "text": "Too late"},
+            ],
+        ),
+    )
+    assert output["status"] == "ready", output["error"]
+    first, late = events(output, "steer")
+    assert first["queued"] is True and first["status"] == 202
+    assert late == {**late, "queued": False, "status": 409}
+    assistant = output["messages"][-1]
+    kinds = [part["type"] for part in assistant["parts"]]
+    assert kinds == ["step-start", "text", "steering-message", "step-start", "text"]
+    assert assistant["parts"][2]["parts"] == [{"type": "text", "text": "Stop rambling"}]
+    assert assistant["parts"] == stored(server, chat_id)[-1]["parts"]

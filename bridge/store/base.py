@@ -297,3 +297,33 @@ class SessionStore(Protocol):
     async def wait_for_stop(self, chat_id: str, generation_id: str) -> None:
         """Return as soon as a stop has been requested for the generation (at once if it
         already was). Cancellable."""
+
+    # --- live sessions: steering queues and the chat's generation feed -------------------
+    # Additive methods (bridge/store/live_memory.py, bridge/store/live_redis.py). Both
+    # sequences number their items 1, 2, 3, ...; `after=0` reads from the first.
+
+    async def push_steering(self, chat_id: str, generation_id: str, message: bytes) -> int | None:
+        """Append a steering message (JSON bytes) to the generation's steering queue and
+        wake its reader. Returns its position, or None when the queue was closed (the
+        generation is ending: the caller answers 409)."""
+
+    async def read_steering(
+        self, chat_id: str, generation_id: str, after: int, *, wait: float = 0.0
+    ) -> list[tuple[int, bytes]]:
+        """The queue's messages after position `after`, in order; when there are none, wait
+        up to `wait` seconds for one (a blocking read, never a polling loop). Reading does
+        not consume: the reader keeps its own cursor, so a cancelled read loses nothing."""
+
+    async def close_steering(self, chat_id: str, generation_id: str) -> None:
+        """Refuse every later `push_steering` for the generation (idempotent)."""
+
+    async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
+        """Append `record` (JSON bytes naming the generation and the user message that
+        started it) to the chat's generation feed; returns its position. Called right after
+        `begin_generation`, as a separate step."""
+
+    async def read_generations(
+        self, chat_id: str, after: int, *, wait: float = 0.0
+    ) -> list[tuple[int, bytes]]:
+        """The chat's feed records after position `after`, in order; when there are none,
+        wait up to `wait` seconds for one (blocking, never polling)."""

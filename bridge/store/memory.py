@@ -37,6 +37,7 @@ from bridge.store.base import (
     StaleRevision,
     StoreError,
 )
+from bridge.store.live_memory import MemoryLiveMixin
 
 _Key = tuple[str, str]  # (chat_id, generation_id)
 _K = TypeVar("_K")
@@ -92,7 +93,7 @@ class _Stop:
     waiters: int = 0
 
 
-class MemoryStore:
+class MemoryStore(MemoryLiveMixin):
     """In-process `SessionStore`. `clock` gives Unix time; tests inject a fake one."""
 
     def __init__(

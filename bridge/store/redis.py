@@ -63,6 +63,7 @@ from bridge.store.base import (
     StaleRevision,
     StoreError,
 )
+from bridge.store.live_redis import RedisLiveMixin
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ class _Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
-class RedisStore:
+class RedisStore(RedisLiveMixin):
     """`SessionStore` on Redis via `redis.asyncio`: one server, or a Redis Cluster with a
     `redis+cluster://host:port` URL (every key of a chat is in one hash slot)."""
 
@@ -358,6 +359,7 @@ class RedisStore:
             self._listener.cancel()
             await asyncio.wait([self._listener])
             self._listener = None
+        await self.close_live()  # the live-session listener (bridge/store/live_redis.py)
         await self._redis.aclose()
 
     # --- keys --------------------------------------------------------------------------

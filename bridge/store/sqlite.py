@@ -47,6 +47,7 @@ from bridge.store.base import (
     Outcome,
 )
 from bridge.store.file_lock import ProcessLock
+from bridge.store.live_memory import MemoryLiveMixin
 from bridge.store.sqlite_db import Reader, Synchronous, Writer, connect
 from bridge.store.sqlite_tail import TailCache
 from bridge.store.sqlite_types import OpenGeneration
@@ -74,8 +75,10 @@ class _Signal:
         fired.set()
 
 
-class SQLiteStore:
-    """`SessionStore` in the SQLite file `path`. `clock` gives Unix time (tests fake it)."""
+class SQLiteStore(MemoryLiveMixin):
+    """`SessionStore` in the SQLite file `path` (steering queues and the generation feed,
+    short-lived, are kept in memory: one process per file). `clock` gives Unix time (tests
+    fake it)."""
 
     def __init__(
         self,

@@ -55,6 +55,7 @@ from bridge.errors import (
 )
 from bridge.limits import identify, retry_after_header
 from bridge.services import Services, services_of
+from bridge.transports.websocket_live import serve_live_frame
 from protocol.messages import ChatRequest
 from protocol.websocket import (
     KEEPALIVE_FRAME,
@@ -69,6 +70,7 @@ from protocol.websocket import (
     encode_start_frame,
     parse_client_frame,
 )
+from protocol.websocket_live import WsLiveFrame, WsSteerFrame, parse_live_frame
 
 logger = logging.getLogger("bridge.websocket")
 
@@ -93,7 +95,7 @@ class _SocketGone(Exception):
 @dataclass(eq=False, slots=True)
 class _Request:
     request_id: str
-    kind: Literal["send", "resume"]
+    kind: Literal["send", "resume", "steer", "live"]
     chat_id: str
     generation_id: str | None = None
     aborted: bool = False
@@ -208,7 +210,8 @@ class SocketSession:
                 await self._close(POLICY_VIOLATION, f"frame nests deeper than {max_depth} levels")
                 return
             try:
-                frame = parse_client_frame(raw, max_bytes=max_bytes)
+                # Live-session frames (steer, live) first; every other one as before.
+                frame = parse_live_frame(raw) or parse_client_frame(raw, max_bytes=max_bytes)
             except FrameError as exc:
                 await self._close(POLICY_VIOLATION, str(exc))
                 return
@@ -249,14 +252,20 @@ class SocketSession:
 
     # --- requests --------------------------------------------------------------------------
 
-    async def _serve(self, request: _Request, frame: WsSendFrame | WsResumeFrame) -> None:
+    async def _serve(
+        self, request: _Request, frame: WsSendFrame | WsResumeFrame | WsSteerFrame | WsLiveFrame
+    ) -> None:
         """Run one request; its failures become an `error` frame for its request id only."""
         error_text: str | None = None
         try:
             if isinstance(frame, WsSendFrame):
                 await self._send_turn(request, frame)
-            else:
+            elif isinstance(frame, WsResumeFrame):
                 await self._resume(request, frame)
+            else:
+                await serve_live_frame(
+                    self._send, self._services, self._user, request.reading, frame
+                )
         except _SocketGone:
             return
         except BridgeError as exc:

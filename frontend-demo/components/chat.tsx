@@ -10,6 +10,7 @@ import type { TransportChoice } from '@/lib/transport-choice';
 import type { ChatMessage, ModelList, StoredChat } from '@/lib/types';
 import { useChatTransport } from '@/lib/use-chat-transport';
 import { useConnection, usePhaseHistory } from '@/lib/use-connection';
+import { useLiveTail } from '@/lib/use-live-tail';
 import { useTransportChoice } from '@/lib/use-transport-choice';
 import { Composer } from './composer';
 import { ConnectionBadge, badgeLabel } from './connection-badge';
@@ -40,7 +41,10 @@ declare global {
   }
 }
 
-/** How often an idle page asks whether another tab or device started an answer here. */
+/**
+ * How often an idle page asks whether another tab or device started an answer here, while
+ * the live tail (which tells at once) is not connected.
+ */
 const FOLLOW_INTERVAL_MS = 4000;
 
 async function fetchStoredChat(id: string): Promise<StoredChat | null> {
@@ -163,8 +167,21 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
   const phase = connection.phaseFor(chat.status);
   const shownTier = transportChoice.choice === 'auto' ? tier : null;
   usePhaseHistory(phase, badgeLabel(phase, shownTier));
+  const idle = !busy && phase !== 'reconnecting' && phase !== 'stopping';
+  const idleRef = useRef(idle);
+  idleRef.current = idle;
+  // A turn started anywhere (another tab, another device): an idle page shows its user
+  // message and follows its answer at once. This page's own turns arrive while it is busy.
+  const liveTailOpen = useLiveTail(id, async () => {
+    if (!idleRef.current) return false;
+    const stored = await fetchStoredChat(id);
+    if (!idleRef.current || !stored?.activeGenerationId) return false;
+    setMessages(stored.messages);
+    void resumeStream(); // its errors reach onError; it resolves when the answer ends
+    return true;
+  });
   useEffect(() => {
-    if (busy || phase === 'reconnecting' || phase === 'stopping') return;
+    if (!idle) return;
     let cancelled = false;
     const check = async () => {
       if (document.visibilityState !== 'visible') return;
@@ -174,7 +191,9 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
         await resumeStream();
       }
     };
-    const interval = setInterval(check, FOLLOW_INTERVAL_MS);
+    const interval = setInterval(() => {
+      if (!liveTailOpen.current) void check();
+    }, FOLLOW_INTERVAL_MS);
     const onVisible = () => void check();
     document.addEventListener('visibilitychange', onVisible);
     return () => {
@@ -182,7 +201,7 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
       clearInterval(interval);
       document.removeEventListener('visibilitychange', onVisible);
     };
-  }, [busy, phase, id, resumeStream, setMessages]);
+  }, [idle, id, resumeStream, setMessages, liveTailOpen]);
 
   const send = useCallback(
     (text: string) => {
@@ -192,6 +211,26 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
       notifyChatsChanged();
     },
     [sendMessage, clearError],
+  );
+
+  const steer = useCallback(
+    async (text: string) => {
+      setNotice(null);
+      const response = await fetch(`/api/chat/${encodeURIComponent(id)}/steer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          message: { id: crypto.randomUUID(), role: 'user', parts: [{ type: 'text', text }] },
+          mode: 'queue',
+        }),
+      }).catch(() => null);
+      if (response?.status === 409) {
+        setNotice(`The answer had ended; send “${text.slice(0, 60)}” as a new message.`);
+      } else if (!response?.ok) {
+        setNotice('Could not steer the answer; try again.');
+      }
+    },
+    [id],
   );
 
   const handleStop = useCallback(async () => {
@@ -350,6 +389,7 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
         ) : null}
         <Composer
           onSend={send}
+          onSteer={(text) => void steer(text)}
           onStop={handleStop}
           canStop={canStop}
           stopping={phase === 'stopping'}

@@ -4,19 +4,28 @@ import { useState, type FormEvent, type KeyboardEvent } from 'react';
 
 type Props = {
   onSend: (text: string) => void;
+  /** While an answer runs: send the text into it (a steering message). */
+  onSteer: (text: string) => void;
   onStop: () => void;
   canStop: boolean;
   stopping: boolean;
   disabled: boolean;
 };
 
-export function Composer({ onSend, onStop, canStop, stopping, disabled }: Props) {
+export function Composer({ onSend, onSteer, onStop, canStop, stopping, disabled }: Props) {
   const [text, setText] = useState('');
 
   const submit = (event?: FormEvent) => {
     event?.preventDefault();
     const value = text.trim();
-    if (!value || disabled) return;
+    if (!value) return;
+    if (canStop && !stopping) {
+      // An answer is running: the text steers it (the model reads it at its next step).
+      onSteer(value);
+      setText('');
+      return;
+    }
+    if (disabled) return;
     onSend(value);
     setText('');
   };
@@ -37,6 +46,16 @@ export function Composer({ onSend, onStop, canStop, stopping, disabled }: Props)
         onKeyDown={onKeyDown}
         aria-label="Message"
       />
+      {canStop && text.trim() !== '' && !stopping ? (
+        <button
+          type="submit"
+          className="button button-primary"
+          data-testid="steer-button"
+          title="Send this into the running answer: the model reads it at its next step"
+        >
+          Steer
+        </button>
+      ) : null}
       {canStop ? (
         <button
           type="button"

@@ -82,6 +82,15 @@ export const Message = memo(function Message({ message, streaming, onApproval }:
               </a>
             );
           }
+          if ((part as { type: string }).type === 'steering-message') {
+            // A user message delivered into the running answer, where the model read it.
+            const steering = part as unknown as { parts: Array<{ type: string; text?: string }> };
+            return (
+              <div key={index} className="steering-message" data-testid="steering-message">
+                {steering.parts.map((item) => (item.type === 'text' ? item.text : '')).join(' ')}
+              </div>
+            );
+          }
           if (part.type === 'step-start' && index > 0) {
             return <hr key={index} className="step-divider" />;
           }

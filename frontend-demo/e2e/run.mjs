@@ -412,6 +412,11 @@ const scenarios = {
     const started = Date.now();
     await watcher.waitForFunction(() => window.__demoChat?.status === 'streaming', null, { timeout: 15_000 });
     run.note('msUntilWatcherStreams', Date.now() - started);
+    // The page's periodic check rests while the live tail is connected: the tail told it.
+    const tail = await watcher.evaluate(() => (window.__liveTail ? { ...window.__liveTail } : null));
+    run.note('watcherLiveTail', tail);
+    run.check('the watcher followed the turn because its live tail announced it',
+      tail?.open === true && tail.followed >= 1, tail);
     const w = await waitForSettled(writer, baseUrl, chatId);
     const v = await waitForSettled(watcher, baseUrl, chatId);
     const ids = (state) => state.client.messages.map((m) => `${m.role}:${m.id}`);
@@ -421,6 +426,31 @@ const scenarios = {
       textOf(w.client.messages.at(-1)) === textOf(v.client.messages.at(-1)) && textOf(v.client.messages.at(-1)).length > 1500);
     run.check('the watcher shows the writer\'s question',
       (await watcher.locator('[data-testid="message"][data-role="user"]').allInnerTexts()).some((t) => t.includes('long answer')));
+  },
+
+  /** Steer: text typed while the answer runs goes into it, where the model reads it. */
+  async steer({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    await sendText(page, LONG_PROMPT);
+    await waitForStreamedText(page, 200);
+    await page.getByTestId('composer-input').fill('Now say it in one line');
+    await page.getByTestId('steer-button').click();
+    const { stored, client } = await waitForSettled(page, baseUrl, chatId);
+    const kinds = (message) => (message?.parts ?? []).map((part) => part.type);
+    const clientLast = client.messages.at(-1);
+    const storedLast = stored.messages.at(-1);
+    run.note('parts', kinds(clientLast));
+    run.check('one user and one assistant message', client.messages.length === 2,
+      client.messages.map((m) => m.role));
+    const at = kinds(clientLast).indexOf('steering-message');
+    run.check('the answer holds the steering message, then a new step',
+      at > 0 && kinds(clientLast)[at + 1] === 'step-start', kinds(clientLast));
+    run.check('the steering message carries the typed text',
+      clientLast.parts[at]?.parts?.[0]?.text === 'Now say it in one line', clientLast.parts[at]);
+    run.check('the stored answer is the same', JSON.stringify(kinds(storedLast)) === JSON.stringify(kinds(clientLast)));
+    const shown = await page.getByTestId('steering-message').allInnerTexts();
+    run.check('the page shows it inside the answer', shown.length === 1 && shown[0].includes('one line'), shown);
   },
 
   /** Stop: the bridge stops the generation; the partial answer survives a reload. */

@@ -11,6 +11,17 @@ import {
 import type { Session, SessionRequest } from './session.js';
 import { SocketLink } from './socket.js';
 
+export type SteeringMode = 'queue' | 'interrupt';
+
+/** A user message for a running answer: text and file parts only. */
+export type SteeringMessage = {
+  id: string;
+  parts: Array<{ type: 'text'; text: string } | { type: 'file'; mediaType: string; url: string; filename?: string }>;
+};
+
+/** `queued: false` when the bridge refused (409: nothing runs; send a normal turn instead). */
+export type SteerResult = { queued: boolean; status: number; generationId?: string; error?: string };
+
 /** `path` appended to the URL's path, before any query or fragment. */
 function joinPath(url: string, path: string): string {
   const cut = url.search(/[?#]/);
@@ -183,6 +194,32 @@ export class Hub {
       }
       await new Promise(resolve => setTimeout(resolve, 250 * 2 ** attempt));
     }
+  }
+
+  /**
+   * Sends a steering message for the chat's running answer (POST {api}/{id}/steer). An HTTP
+   * request on every tier: the bridge hands it to the generation wherever it runs.
+   */
+  async steer(
+    chatId: string,
+    message: SteeringMessage,
+    mode: SteeringMode,
+    headers?: Record<string, string> | Headers,
+  ): Promise<SteerResult> {
+    const request = await this.prepare(chatId, headers, undefined, undefined);
+    const response = await this.fetch(this.url(`/${encodeURIComponent(chatId)}/steer`), {
+      method: 'POST',
+      headers: { ...request.headers, 'content-type': 'application/json' },
+      credentials: this.credentials,
+      body: JSON.stringify({ message: { ...message, role: 'user' }, mode }),
+    });
+    const answer = (await response.json().catch(() => null)) as
+      | { generationId?: string; error?: { code?: string; message?: string } }
+      | null;
+    if (!response.ok) {
+      return { queued: false, status: response.status, error: answer?.error?.message ?? `HTTP ${response.status}` };
+    }
+    return { queued: true, status: response.status, generationId: answer?.generationId };
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 import type { ChatRequestOptions, ChatTransport, UIMessage, UIMessageChunk } from 'ai';
-import { Hub } from './hub.js';
+import { Hub, type SteerResult, type SteeringMessage, type SteeringMode } from './hub.js';
 import type { ResilientChatTransportOptions, Tier } from './options.js';
 import { Session } from './session.js';
 
@@ -46,6 +46,16 @@ export class ResilientChatTransport<UI_MESSAGE extends UIMessage = UIMessage> im
   async reconnectToStream(options: ReconnectOptions<UI_MESSAGE>): Promise<ReadableStream<UIMessageChunk> | null> {
     const session = await this.session('resume', options, options.abortSignal);
     return session.start();
+  }
+
+  /**
+   * Steers the chat's running answer: the message reaches the model at the next step
+   * boundary (`queue`, the default) or cuts the current model call short (`interrupt`); the
+   * answer being read shows it as a `steering-message` part. Resolves `queued: false` when
+   * nothing runs (send it as a normal message then).
+   */
+  steer(chatId: string, message: SteeringMessage, options: { mode?: SteeringMode; headers?: Record<string, string> } = {}): Promise<SteerResult> {
+    return this.hub.steer(chatId, message, options.mode ?? 'queue', options.headers);
   }
 
   /** Closes the socket and ends every answer being read (they error). */

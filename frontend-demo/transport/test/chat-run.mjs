@@ -135,6 +135,15 @@ async function main() {
         );
         break;
       }
+      case 'steer': {
+        const result = await transport.steer(
+          scenario.chatId,
+          { id: step.id ?? 'steer-1', parts: [{ type: 'text', text: step.text }] },
+          { mode: step.mode },
+        );
+        record('steer', result);
+        break;
+      }
       case 'sleep':
         await new Promise(resolve => setTimeout(resolve, step.ms));
         break;
