@@ -93,8 +93,8 @@ def make_cluster(redis_process: RedisProcess, tmp_path: Path) -> Iterator[Cluste
         for bridge in cluster.bridges:
             bridge.close()
             # Shown by pytest only when the test failed: what each process said.
-            print(f"----- bridge {bridge.name} (port {bridge.port}) -----")
-            print(bridge.output()[-6000:])
+            print(f"----- bridge {bridge.name} (port {bridge.port}, log {bridge.log}) -----")
+            print(bridge.digest())
         if cluster.proxy is not None:
             print(
                 f"----- proxy: {cluster.proxy.connections} connections, "

@@ -209,6 +209,16 @@ class BridgeProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def digest(self, lines: int = 60) -> str:
+        """The last log records, without tracebacks and long-poll access lines (the whole
+        log stays in the test's tmp_path)."""
+        records = [
+            line
+            for line in self.output().splitlines()
+            if line[:2] == "20" and "/poll?" not in line and "/healthz" not in line
+        ]
+        return "\n".join(records[-lines:])
+
     def kill(self) -> None:
         """SIGKILL: no drain, no flush, sockets reset by the kernel."""
         assert self._process is not None

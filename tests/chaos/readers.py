@@ -32,6 +32,7 @@ SILENCE_SECONDS = 8.0
 """Longest quiet stretch on a live connection (keep-alives come every second)."""
 MAX_CONNECTIONS = 40
 MAX_POLLS = 2000
+FINAL_STATUSES = frozenset({204, 404, 410})
 RECONNECT_PAUSE = 0.2
 """A client's back-off between attempts (a policy of the client, not a synchronisation)."""
 
@@ -49,8 +50,9 @@ class Delivery:
     done: bool = False
     generation_id: str | None = None
     gone: str | None = None
-    """Set when a bridge answered that the generation no longer exists (404/410): a final
-    answer for a client, which then loads the chat's messages instead."""
+    """Set when a bridge answered that there is nothing (more) to read: 204 (no
+    generation to resume), 404/410 (the generation is gone). A client takes it as final
+    and loads the chat's messages instead."""
 
     @property
     def offsets(self) -> list[int]:
@@ -136,7 +138,7 @@ async def follow_sse(
     """Read a generation to its closing chunk: first the POST that starts it (with
     `post_body`) or a resume GET, then resumes from the last offset held, trying `urls` in
     turn. Fails (AssertionError) past `budget` seconds."""
-    delivery = Delivery(name)
+    delivery = Delivery(name, generation_id=generation_id)
     try:
         async with asyncio.timeout(budget):
             await _follow_sse(delivery, urls, chat_id, post_body, generation_id, progress)
@@ -171,9 +173,7 @@ async def _follow_sse(
                     "GET", f"{url}/api/chat/{chat_id}/stream", headers=headers, params=params
                 )
             try:
-                generation_id, reason = await _one_connection(
-                    client, request, delivery, progress, generation_id
-                )
+                reason = await _one_connection(client, request, delivery, progress)
             except httpx.ReadTimeout:
                 delivery.stalls += 1
                 reason = f"silent for {SILENCE_SECONDS} s on {url}"
@@ -182,7 +182,7 @@ async def _follow_sse(
             except _Gone as gone:
                 delivery.gone = str(gone)
                 return
-            delivery.generation_id = generation_id
+            generation_id = delivery.generation_id
             if reason is None:
                 delivery.done = True
                 return
@@ -199,32 +199,31 @@ async def _one_connection(
     request: httpx.Request,
     delivery: Delivery,
     progress: Progress | None,
-    generation_id: str | None,
-) -> tuple[str | None, str | None]:
-    """Read one response. Returns the generation it serves (pinned for the resumes) and
-    None once the closing chunk and `[DONE]` came, else why it ended early."""
+) -> str | None:
+    """Read one response: None once the closing chunk and `[DONE]` came, else why it
+    ended early. The generation it serves is pinned for the resumes that follow."""
     where = f"{request.url.host}:{request.url.port}"
     response = await client.send(request, stream=True)
     try:
         if response.status_code != 200:
             body = (await response.aread())[:200]
             reason = f"status {response.status_code} {body!r} from {where}"
-            if response.status_code in (404, 410):
+            if response.status_code in FINAL_STATUSES:
                 raise _Gone(reason)
-            return generation_id, reason
-        generation_id = response.headers.get(GENERATION_HEADER, generation_id)
+            return reason
+        delivery.generation_id = response.headers.get(GENERATION_HEADER, delivery.generation_id)
         parser = SSEParser()
         async for piece in response.aiter_raw():
             for event in parser.feed(piece):
                 if event.data is None:
                     continue
                 if event.data == "[DONE]":
-                    if delivery.ended():
-                        return generation_id, None
-                    return generation_id, f"[DONE] before a closing chunk from {where}"
+                    return (
+                        None if delivery.ended() else f"[DONE] before a closing chunk from {where}"
+                    )
                 assert event.id is not None, f"an SSE event without id: {event.data[:100]}"
                 await _record(delivery, int(event.id), orjson.loads(event.data), progress)
-        return generation_id, f"the response from {where} ended without [DONE]"
+        return f"the response from {where} ended without [DONE]"
     finally:
         await response.aclose()
 
@@ -283,7 +282,7 @@ async def _follow_poll(
                 await asyncio.sleep(RECONNECT_PAUSE)
                 continue
             delivery.connections += 1
-            if response.status_code in (404, 410):
+            if response.status_code in FINAL_STATUSES:
                 delivery.gone = f"status {response.status_code} from {url}: {response.text[:200]}"
                 return
             if response.status_code != 200:
