@@ -146,6 +146,7 @@ async def test_chaos_silent_step_of_a_minute_holds(make_cluster: ClusterFactory)
     a, b = cluster.bridges
     chat_id = chat_id_for("silence")
     budget = BUDGET + 61
+    progress = Progress()
     async with asyncio.TaskGroup() as group:
         poster = group.create_task(
             follow_sse(
@@ -154,8 +155,10 @@ async def test_chaos_silent_step_of_a_minute_holds(make_cluster: ClusterFactory)
                 chat_id,
                 post_body=chat_body(chat_id, "Please use chaos_silence."),
                 budget=budget,
+                progress=progress,
             )
         )
+        await progress.until("the first chunks", lambda delivery: bool(delivery.entries))
         watcher = group.create_task(follow_sse("SSE reader on b", [b.url], chat_id, budget=budget))
         poller = group.create_task(follow_poll("poller on b", [b.url], chat_id, budget=budget))
     deliveries = [poster.result(), watcher.result(), poller.result()]
