@@ -110,13 +110,19 @@ class RedisProcess:
             probe.close()
 
     def shutdown(self, *, save: bool) -> None:
-        """SHUTDOWN SAVE (the data is written to dump.rdb, a restart loads it) or NOSAVE."""
+        """SHUTDOWN SAVE (the data is written to dump.rdb, a restart loads it) or NOSAVE.
+
+        Sent on a raw socket: a client library would retry the command it saw cut off
+        (the server closing the connection is the answer), for seconds."""
         process = self._process
         assert process is not None
-        client = self.client()
-        with contextlib.suppress(redis.ConnectionError):  # the server closes it: expected
-            client.shutdown(save=save, nosave=not save)
-        client.close()
+        command = b"SAVE" if save else b"NOSAVE"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=EXIT_SECONDS) as conn:
+            conn.sendall(b"*2\r\n$8\r\nSHUTDOWN\r\n$%d\r\n%s\r\n" % (len(command), command))
+            reply = b""
+            with contextlib.suppress(ConnectionResetError):
+                reply = conn.recv(1024)  # b"" once the server exited; an error reply otherwise
+        assert not reply, f"SHUTDOWN {command.decode()} refused: {reply!r}"
         process.wait(EXIT_SECONDS)
         self._process = None
         if not save:

@@ -30,11 +30,16 @@ TERMINAL = frozenset({"finish", "error", "abort"})
 """Chunk types that close a generation's log."""
 SILENCE_SECONDS = 8.0
 """Longest quiet stretch on a live connection (keep-alives come every second)."""
-MAX_CONNECTIONS = 40
+MAX_CONNECTIONS = 100
 MAX_POLLS = 2000
 FINAL_STATUSES = frozenset({204, 404, 410})
 RECONNECT_PAUSE = 0.2
-"""A client's back-off between attempts (a policy of the client, not a synchronisation)."""
+"""A client's back-off between attempts, growing by this much per failed attempt in a row
+up to a second (a policy of the client, not a synchronisation)."""
+
+
+def _back_off(failures_in_a_row: int) -> float:
+    return min(RECONNECT_PAUSE * failures_in_a_row, 1.0)
 
 
 @dataclass
@@ -158,9 +163,11 @@ async def _follow_sse(
 ) -> None:
     timeout = httpx.Timeout(10.0, read=SILENCE_SECONDS)
     at = 0  # index in `urls` of the bridge to try next
+    failures = 0
     async with httpx.AsyncClient(timeout=timeout) as client:
         while delivery.connections < MAX_CONNECTIONS:
             delivery.connections += 1
+            held = len(delivery.entries)
             url = urls[at % len(urls)]
             if post_body is not None and delivery.connections == 1:
                 request = client.build_request("POST", f"{url}/api/chat", json=post_body)
@@ -188,7 +195,9 @@ async def _follow_sse(
                 return
             delivery.drops.append(reason)
             at += 1
-            await asyncio.sleep(RECONNECT_PAUSE)
+            # A connection that brought nothing new makes the next attempt wait longer.
+            failures = failures + 1 if len(delivery.entries) == held else 1
+            await asyncio.sleep(_back_off(failures))
     raise AssertionError(
         f"reader gave up after {MAX_CONNECTIONS} connections: {delivery.summary()}"
     )
