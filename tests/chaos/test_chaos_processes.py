@@ -64,6 +64,10 @@ async def test_chaos_sigterm_mid_text_drains_to_the_end(make_cluster: ClusterFac
 
     deliveries = await answer_hurt_mid_text(cluster.urls, chat_id, blocking(terminate_then_post))
     assert_whole_answer(b.url, chat_id, deliveries)
+    poster = deliveries[0]
+    # Drained, not handed over: the answer ended where it began, for its reader there too.
+    assert poster.connections == 1, poster.summary()
+    assert "reset-step" not in poster.types, poster.summary()
     assert await asyncio.to_thread(a.wait_exit) in EXITED_ON_SIGTERM, a.output()[-3000:]
     for response in refused:
         if response.status_code == 200:  # it came before the signal was seen: served whole
