@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,7 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from bridge.auth import TokenAuth
-from bridge.errors import BridgeError, InvalidRequest
+from bridge.client_level import check_startup_level
+from bridge.drain import Drain
+from bridge.errors import BridgeError, Draining, InvalidRequest
+from bridge.log.hub import LogHub
+from bridge.log.takeover import sweep
+from bridge.log.writer import LogWriter
 from bridge.providers.registry import ProviderRegistry
 from bridge.routes import chats, meta
 from bridge.runner import GenerationRunner
@@ -28,16 +34,24 @@ logger = logging.getLogger("bridge")
 
 def _make_store(settings: Settings) -> tuple[SessionStore, str]:
     if settings.redis_url:
-        from bridge.store.redis import RedisStore
+        from bridge.store.redis import RedisOptions, RedisStore
 
-        logger.info("session store: Redis")
-        return RedisStore(
+        store = RedisStore(
             settings.redis_url,
             key_prefix=settings.bridge_key_prefix,
             log_ttl_seconds=settings.bridge_log_ttl_seconds,
             history_ttl_seconds=settings.bridge_history_ttl_seconds,
             lease_seconds=settings.bridge_lease_seconds,
-        ), "redis"
+            options=RedisOptions(
+                socket_timeout=settings.bridge_redis_socket_timeout_seconds,
+                connect_timeout=settings.bridge_redis_connect_timeout_seconds,
+                health_check_interval=settings.bridge_redis_health_check_seconds,
+                max_connections=settings.bridge_redis_max_connections,
+                pool_timeout=settings.bridge_redis_pool_timeout_seconds,
+            ),
+        )
+        logger.info("session store: Redis%s", " Cluster" if store.cluster else "")
+        return store, "redis"
     from bridge.store.memory import MemoryStore
 
     logger.warning(
@@ -61,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tools = load_tools(settings.bridge_tools)
+        check_startup_level(settings, tools)
         if len(tools):
             logger.info(
                 "tools from %s: %s",
@@ -70,8 +85,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store, kind = _make_store(settings)
         await store.start()
         registry = ProviderRegistry.from_settings(settings)
-        runner = GenerationRunner(store, settings)
-        app.state.services = Services(
+        hub = LogHub(store, queue_entries=settings.bridge_reader_queue_chunks)
+        writer = LogWriter(
+            store,
+            hub,
+            flush_interval=settings.bridge_flush_ms / 1000,
+            lease_renew_interval=settings.bridge_lease_seconds / 3,
+            max_buffered=settings.bridge_writer_buffer_chunks,
+            retry_seconds=settings.bridge_writer_retry_seconds,
+        )
+        runner = GenerationRunner(store, settings, writer, can_hand_over=kind == "redis")
+        services = app.state.services = Services(
             settings=settings,
             store=store,
             store_kind=kind,
@@ -79,13 +103,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runner=runner,
             auth=TokenAuth(settings.bridge_auth_tokens),
             tools=tools,
+            hub=hub,
+            writer=writer,
         )
         try:
-            yield
+            # Everything the process runs in the background lives in this one group: the
+            # process-wide reader and writer, the generations, the takeover sweep, drain.
+            async with anyio.create_task_group() as group:
+                group.start_soon(hub.run)
+                group.start_soon(writer.run)
+                await group.start(runner.serve)
+                if settings.bridge_takeover_sweep_seconds > 0:
+                    group.start_soon(sweep, services, settings.bridge_takeover_sweep_seconds)
+                drain = Drain(runner, settings.bridge_drain_seconds)
+                drain.install(group)
+                try:
+                    yield
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        # Generations end (or are handed over) through the writer, which
+                        # must still run: cancel the group only after.
+                        await drain.run()
+                        drain.uninstall()
+                    group.cancel_scope.cancel()
         finally:
-            await runner.shutdown()
-            await registry.aclose()
-            await store.close()
+            with anyio.CancelScope(shield=True):
+                await registry.aclose()
+                await store.close()
 
     app = FastAPI(title="aisdk-bridge", version="0.1.0", lifespan=lifespan)
     if settings.bridge_cors_origins:
@@ -101,10 +145,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(BridgeError)
     async def bridge_error(request: Request, exc: BridgeError) -> JSONResponse:
         extra: dict[str, object] = {}
+        headers: dict[str, str] = {}
         if isinstance(exc, InvalidRequest):
             extra["details"] = exc.details
+        if isinstance(exc, Draining):
+            headers["retry-after"] = str(exc.retry_after_seconds)
         return JSONResponse(
-            _error_body(exc.code, exc.message, **extra), status_code=exc.status_code
+            _error_body(exc.code, exc.message, **extra),
+            status_code=exc.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
+import anyio
 from starlette.requests import HTTPConnection
 
 from bridge.continuation import ApprovalDecision, merge_answers
 from bridge.conversation import Turn, plan_turn
-from bridge.errors import GenerationGone, GenerationNotFound, NotFound, RequestError
+from bridge.errors import Draining, GenerationGone, GenerationNotFound, NotFound, RequestError
 from bridge.ids import new_generation_id
 from bridge.log.reader import follow
-from bridge.log.recovery import close_abandoned
+from bridge.log.takeover import recover as take_over
 from bridge.runner import Generation, GenerationPlan
 from bridge.services import Services
 from bridge.store.base import GenerationInfo, LogEntry, Outcome
@@ -23,6 +24,8 @@ from protocol.messages import CHAT_ID_RULE, ChatRequest, TextUIPart, UIMessage, 
 
 _PAST_ANY_END = 1 << 62
 """An offset beyond every log's end marker."""
+_STOP_PROBE_SECONDS = 0.5
+"""How soon a stop checks whether the producer it waits for is still alive."""
 
 
 def check_chat_id(chat_id: str) -> str:
@@ -62,10 +65,17 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
     """Validate the turn, start its generation and wait until the provider accepted it (or
     one heartbeat interval passed), so a refused call surfaces as an error here."""
     chat_id = chat_request.id
+    if not services.runner.accepting:
+        raise Draining("this server is shutting down; retry the request")
     await authorize(services, user, chat_id)
     if await services.store.claim_chat(chat_id, user) != user:
         # Someone else created the chat between the check and the claim.
         raise NotFound(f"chat {chat_id} not found")
+    # Read before the history: the generation begins only if nothing changed the chat
+    # since (another generation began or ended: two approval answers racing, an answer
+    # ending just after this request read the history).
+    chat = await services.store.get_chat(chat_id)
+    revision = chat.revision if chat is not None else 0
 
     provider, model, model_id = services.registry.choose(chat_request.model)
 
@@ -108,7 +118,7 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         tools=tools,
         decisions=decisions,
     )
-    generation = await services.runner.start(plan)
+    generation = await services.runner.start(plan, expected_revision=revision)
     await services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(
@@ -180,32 +190,71 @@ async def _stored_history(services: Services, chat_id: str) -> list[UIMessage]:
 
 
 def follow_generation(
-    services: Services, chat_id: str, generation_id: str, after: int, *, skip_through: int = 0
-) -> AsyncIterator[list[LogEntry] | None]:
-    """The log after `after`, live, with heartbeat ticks; takes over a dead producer.
+    services: Services,
+    chat_id: str,
+    generation_id: str,
+    after: int,
+    *,
+    skip_through: int = 0,
+    heartbeat: float | None = None,
+) -> AsyncGenerator[list[LogEntry] | None]:
+    """The log after `after`, live, with heartbeat ticks (every `heartbeat` seconds,
+    BRIDGE_HEARTBEAT_SECONDS by default); takes over a dead producer.
 
     `skip_through=p` leaves out offsets 1..p: the prelude that rebuilds a continued message,
     which the client that sent the continuation holds already."""
 
     async def recover(chat: str, generation: str) -> None:
-        await close_abandoned(services.store, chat, generation)
+        await take_over(services, chat, generation)
 
-    entries = follow(
-        services.store,
-        chat_id,
-        generation_id,
-        after,
-        heartbeat=services.settings.bridge_heartbeat_seconds,
-        recover=recover,
+    entries = _until_handed_over(
+        services,
+        follow(
+            services.hub,
+            chat_id,
+            generation_id,
+            after,
+            heartbeat=heartbeat or services.settings.bridge_heartbeat_seconds,
+            recover=recover,
+        ),
     )
     if skip_through <= 0:
         return entries
     return _without(entries, 1, skip_through)
 
 
+class HandedOver(Exception):
+    """Raised to a reader when its process handed its generations over (drain): the
+    transport ends the response WITHOUT its end-of-stream mark (no `[DONE]`, no `end`
+    frame), so the client knows the answer is not complete and resumes elsewhere."""
+
+
+async def _until_handed_over(
+    services: Services, entries: AsyncIterator[list[LogEntry] | None]
+) -> AsyncGenerator[list[LogEntry] | None]:
+    """A draining process ends its readers once it handed its generations over: they
+    resume on another process, from their last offset."""
+    runner = services.runner
+    try:
+        while True:
+            with runner.reader_scope() as scope:
+                try:
+                    batch = await anext(entries)
+                except StopAsyncIteration:
+                    return
+            if scope.cancelled_caught or scope.cancel_called:
+                raise HandedOver
+            yield batch
+    finally:
+        aclose = getattr(entries, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
+
+
 async def _without(
     entries: AsyncIterator[list[LogEntry] | None], first: int, last: int
-) -> AsyncIterator[list[LogEntry] | None]:
+) -> AsyncGenerator[list[LogEntry] | None]:
     async for batch in entries:
         if batch is None:
             yield batch
@@ -233,20 +282,26 @@ async def stop_generation(
 async def _wait_for_end(
     services: Services, chat_id: str, generation_id: str, limit_seconds: float = 10.0
 ) -> str | None:
-    """Follow the log to its end marker; take over a producer that died meanwhile."""
-    store = services.store
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_seconds
-    after = -1
+    """Follow the log to its end marker (the same loop as every reader); a producer that
+    died meanwhile is taken over as stopped."""
+
+    async def recover(chat: str, generation: str) -> None:
+        # The stop is in the store: whoever claims the generation closes it with `abort`.
+        await take_over(services, chat, generation)
+
     try:
-        while loop.time() < deadline:
-            read = await store.read(chat_id, generation_id, after, limit=10_000, wait=0.5)
-            if read.entries:
-                after = read.entries[-1].offset
-            if read.ended:
-                return read.outcome.value if read.outcome else None
-            if not read.entries and not await store.producer_alive(chat_id, generation_id):
-                await close_abandoned(store, chat_id, generation_id, stop_requested=True)
-    except GenerationNotFound:
+        async with asyncio.timeout(limit_seconds):
+            async for _ in follow(
+                services.hub,
+                chat_id,
+                generation_id,
+                -1,
+                heartbeat=_STOP_PROBE_SECONDS,
+                recover=recover,
+            ):
+                pass
+        # A read past the end marker: no entries, only the outcome.
+        read = await services.store.read(chat_id, generation_id, _PAST_ANY_END, limit=1)
+    except (GenerationNotFound, TimeoutError):
         return None
-    return None
+    return read.outcome.value if read.outcome else None

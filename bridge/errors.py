@@ -93,6 +93,15 @@ class NotFound(RequestError):
     code = "not_found"
 
 
+class Draining(BridgeError):
+    """A new generation asked of a process that is shutting down: a load balancer retries
+    it on another process (the answer carries `Retry-After`)."""
+
+    status_code = 503
+    code = "draining"
+    retry_after_seconds = 1
+
+
 class ProviderError(BridgeError):
     """A provider failure. `message` is safe to show: it never contains a secret."""
 

@@ -1,17 +1,21 @@
-"""The generation runner: one task per generation, owned by the application.
+"""The generation runner: every generation of the process, in one task group.
 
-The task calls the model (step after step when tools are involved), turns provider
+A generation calls the model (step after step when tools are involved), turns provider
 events into chunks, writes every chunk to the generation log and folds it into the
 assistant message that is stored when the generation ends. HTTP responses never drive
 it: they are readers of the log, and a client going away changes nothing here.
 
-Ends (each writes the end marker and the history in one atomic store step):
+Ends (one shielded path, `_end`; the closing chunks come from bridge/log/closing.py):
 * finish: ... `finish-step`, `finish{finishReason}`;
 * provider or internal error: `error{errorText}`, `finish-step` if a step is open,
   `finish{finishReason:"error"}`;
 * stop (from any process, through the store): the provider call is cancelled, which
   closes its HTTP response, then `abort{reason}`;
-* shutdown: like stop, with the reason "server shutting down".
+* hand-over (drain): the log is flushed and left open, the lease released; another
+  process takes over (bridge/log/takeover.py). With nobody to take over (memory store):
+  `abort{reason:"server shutting down"}`;
+* the log writer failed (fenced, the store down past its retries): nothing more can be
+  written; the producer stops and takeover decides.
 """
 
 from __future__ import annotations
@@ -20,16 +24,27 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import orjson
+from anyio.abc import TaskGroup, TaskStatus
 
 from bridge.continuation import ApprovalDecision
 from bridge.conversation import Turn
-from bridge.errors import ChatBusy, ChatConflict, ProviderError, ProviderUnavailable
+from bridge.errors import (
+    ChatBusy,
+    ChatConflict,
+    Draining,
+    ProviderError,
+    ProviderUnavailable,
+    StoreError,
+)
 from bridge.ids import new_approval_id
-from bridge.log.writer import LogWriter
+from bridge.log.closing import SHUTDOWN_REASON, STOPPED_REASON, closing_chunks
+from bridge.log.writer import GenerationLog, LogWriter
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest, Provider
 from bridge.settings import Settings
@@ -40,9 +55,7 @@ from bridge.tools.execute import run_tool
 from bridge.transform import InputCheck, StepTransformer
 from protocol.assembler import MessageAssembler
 from protocol.chunks import (
-    AbortChunk,
     DataChunk,
-    ErrorChunk,
     FinishChunk,
     FinishStepChunk,
     MessageMetadataChunk,
@@ -55,12 +68,16 @@ from protocol.chunks import (
     UIMessageChunk,
     encode_chunk,
 )
-from protocol.messages import StepStartUIPart, UIMessage
+from protocol.messages import DynamicToolUIPart, StepStartUIPart, ToolUIPart, UIMessage
 from protocol.replay import message_to_chunks
 
 logger = logging.getLogger("bridge.runner")
 
 INTERNAL_ERROR_TEXT = "An internal error occurred."
+TOOL_INTERRUPTED_TEXT = (
+    "The tool was interrupted: the server running it stopped. It may or may not have taken effect."
+)
+TOOL_RUN_DATA_TYPE = "data-tool-run"
 _YIELD_EVERY = 16
 
 
@@ -77,6 +94,24 @@ class GenerationPlan:
     tools: ToolBox = field(default_factory=ToolBox)
     decisions: list[ApprovalDecision] = field(default_factory=list)
     """Approval answers of a continuation, carried out before the model is called."""
+
+    def dump(self) -> bytes:
+        """What a takeover needs to go on with this generation in another process (stored
+        by `begin_generation`); the history itself is in the store already."""
+        continued = self.turn.continued
+        return orjson.dumps(
+            {
+                "v": 1,
+                "model": self.model_id,
+                "requestData": self.request_data,
+                "messageId": self.turn.message_id,
+                "createdAt": self.info.created_at,
+                "continued": continued is not None,
+                "firstStep": sum(isinstance(p, StepStartUIPart) for p in continued.parts)
+                if continued
+                else 0,
+            }
+        )
 
 
 @dataclass(slots=True)
@@ -108,7 +143,8 @@ class _Totals:
 
 
 class Generation:
-    """A running generation, as seen by the request that started it."""
+    """A running generation, as seen by the request that started it (and by the runner,
+    which owns its lifetime)."""
 
     def __init__(self, plan: GenerationPlan) -> None:
         self.plan = plan
@@ -119,20 +155,50 @@ class Generation:
         self.prelude_end = 0
         """Offsets 1..prelude_end rebuild the continued message for replays; a reader that
         holds the message already (the request that continued it) skips them."""
+        self.scope = anyio.CancelScope()
+        """The producer's scope: cancelled by a stop, a writer failure, a hand-over."""
+        self.handing_over = False
+        self.epoch = 1
 
     @property
     def generation_id(self) -> str:
         return self.plan.info.generation_id
 
 
+@dataclass(slots=True)
+class Resumption:
+    """Where a taken-over generation goes on from (see bridge/log/takeover.py)."""
+
+    epoch: int
+    next_offset: int
+    message: UIMessage
+    """The assistant message rebuilt from the log."""
+    step_open: bool
+    """The log ends inside a step (no `finish-step` after the last `start-step`)."""
+    tools_begun: bool
+    """The open step got as far as its tools (a `data-tool-run` or a tool result)."""
+    started_tools: frozenset[str]
+    """Tool calls whose `data-tool-run` marker is in the log."""
+    first_step: int
+    """Steps the message had before this generation began (a continued message's)."""
+
+
 class _Emitter:
     """Encodes each chunk once, logs it and folds it into the assistant message."""
 
-    def __init__(self, writer: LogWriter, assembler: MessageAssembler, generation: Generation):
+    def __init__(self, writer: GenerationLog, assembler: MessageAssembler, generation: Generation):
         self._writer = writer
         self._assembler = assembler
         self._generation = generation
         self.step_open = False
+
+    @property
+    def writer(self) -> GenerationLog:
+        return self._writer
+
+    async def drained(self) -> None:
+        """Backpressure: wait while the store is behind this generation's chunks."""
+        await self._writer.drained()
 
     def __call__(self, chunk: UIMessageChunk) -> None:
         self._writer.write(encode_chunk(chunk))
@@ -146,17 +212,55 @@ class _Emitter:
 
 
 class GenerationRunner:
-    def __init__(self, store: SessionStore, settings: Settings) -> None:
-        self._store = store
-        self._settings = settings
-        self._tasks: set[asyncio.Task[None]] = set()
+    """Owns every generation of the process in one task group (`serve`, started by the
+    app's lifespan). Each generation is a task group of its own: the log writer's flush
+    loop, the stop watch and the producer; its end runs once, shielded."""
 
-    async def start(self, plan: GenerationPlan) -> Generation:
-        """Record the generation as the chat's active one and start its task."""
+    def __init__(
+        self,
+        store: SessionStore,
+        settings: Settings,
+        writer: LogWriter,
+        *,
+        can_hand_over: bool,
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self._settings = settings
+        self._can_hand_over = can_hand_over
+        self._group: TaskGroup | None = None
+        self._generations: dict[str, Generation] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.accepting = True
+        """False once draining: new generations are refused (503)."""
+        self.handed_over = asyncio.Event()
+        """Set when draining handed the remaining generations over: readers end."""
+        self._reader_scopes: set[anyio.CancelScope] = set()
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as group:
+            self._group = group
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._group = None
+
+    async def start(
+        self, plan: GenerationPlan, *, expected_revision: int | None = None
+    ) -> Generation:
+        """Record the generation as the chat's active one and start it."""
+        if not self.accepting or self._group is None:
+            raise Draining("this server is shutting down; retry the request")
         start = StartChunk(message_id=plan.turn.message_id)
         try:
-            await self._store.begin_generation(
-                plan.info, encode_chunk(start), [message.dump() for message in plan.turn.history]
+            epoch = await self._store.begin_generation(
+                plan.info,
+                encode_chunk(start),
+                [message.dump() for message in plan.turn.history],
+                expected_revision=expected_revision,
+                plan=plan.dump(),
             )
         except ChatBusy as exc:
             raise ChatConflict(
@@ -164,136 +268,343 @@ class GenerationRunner:
                 f"GET /api/chat/{plan.info.chat_id}/stream or stop it first"
             ) from exc
         generation = Generation(plan)
+        generation.epoch = epoch
         prelude = message_to_chunks(plan.turn.continued) if plan.turn.continued else []
         generation.prelude_end = len(prelude)
-        task = asyncio.create_task(
-            self._run(generation, start, prelude), name=plan.info.generation_id
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return generation
-
-    @property
-    def running(self) -> int:
-        return len(self._tasks)
-
-    async def shutdown(self) -> None:
-        """Cancel every generation; each writes `abort` and its history before it ends."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _run(
-        self, generation: Generation, start: StartChunk, prelude: list[UIMessageChunk]
-    ) -> None:
-        plan = generation.plan
-        info = plan.info
         continued = plan.turn.continued
         assembler = MessageAssembler(message=continued) if continued else MessageAssembler()
         assembler.apply(start)
-        writer = LogWriter(
-            self._store,
-            info.chat_id,
-            info.generation_id,
-            flush_interval=self._settings.bridge_flush_ms / 1000,
-            lease_renew_interval=self._settings.bridge_lease_seconds / 3,
-        )
-        emit = _Emitter(writer, assembler, generation)
-        for chunk in prelude:
-            writer.write(encode_chunk(chunk))  # logged for replays; the message has it already
-        outcome = Outcome.FINISHED
-        stopped = False
-        try:
-            async with anyio.create_task_group() as group:
 
-                async def watch_stop() -> None:
-                    nonlocal stopped
-                    try:
-                        await self._store.wait_for_stop(info.chat_id, info.generation_id)
-                    except Exception:
-                        # Without the store nothing can be logged either; let the
-                        # generation run into the store error itself.
-                        logger.exception("stop watch failed for %s", info.generation_id)
-                        return
-                    stopped = True
-                    group.cancel_scope.cancel()
+        async def produce(emit: _Emitter, totals: _Totals) -> Outcome:
+            for chunk in prelude:
+                emit.writer.write(encode_chunk(chunk))  # for replays; the message has it
+            return await self._produce(generation, emit, assembler, totals)
 
-                group.start_soon(watch_stop)
-                outcome = await self._produce(generation, emit, assembler)
-                group.cancel_scope.cancel()
-            if stopped:
-                outcome = Outcome.ABORTED
-                emit(AbortChunk(reason="stopped"))
-        except asyncio.CancelledError:
-            outcome = Outcome.ABORTED
-            emit(AbortChunk(reason="server shutting down"))
-            with anyio.CancelScope(shield=True):
-                await self._finish(generation, writer, assembler, outcome)
-            raise
-        await self._finish(generation, writer, assembler, outcome)
+        self._launch(generation, assembler, 1, produce)
+        return generation
 
-    async def _finish(
+    def resume(self, plan: GenerationPlan, resumption: Resumption) -> Generation:
+        """Go on with a generation taken over from a producer that is gone."""
+        if self._group is None:
+            raise Draining("this server is shutting down")
+        generation = Generation(plan)
+        generation.epoch = resumption.epoch
+        if not generation.opened.done():
+            generation.opened.set_result(None)
+        assembler = MessageAssembler(message=resumption.message)
+
+        async def produce(emit: _Emitter, totals: _Totals) -> Outcome:
+            emit.step_open = resumption.step_open
+            return await self._produce_resumed(generation, emit, assembler, totals, resumption)
+
+        self._launch(generation, assembler, resumption.next_offset, produce)
+        return generation
+
+    def _launch(
         self,
         generation: Generation,
-        writer: LogWriter,
         assembler: MessageAssembler,
-        outcome: Outcome,
+        next_offset: int,
+        produce: Callable[[_Emitter, _Totals], Awaitable[Outcome]],
     ) -> None:
-        plan = generation.plan
-        message = assembler.message
-        messages = None
-        if plan.turn.continued is not None or _has_content(message):
-            messages = [m.dump() for m in plan.turn.base] + [message.dump()]
+        assert self._group is not None
+        self._generations[generation.generation_id] = generation
+        self._idle.clear()
+        self._group.start_soon(
+            self._run, generation, assembler, next_offset, produce, name=generation.generation_id
+        )
+
+    @property
+    def running(self) -> int:
+        return len(self._generations)
+
+    def is_running(self, generation_id: str) -> bool:
+        return generation_id in self._generations
+
+    async def drain(self, seconds: float) -> None:
+        """Refuse new generations, let running ones end for up to `seconds`, then hand the
+        rest over (flushed, lease released: another process takes over) or, when nobody
+        can take over (memory store), end them with `abort`."""
+        self.accepting = False
+        with anyio.move_on_after(seconds):
+            await self._idle.wait()
+        remaining = list(self._generations.values())
+        for generation in remaining:
+            generation.handing_over = self._can_hand_over
+            generation.scope.cancel()
+        for generation in remaining:
+            await generation.done.wait()
+        self.handed_over.set()
+        for scope in list(self._reader_scopes):
+            scope.cancel()
+
+    @contextlib.contextmanager
+    def reader_scope(self) -> Iterator[anyio.CancelScope]:
+        """A scope around one wait of a reader, cancelled when draining hands over (the
+        reader then ends; its client resumes on another process)."""
+        scope = anyio.CancelScope()
+        if self.handed_over.is_set():
+            scope.cancel()
+        self._reader_scopes.add(scope)
         try:
-            await writer.close(outcome, messages)
-        except Exception:
-            logger.exception("could not close the log of generation %s", plan.info.generation_id)
+            with scope:
+                yield scope
         finally:
+            self._reader_scopes.discard(scope)
+
+    async def _run(
+        self,
+        generation: Generation,
+        assembler: MessageAssembler,
+        next_offset: int,
+        produce: Callable[[_Emitter, _Totals], Awaitable[Outcome]],
+    ) -> None:
+        info = generation.plan.info
+        try:
+            await self._lifetime(generation, assembler, next_offset, produce)
+        except Exception:
+            # Never seen so far; logged here, since the runner's group must outlive it.
+            logger.exception("generation %s failed outside its end path", info.generation_id)
+        finally:
+            self._generations.pop(info.generation_id, None)
+            if not self._generations:
+                self._idle.set()
             if not generation.opened.done():
                 generation.opened.set_result(None)
             generation.done.set()
-            logger.info("generation %s ended: %s", plan.info.generation_id, outcome.value)
+
+    async def _lifetime(
+        self,
+        generation: Generation,
+        assembler: MessageAssembler,
+        next_offset: int,
+        produce: Callable[[_Emitter, _Totals], Awaitable[Outcome]],
+    ) -> None:
+        info = generation.plan.info
+        writer = self._writer.open(
+            info.chat_id,
+            info.generation_id,
+            epoch=generation.epoch,
+            next_offset=next_offset,
+            on_failure=lambda exc: generation.scope.cancel(),
+        )
+        emit = _Emitter(writer, assembler, generation)
+        totals = _Totals()
+        stopped = False
+        outcome: Outcome | None = None
+        try:
+            with generation.scope:
+                async with anyio.create_task_group() as inner:
+
+                    async def watch_stop() -> None:
+                        nonlocal stopped
+                        await self._watch_stop(info.chat_id, info.generation_id)
+                        stopped = True
+                        generation.scope.cancel()
+
+                    inner.start_soon(watch_stop)
+                    outcome = await produce(emit, totals)
+                    inner.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._end(generation, writer, emit, assembler, totals, outcome, stopped)
+
+    async def _watch_stop(self, chat_id: str, generation_id: str) -> None:
+        """Return when a stop was requested; store errors are retried with backoff (a stop
+        must not be lost to a blip)."""
+        delay = 0.1
+        while True:
+            try:
+                await self._store.wait_for_stop(chat_id, generation_id)
+                return
+            except StoreError:
+                logger.warning("stop watch of %s: store error; retrying", generation_id)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _end(
+        self,
+        generation: Generation,
+        writer: GenerationLog,
+        emit: _Emitter,
+        assembler: MessageAssembler,
+        totals: _Totals,
+        outcome: Outcome | None,
+        stopped: bool,
+    ) -> None:
+        """The one end of every generation. Runs shielded, once."""
+        plan = generation.plan
+        generation_id = plan.info.generation_id
+        try:
+            if writer.failure is not None:
+                # Fenced (taken over), gone, or the store is down past the retries: nothing
+                # more can be written; the lease lapses and takeover decides.
+                logger.warning(
+                    "generation %s: the log writer failed (%r); the producer stops",
+                    generation_id,
+                    writer.failure,
+                )
+                return
+            if outcome is None and generation.handing_over:
+                await writer.release()
+                logger.info("generation %s handed over", generation_id)
+                return
+            if outcome is None:
+                reason = STOPPED_REASON if stopped else SHUTDOWN_REASON
+                for chunk in closing_chunks(abort_reason=reason, step_open=emit.step_open):
+                    emit(chunk)
+                outcome = Outcome.ABORTED
+            message = assembler.message
+            messages = None
+            if plan.turn.continued is not None or _has_content(message):
+                messages = [m.dump() for m in plan.turn.base] + [message.dump()]
+            await writer.close(outcome, messages)
+            logger.info("generation %s ended: %s", generation_id, outcome.value)
+        except Exception:
+            logger.exception("could not end generation %s", generation_id)
 
     async def _produce(
-        self, generation: Generation, emit: _Emitter, assembler: MessageAssembler
+        self,
+        generation: Generation,
+        emit: _Emitter,
+        assembler: MessageAssembler,
+        totals: _Totals,
     ) -> Outcome:
         plan = generation.plan
-        totals = _Totals()
-        finish_reason: ev.FinishReason = "stop"
         try:
             await self._carry_out_decisions(plan, emit)
             # Steps of a continued message go on from its own (block ids stay unique).
             continued = plan.turn.continued
             first = sum(isinstance(p, StepStartUIPart) for p in continued.parts) if continued else 0
-            for step in range(first, first + self._settings.bridge_max_steps):
-                finish_reason, go_on = await self._step(generation, emit, assembler, step, totals)
-                if not go_on:
-                    break
-            emit(
-                FinishChunk(
-                    finish_reason=finish_reason, message_metadata=self._metadata(plan, totals)
-                )
-            )
-            return Outcome.FINISHED
+            return await self._steps(generation, emit, assembler, totals, first, "stop")
         except ProviderError as exc:
+            if not generation.opened.done():
+                generation.opened.set_exception(exc)
+            return self._failed(generation, emit, totals, exc)
+        except Exception as exc:
+            return self._failed(generation, emit, totals, exc)
+
+    async def _steps(
+        self,
+        generation: Generation,
+        emit: _Emitter,
+        assembler: MessageAssembler,
+        totals: _Totals,
+        first: int,
+        finish_reason: ev.FinishReason,
+    ) -> Outcome:
+        plan = generation.plan
+        for step in range(first, first + self._settings.bridge_max_steps):
+            finish_reason, go_on = await self._step(generation, emit, assembler, step, totals)
+            if not go_on:
+                break
+        return self._finish(plan, emit, totals, finish_reason)
+
+    def _finish(
+        self, plan: GenerationPlan, emit: _Emitter, totals: _Totals, reason: ev.FinishReason
+    ) -> Outcome:
+        emit(FinishChunk(finish_reason=reason, message_metadata=self._metadata(plan, totals)))
+        return Outcome.FINISHED
+
+    def _failed(
+        self, generation: Generation, emit: _Emitter, totals: _Totals, exc: Exception
+    ) -> Outcome:
+        """A provider or internal error: close with the error chunks. A writer failure is
+        not an error of the answer: re-raised, the end path sees it."""
+        plan = generation.plan
+        if emit.writer.failure is not None:
+            raise exc
+        if isinstance(exc, ProviderError):
             logger.warning(
                 "generation %s: provider error: %s", plan.info.generation_id, exc.message
             )
-            if not generation.opened.done():
-                generation.opened.set_exception(exc)
-            self._emit_error(emit, exc.message, plan, totals)
-            return Outcome.ERROR
-        except Exception:
-            logger.exception("generation %s failed", plan.info.generation_id)
-            self._emit_error(emit, INTERNAL_ERROR_TEXT, plan, totals)
-            return Outcome.ERROR
+            text = exc.message
+        else:
+            logger.error("generation %s failed", plan.info.generation_id, exc_info=exc)
+            text = INTERNAL_ERROR_TEXT
+        for chunk in closing_chunks(
+            error_text=text, step_open=emit.step_open, metadata=self._metadata(plan, totals)
+        ):
+            emit(chunk)
+        return Outcome.ERROR
 
-    def _emit_error(self, emit: _Emitter, text: str, plan: GenerationPlan, totals: _Totals) -> None:
-        emit(ErrorChunk(error_text=text))
-        if emit.step_open:
-            emit(FinishStepChunk())
-        emit(FinishChunk(finish_reason="error", message_metadata=self._metadata(plan, totals)))
+    async def _produce_resumed(
+        self,
+        generation: Generation,
+        emit: _Emitter,
+        assembler: MessageAssembler,
+        totals: _Totals,
+        resumption: Resumption,
+    ) -> Outcome:
+        """A taken-over generation: finish the interrupted step (re-run it from the history
+        and the finished steps, or finish its tools when it got that far), then go on."""
+        plan = generation.plan
+        try:
+            message = resumption.message
+            steps = sum(isinstance(p, StepStartUIPart) for p in message.parts)
+            if resumption.step_open and not resumption.tools_begun:
+                # Readers drop the unfinished attempt, like the stored message.
+                emit(ResetStepChunk())
+                finish_reason, proceed = await self._step(
+                    generation, emit, assembler, steps - 1, totals, restart=True
+                )
+                if not proceed:
+                    return self._finish(plan, emit, totals, finish_reason)
+                return await self._steps(generation, emit, assembler, totals, steps, "stop")
+            go_on = await self._finish_tools(plan, message, resumption.started_tools, emit)
+            if resumption.step_open:
+                emit(FinishStepChunk())
+            own_steps = steps - resumption.first_step
+            if go_on is False:
+                return self._finish(plan, emit, totals, "tool-calls")
+            if go_on is None and own_steps > 0:
+                return self._finish(plan, emit, totals, "stop")
+            return await self._steps(generation, emit, assembler, totals, steps, "stop")
+        except ProviderError as exc:
+            return self._failed(generation, emit, totals, exc)
+        except Exception as exc:
+            return self._failed(generation, emit, totals, exc)
+
+    async def _finish_tools(
+        self, plan: GenerationPlan, message: UIMessage, started: frozenset[str], emit: _Emitter
+    ) -> bool | None:
+        """The tool calls of the message's last step that have no result yet: one whose
+        `data-tool-run` is in the log gets an "interrupted" error (it may have had effects;
+        an idempotent tool runs again); one never started runs now; denied ones are marked.
+        Returns like `_handle_tool_calls`: None nothing to do, True results for the model,
+        False the turn waits for the client."""
+        last_step = _last_step_parts(message)
+        to_run: list[tuple[str, str, Any]] = []
+        waiting = False
+        results = False
+        for part in last_step:
+            if not isinstance(part, ToolUIPart | DynamicToolUIPart) or part.provider_executed:
+                continue
+            call_id = part.tool_call_id
+            tool = plan.tools.get(part.tool_name)
+            if part.state in ("output-available", "output-error", "output-denied"):
+                results = results or not (tool is None or tool.client_side)
+                continue
+            approval = part.approval
+            if part.state == "approval-responded" and approval is not None:
+                if not approval.approved:
+                    emit(ToolOutputDeniedChunk(tool_call_id=call_id))
+                    results = True
+                    continue
+            elif part.state == "approval-requested" or tool is None or tool.client_side:
+                waiting = True
+                continue
+            if call_id in started and not (tool is not None and tool.idempotent):
+                emit(ToolOutputErrorChunk(tool_call_id=call_id, error_text=TOOL_INTERRUPTED_TEXT))
+                results = True
+                continue
+            to_run.append((call_id, part.tool_name, part.input))
+        await self._execute(plan, to_run, emit)
+        if waiting:
+            return False
+        if to_run or results:
+            return True
+        return None
 
     async def _carry_out_decisions(self, plan: GenerationPlan, emit: _Emitter) -> None:
         """Approved tools run (with the stored input), denied ones are marked denied, before
@@ -309,39 +620,46 @@ class GenerationRunner:
     async def _execute(
         self, plan: GenerationPlan, calls: list[tuple[str, str, Any]], emit: _Emitter
     ) -> None:
-        """Run server tools concurrently, each within its timeout."""
+        """Run server tools concurrently, each within its timeout.
+
+        Every call's `data-tool-run` marker is acknowledged by the store before any tool
+        starts: a takeover then knows the tool may have run and never runs it again."""
         if not calls:
             return
         settings = self._settings
-        async with anyio.create_task_group() as group:
-            for call_id, name, tool_input in calls:
-                tool = plan.tools.get(name)
-                if tool is None or tool.client_side:
-                    emit(
-                        ToolOutputErrorChunk(
-                            tool_call_id=call_id, error_text=f"The tool {name} is not available."
-                        )
-                    )
-                    continue
-                try:
-                    arguments = tool.validate(tool_input)
-                except ToolInputError as exc:
-                    emit(
-                        ToolOutputErrorChunk(
-                            tool_call_id=call_id, error_text=f"Invalid input for {name}: {exc}"
-                        )
-                    )
-                    continue
-                # Logged before the tool runs: a crash or a resume shows it started, and
-                # nothing ever runs it again for this call.
+        runnable: list[tuple[str, Any, dict[str, Any]]] = []
+        for call_id, name, tool_input in calls:
+            tool = plan.tools.get(name)
+            if tool is None or tool.client_side:
                 emit(
-                    DataChunk(
-                        type="data-tool-run",
-                        id=call_id,
-                        transient=True,
-                        data={"toolCallId": call_id, "status": "running"},
+                    ToolOutputErrorChunk(
+                        tool_call_id=call_id, error_text=f"The tool {name} is not available."
                     )
                 )
+                continue
+            try:
+                arguments = tool.validate(tool_input)
+            except ToolInputError as exc:
+                emit(
+                    ToolOutputErrorChunk(
+                        tool_call_id=call_id, error_text=f"Invalid input for {name}: {exc}"
+                    )
+                )
+                continue
+            emit(
+                DataChunk(
+                    type=TOOL_RUN_DATA_TYPE,
+                    id=call_id,
+                    transient=True,
+                    data={"toolCallId": call_id, "status": "running"},
+                )
+            )
+            runnable.append((call_id, tool, arguments))
+        if not runnable:
+            return
+        await emit.writer.flushed()
+        async with anyio.create_task_group() as group:
+            for call_id, tool, arguments in runnable:
                 group.start_soon(
                     functools.partial(
                         run_tool,
@@ -375,11 +693,15 @@ class GenerationRunner:
         assembler: MessageAssembler,
         step: int,
         totals: _Totals,
+        *,
+        restart: bool = False,
     ) -> tuple[ev.FinishReason, bool]:
         """One model call and the tools it asked for. Returns the finish reason and whether
-        the loop goes on (tool results for the model to read)."""
+        the loop goes on (tool results for the model to read). `restart`: the step was
+        opened (and reset) already, by the producer this generation was taken over from."""
         plan = generation.plan
-        emit(StartStepChunk())
+        if not restart:
+            emit(StartStepChunk())
         retries = self._settings.bridge_step_retries
         while True:
             transformer = StepTransformer(step, self._check_input(plan))
@@ -477,6 +799,7 @@ class GenerationRunner:
                     # Reading buffered provider data never suspends: give the flusher, the
                     # readers and other generations their turn.
                     await asyncio.sleep(0)
+                    await emit.drained()
         finally:
             # Closing the iterator closes the provider's HTTP response (stop, shutdown).
             aclose = getattr(events, "aclose", None)
@@ -490,6 +813,15 @@ class GenerationRunner:
         if totals.seen:
             metadata["usage"] = totals.as_metadata()
         return metadata
+
+
+def _last_step_parts(message: UIMessage) -> list[Any]:
+    """The parts after the message's last step-start (all of them when it has none)."""
+    parts = list(message.parts)
+    for index in range(len(parts) - 1, -1, -1):
+        if isinstance(parts[index], StepStartUIPart):
+            return parts[index + 1 :]
+    return parts
 
 
 def _has_content(message: UIMessage) -> bool:

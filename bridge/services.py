@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from starlette.requests import HTTPConnection
 
 from bridge.auth import TokenAuth
+from bridge.log.hub import LogHub
+from bridge.log.writer import LogWriter
 from bridge.observe.metrics import Metrics
 from bridge.providers.registry import ProviderRegistry
 from bridge.runner import GenerationRunner
@@ -24,6 +26,10 @@ class Services:
     runner: GenerationRunner
     auth: TokenAuth
     tools: ToolBox
+    hub: LogHub
+    """The process-wide reader: every log followed in this process, tailed once."""
+    writer: LogWriter
+    """The process-wide writer: every generation's appends, batched."""
     metrics: Metrics = field(default_factory=Metrics)
 
 

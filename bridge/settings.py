@@ -25,6 +25,15 @@ class Endpoint(BaseModel):
     """The environment variable holding the key (kept out of the settings themselves)."""
 
 
+class ModelOptionsSetting(BaseModel):
+    """Options for one model (BRIDGE_MODEL_OPTIONS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    thinking_budget: int | None = Field(default=None, ge=1024)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -66,6 +75,9 @@ class Settings(BaseSettings):
     """`https://<resource>.openai.azure.com`: serves `azure:<deployment>` (Chat Completions)."""
     openai_api_version: str = "2024-10-21"
     """The Azure OpenAI API version."""
+    bridge_model_options: dict[str, ModelOptionsSetting] = Field(default_factory=dict)
+    """Per-model options as JSON, keyed by "provider:model": `reasoning_effort` (OpenAI
+    reasoning models), `thinking_budget` (Anthropic extended thinking, >= 1024 tokens)."""
     bridge_providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Your own providers or agents: `name=package.module:attribute` entries, comma
     separated; served as `name:<model>`."""
@@ -114,6 +126,26 @@ class Settings(BaseSettings):
 
     # Session store
     redis_url: str | None = None
+    """`redis://host:port/db` (or `rediss://`); a Redis Cluster: `redis+cluster://host:port`
+    (any node; `rediss+cluster://` with TLS)."""
+    bridge_redis_socket_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Longest wait for one Redis reply. Quiet logs never wait on a socket (readers are
+    woken by notifications), so this only bounds a dead connection."""
+    bridge_redis_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    bridge_redis_health_check_seconds: float = Field(default=15.0, ge=0)
+    """A Redis connection idle this long is checked with PING before reuse; 0: off."""
+    bridge_redis_max_connections: int = Field(default=16, gt=0)
+    """Command connections per process (per node in a cluster); callers beyond it wait."""
+    bridge_redis_pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long a Redis command waits for a free connection before it fails (overload
+    slows requests down first; only this long a wait fails one)."""
+    bridge_writer_buffer_chunks: int = Field(default=2048, gt=0)
+    """Chunks a generation may have waiting for the store before its producer is paused."""
+    bridge_writer_retry_seconds: float = Field(default=10.0, gt=0)
+    """How long the writer retries a failed append round trip before the generation fails."""
+    bridge_reader_queue_chunks: int = Field(default=4096, gt=0)
+    """Chunks queued for one reader; a reader further behind (a client that stopped
+    reading) is detached and catches up from the store at its own pace."""
     bridge_key_prefix: str = "aisdk"
     bridge_log_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     """How long a generation's log is kept after it ended (offset replay retention)."""
@@ -124,6 +156,12 @@ class Settings(BaseSettings):
     """A producer that has not written for this long is presumed dead."""
     bridge_resume_grace_seconds: float = Field(default=10.0, ge=0)
     """After a generation ends, a resume GET still replays it for this long."""
+    bridge_drain_seconds: float = Field(default=25.0, ge=0)
+    """On SIGTERM, how long running generations may go on here before they are handed
+    over to another process (fits Kubernetes' 30 s grace period)."""
+    bridge_takeover_sweep_seconds: float = Field(default=10.0, ge=0)
+    """How often each process looks for generations whose producer is gone and that no
+    reader noticed (readers notice at once); 0: off."""
 
     # Tools
     bridge_tools: str | None = None
@@ -134,6 +172,9 @@ class Settings(BaseSettings):
     """A step whose provider stream fails with a network or 5xx error is retried this many
     times (`reset-step` tells clients to drop the failed attempt)."""
     bridge_allow_client_tools: bool = False
+    bridge_client_level: int = Field(default=7, ge=5, le=7)
+    """The `ai` major version of the clients (5, 6 or 7): older ones get the stream degraded
+    to what they know. A request may override it (`?client=` or `x-ai-sdk-level`)."""
     """Accept tool declarations (JSON schemas) from the request body `tools`."""
 
     @field_validator("bridge_port", mode="before")

@@ -5,6 +5,11 @@ tests/node/package.json) and print one JSON document each. This module finds or 
 Node >= 22 (scripts/ensure-node.sh), installs the npm dependencies (scripts/ensure-node-deps.sh)
 and runs the scripts.
 
+Client versions: `ai` 5, 6 and 7 are installed side by side; every call drives one of them
+(`client=`, or `node.for_client(5)`), 7 by default. The `NodeHarness` methods for
+validate-stream, schema-check and fold-chunks go to one long-lived worker process per version
+(tests/node/worker.mjs); chat-client runs in a process of its own each time.
+
 Use it from a test module (there is deliberately no conftest.py)::
 
     from tests.node_harness import NodeHarness, node_fixture  # noqa: F401
@@ -19,12 +24,15 @@ Plain functions (`run_node`, `node_binary`, ...) work without pytest fixtures to
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
+import select
 import subprocess
+import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +46,10 @@ ENSURE_NODE_DEPS = REPO_ROOT / "scripts" / "ensure-node-deps.sh"
 
 #: First-time setup downloads a Node binary (~30 MB) and the npm packages.
 SETUP_TIMEOUT_S = 900
+
+#: The major versions of `ai` installed in tests/node (package.json: "ai5", "ai6" are aliases).
+CLIENTS = (5, 6, 7)
+LATEST_CLIENT = 7
 
 _setup_lock = threading.Lock()
 
@@ -115,14 +127,19 @@ def _encode_input(data: Any) -> bytes | None:
     return json.dumps(data).encode("utf-8")
 
 
-def run_node_raw(script: str, *args: str, input: Any = None, timeout: float = 60) -> NodeResult:
+def run_node_raw(
+    script: str, *args: str, input: Any = None, timeout: float = 60, client: int = LATEST_CLIENT
+) -> NodeResult:
     """Runs `node tests/node/<script>.mjs <args>` and returns its outcome without judging it.
 
     `input` (str, bytes, or any JSON-able value, which is serialised) goes to stdin.
+    `client` is the major version of the `ai` package the script drives (5, 6 or 7).
     """
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {CLIENTS}, got {client!r}")
     node = ensure_node_deps()
     cmd = [node, str(_script_path(script)), *args]
-    env = {**os.environ, "NODE_NO_WARNINGS": "1"}
+    env = {**os.environ, "NODE_NO_WARNINGS": "1", "AI_SDK_CLIENT": str(client)}
     try:
         proc = subprocess.run(
             cmd,
@@ -146,12 +163,18 @@ def run_node_raw(script: str, *args: str, input: Any = None, timeout: float = 60
     return NodeResult(proc.returncode, output, stdout, proc.stderr.decode("utf-8", "replace"))
 
 
-def run_node(script: str, *args: str, input: Any = None, timeout: float = 60) -> Any:
+def run_node(
+    script: str, *args: str, input: Any = None, timeout: float = 60, client: int = LATEST_CLIENT
+) -> Any:
     """Runs a harness script and returns its parsed JSON output.
 
     Raises AssertionError (with the script's stderr) when it exits non-zero or prints no JSON.
     """
-    result = run_node_raw(script, *args, input=input, timeout=timeout)
+    result = run_node_raw(script, *args, input=input, timeout=timeout, client=client)
+    return _passed(result, script, args)
+
+
+def _passed(result: NodeResult, script: str, args: Sequence[str]) -> Any:
     if result.returncode != 0 or result.output is None:
         raise AssertionError(
             f"node {script} {' '.join(args)} failed (exit {result.returncode}):\n"
@@ -161,13 +184,17 @@ def run_node(script: str, *args: str, input: Any = None, timeout: float = 60) ->
 
 
 def run_node_expect_failure(
-    script: str, *args: str, input: Any = None, timeout: float = 60
+    script: str, *args: str, input: Any = None, timeout: float = 60, client: int = LATEST_CLIENT
 ) -> NodeResult:
     """Runs a harness script that is expected to FAIL a check (exit 1); returns the outcome.
 
     Raises AssertionError when it passes, or fails for another reason (usage error, crash).
     """
-    result = run_node_raw(script, *args, input=input, timeout=timeout)
+    result = run_node_raw(script, *args, input=input, timeout=timeout, client=client)
+    return _failed_a_check(result, script, args)
+
+
+def _failed_a_check(result: NodeResult, script: str, args: Sequence[str]) -> NodeResult:
     if result.returncode == 0:
         raise AssertionError(
             f"node {script} {' '.join(args)} passed but was expected to fail:\n"
@@ -185,26 +212,141 @@ def run_node_expect_failure(
     return result
 
 
-class NodeHarness:
-    """Convenience wrappers over the scripts (what the `node` fixture returns)."""
+class NodeWorker:
+    """One `node worker.mjs` for one client version: runs validate-stream, schema-check and
+    fold-chunks without starting Node (and loading `ai`) for each call. Thread-safe; calls
+    run one at a time. Started on first use, ended by `close` (or when it misbehaves)."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, client: int) -> None:
         self.binary = binary
+        self.client = client
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: Any = None
+
+    def run(self, script: str, *args: str, input: Any = None, timeout: float = 60) -> NodeResult:
+        request = {
+            "script": script,
+            "args": list(args),
+            "stdin": base64.b64encode(_encode_input(input) or b"").decode("ascii"),
+        }
+        with self._lock:
+            proc = self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps(request).encode() + b"\n")
+                proc.stdin.flush()
+                ready, _, _ = select.select([proc.stdout], [], [], timeout)
+                line = proc.stdout.readline() if ready else b""
+            except (BrokenPipeError, OSError):
+                line = b""
+            if not line:
+                problem = "timed out" if proc.poll() is None else "died"
+                stderr = self._stderr_text()
+                self._stop()
+                raise AssertionError(
+                    f"node worker {problem} running {script} {' '.join(args)} "
+                    f"(client {self.client})\nstderr:\n{stderr}"
+                )
+        answer = json.loads(line)
+        return NodeResult(answer["code"], answer["doc"], json.dumps(answer["doc"]), answer["log"])
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        self._stop()  # one that died: its pipes and stderr file
+        # Lives as long as the worker (its stderr, read when it fails); closed by _stop.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        env = {**os.environ, "NODE_NO_WARNINGS": "1", "AI_SDK_CLIENT": str(self.client)}
+        self._proc = subprocess.Popen(
+            [self.binary, str(_script_path("worker"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+        )
+        return self._proc
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def _stderr_text(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return str(self._stderr.read().decode("utf-8", "replace"))[-4000:]
+
+
+class NodeHarness:
+    """Convenience wrappers over the scripts (what the `node` fixture returns), driving the
+    `ai` client of major version `client` (7 unless made with `for_client`)."""
+
+    def __init__(
+        self,
+        binary: str,
+        client: int = LATEST_CLIENT,
+        workers: dict[int, NodeWorker] | None = None,
+    ) -> None:
+        self.binary = binary
+        self.client = client
+        # Shared by every harness made with for_client: one worker per version.
+        self._workers = {} if workers is None else workers
+
+    def for_client(self, client: int) -> NodeHarness:
+        """The same harness driving another major version of `ai` (5, 6 or 7)."""
+        if client not in CLIENTS:
+            raise ValueError(f"client must be one of {CLIENTS}, got {client!r}")
+        return NodeHarness(self.binary, client, self._workers)
+
+    def close(self) -> None:
+        """Ends the worker processes."""
+        for worker in self._workers.values():
+            worker.close()
+
+    def _worker(self) -> NodeWorker:
+        worker = self._workers.get(self.client)
+        if worker is None:
+            worker = self._workers.setdefault(self.client, NodeWorker(self.binary, self.client))
+        return worker
+
+    def _run(self, script: str, *args: str, input: Any = None, timeout: float = 60) -> Any:
+        result = self._worker().run(script, *args, input=input, timeout=timeout)
+        return _passed(result, script, args)
 
     # validate-stream.mjs ------------------------------------------------------------------
 
     def validate_sse(self, body: bytes | str, *flags: str, timeout: float = 60) -> Any:
         """Validates a saved SSE response body; returns {chunks, messages, final, ids, ...}."""
         data = body.encode("utf-8") if isinstance(body, str) else body
-        return run_node("validate-stream", "--file", "-", *flags, input=data, timeout=timeout)
+        return self._run("validate-stream", "--file", "-", *flags, input=data, timeout=timeout)
 
     def validate_sse_failure(self, body: bytes | str, *flags: str) -> NodeResult:
         """Validates an SSE body expected to be REJECTED; returns the failing outcome."""
         data = body.encode("utf-8") if isinstance(body, str) else body
-        return run_node_expect_failure("validate-stream", "--file", "-", *flags, input=data)
+        args = ("--file", "-", *flags)
+        result = self._worker().run("validate-stream", *args, input=data)
+        return _failed_a_check(result, "validate-stream", args)
 
     def validate_file(self, path: str | Path, *flags: str) -> Any:
-        return run_node("validate-stream", "--file", str(Path(path).resolve()), *flags)
+        return self._run("validate-stream", "--file", str(Path(path).resolve()), *flags)
 
     def validate_url(
         self,
@@ -222,7 +364,7 @@ class NodeHarness:
             args += ["--body", body if isinstance(body, str) else json.dumps(body)]
         for key, value in (headers or {}).items():
             args += ["--header", f"{key}: {value}"]
-        return run_node("validate-stream", *args, *flags, timeout=timeout + 10)
+        return self._run("validate-stream", *args, *flags, timeout=timeout + 10)
 
     # schema-check.mjs / fold-chunks.mjs ---------------------------------------------------
 
@@ -231,7 +373,7 @@ class NodeHarness:
 
         Elements may be chunk dicts or the exact JSON text a server sends after `data: `.
         """
-        return run_node("schema-check", input=list(chunks))
+        return self._run("schema-check", input=list(chunks))
 
     def fold_chunks(
         self, chunks: Sequence[Any], message: Mapping[str, Any] | None = None, *flags: str
@@ -240,23 +382,39 @@ class NodeHarness:
         payload: dict[str, Any] = {"chunks": list(chunks)}
         if message is not None:
             payload["message"] = dict(message)
-        return run_node("fold-chunks", *flags, input=payload)
+        return self._run("fold-chunks", *flags, input=payload)
 
     # chat-client.mjs ----------------------------------------------------------------------
 
     def chat(self, scenario: Mapping[str, Any], timeout: float = 90) -> Any:
         """Runs a Chat scenario (see the header of tests/node/chat-client.mjs)."""
-        return run_node("chat-client", "--scenario", "-", input=dict(scenario), timeout=timeout)
+        return run_node(
+            "chat-client",
+            "--scenario",
+            "-",
+            input=dict(scenario),
+            timeout=timeout,
+            client=self.client,
+        )
 
     def chat_raw(self, scenario: Mapping[str, Any], timeout: float = 90) -> NodeResult:
-        return run_node_raw("chat-client", "--scenario", "-", input=dict(scenario), timeout=timeout)
+        return run_node_raw(
+            "chat-client",
+            "--scenario",
+            "-",
+            input=dict(scenario),
+            timeout=timeout,
+            client=self.client,
+        )
 
 
 @pytest.fixture(scope="session", name="node")
-def node_fixture() -> NodeHarness:
+def node_fixture() -> Iterator[NodeHarness]:
     """Node >= 22 with tests/node's dependencies installed. Fails (never skips) otherwise."""
     try:
         binary = ensure_node_deps()
     except NodeSetupError as exc:
         pytest.fail(f"Node.js conformance harness could not be set up:\n{exc}", pytrace=False)
-    return NodeHarness(binary)
+    harness = NodeHarness(binary)
+    yield harness
+    harness.close()

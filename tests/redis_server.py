@@ -45,7 +45,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, **extra: str) -> None:
         # The free port may be taken between probing and binding: try a few.
         errors: list[str] = []
         for _ in range(3):
@@ -56,6 +56,7 @@ class RedisServer:
                 "port": str(self.port),
                 "bind": "127.0.0.1",
                 "dir": self._workdir.name,
+                **extra,
             }
             argv = [self.binary]
             for name, value in options.items():
@@ -119,3 +120,67 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+_CLUSTER_SLOTS = 16384
+
+
+class RedisClusterServers:
+    """A real 3-master Redis Cluster: three `redis-server --cluster-enabled yes` processes
+    on loopback ports, slots split evenly, joined with CLUSTER MEET."""
+
+    def __init__(self, binary: str, masters: int = 3) -> None:
+        self.nodes = [RedisServer(binary) for _ in range(masters)]
+
+    @property
+    def url(self) -> str:
+        """The store's cluster URL (any node will do: the client discovers the rest)."""
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            # Each node has a directory of its own, so one file name serves them all.
+            node.start(**{"cluster-enabled": "yes", "cluster-config-file": "nodes.conf"})
+        clients = [redis.Redis(host="127.0.0.1", port=node.port) for node in self.nodes]
+        try:
+            share = _CLUSTER_SLOTS // len(clients)
+            for index, client in enumerate(clients):
+                first = index * share
+                last = _CLUSTER_SLOTS - 1 if index == len(clients) - 1 else first + share - 1
+                client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+            for client in clients[1:]:
+                client.execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port)
+            deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+            while not all(_cluster_ready(client, len(clients)) for client in clients):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the test Redis Cluster did not become ready")
+                time.sleep(0.05)  # gossip between the nodes: nothing to wait on but time
+        finally:
+            for client in clients:
+                client.close()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+
+def _cluster_ready(client: redis.Redis, masters: int) -> bool:
+    fields = client.cluster("INFO")  # redis-py parses the reply into a dict
+    return fields.get("cluster_state") == "ok" and fields.get("cluster_known_nodes") == str(masters)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail(
+            "redis-server not found on PATH and REDIS_SERVER_BIN is not set; "
+            "run scripts/ensure-redis.sh (or install redis-server) to run the Redis tests",
+            pytrace=False,
+        )
+    cluster = RedisClusterServers(binary)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()

@@ -1,5 +1,5 @@
-"""The real `ai` 7 client accepts every stream the bridge produces, from every provider,
-and builds the same message the bridge stores."""
+"""The real `ai` 5, 6 and 7 clients accept every stream the bridge produces for them, from
+every provider, and build the same message the bridge stores."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge.client_level import LEVEL_HEADER
 from tests.bridge_server import BridgeFactory, chat_body
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.openai_server import OpenAIFake
@@ -24,7 +25,7 @@ from tests.fakes.server import (
     ToolCall,
     Usage,
 )
-from tests.node_harness import NodeHarness
+from tests.node_harness import CLIENTS, NodeHarness
 
 pytestmark = pytest.mark.node
 
@@ -79,12 +80,14 @@ def provider_setup(
     fake.stop()
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_every_stream_passes_the_client_schema_and_matches_the_stored_message(
     node: NodeHarness,
     bridge_factory: BridgeFactory,
     provider_setup: tuple[str, ScriptedFake, dict[str, Any]],
     script: str,
+    client: int,
 ) -> None:
     kind, fake, settings = provider_setup
     retries = 0 if script == "mid-stream-error" else 1
@@ -92,7 +95,7 @@ def test_every_stream_passes_the_client_schema_and_matches_the_stored_message(
     fake.enqueue(SCRIPTS[script])
     if script == "retried-error":
         fake.enqueue([Text("recovered on the second attempt")])
-    chat_id = f"conf-{kind}-{script}"
+    chat_id = f"conf-{kind}-{script}-{client}"
     tools = {
         "tools": [
             {
@@ -103,14 +106,19 @@ def test_every_stream_passes_the_client_schema_and_matches_the_stored_message(
         ]
     }
     body = chat_body(chat_id, "question", **(tools if "tool" in script else {}))
-    response = httpx.post(f"{server.url}/api/chat", json=body, timeout=30)
+    headers = {LEVEL_HEADER: str(client)}
+    response = httpx.post(f"{server.url}/api/chat", json=body, headers=headers, timeout=30)
     assert response.status_code == 200, response.text
-    result = node.validate_sse(response.content, "--allow-client-errors")
+    result = node.for_client(client).validate_sse(response.content, "--allow-client-errors")
     types = [chunk["type"] for chunk in result["chunks"]]
     assert types[0] == "start" and types[-1] == "finish"
     assert result["sse"]["endsWithBlankLine"]
     assert result["sse"]["done"]
-    assert [int(i) for i in result["ids"]] == list(range(len(types)))
+    offsets = [int(i) for i in result["ids"]]
+    if client == 7 or script != "retried-error":
+        assert offsets == list(range(len(types)))
+    else:  # the failed attempt's chunks are left out
+        assert offsets == sorted(set(offsets)) and offsets[-1] > len(types) - 1
 
     stored = httpx.get(f"{server.url}/api/chat/{chat_id}/messages").json()["messages"]
     assistant = stored[-1]
@@ -120,7 +128,9 @@ def test_every_stream_passes_the_client_schema_and_matches_the_stored_message(
         return
     assert normalise(result["final"]) == normalise(assistant)
     if script == "retried-error":
-        assert "reset-step" in types
+        assert ("reset-step" in types) == (client == 7)
+        if client != 7:  # held back until the step ended: never shown, even for a moment
+            assert "doomed" not in str(result["messages"])
     if script == "citations":
         # Chat Completions has no citations; the other two APIs send a source.
         assert ("source-url" in types) == (kind != "openai-chat")

@@ -57,3 +57,23 @@ def test_endpoint_settings_reject_unknown_fields_and_flavours() -> None:
         Endpoint.model_validate({"base_url": "http://x", "api": "completions"})
     with pytest.raises(ValueError, match="extra"):
         Endpoint.model_validate({"base_url": "http://x", "key": "secret"})
+
+
+def test_azure_deployment_is_served_through_the_azure_client(bridge_factory: BridgeFactory) -> None:
+    with OpenAIFake(api_key="azure-key") as azure:
+        server = bridge_factory(
+            azure_openai_api_key="azure-key",
+            azure_openai_endpoint=azure.url,
+            openai_api_version="2024-10-21",
+            bridge_models=["azure:my-gpt"],
+        )
+        azure.enqueue([Text("from azure")])
+        response = httpx.post(
+            f"{server.url}/api/chat", json=chat_body("c-az", "hi", model="azure:my-gpt"), timeout=30
+        )
+        assert response.status_code == 200, response.text
+        chunks = [orjson.loads(d) for _, d in sse_events(response) if d != "[DONE]"]
+        assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == "from azure"
+        request = azure.requests[0]
+        assert request.path == "/openai/deployments/my-gpt/chat/completions"
+        assert request.headers["api-key"] == "azure-key"

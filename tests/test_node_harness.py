@@ -683,3 +683,16 @@ def test_chat_tool_approval_round_trip(node: NodeHarness) -> None:
     (assistant,) = [m for m in out["messages"] if m["role"] == "assistant"]
     assert assistant["parts"][1]["state"] == "output-available"
     assert assistant_texts(out["messages"]) == ["Deleted."]
+
+
+def test_worker_answers_like_a_script_run_and_survives_a_dead_process(node: NodeHarness) -> None:
+    body = b'data: {"type":"start","messageId":"m"}\n\ndata: {"type":"finish"}\n\n'
+    alone = run_node_raw("validate-stream", "--file", "-", input=body)
+    assert node.validate_sse(body) == alone.output
+    worker = node._worker()
+    proc = worker._proc
+    assert proc is not None
+    proc.kill()
+    proc.wait()
+    assert node.validate_sse(body) == alone.output  # a new worker took over
+    assert worker._proc is not None and worker._proc.pid != proc.pid

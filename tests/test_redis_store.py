@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from bridge.store.base import LogRead, OffsetConflict, Outcome
-from bridge.store.redis import RedisStore
+from bridge.store.base import LogRead, OffsetConflict, Outcome, StoreError
+from bridge.store.redis import RedisOptions, RedisStore, cluster_url
 from tests.redis_server import RedisServer, redis_server  # noqa: F401
 from tests.test_store_contract import (
     HOSTILE_CHAT_IDS,
@@ -81,7 +81,7 @@ async def test_keys_of_one_chat_share_one_hash_slot(
     keys = [key.decode() async for key in admin.scan_iter(match=f"{backend.prefix}:*")]
 
     kinds = sorted(key.split(":")[2] for key in keys)
-    assert kinds == ["chat", "lease", "log", "messages", "stop"]
+    assert kinds == ["chat", "epoch", "lease", "log", "messages", "plan", "stop"]
     assert len({key_slot(key.encode()) for key in keys}) == 1
     # The tag is the whole (encoded) chat id: a brace in the id cannot cut it short.
     assert {unquote(hash_tag(key)) for key in keys} == ({chat_id} if chat_id else {"%"})
@@ -91,13 +91,13 @@ async def test_keys_follow_documented_layout(backend: Backend, admin: aioredis.R
     store = await make(backend)
     info = await begin(store, "chat-1")
     await append_range(store, info, 1, 2)
-    await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.FINISHED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.FINISHED, None, epoch=1)
 
     log_key = f"{backend.prefix}:{{chat-1}}:log:{info.generation_id}"
     entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await admin.xrange(log_key))
     assert [entry_id for entry_id, _ in entries] == [b"0-1", b"0-2", b"0-3", b"0-4"]
     assert entries[1][1] == {b"c": expected(1)[1].data}
-    assert entries[-1][1] == {b"end": b"finished"}
+    assert entries[-1][1] == {b"end": b"finished", b"epoch": b"1"}
     chat = await admin.hgetall(f"{backend.prefix}:{{chat-1}}:chat")
     assert chat[b"last"] == info.generation_id.encode()
     assert b"active" not in chat
@@ -120,8 +120,16 @@ async def test_append_is_one_script_call(
 
     calls = await calls_during(admin, append_range(store, info, 1, count))
 
-    # One EVALSHA from the client; the rest run inside the script.
-    assert calls == {"evalsha": 1, "xrevrange": 1, "xadd": count, "pexpire": 2}
+    # One EVALSHA from the client; the rest run inside the script (GET: the epoch check,
+    # PUBLISH: the log-change notification for readers in every process).
+    assert calls == {
+        "evalsha": 1,
+        "xrevrange": 1,
+        "get": 1,
+        "xadd": count,
+        "pexpire": 2,
+        "publish": 1,
+    }
 
 
 async def test_append_conflict_runs_no_write(backend: Backend, admin: aioredis.Redis) -> None:
@@ -154,23 +162,24 @@ async def test_begin_and_end_are_single_script_calls(
 
     begin_calls = await calls_during(admin, store.begin_generation(second, START, []))
     end_calls = await calls_during(
-        admin, store.end_generation(info.chat_id, info.generation_id, 1, Outcome.ERROR, [])
+        admin, store.end_generation(info.chat_id, info.generation_id, 1, Outcome.ERROR, [], epoch=1)
     )
 
     # Exactly one EVALSHA each; everything else runs inside the script, atomically.
     assert begin_calls == {
         "evalsha": 1,
-        "hget": 1,
+        "hget": 2,  # the active generation, the revision
         "exists": 1,
         "hset": 1,
         "hdel": 1,
-        "set": 2,
+        "set": 4,  # history, lease, epoch, plan
         "xadd": 1,
         "pexpire": 2,
     }
     assert end_calls == {
         "evalsha": 1,
         "xrevrange": 1,
+        "get": 1,
         "xadd": 1,
         "pexpire": 2,
         "del": 1,
@@ -178,6 +187,8 @@ async def test_begin_and_end_are_single_script_calls(
         "hget": 2,
         "hdel": 1,
         "hset": 1,
+        "hincrby": 1,  # the history revision
+        "publish": 1,
     }
 
 
@@ -204,7 +215,9 @@ async def test_ttls_are_set_on_every_key(backend: Backend, admin: aioredis.Redis
     assert 90_000 < await admin.pttl(key("log", True)) <= 100_000
 
     await admin.pexpire(key("log", True), 5_000)
-    await store.end_generation("chat-1", info.generation_id, 2, Outcome.FINISHED, [{"id": "a"}])
+    await store.end_generation(
+        "chat-1", info.generation_id, 2, Outcome.FINISHED, [{"id": "a"}], epoch=1
+    )
     assert 90_000 < await admin.pttl(key("log", True)) <= 100_000
     assert await admin.exists(key("lease", True)) == 0
     assert 990_000 < await admin.pttl(key("messages")) <= 1_000_000
@@ -256,48 +269,55 @@ async def test_stop_listener_recovers_from_a_lost_subscription(
 # --- connections -----------------------------------------------------------------------------
 
 
-async def blocked_clients(admin: aioredis.Redis) -> int:
-    return sum("b" in client["flags"] for client in await admin.client_list())
+async def clients(admin: aioredis.Redis) -> list[dict[str, str]]:
+    listing: list[dict[str, str]] = await admin.client_list()
+    return listing
 
 
-async def test_cancelled_blocking_read_does_not_poison_the_pool(
-    backend: Backend, admin: aioredis.Redis
-) -> None:
-    store = await make(backend, max_blocking_reads=1)
-    info = await begin(store)
-    cancelled = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
-    await asyncio.sleep(0.1)
-    assert await blocked_clients(admin) == 1
-    cancelled.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await cancelled
-
-    # The cancelled XREAD's connection is dropped, not left blocked on the server (which
-    # notices the closed socket on its own time, hence the pause).
-    await asyncio.sleep(0.2)
-    assert await blocked_clients(admin) == 0
-
-    # Had the cancelled XREAD's connection gone back to the pool, its late reply (entries
-    # after offset 0) would answer the next blocking read, or the pool would be empty.
-    await append_range(store, info, 1, 2)
-    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 2, wait=5))
-    await asyncio.sleep(0.1)
-    await append_range(store, info, 3, 3)
-
-    assert await asyncio.wait_for(reader, 5) == LogRead(expected(3)[3:], ended=False)
-
-
-async def test_blocked_readers_do_not_starve_writers(backend: Backend) -> None:
-    store = await make(backend, max_connections=2, max_blocking_reads=64)
+async def test_waiting_readers_hold_no_connection(backend: Backend, admin: aioredis.Redis) -> None:
+    store = await make(backend, max_connections=2)
     info = await begin(store)
     readers = [
         asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
-        for _ in range(20)
+        for _ in range(50)
     ]
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # let them all reach their wait
 
-    async with asyncio.timeout(2):
-        await append_range(store, info, 1, 1)
+    # Nobody blocks on the server; the one subscription is all the waiting costs: the
+    # admin client, at most the pool's 2 command connections, 1 subscription.
+    listing = await clients(admin)
+    assert not any("b" in client["flags"] for client in listing)
+    assert len(listing) <= 1 + 2 + 1
+    async with asyncio.timeout(5):
+        await append_range(store, info, 1, 1)  # a writer still gets a connection
         results = await asyncio.gather(*readers)
-
     assert all(result.entries == expected(1)[1:] for result in results)
+
+
+async def test_more_callers_than_connections_wait_instead_of_failing(
+    backend: Backend,
+) -> None:
+    store = await make(backend, max_connections=2)
+    infos = [await begin(store, f"chat-{i}") for i in range(40)]
+
+    await asyncio.gather(*(append_range(store, info, 1, 3) for info in infos))
+    reads = await asyncio.gather(
+        *(store.read(info.chat_id, info.generation_id, -1) for info in infos)
+    )
+
+    assert all(read.entries == expected(3) for read in reads)
+
+
+async def test_redis_failures_surface_as_store_errors() -> None:
+    store = RedisStore("redis://127.0.0.1:1/0", options=RedisOptions(connect_timeout=0.5))
+    with pytest.raises(StoreError):
+        await store.get_chat("chat-1")
+    with pytest.raises(StoreError):
+        await store.start()
+    await store.close()
+
+
+def test_cluster_urls_are_recognised() -> None:
+    assert cluster_url("redis+cluster://h:7000/0") == "redis://h:7000/0"
+    assert cluster_url("rediss+cluster://u:p@h:7000") == "rediss://u:p@h:7000"
+    assert cluster_url("redis://h:6379") is None

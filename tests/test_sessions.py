@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from protocol.sse import SSEParser
 from tests.bridge_server import BridgeFactory, chat_body, openai_settings
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Delay, HttpError, LiveServer, StreamError, Text
@@ -41,16 +42,43 @@ def assert_complete(result: StreamResult) -> None:
 async def test_resume_replays_from_the_first_chunk_then_live(
     bridge: LiveServer, openai_fake: OpenAIFake
 ) -> None:
-    openai_fake.enqueue([Text(WORDS)], token_delay=0.01)
+    """The resume begins while the answer is still being written (the model pauses between
+    the halves): it replays what was written, then follows live. A grace-period replay of
+    an ended answer would fail the check on the headers."""
+    first_half, second_half = "alpha beta gamma ", "delta epsilon zeta"
+    openai_fake.enqueue([Text(first_half), Delay(2.0), Text(second_half)], token_delay=0.005)
+    seen = StreamResult(status=0, headers={})
+    first_half_read = asyncio.Event()
+
+    async def original_reader(client: httpx.AsyncClient) -> None:
+        parser = SSEParser()
+        url = f"{bridge.url}/api/chat"
+        async with client.stream("POST", url, json=chat_body("resume-1", "hi")) as response:
+            seen.status = response.status_code
+            async for piece in response.aiter_raw():
+                for event in parser.feed(piece):
+                    if event.data is not None:
+                        seen.events.append((event.id, event.data))
+                if seen.text() == first_half:
+                    first_half_read.set()
+
     async with httpx.AsyncClient(timeout=30) as client:
-        original = asyncio.create_task(post(client, bridge, "resume-1"))
-        await asyncio.sleep(0.3)
-        resumed = await read_stream(client, "GET", f"{bridge.url}/api/chat/resume-1/stream")
-        first = await original
-    assert_complete(first)
+        original = asyncio.create_task(original_reader(client))
+        await asyncio.wait_for(first_half_read.wait(), 20)
+        resumed = StreamResult(status=0, headers={})
+        parser = SSEParser()
+        async with client.stream("GET", f"{bridge.url}/api/chat/resume-1/stream") as response:
+            resumed.status = response.status_code
+            assert second_half.split()[0] not in seen.text()  # still running
+            async for piece in response.aiter_raw():
+                for event in parser.feed(piece):
+                    if event.data is not None:
+                        resumed.events.append((event.id, event.data))
+        await original
+    assert_complete(seen)
     assert_complete(resumed)
-    assert resumed.events == first.events
-    assert first.text() == WORDS
+    assert resumed.events == seen.events
+    assert seen.text() == first_half + second_half
 
 
 async def test_resume_after_a_dropped_post_loses_nothing(
@@ -122,10 +150,12 @@ async def test_second_post_while_running_is_409(
 ) -> None:
     openai_fake.enqueue([Text(WORDS)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
-        first = asyncio.create_task(post(client, bridge, "busy"))
-        await asyncio.sleep(0.2)
-        second = await client.post(f"{bridge.url}/api/chat", json=chat_body("busy", "again"))
-        await first
+        url = f"{bridge.url}/api/chat"
+        async with client.stream("POST", url, json=chat_body("busy", "hi")) as first:
+            # The headers come once the generation began: the second POST is second.
+            assert first.status_code == 200
+            second = await client.post(url, json=chat_body("busy", "again"))
+            await first.aread()
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "generation_active"
 
@@ -176,15 +206,22 @@ async def test_provider_refusal_before_streaming_is_an_http_error(
     bridge: LiveServer, openai_fake: OpenAIFake
 ) -> None:
     openai_fake.enqueue([HttpError(401)])
+    openai_fake.enqueue([Text("fine now")])
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(f"{bridge.url}/api/chat", json=chat_body("auth", "hi"))
-        resume = await client.get(f"{bridge.url}/api/chat/auth/stream")
+        resume = await read_stream(client, "GET", f"{bridge.url}/api/chat/auth/stream")
+        again = await post(client, bridge, "auth", "hi again")
     assert response.status_code == 502
     error = response.json()["error"]
     assert error["code"] == "provider_auth_failed"
     assert "test-key" not in response.text
-    # The chat is usable again at once.
-    assert resume.status_code in (200, 204)
+    # The refused generation ended at once: a resume within the grace period replays it
+    # to its end (the error), and the chat takes a new message at once.
+    assert_complete(resume)
+    assert "error" in resume.types
+    assert resume.chunks[-1]["finishReason"] == "error"
+    assert_complete(again)
+    assert again.text() == "fine now"
 
 
 async def test_provider_error_mid_stream_becomes_an_error_chunk(
@@ -210,6 +247,7 @@ async def test_resume_around_the_finish_never_truncates(
     (204) or the whole generation, never a truncated or hanging stream."""
     server = bridge_factory(**openai_settings(openai_fake))
     rng = random.Random(7)
+    complete = 0
     async with httpx.AsyncClient(timeout=15) as client:
         for round_number in range(25):
             chat_id = f"race-{round_number}"
@@ -225,8 +263,11 @@ async def test_resume_around_the_finish_never_truncates(
             for result in results:
                 if result.status == 204:
                     continue
+                complete += 1
                 assert_complete(result)
                 assert result.events == first.events
+    # The property needs resumes that got the whole answer, not only 204s.
+    assert complete > 0
 
 
 async def test_provider_error_mid_stream_is_retried_with_reset_step(

@@ -4,11 +4,7 @@ anywhere, history everywhere, a crashed producer taken over."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.bridge_process import BridgeProcess
 from tests.bridge_server import BridgeFactory, chat_body
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import LiveServer, Text
@@ -112,61 +109,41 @@ async def test_busy_chat_is_409_on_every_instance(
     assert second_post.status_code == 409
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def doomed_bridge(
     fake: OpenAIFake, redis_server: RedisServer
-) -> Iterator[tuple[subprocess.Popen[bytes], str, str]]:
-    """A bridge in a process of its own (so it can be killed), with a short lease."""
+) -> Iterator[tuple[BridgeProcess, str]]:
+    """A bridge in a process of its own (so it can be killed), with a short lease. Fails
+    the test when it does not start."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": fake.base_url,
-        "BRIDGE_MODEL": "openai:gpt-test",
-        "REDIS_URL": redis_server.url,
-        "BRIDGE_KEY_PREFIX": prefix,
-        "BRIDGE_LEASE_SECONDS": "1",
-        "BRIDGE_HEARTBEAT_SECONDS": "0.5",
-    }
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    bridge = BridgeProcess(
+        {
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_BASE_URL": fake.base_url,
+            "BRIDGE_MODEL": "openai:gpt-test",
+            "REDIS_URL": redis_server.url,
+            "BRIDGE_KEY_PREFIX": prefix,
+            "BRIDGE_LEASE_SECONDS": "1",
+            "BRIDGE_HEARTBEAT_SECONDS": "0.5",
+        }
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    yield process, url, prefix
-    if process.poll() is None:
-        process.kill()
-        process.wait(5)
+    try:
+        bridge.wait_ready()
+        yield bridge, prefix
+    finally:
+        bridge.stop()
 
 
-async def test_a_crashed_producer_is_closed_by_a_reader(
+async def test_a_crashed_producer_is_taken_over_by_a_reader(
     bridge_factory: BridgeFactory,
     fake: OpenAIFake,
     redis_server: RedisServer,
-    doomed_bridge: tuple[subprocess.Popen[bytes], str, str],
+    doomed_bridge: tuple[BridgeProcess, str],
 ) -> None:
     """Kill -9 the process running a generation: a reader on another instance notices the
-    lost lease, closes the log with an error and the partial message is stored."""
-    process, url, prefix = doomed_bridge
+    lost lease, takes the generation over (the interrupted step again, after `reset-step`)
+    and the complete answer is delivered and stored."""
+    doomed, prefix = doomed_bridge
     survivor = bridge_factory(
         openai_api_key="test-key",
         openai_base_url=fake.base_url,
@@ -176,18 +153,23 @@ async def test_a_crashed_producer_is_closed_by_a_reader(
         bridge_lease_seconds=1,
         bridge_heartbeat_seconds=0.5,
     )
-    fake.enqueue([Text(WORDS * 10)], token_delay=0.02)
+    answer = WORDS * 10
+    fake.enqueue([Text(answer)], token_delay=0.02)  # the doomed process's call
+    fake.enqueue([Text(answer)])  # the step again, by the survivor
     async with httpx.AsyncClient(timeout=30) as client:
         dropped = await read_stream(
-            client, "POST", f"{url}/api/chat", json=chat_body("crash", "go"), stop_after=10
+            client, "POST", f"{doomed.url}/api/chat", json=chat_body("crash", "go"), stop_after=10
         )
-        process.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(process.wait, 5)
+        doomed.signal(signal.SIGKILL)
+        await asyncio.to_thread(doomed.process.wait, 5)
         resumed = await read_stream(client, "GET", f"{survivor.url}/api/chat/crash/stream")
         history = (await client.get(f"{survivor.url}/api/chat/crash/messages")).json()
     assert dropped.events[:10] == resumed.events[:10]
     assert resumed.done
-    assert resumed.types[-1] == "error"
+    assert "reset-step" in resumed.types
+    assert resumed.types[-1] == "finish"
     assert history["activeGenerationId"] is None
     assert history["messages"][-1]["role"] == "assistant"
     assert history["messages"][-1]["id"] == dropped.chunks[0]["messageId"]
+    stored = "".join(p["text"] for p in history["messages"][-1]["parts"] if p["type"] == "text")
+    assert stored == answer

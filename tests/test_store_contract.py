@@ -21,7 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.store.base import (
+    Append,
     ChatBusy,
+    Fenced,
     GenerationInfo,
     GenerationNotFound,
     LogEntry,
@@ -32,7 +34,12 @@ from bridge.store.base import (
 )
 from bridge.store.memory import MemoryStore
 from bridge.store.redis import RedisStore
-from tests.redis_server import RedisServer, redis_server  # noqa: F401
+from tests.redis_server import (  # noqa: F401
+    RedisClusterServers,
+    RedisServer,
+    redis_cluster,
+    redis_server,
+)
 
 START = b'{"type":"start","messageId":"msg-1"}'
 HOSTILE_CHAT_IDS = [
@@ -103,12 +110,15 @@ class Backend:
             await store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     url = None
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         url = server.url
+    elif request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        url = cluster.url
     backend = Backend(request.param, url)
     yield backend
     await backend.close()
@@ -125,6 +135,21 @@ async def begin(
     info = new_generation(chat_id)
     await store.begin_generation(info, START, messages or [])
     return info
+
+
+async def take_over(backend: Backend, store: SessionStore, info: GenerationInfo) -> int:
+    """Give a generation whose lease lapsed to a new producer (epoch 2), as a takeover
+    would. A stand-in written against the fencing layout of CONTRACT.md until the store's
+    own `claim_generation` exists: Redis keeps the epoch as the lease's value, the memory
+    store in its lease records."""
+    key = (info.chat_id, info.generation_id)
+    if isinstance(store, MemoryStore):
+        store._leases[key] = backend.clock() + 60
+        store._lease_epochs[key] = 2
+    else:
+        assert isinstance(store, RedisStore)
+        await store._redis.set(store.key(info.chat_id, "lease", info.generation_id), 2, px=60_000)
+    return 2
 
 
 async def read_to_end(store: SessionStore, info: GenerationInfo, after: int = -1) -> LogRead:
@@ -145,7 +170,7 @@ def expected(count: int) -> list[LogEntry]:
 
 async def append_range(store: SessionStore, info: GenerationInfo, first: int, last: int) -> None:
     chunks = [chunk(i) for i in range(first, last + 1)]
-    await store.append(info.chat_id, info.generation_id, first, chunks)
+    await store.append(info.chat_id, info.generation_id, first, chunks, epoch=1)
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -186,7 +211,7 @@ async def test_read_limit_caps_entries_and_resumes(store: SessionStore) -> None:
 async def test_read_limit_ending_at_end_marker_reports_ended(store: SessionStore) -> None:
     info = await begin(store)
     await append_range(store, info, 1, 3)
-    await store.end_generation(info.chat_id, info.generation_id, 4, Outcome.FINISHED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 4, Outcome.FINISHED, None, epoch=1)
 
     short = await store.read(info.chat_id, info.generation_id, -1, limit=3)
     exact = await store.read(info.chat_id, info.generation_id, -1, limit=4)
@@ -232,7 +257,7 @@ async def test_read_blocking_wakes_on_end(store: SessionStore) -> None:
     reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
     await asyncio.sleep(0.1)
 
-    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.ERROR, None)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.ERROR, None, epoch=1)
 
     assert await asyncio.wait_for(reader, 5) == LogRead([], ended=True, outcome=Outcome.ERROR)
 
@@ -277,7 +302,9 @@ async def test_read_two_readers_see_identical_sequences(store: SessionStore) -> 
     for first in range(1, 20, 4):
         await append_range(store, info, first, first + 3)
         await asyncio.sleep(0.01)
-    await store.end_generation(info.chat_id, info.generation_id, 21, Outcome.FINISHED, None)
+    await store.end_generation(
+        info.chat_id, info.generation_id, 21, Outcome.FINISHED, None, epoch=1
+    )
 
     seen = await asyncio.wait_for(asyncio.gather(*readers), 10)
     assert seen[0] == seen[1] == expected(20)
@@ -290,7 +317,7 @@ async def test_end_generation_marks_log_ended_with_outcome(store: SessionStore) 
     info = await begin(store)
     await append_range(store, info, 1, 2)
 
-    await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.ABORTED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.ABORTED, None, epoch=1)
 
     assert await read_to_end(store, info) == LogRead(expected(2), True, Outcome.ABORTED)
     for after in (2, 3, 10, 1 << 62):  # at or past the last chunk: nothing more, and it says so
@@ -307,7 +334,7 @@ async def test_end_generation_updates_chat_and_drops_lease(
     assert (before.active_generation_id, before.last_generation_id) == (info.generation_id,) * 2
     assert before.last_ended_at is None
 
-    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
 
     after = await store.get_chat(info.chat_id)
     assert after is not None
@@ -326,8 +353,11 @@ async def test_end_generation_clears_active_only_if_it_names_the_generation(
     old = await begin(store)
     await backend.advance(0.5)  # the old producer is presumed dead
     new = await begin(store)
+    epoch = await take_over(backend, store, old)
 
-    await store.end_generation(old.chat_id, old.generation_id, 1, Outcome.ABORTED, None)
+    await store.end_generation(
+        old.chat_id, old.generation_id, 1, Outcome.ABORTED, None, epoch=epoch
+    )
 
     chat = await store.get_chat(old.chat_id)
     assert chat is not None
@@ -347,7 +377,7 @@ async def test_append_wrong_offset_conflicts_and_writes_nothing(
     info = await begin(store)
 
     with pytest.raises(OffsetConflict):
-        await store.append(info.chat_id, info.generation_id, offset, [chunk(7), chunk(8)])
+        await store.append(info.chat_id, info.generation_id, offset, [chunk(7), chunk(8)], epoch=1)
 
     assert await read_to_end(store, info) == LogRead(expected(0), ended=False)
     await append_range(store, info, 1, 1)  # the right offset still works
@@ -356,13 +386,15 @@ async def test_append_wrong_offset_conflicts_and_writes_nothing(
 
 async def test_append_after_end_conflicts(store: SessionStore) -> None:
     info = await begin(store)
-    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
 
     for offset in (1, 2):
         with pytest.raises(OffsetConflict):
-            await store.append(info.chat_id, info.generation_id, offset, [chunk(1)])
+            await store.append(info.chat_id, info.generation_id, offset, [chunk(1)], epoch=1)
     with pytest.raises(OffsetConflict):
-        await store.end_generation(info.chat_id, info.generation_id, 2, Outcome.ERROR, None)
+        await store.end_generation(
+            info.chat_id, info.generation_id, 2, Outcome.ERROR, None, epoch=1
+        )
 
     assert await read_to_end(store, info) == LogRead(expected(0), True, Outcome.FINISHED)
 
@@ -376,7 +408,7 @@ async def test_end_generation_wrong_offset_conflicts_and_changes_nothing(
 
     with pytest.raises(OffsetConflict):
         await store.end_generation(
-            info.chat_id, info.generation_id, offset, Outcome.FINISHED, [{"id": "changed"}]
+            info.chat_id, info.generation_id, offset, Outcome.FINISHED, [{"id": "changed"}], epoch=1
         )
 
     assert await read_to_end(store, info) == LogRead(expected(1), ended=False)
@@ -389,17 +421,17 @@ async def test_end_generation_wrong_offset_conflicts_and_changes_nothing(
 
 async def test_append_unknown_generation_raises_not_found(store: SessionStore) -> None:
     with pytest.raises(GenerationNotFound):
-        await store.append("chat-1", "no-such-generation", 1, [chunk(1)])
+        await store.append("chat-1", "no-such-generation", 1, [chunk(1)], epoch=1)
     with pytest.raises(GenerationNotFound):
-        await store.end_generation("chat-1", "no-such-generation", 1, Outcome.ERROR, None)
+        await store.end_generation("chat-1", "no-such-generation", 1, Outcome.ERROR, None, epoch=1)
 
 
 async def test_append_empty_batch_checks_offset_and_writes_nothing(store: SessionStore) -> None:
     info = await begin(store)
 
-    await store.append(info.chat_id, info.generation_id, 1, [])
+    await store.append(info.chat_id, info.generation_id, 1, [], epoch=1)
     with pytest.raises(OffsetConflict):
-        await store.append(info.chat_id, info.generation_id, 2, [])
+        await store.append(info.chat_id, info.generation_id, 2, [], epoch=1)
 
     assert await read_to_end(store, info) == LogRead(expected(0), ended=False)
 
@@ -427,7 +459,9 @@ async def test_begin_other_chat_is_not_busy(store: SessionStore) -> None:
 
 async def test_begin_after_end_starts_new_generation(store: SessionStore) -> None:
     first = await begin(store)
-    await store.end_generation(first.chat_id, first.generation_id, 1, Outcome.FINISHED, None)
+    await store.end_generation(
+        first.chat_id, first.generation_id, 1, Outcome.FINISHED, None, epoch=1
+    )
 
     second = await begin(store)
 
@@ -457,7 +491,7 @@ async def test_begin_after_lease_expiry_replaces_dead_generation(backend: Backen
 
 async def test_begin_existing_generation_id_conflicts(store: SessionStore) -> None:
     info = await begin(store)
-    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
 
     with pytest.raises(OffsetConflict):
         await store.begin_generation(info, START, [])
@@ -470,7 +504,7 @@ async def test_lease_is_kept_alive_by_appends_and_renewals(backend: Backend) -> 
     await backend.advance(0.25)
     await append_range(store, info, 1, 1)
     await backend.advance(0.25)
-    await store.renew_lease(info.chat_id, info.generation_id)
+    await store.renew_lease(info.chat_id, info.generation_id, epoch=1)
     await backend.advance(0.25)
     assert await store.producer_alive(info.chat_id, info.generation_id)  # 0.75s after begin
 
@@ -483,11 +517,105 @@ async def test_lapsed_lease_is_not_revived(backend: Backend) -> None:
     info = await begin(store)
     await backend.advance(0.5)
 
-    await store.renew_lease(info.chat_id, info.generation_id)
-    await append_range(store, info, 1, 1)
+    assert not await store.renew_lease(info.chat_id, info.generation_id, epoch=1)
+    with pytest.raises(Fenced):
+        await append_range(store, info, 1, 1)
 
     assert not await store.producer_alive(info.chat_id, info.generation_id)
     assert not await store.producer_alive(info.chat_id, "no-such-generation")
+
+
+async def test_renew_lease_reports_whether_the_epoch_holds(backend: Backend) -> None:
+    store = await backend.make(lease_seconds=0.4)
+    info = await begin(store)
+
+    assert await store.renew_lease(info.chat_id, info.generation_id, epoch=1)
+    assert not await store.renew_lease(info.chat_id, info.generation_id, epoch=2)
+    assert not await store.renew_lease(info.chat_id, "no-such-generation", epoch=1)
+
+
+# --- fencing ---------------------------------------------------------------------------------
+
+
+async def test_fenced_producer_cannot_append_renew_or_end(backend: Backend) -> None:
+    store = await backend.make(lease_seconds=0.3)
+    info = await begin(store)
+    await backend.advance(0.5)
+    epoch = await take_over(backend, store, info)
+
+    with pytest.raises(Fenced):
+        await store.append(info.chat_id, info.generation_id, 1, [chunk(1)], epoch=1)
+    with pytest.raises(Fenced):
+        await store.end_generation(
+            info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1
+        )
+    assert not await store.renew_lease(info.chat_id, info.generation_id, epoch=1)
+
+    await store.append(info.chat_id, info.generation_id, 1, [chunk(1)], epoch=epoch)
+    await store.end_generation(
+        info.chat_id, info.generation_id, 2, Outcome.ERROR, None, epoch=epoch
+    )
+    assert await read_to_end(store, info) == LogRead(expected(1), True, Outcome.ERROR)
+
+
+async def test_lapsed_lease_unclaimed_refuses_the_producer(backend: Backend) -> None:
+    store = await backend.make(lease_seconds=0.3)
+    info = await begin(store)
+    await backend.advance(0.5)
+
+    with pytest.raises(Fenced):
+        await store.end_generation(
+            info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1
+        )
+    assert await read_to_end(store, info) == LogRead(expected(0), ended=False)
+
+
+async def test_append_retried_after_a_lost_reply_counts_once(store: SessionStore) -> None:
+    info = await begin(store)
+    await append_range(store, info, 1, 3)
+
+    await append_range(store, info, 1, 3)  # the same append again: its reply was lost
+    with pytest.raises(OffsetConflict):
+        await append_range(store, info, 2, 2)  # not a retry: a real conflict
+
+    assert await read_to_end(store, info) == LogRead(expected(3), ended=False)
+
+
+async def test_end_retried_after_a_lost_reply_counts_once(store: SessionStore) -> None:
+    info = await begin(store)
+    await append_range(store, info, 1, 1)
+    await store.end_generation(info.chat_id, info.generation_id, 2, Outcome.FINISHED, None, epoch=1)
+
+    await store.end_generation(info.chat_id, info.generation_id, 2, Outcome.FINISHED, None, epoch=1)
+    with pytest.raises(OffsetConflict):
+        await store.end_generation(
+            info.chat_id, info.generation_id, 2, Outcome.FINISHED, None, epoch=2
+        )
+
+    assert await read_to_end(store, info) == LogRead(expected(1), True, Outcome.FINISHED)
+
+
+async def test_append_many_checks_each_append_on_its_own(backend: Backend) -> None:
+    store = await backend.make()
+    first, second, third = [await begin(store, f"chat-{i}") for i in range(3)]
+    results = await store.append_many(
+        [
+            Append(first.chat_id, first.generation_id, 1, [chunk(1), chunk(2)], 1),
+            Append(second.chat_id, second.generation_id, 5, [chunk(5)], 1),
+            Append(third.chat_id, third.generation_id, 1, [], 1),  # a renewal
+            Append("chat-x", "no-such-generation", 1, [chunk(1)], 1),
+            Append(third.chat_id, third.generation_id, 1, [chunk(1)], 7),
+        ]
+    )
+
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], OffsetConflict)
+    assert isinstance(results[3], GenerationNotFound)
+    assert isinstance(results[4], Fenced)
+    assert await read_to_end(store, first) == LogRead(expected(2), ended=False)
+    assert await read_to_end(store, second) == LogRead(expected(0), ended=False)
+    assert await read_to_end(store, third) == LogRead(expected(0), ended=False)
+    assert await store.append_many([]) == []
 
 
 # --- chats and history -------------------------------------------------------------------
@@ -510,7 +638,7 @@ async def test_claim_chat_first_owner_wins(store: SessionStore) -> None:
 async def test_claim_chat_keeps_owner_across_generations(store: SessionStore) -> None:
     await store.claim_chat("chat-1", "alice")
     info = await begin(store)
-    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
 
     assert await store.claim_chat("chat-1", "bob") == "alice"
 
@@ -538,12 +666,14 @@ async def test_messages_replaced_by_begin_and_end(store: SessionStore) -> None:
     assert await store.load_messages("chat-1") == [{"id": "u1"}]
 
     await store.end_generation(
-        info.chat_id, info.generation_id, 1, Outcome.FINISHED, [{"id": "u1"}, {"id": "a1"}]
+        info.chat_id, info.generation_id, 1, Outcome.FINISHED, [{"id": "u1"}, {"id": "a1"}], epoch=1
     )
     assert await store.load_messages("chat-1") == [{"id": "u1"}, {"id": "a1"}]
 
     second = await begin(store, messages=[{"id": "u1"}, {"id": "a1"}, {"id": "u2"}])
-    await store.end_generation(second.chat_id, second.generation_id, 1, Outcome.ERROR, None)
+    await store.end_generation(
+        second.chat_id, second.generation_id, 1, Outcome.ERROR, None, epoch=1
+    )
     assert await store.load_messages("chat-1") == [{"id": "u1"}, {"id": "a1"}, {"id": "u2"}]
 
 
@@ -553,7 +683,7 @@ async def test_messages_replaced_by_begin_and_end(store: SessionStore) -> None:
 async def test_log_expires_after_log_ttl_once_ended(backend: Backend) -> None:
     store = await backend.make(log_ttl_seconds=0.5)
     info = await begin(store)
-    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
     await backend.advance(0.2)
     assert (await store.read(info.chat_id, info.generation_id, -1)).ended
 
@@ -668,7 +798,7 @@ async def test_hostile_chat_id_round_trips(store: SessionStore, chat_id: str) ->
     await append_range(store, info, 1, 2)
     await store.request_stop(chat_id, info.generation_id)
     await asyncio.wait_for(store.wait_for_stop(chat_id, info.generation_id), 5)
-    await store.end_generation(chat_id, info.generation_id, 3, Outcome.ABORTED, None)
+    await store.end_generation(chat_id, info.generation_id, 3, Outcome.ABORTED, None, epoch=1)
 
     chat = await store.get_chat(chat_id)
     assert chat is not None
@@ -716,7 +846,9 @@ async def _replay_concurrently(store: SessionStore, batches: list[int], limits: 
         await append_range(store, info, offset, offset + size - 1)
         offset += size
         await asyncio.sleep(0)  # let readers interleave with the producer
-    await store.end_generation(info.chat_id, info.generation_id, offset, Outcome.FINISHED, None)
+    await store.end_generation(
+        info.chat_id, info.generation_id, offset, Outcome.FINISHED, None, epoch=1
+    )
 
     async with asyncio.timeout(20):
         results = await asyncio.gather(*readers)
@@ -758,7 +890,9 @@ async def test_memory_store_sweeps_expired_items() -> None:
     for n in range(5):
         info = await begin(store, f"chat-{n}")
         await store.request_stop(info.chat_id, info.generation_id)
-        await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+        await store.end_generation(
+            info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1
+        )
 
     clock.now += 3600
     kept = await begin(store, "chat-new")  # writes sweep now and then: no reads needed
@@ -798,7 +932,10 @@ async def test_end_of_a_replaced_generation_keeps_the_newer_history(backend: Bac
         {"id": "old", "role": "user", "parts": []},
         {"id": "a", "role": "assistant", "parts": []},
     ]
-    await store.end_generation(dead.chat_id, dead.generation_id, 1, Outcome.ERROR, stale)
+    epoch = await take_over(backend, store, dead)
+    await store.end_generation(
+        dead.chat_id, dead.generation_id, 1, Outcome.ERROR, stale, epoch=epoch
+    )
 
     assert await store.load_messages(dead.chat_id) == newer_history
 
@@ -817,7 +954,7 @@ async def test_live_read_wakes_on_append_and_reaches_the_end(store: SessionStore
     woken = await asyncio.wait_for(waiting, 2)
     assert woken.entries == expected(2)[1:]
 
-    await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.FINISHED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.FINISHED, None, epoch=1)
     last = await store.read(info.chat_id, info.generation_id, 2, wait=5, live=True)
     assert last == LogRead([], ended=True, outcome=Outcome.FINISHED)
 
@@ -825,7 +962,7 @@ async def test_live_read_wakes_on_append_and_reaches_the_end(store: SessionStore
 async def test_live_read_of_an_expired_log_raises(backend: Backend) -> None:
     store = await backend.make(log_ttl_seconds=0.3, lease_seconds=10)
     info = await begin(store)
-    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None)
+    await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
     await backend.advance(0.6)
     with pytest.raises(GenerationNotFound):
         await store.read(info.chat_id, info.generation_id, 0, wait=0.2, live=True)

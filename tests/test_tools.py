@@ -174,28 +174,46 @@ def provider(
 
 
 def test_parallel_tool_calls_run_concurrently(
-    provider: tuple[str, ScriptedFake, LiveServer],
+    provider: tuple[str, ScriptedFake, LiveServer], bridge_factory: BridgeFactory
 ) -> None:
-    name, fake, server = provider
+    """`meet` returns only when the other call runs at the same time: run one after the
+    other, the first would end with its timeout error."""
+    name, fake, _ = provider
+    if isinstance(fake, OpenAIFake):
+        settings: dict[str, Any] = {
+            "openai_api_key": "k",
+            "openai_base_url": fake.base_url,
+            "bridge_model": "openai:gpt-test",
+        }
+    else:
+        assert isinstance(fake, AnthropicFake)
+        settings = {
+            "anthropic_api_key": "k",
+            "anthropic_base_url": fake.url,
+            "bridge_model": "anthropic:claude-test",
+        }
+    server = bridge_factory(**settings, bridge_tools="tests.meeting_tools")
+    group = f"parallel-{name}"
     fake.enqueue(
         [
             ParallelToolCalls(
                 [
-                    ToolCall("get_weather", '{"city": "Paris"}', call_id="call_a"),
-                    ToolCall("get_weather", '{"city": "Berlin"}', call_id="call_b"),
+                    ToolCall("meet", f'{{"group": "{group}", "party": "a"}}', call_id="call_a"),
+                    ToolCall("meet", f'{{"group": "{group}", "party": "b"}}', call_id="call_b"),
                 ]
             )
         ]
     )
-    fake.enqueue([Text("Paris and Berlin, done.")])
-    chunks = post(server, f"parallel-{name}", "weather in two cities")
-    outputs = {
-        c["toolCallId"]: c["output"]["city"] for c in chunks if c["type"] == "tool-output-available"
+    fake.enqueue([Text("They met.")])
+    chunks = post(server, group, "meet twice")
+    assert "tool-output-error" not in types_of(chunks)
+    outputs = {c["toolCallId"]: c["output"] for c in chunks if c["type"] == "tool-output-available"}
+    assert outputs == {
+        "call_a": {"party": "a", "met": ["a", "b"]},
+        "call_b": {"party": "b", "met": ["a", "b"]},
     }
-    assert outputs == {"call_a": "Paris", "call_b": "Berlin"}
-    follow_up = fake.requests[-1].body
-    text = str(follow_up)
-    assert "call_a" in text and "call_b" in text and "Berlin" in text
+    follow_up = str(fake.requests[-1].body)
+    assert "call_a" in follow_up and "call_b" in follow_up
 
 
 def _approval_continuation(server: LiveServer, chat_id: str, approved: bool) -> dict[str, Any]:

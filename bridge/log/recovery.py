@@ -1,9 +1,10 @@
-"""Closing a generation whose producer died (its process crashed or was killed).
+"""Closing a generation whose producer is gone, when it is not to be continued (a stop
+was requested, its plan cannot be carried out here, or nobody can take it over).
 
-Any process that notices the producer's lease has run out with the log still open calls
-`close_abandoned`: it rebuilds the assistant message from the log, ends the log with
-`abort` (when a stop had been asked for) or `error`, and stores the message. The store
-refuses a second end marker, so two processes doing this at once are harmless.
+The caller has claimed the generation (`claim_generation`: a new epoch, exactly one
+winner), so nobody else writes to the log meanwhile. The log is closed with the same
+closing chunks the runner writes for its own early ends (bridge/log/closing.py) and the
+message rebuilt from the log is stored.
 """
 
 from __future__ import annotations
@@ -11,43 +12,52 @@ from __future__ import annotations
 import logging
 
 from bridge.errors import OffsetConflict, StoreError
-from bridge.store.base import Outcome, SessionStore
+from bridge.log.closing import INTERRUPTED_TEXT, STOPPED_REASON, closing_chunks
+from bridge.store.base import Claim, Outcome, SessionStore
 from protocol.assembler import MessageAssembler
-from protocol.chunks import AbortChunk, ErrorChunk, encode_chunk, parse_chunk
+from protocol.chunks import encode_chunk
 
 logger = logging.getLogger("bridge.recovery")
 
-INTERRUPTED_TEXT = "The generation was interrupted: the server producing it stopped."
 
-
-async def close_abandoned(
-    store: SessionStore, chat_id: str, generation_id: str, *, stop_requested: bool = False
+async def close_claimed(
+    store: SessionStore,
+    chat_id: str,
+    generation_id: str,
+    claim: Claim,
+    assembler: MessageAssembler,
+    *,
+    step_open: bool,
+    error_text: str | None = None,
 ) -> None:
-    assembler = MessageAssembler()
-    after = -1
-    while True:
-        read = await store.read(chat_id, generation_id, after, limit=1000, wait=0)
-        for entry in read.entries:
-            try:
-                assembler.apply(parse_chunk(entry.data))
-            except Exception:  # a message we cannot rebuild still gets its log closed
-                logger.exception("could not fold chunk %s of %s", entry.offset, generation_id)
-            after = entry.offset
-        if read.ended:
-            return
-        if not read.entries:
-            break
-    final = (
-        AbortChunk(reason="stopped") if stop_requested else ErrorChunk(error_text=INTERRUPTED_TEXT)
-    )
-    outcome = Outcome.ABORTED if stop_requested else Outcome.ERROR
+    """End the claimed generation: `abort` when a stop was requested, else `error`
+    (`error_text`, by default "interrupted") with `finish-step`/`finish`."""
+    if claim.stop_requested:
+        chunks = closing_chunks(abort_reason=STOPPED_REASON, step_open=step_open)
+        outcome = Outcome.ABORTED
+    else:
+        chunks = closing_chunks(error_text=error_text or INTERRUPTED_TEXT, step_open=step_open)
+        outcome = Outcome.ERROR
+    for chunk in chunks:
+        assembler.apply(chunk)
     message = assembler.message
     history = await store.load_messages(chat_id)
     kept = [item for item in history if item.get("id") != message.id]
     try:
-        await store.append(chat_id, generation_id, after + 1, [encode_chunk(final)])
+        await store.append(
+            chat_id,
+            generation_id,
+            claim.next_offset,
+            [encode_chunk(c) for c in chunks],
+            epoch=claim.epoch,
+        )
         await store.end_generation(
-            chat_id, generation_id, after + 2, outcome, [*kept, message.dump()]
+            chat_id,
+            generation_id,
+            claim.next_offset + len(chunks),
+            outcome,
+            [*kept, message.dump()],
+            epoch=claim.epoch,
         )
     except OffsetConflict:
         logger.info("generation %s was closed by someone else meanwhile", generation_id)

@@ -131,10 +131,11 @@ class AnthropicProvider:
         system, messages = to_messages(request)
         max_tokens = request.max_output_tokens or self._default_max_tokens
         thinking: ThinkingConfigEnabledParam | None = None
-        if self._thinking_budget:
+        budget = request.options.thinking_budget or self._thinking_budget
+        if budget:
             # The budget counts against max_tokens: add it, so the answer keeps its share.
-            thinking = {"type": "enabled", "budget_tokens": self._thinking_budget}
-            max_tokens += self._thinking_budget
+            thinking = {"type": "enabled", "budget_tokens": budget}
+            max_tokens += budget
         # This SDK no longer declares `temperature`; the API takes it (not with thinking).
         extra = (
             {"temperature": request.temperature}

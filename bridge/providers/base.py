@@ -51,6 +51,20 @@ class ToolSpec:
     """JSON schema of the input object."""
 
 
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    """Per-model options a deployment sets (BRIDGE_MODEL_OPTIONS); a provider applies those
+    its API has and ignores the others."""
+
+    reasoning_effort: ReasoningEffort | None = None
+    """OpenAI reasoning models (Responses `reasoning.effort`, Chat `reasoning_effort`)."""
+    thinking_budget: int | None = None
+    """Anthropic extended thinking: tokens the model may think for."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
     model: str
@@ -61,6 +75,7 @@ class ModelRequest:
     tools: Sequence[ToolSpec] = ()
     max_output_tokens: int | None = None
     temperature: float | None = None
+    options: ModelOptions = field(default_factory=ModelOptions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,7 @@ class OpenAIChatProvider:
                         # all know the older name.
                         max_tokens=request.max_output_tokens or omit,
                         temperature=omit if request.temperature is None else request.temperature,
+                        reasoning_effort=request.options.reasoning_effort or omit,
                         stream=True,
                         stream_options={"include_usage": True},
                     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import openai
-from openai import AsyncOpenAI, omit
+from openai import AsyncOpenAI, Omit, omit
 from openai.types.responses import (
     EasyInputMessageParam,
     FunctionToolParam,
@@ -177,10 +177,8 @@ class OpenAIResponsesProvider:
                             if reasoning or request.temperature is None
                             else request.temperature
                         ),
-                        reasoning=(
-                            Reasoning(summary=self._reasoning_summary)
-                            if reasoning and self._reasoning_summary
-                            else omit
+                        reasoning=_reasoning(
+                            reasoning, self._reasoning_summary, request.options.reasoning_effort
                         ),
                         stream=True,
                     )
@@ -641,3 +639,17 @@ def _drop_orphan_reasoning(items: list[ResponseInputItemParam]) -> list[Response
                 continue
         kept.append(item)
     return kept
+
+
+def _reasoning(
+    reasoning_model: bool, summary: ReasoningSummary | None, effort: str | None
+) -> Reasoning | Omit:
+    """The `reasoning` parameter: only for reasoning models (the others reject it)."""
+    if not reasoning_model or (summary is None and effort is None):
+        return omit
+    value = Reasoning()
+    if summary is not None:
+        value["summary"] = summary
+    if effort is not None:
+        value["effort"] = effort  # type: ignore[typeddict-item]
+    return value

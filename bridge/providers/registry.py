@@ -15,12 +15,13 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from typing import cast
 
 from bridge.errors import ModelNotAllowed
 from bridge.providers.anthropic import AnthropicProvider
-from bridge.providers.base import Provider
+from bridge.providers.base import ModelOptions, ModelRequest, Provider, ProviderEvent
 from bridge.providers.demo import DemoProvider
 from bridge.providers.openai_chat import OpenAIChatProvider
 from bridge.providers.openai_responses import OpenAIResponsesProvider
@@ -70,6 +71,21 @@ def default_model(settings: Settings) -> str:
     return DEMO_MODEL
 
 
+class _WithOptions:
+    """A provider whose requests carry a model's options (BRIDGE_MODEL_OPTIONS)."""
+
+    def __init__(self, provider: Provider, options: ModelOptions) -> None:
+        self.name = provider.name
+        self._provider = provider
+        self._options = options
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
+        return self._provider.stream(replace(request, options=self._options))
+
+    async def aclose(self) -> None:
+        """The wrapped provider belongs to the registry, which closes it."""
+
+
 def _endpoint_provider(name: str, endpoint: Endpoint, timeout: float) -> Provider:
     if ":" in name or not name.strip():
         raise ValueError(f"BRIDGE_ENDPOINTS name {name!r} must be non-empty and have no ':'")
@@ -106,8 +122,10 @@ class ProviderRegistry:
         *,
         default_model: str,
         allowed_models: Sequence[str] | None = None,
+        model_options: Mapping[str, ModelOptions] | None = None,
     ) -> None:
         self.providers = dict(providers)
+        self._model_options = dict(model_options or {})
         self.default_model = default_model
         self.allowed_models: list[str] = list(allowed_models or [default_model])
 
@@ -160,6 +178,10 @@ class ProviderRegistry:
             providers,
             default_model=default_model(settings),
             allowed_models=settings.bridge_models or None,
+            model_options={
+                model: ModelOptions(**options.model_dump())
+                for model, options in settings.bridge_model_options.items()
+            },
         )
         registry._warn_unresolvable()
         if registry.default_model not in registry.allowed_models:
@@ -199,6 +221,9 @@ class ProviderRegistry:
                 + ", ".join(self.allowed_models)
             )
         provider, model = self.resolve(model_string)
+        options = self._model_options.get(model_string)
+        if options is not None:
+            provider = _WithOptions(provider, options)
         return provider, model, model_string
 
     async def aclose(self) -> None:

@@ -26,13 +26,17 @@ async def list_models(request: Request) -> JSONResponse:
 
 @router.get("/healthz")
 async def health(request: Request) -> JSONResponse:
+    """Liveness and readiness: 503 once draining (SIGTERM), so a load balancer stops
+    sending new requests here while running answers go on."""
     services = services_of(request)
+    draining = not services.runner.accepting
     return JSONResponse(
         {
-            "status": "ok",
+            "status": "draining" if draining else "ok",
             "store": services.store_kind,
             "runningGenerations": services.runner.running,
-        }
+        },
+        status_code=503 if draining else 200,
     )
 
 

@@ -14,9 +14,10 @@ WebSocket `sequence`, long-poll cursors). Offset 0 is always the `start` chunk, 
 atomically with the generation's creation.
 
 Only the generation's producer appends to its log (single writer). Other processes ask it
-to stop through `request_stop`; if the producer has died (its lease ran out), whoever
-notices may close the log with `end_generation` (appends refuse a wrong offset, so two
-writers can never interleave).
+to stop through `request_stop`. Every write names the producer's epoch, which the lease
+holds: the store refuses a wrong offset or a stale epoch (`Fenced`) atomically, so two
+writers can never interleave, and a producer whose lease ran out can never write again;
+whoever takes a dead producer's generation over writes under a new epoch.
 
 Every method is safe to call from many tasks at once. Implementations: `MemoryStore`
 (in-process, the default) and `RedisStore` (shared by many processes).
@@ -33,10 +34,16 @@ from bridge.errors import (
     ChatBusy as ChatBusy,
 )
 from bridge.errors import (
+    Fenced as Fenced,
+)
+from bridge.errors import (
     GenerationNotFound as GenerationNotFound,
 )
 from bridge.errors import (
     OffsetConflict as OffsetConflict,
+)
+from bridge.errors import (
+    StaleRevision as StaleRevision,
 )
 from bridge.errors import (
     StoreError as StoreError,
@@ -74,6 +81,23 @@ class ChatState:
     """The most recently begun generation (running or ended)."""
     last_ended_at: float | None
     """When `last_generation_id` ended (Unix time), None while it runs or if none."""
+    revision: int = 0
+    """The history's revision: raised by every `begin_generation` and `end_generation`. A
+    request planned on revision r begins only if the chat is still at r (`StaleRevision`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `claim_generation` hands the process that takes a generation over."""
+
+    epoch: int
+    """The new producer epoch: every write of the new producer names it."""
+    plan: bytes
+    """The plan stored by `begin_generation` (what the runner needs to re-run a step)."""
+    next_offset: int
+    """The offset the next chunk gets (the log as the previous producer left it)."""
+    stop_requested: bool
+    """A stop was asked for: the new producer only closes the log with `abort`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +122,30 @@ class LogRead:
     """True when the end marker was reached: nothing will follow `entries`."""
     outcome: Outcome | None = None
     """Set when `ended`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One generation's part of a batched append (`SessionStore.append_many`). No chunks:
+    a lease renewal (epoch and offset checked all the same)."""
+
+    chat_id: str
+    generation_id: str
+    first_offset: int
+    chunks: Sequence[bytes]
+    epoch: int
+
+
+class LogListener(Protocol):
+    """Told about changes of any log, by any process (`SessionStore.watch_logs`)."""
+
+    def log_changed(self, chat_id: str, generation_id: str, offset: int) -> None:
+        """Entries or the end marker were added to the log (maybe by another process);
+        it now reaches `offset` (its last chunk's, or its end marker's)."""
+
+    def resync(self) -> None:
+        """Changes may have been missed (the notification channel was re-established):
+        every followed log should be checked again."""
 
 
 class SessionStore(Protocol):
@@ -136,18 +184,39 @@ class SessionStore(Protocol):
         info: GenerationInfo,
         start_chunk: bytes,
         messages: Sequence[JSONDict],
-    ) -> None:
+        *,
+        expected_revision: int | None = None,
+        plan: bytes = b"",
+    ) -> int:
         """Atomically: make `info` the chat's active and last generation, create its log with
-        `start_chunk` at offset 0, replace the history with `messages` and take the producer
-        lease. Raises ChatBusy when another generation is active and its lease is alive; an
-        active generation whose lease expired is replaced (its log is left as it was)."""
+        `start_chunk` at offset 0, replace the history with `messages`, store `plan`, raise
+        the chat's revision and take the producer lease with epoch 1 (returned). Raises
+        ChatBusy when another generation is active and its lease is alive (an active
+        generation whose lease expired is replaced: its log is left as it was), and
+        StaleRevision when `expected_revision` is given and the chat is at another one."""
 
     async def append(
-        self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
+        self,
+        chat_id: str,
+        generation_id: str,
+        first_offset: int,
+        chunks: Sequence[bytes],
+        *,
+        epoch: int,
     ) -> None:
         """Append `chunks` at offsets first_offset, first_offset+1, ... in one round trip and
-        renew the producer lease. Wakes blocked readers. Raises OffsetConflict when
-        first_offset is not the next offset (nothing is written then)."""
+        renew the producer lease. Wakes blocked readers and notifies `watch_logs`
+        listeners. Raises Fenced when the lease is absent or holds another epoch,
+        OffsetConflict when first_offset is not the next offset (nothing is written then),
+        GenerationNotFound when the log does not exist. Idempotent: when the log already
+        ends with these chunks (a retry whose first reply was lost: the next offset is
+        first_offset + len(chunks)) and the epoch still holds, it succeeds."""
+
+    async def append_many(self, appends: Sequence[Append]) -> list[StoreError | None]:
+        """Several `append`s (of any chats) in one round trip, each checked on its own:
+        the result per append is None (done) or the error `append` would have raised.
+        Raises StoreError only when the round trip itself failed (nothing is known then;
+        every append may be retried, being idempotent)."""
 
     async def end_generation(
         self,
@@ -156,12 +225,16 @@ class SessionStore(Protocol):
         offset: int,
         outcome: Outcome,
         messages: Sequence[JSONDict] | None,
+        *,
+        epoch: int,
     ) -> None:
-        """In one atomic step: write the end marker at `offset`, replace the history with
-        `messages` (unless None, or unless a newer generation has begun on the chat since:
-        its history wins), clear the active pointer only if it still names this
-        generation, record the end time, and give the log the finished-log TTL. Raises
-        OffsetConflict like `append`."""
+        """In one atomic step, when `epoch` holds the lease: write the end marker at
+        `offset`, replace the history with `messages` (unless None, or unless a newer
+        generation has begun on the chat since: its history wins), clear the active
+        pointer only if it still names this generation, record the end time, raise the
+        chat's history revision, drop the lease and give the log the finished-log TTL.
+        Raises Fenced, OffsetConflict and GenerationNotFound like `append`; a retry of an
+        end that was written (with this epoch) succeeds."""
 
     async def read(
         self,
@@ -179,19 +252,44 @@ class SessionStore(Protocol):
         nothing). Raises GenerationNotFound when the log does not exist.
 
         `live=True` is a promise from a follower that `after` is not past the end marker
-        (it read this log before without reaching the end): the store may then skip its
-        checks and go straight to the blocking read (Redis: one XREAD per wake-up)."""
+        (it read this log before without reaching the end); stores may use it to skip
+        checks. The waiting holds no connection (Redis: the wait is on the log-change
+        notification, then a range read)."""
 
     async def producer_alive(self, chat_id: str, generation_id: str) -> bool:
         """Whether the generation's producer lease is still held."""
 
-    async def renew_lease(self, chat_id: str, generation_id: str) -> None:
-        """Keep the producer lease alive while no chunk is appended (a long tool call)."""
+    async def renew_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> bool:
+        """Keep the producer lease alive while no chunk is appended (a long tool call).
+        False when the lease lapsed or holds another epoch (the producer must stop); a
+        lapsed lease is never revived."""
+
+    async def watch_logs(self, listener: LogListener) -> None:
+        """Call `listener` on every change of any log, from any process, until cancelled
+        (or the store closes). The process-wide reader hub is the one caller."""
+
+    async def claim_generation(self, chat_id: str, generation_id: str) -> Claim | None:
+        """Take over a generation whose producer is gone: if its log is open and its lease
+        absent, atomically raise its epoch and take the lease with the new epoch. None when
+        the lease is held (someone produces it) or the log ended or is gone. Of processes
+        claiming at once exactly one wins."""
+
+    async def orphaned_generations(self) -> list[tuple[str, str]]:
+        """(chat id, generation id) of active generations whose lease is gone: the
+        candidates of the takeover sweep. May be slow (it scans); called every few
+        seconds at most."""
+
+    async def release_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> None:
+        """Drop the lease if it still holds `epoch` (a hand-over: takeover may start at
+        once). The log stays open."""
 
     # --- stop ----------------------------------------------------------------------------
 
     async def request_stop(self, chat_id: str, generation_id: str) -> None:
         """Ask the generation's producer, in whatever process, to stop. Idempotent."""
+
+    async def stop_requested(self, chat_id: str, generation_id: str) -> bool:
+        """Whether a stop was requested for the generation."""
 
     async def wait_for_stop(self, chat_id: str, generation_id: str) -> None:
         """Return as soon as a stop has been requested for the generation (at once if it

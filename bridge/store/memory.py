@@ -20,16 +20,22 @@ from typing import Protocol, TypeVar
 import orjson
 
 from bridge.store.base import (
+    Append,
     ChatBusy,
     ChatState,
     ChatSummary,
+    Claim,
+    Fenced,
     GenerationInfo,
     GenerationNotFound,
     JSONDict,
     LogEntry,
+    LogListener,
     LogRead,
     OffsetConflict,
     Outcome,
+    StaleRevision,
+    StoreError,
 )
 
 _Key = tuple[str, str]  # (chat_id, generation_id)
@@ -52,6 +58,7 @@ class _Chat:
     active: str | None = None
     last: str | None = None
     last_ended_at: float | None = None
+    revision: int = 0
 
 
 @dataclass
@@ -66,6 +73,10 @@ class _Log:
     expires_at: float
     chunks: list[bytes]
     outcome: Outcome | None = None
+    plan: bytes = b""
+    epoch: int = 1
+    """The last granted producer epoch; a live lease always holds it."""
+    ended_by_epoch: int | None = None
     # Replaced on every change: readers wait on the current one, writers set and swap it.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -101,15 +112,21 @@ class MemoryStore:
         self._histories: dict[str, _History] = {}
         self._logs: dict[_Key, _Log] = {}
         self._leases: dict[_Key, float] = {}  # expiry time
+        # The epoch a live lease holds; a lease without an entry holds epoch 1 (begin's).
+        self._lease_epochs: dict[_Key, int] = {}
+        self._listeners: set[LogListener] = set()
+        self._closed_event = asyncio.Event()
         self._stops: dict[_Key, _Stop] = {}
         self._next_sweep = clock() + _SWEEP_INTERVAL_SECONDS
         self._closed = False
 
     async def start(self) -> None:
         self._closed = False
+        self._closed_event = asyncio.Event()
 
     async def close(self) -> None:
         self._closed = True
+        self._closed_event.set()
         for log in self._logs.values():
             log.notify()
         for stop in self._stops.values():
@@ -121,7 +138,9 @@ class MemoryStore:
         chat = self._live(self._chats, chat_id)
         if chat is None:
             return None
-        return ChatState(chat_id, chat.owner, chat.active, chat.last, chat.last_ended_at)
+        return ChatState(
+            chat_id, chat.owner, chat.active, chat.last, chat.last_ended_at, chat.revision
+        )
 
     async def claim_chat(self, chat_id: str, owner: str) -> str:
         self._maybe_sweep()
@@ -159,7 +178,10 @@ class MemoryStore:
         info: GenerationInfo,
         start_chunk: bytes,
         messages: Sequence[JSONDict],
-    ) -> None:
+        *,
+        expected_revision: int | None = None,
+        plan: bytes = b"",
+    ) -> int:
         self._maybe_sweep()
         chat_id, generation_id = info.chat_id, info.generation_id
         chat = self._live(self._chats, chat_id)
@@ -169,6 +191,9 @@ class MemoryStore:
             and self._lease_alive((chat_id, chat.active))
         ):
             raise ChatBusy(chat.active)
+        revision = chat.revision if chat is not None else 0
+        if expected_revision is not None and expected_revision != revision:
+            raise StaleRevision(expected_revision, revision)
         key = (chat_id, generation_id)
         if self._live(self._logs, key) is not None:
             raise OffsetConflict(f"generation {generation_id} already has a log")
@@ -177,20 +202,54 @@ class MemoryStore:
         chat = self._touch_chat(chat_id)
         chat.active = chat.last = generation_id
         chat.last_ended_at = None
+        chat.revision = revision + 1
         self._histories[chat_id] = _History(now + self._history_ttl, history)
-        self._logs[key] = _Log(now + self._log_ttl, [start_chunk])
+        self._logs[key] = _Log(now + self._log_ttl, [start_chunk], plan=plan)
         self._leases[key] = now + self._lease_ttl
+        return 1
 
     async def append(
-        self, chat_id: str, generation_id: str, first_offset: int, chunks: Sequence[bytes]
+        self,
+        chat_id: str,
+        generation_id: str,
+        first_offset: int,
+        chunks: Sequence[bytes],
+        *,
+        epoch: int,
     ) -> None:
         key = (chat_id, generation_id)
-        log = self._writable_log(key, first_offset)
+        log = self._live(self._logs, key)
+        if log is None:
+            raise GenerationNotFound(generation_id)
+        if log.outcome is not None:
+            raise OffsetConflict(f"generation {generation_id} has ended")
+        self._check_epoch(key, epoch)
+        if chunks and first_offset >= 1 and len(log.chunks) == first_offset + len(chunks):
+            return  # a retry of an append that was applied: done already
+        if first_offset != len(log.chunks):
+            raise OffsetConflict(f"offset {first_offset} is not the next offset {len(log.chunks)}")
         log.chunks.extend(chunks)
         log.expires_at = self._clock() + self._log_ttl
         self._renew(key)
         if chunks:
-            log.notify()
+            self._changed(key, log)
+
+    async def append_many(self, appends: Sequence[Append]) -> list[StoreError | None]:
+        results: list[StoreError | None] = []
+        for item in appends:
+            try:
+                await self.append(
+                    item.chat_id,
+                    item.generation_id,
+                    item.first_offset,
+                    item.chunks,
+                    epoch=item.epoch,
+                )
+            except StoreError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
 
     async def end_generation(
         self,
@@ -199,8 +258,17 @@ class MemoryStore:
         offset: int,
         outcome: Outcome,
         messages: Sequence[JSONDict] | None,
+        *,
+        epoch: int,
     ) -> None:
         key = (chat_id, generation_id)
+        log = self._live(self._logs, key)
+        if log is not None and log.ended_by_epoch == epoch and len(log.chunks) == offset:
+            return  # a retry of an end that was written
+        if log is None:
+            raise GenerationNotFound(generation_id)
+        if log.outcome is None:
+            self._check_epoch(key, epoch)
         log = self._writable_log(key, offset)
         chat = self._live(self._chats, chat_id)
         if messages is not None and (chat is None or chat.last in (None, generation_id)):
@@ -208,9 +276,12 @@ class MemoryStore:
             self._save_history(chat_id, messages)
         now = self._clock()
         log.outcome = outcome
+        log.ended_by_epoch = epoch
         log.expires_at = now + self._log_ttl
         self._leases.pop(key, None)
+        self._lease_epochs.pop(key, None)
         if chat is not None:
+            chat.revision += 1
             chat.expires_at = now + self._history_ttl
             if chat.active == generation_id:
                 chat.active = None
@@ -218,7 +289,7 @@ class MemoryStore:
             # end time describes `last`, so only this generation's own end may set it.
             if chat.last == generation_id:
                 chat.last_ended_at = now
-        log.notify()
+        self._changed(key, log)
 
     async def read(
         self,
@@ -255,8 +326,46 @@ class MemoryStore:
     async def producer_alive(self, chat_id: str, generation_id: str) -> bool:
         return self._lease_alive((chat_id, generation_id))
 
-    async def renew_lease(self, chat_id: str, generation_id: str) -> None:
-        self._renew((chat_id, generation_id))
+    async def renew_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> bool:
+        key = (chat_id, generation_id)
+        if not self._lease_alive(key) or self._lease_epochs.get(key, 1) != epoch:
+            return False
+        self._renew(key)
+        return True
+
+    async def watch_logs(self, listener: LogListener) -> None:
+        self._listeners.add(listener)
+        try:
+            await self._closed_event.wait()
+        finally:
+            self._listeners.discard(listener)
+
+    async def claim_generation(self, chat_id: str, generation_id: str) -> Claim | None:
+        key = (chat_id, generation_id)
+        log = self._live(self._logs, key)
+        if log is None or log.outcome is not None or self._lease_alive(key):
+            return None
+        log.epoch += 1
+        self._leases[key] = self._clock() + self._lease_ttl
+        self._lease_epochs[key] = log.epoch
+        stop = self._live(self._stops, key)
+        stopped = stop is not None and stop.event.is_set()
+        return Claim(log.epoch, log.plan, len(log.chunks), stopped)
+
+    async def orphaned_generations(self) -> list[tuple[str, str]]:
+        return [
+            (chat_id, chat.active)
+            for chat_id, chat in list(self._chats.items())
+            if chat.active is not None
+            and chat.expires_at > self._clock()
+            and not self._lease_alive((chat_id, chat.active))
+        ]
+
+    async def release_lease(self, chat_id: str, generation_id: str, *, epoch: int) -> None:
+        key = (chat_id, generation_id)
+        log = self._live(self._logs, key)
+        if log is not None and self._lease_epochs.get(key, 1) == epoch:
+            self._leases.pop(key, None)
 
     # --- stop ----------------------------------------------------------------------------
 
@@ -265,6 +374,10 @@ class MemoryStore:
         stop = self._stop((chat_id, generation_id))
         stop.expires_at = self._clock() + self._log_ttl
         stop.event.set()
+
+    async def stop_requested(self, chat_id: str, generation_id: str) -> bool:
+        stop = self._live(self._stops, (chat_id, generation_id))
+        return stop is not None and stop.event.is_set()
 
     async def wait_for_stop(self, chat_id: str, generation_id: str) -> None:
         key = (chat_id, generation_id)
@@ -310,6 +423,17 @@ class MemoryStore:
             raise OffsetConflict(f"offset {offset} is not the next offset {len(log.chunks)}")
         return log
 
+    def _check_epoch(self, key: _Key, epoch: int) -> None:
+        if not self._lease_alive(key) or self._lease_epochs.get(key, 1) != epoch:
+            raise Fenced(f"generation {key[1]}: epoch {epoch} does not hold the lease")
+
+    def _changed(self, key: _Key, log: _Log) -> None:
+        log.notify()
+        # The offset reached: the last chunk's, or the end marker's (one past it).
+        offset = len(log.chunks) - (1 if log.outcome is None else 0)
+        for listener in list(self._listeners):
+            listener.log_changed(key[0], key[1], offset)
+
     def _lease_alive(self, key: _Key) -> bool:
         expires_at = self._leases.get(key)
         return expires_at is not None and expires_at > self._clock()
@@ -337,6 +461,7 @@ class MemoryStore:
         _drop_expired(self._stops, now)
         for key in [k for k, expires_at in self._leases.items() if expires_at <= now]:
             del self._leases[key]
+            self._lease_epochs.pop(key, None)
 
 
 def _drop_expired(items: dict[_K, _Item], now: float) -> None:

@@ -48,6 +48,9 @@ class Tool:
     needs_approval: bool | ApprovalPolicy = False
     timeout: float | None = None
     """Seconds; None: BRIDGE_TOOL_TIMEOUT_SECONDS."""
+    idempotent: bool = False
+    """Safe to run again for the same call: a takeover re-runs it when its process died
+    while it ran (otherwise the call gets an "interrupted" error result)."""
     context_parameter: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -113,6 +116,7 @@ def _describe(
     description: str | None,
     needs_approval: bool | ApprovalPolicy,
     timeout: float | None,
+    idempotent: bool = False,
 ) -> Tool:
     tool_name = name or function.__name__
     model, context_parameter = _input_model(function, tool_name)
@@ -124,6 +128,7 @@ def _describe(
         input_model=model,
         needs_approval=needs_approval,
         timeout=timeout,
+        idempotent=idempotent,
         context_parameter=context_parameter,
     )
 
@@ -139,6 +144,7 @@ def tool(
     description: str | None = None,
     needs_approval: bool | ApprovalPolicy = False,
     timeout: float | None = None,
+    idempotent: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -150,13 +156,14 @@ def tool(
     description: str | None = None,
     needs_approval: bool | ApprovalPolicy = False,
     timeout: float | None = None,
+    idempotent: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Declare a server-side tool (see the package docstring)."""
     if function is not None:
-        return _describe(function, name, description, needs_approval, timeout)
+        return _describe(function, name, description, needs_approval, timeout, idempotent)
 
     def decorate(inner: Callable[..., Any]) -> Tool:
-        return _describe(inner, name, description, needs_approval, timeout)
+        return _describe(inner, name, description, needs_approval, timeout, idempotent)
 
     return decorate
 

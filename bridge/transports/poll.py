@@ -15,22 +15,27 @@ for every answer keeps clients and caches simple.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from contextlib import aclosing
 
 from fastapi import APIRouter, Request, Response
 
 from bridge.body import parse_json, read_body, validate
 from bridge.chats import (
+    HandedOver,
     authorize,
     check_chat_id,
+    follow_generation,
     generation_to_resume,
     parse_cursor,
     start_generation,
 )
+from bridge.client_level import check_request_level, client_level_of, page_for_client
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
-from bridge.log.recovery import close_abandoned
 from bridge.services import Services, services_of
 from bridge.store.base import LogRead
+from protocol.compat import ClientLevel
 from protocol.messages import ChatRequest
 from protocol.poll import encode_poll_page
 from protocol.websocket import MAX_SEQUENCE
@@ -70,23 +75,31 @@ def _cursor(value: str | None) -> int:
 async def read_page(
     services: Services, chat_id: str, generation_id: str, after: int, wait: float
 ) -> LogRead:
-    """The entries after `after`, waiting up to `wait` for the first; a dead producer's
-    log is closed on its behalf (as a streaming reader would) so a poller sees the end."""
+    """The entries after `after`, waiting up to `wait` for the first (through the same
+    follow-and-recover loop as the streaming transports, so a dead producer's log is taken
+    over the same way and a poller sees its end)."""
     store = services.store
     try:
-        read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT, wait=wait)
-        if read.entries or read.ended:
+        read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
+        if read.entries or read.ended or wait <= 0:
             return read
-        if not await store.producer_alive(chat_id, generation_id):
-            await close_abandoned(store, chat_id, generation_id)
-            read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
+        entries = follow_generation(services, chat_id, generation_id, after, heartbeat=wait)
+        with contextlib.suppress(HandedOver):  # draining: the next poll reaches another process
+            async with aclosing(entries):
+                async for _ in entries:
+                    break  # something arrived, or `wait` passed: the page is read below
+        read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
     except GenerationNotFound:
         raise GenerationGone(f"generation {generation_id} is past its retention") from None
     return read
 
 
 def _page(
-    generation_id: str | None, read: LogRead | None, after: int, prelude_end: int = 0
+    generation_id: str | None,
+    read: LogRead | None,
+    after: int,
+    level: ClientLevel,
+    prelude_end: int = 0,
 ) -> Response:
     """`prelude_end=p`: offsets 1..p are left out and the cursor moves past them (the
     client that sent a continuation holds the message they rebuild)."""
@@ -98,7 +111,7 @@ def _page(
             generation_id,
             (
                 (entry.offset, entry.data)
-                for entry in read.entries
+                for entry in page_for_client(read.entries, level)
                 if not 0 < entry.offset <= prelude_end
             ),
             cursor,
@@ -123,13 +136,14 @@ async def poll_chat(
     wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
     if generation is not None and not 0 < len(generation) <= MAX_GENERATION_ID_LENGTH:
         raise RequestError("generation must be a generation id")
+    level = client_level_of(request, services.settings)
     user = services.auth.user_for(request)
     await authorize(services, user, chat_id)
     generation_id = await generation_to_resume(services, chat_id, generation, after)
     if generation_id is None:
-        return _page(None, None, after)
+        return _page(None, None, after, level)
     read = await read_page(services, chat_id, generation_id, after, wait_seconds)
-    return _page(generation_id, read, after)
+    return _page(generation_id, read, after, level)
 
 
 @router.post("/api/chat/poll")
@@ -138,10 +152,12 @@ async def post_chat_poll(request: Request, wait: str | None = None) -> Response:
     stream: a buffering proxy would hold a stream back until the whole answer is done."""
     services = services_of(request)
     wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
+    level = client_level_of(request, services.settings)
+    check_request_level(level, services.tools)
     user = services.auth.user_for(request)
     body = parse_json(await read_body(request, services.settings.bridge_max_body_bytes))
     chat_request = validate(ChatRequest, body)
     generation = await start_generation(services, chat_request, user)
     generation_id = generation.generation_id
     read = await read_page(services, chat_request.id, generation_id, -1, wait_seconds)
-    return _page(generation_id, read, -1, prelude_end=generation.prelude_end)
+    return _page(generation_id, read, -1, level, prelude_end=generation.prelude_end)

@@ -38,6 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge.body import validation_details
 from bridge.chats import (
+    HandedOver,
     authorize,
     check_chat_id,
     follow_generation,
@@ -282,19 +283,22 @@ class SocketSession:
         with request.reading:
             await self._send(encode_start_frame(rid, generation_id, prelude_end))
             entries = follow_generation(self._services, request.chat_id, generation_id, after)
-            async for batch in entries:
-                if batch is None:  # heartbeat ticks: the keep-alive task covers idling
-                    continue
-                await self._send(
-                    *(
-                        encode_chunk_frame(
-                            rid,
-                            entry.offset,
-                            PRELUDE_FILLER if 0 < entry.offset <= prelude_end else entry.data,
+            try:
+                async for batch in entries:
+                    if batch is None:  # heartbeat ticks: the keep-alive task covers idling
+                        continue
+                    await self._send(
+                        *(
+                            encode_chunk_frame(
+                                rid,
+                                entry.offset,
+                                PRELUDE_FILLER if 0 < entry.offset <= prelude_end else entry.data,
+                            )
+                            for entry in batch
                         )
-                        for entry in batch
                     )
-                )
+            except HandedOver:
+                return  # no `end` frame: the socket closes with the server (1012)
             await self._send(encode_end_frame(rid))
         if request.aborted:
             with anyio.move_on_after(STOP_WAIT_SECONDS, shield=True):

@@ -91,6 +91,10 @@ class OpenAIFake(ScriptedFake):
         return [
             Route("/v1/responses", self._responses, methods=["POST"]),
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            # Azure OpenAI: the deployment in the path, the key in `api-key`.
+            Route(
+                "/openai/deployments/{deployment}/chat/completions", self._chat, methods=["POST"]
+            ),
         ]
 
     async def _responses(self, request: Request) -> Response:
@@ -98,6 +102,9 @@ class OpenAIFake(ScriptedFake):
 
     async def _chat(self, request: Request) -> Response:
         return await self.handle(request, self._render_chat)
+
+    def key_of(self, request: Request) -> str | None:
+        return request.headers.get("api-key") or super().key_of(request)
 
     def auth_error(self, key: str | None) -> HttpError:
         # The real message quotes the key, masked in the middle.

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // chat-client.mjs: drives the REAL `Chat` class of `@ai-sdk/react` (what useChat runs) with the
 // real `DefaultChatTransport` (or `WebSocketChatTransport`) from `ai` against a running server,
-// following a scenario, and prints what the client ended up with.
+// following a scenario, and prints what the client ended up with. AI_SDK_CLIENT=5|6 drives
+// that version's `AbstractChat` instead (see ai-client.mjs).
 //
 // Usage:  node chat-client.mjs --scenario PATH_OR_JSON      ("-" = read the JSON from stdin)
 //
@@ -96,16 +97,19 @@
 //   allowThrow): exit 1, message on stderr, and the same document with ok:false and "error".
 // ---------------------------------------------------------------------------------------------
 
-import { Chat } from '@ai-sdk/react';
-import {
+import { ai, Chat, clientLevel } from './ai-client.mjs';
+import { CheckFailed, describeError, parseArgs, readJsonArg, runMain, UsageError } from './lib.mjs';
+
+// Absent from older clients (undefined): WebSocketChatTransport (ai 7 only),
+// lastAssistantMessageIsCompleteWithApprovalResponses (ai 6 and 7).
+const {
   DefaultChatTransport,
   getToolOrDynamicToolName,
   isToolUIPart,
   lastAssistantMessageIsCompleteWithApprovalResponses,
   lastAssistantMessageIsCompleteWithToolCalls,
   WebSocketChatTransport,
-} from 'ai';
-import { CheckFailed, describeError, parseArgs, readJsonArg, runMain, UsageError } from './lib.mjs';
+} = ai;
 
 const t0 = performance.now();
 const now = () => Math.round(performance.now() - t0);
@@ -262,6 +266,9 @@ class Harness {
     let transport;
     if (this.kind === 'websocket') {
       if (this.WebSocketClass == null) throw new UsageError('this Node has no global WebSocket');
+      if (WebSocketChatTransport == null) {
+        throw new UsageError(`ai ${clientLevel} has no WebSocketChatTransport (ai 7 has)`);
+      }
       transport = new WebSocketChatTransport({
         url: scenario.wsUrl ?? this.api,
         headers: scenario.headers,
@@ -737,10 +744,16 @@ class Harness {
 
 function makeAutoPredicate(auto) {
   if (auto == null || auto === false) return undefined;
-  const names = auto === 'any' ? ['toolCalls', 'approvals'] : Array.isArray(auto) ? auto : [auto];
+  const any = ['toolCalls', ...(lastAssistantMessageIsCompleteWithApprovalResponses ? ['approvals'] : [])];
+  const names = auto === 'any' ? any : Array.isArray(auto) ? auto : [auto];
   const predicates = names.map(name => {
     if (name === 'toolCalls') return lastAssistantMessageIsCompleteWithToolCalls;
-    if (name === 'approvals') return lastAssistantMessageIsCompleteWithApprovalResponses;
+    if (name === 'approvals') {
+      if (lastAssistantMessageIsCompleteWithApprovalResponses == null) {
+        throw new UsageError(`ai ${clientLevel} has no tool approvals`);
+      }
+      return lastAssistantMessageIsCompleteWithApprovalResponses;
+    }
     throw new UsageError(`scenario.auto: unknown ${JSON.stringify(name)} (toolCalls | approvals | any)`);
   });
   return options => predicates.some(predicate => predicate(options));

@@ -25,13 +25,14 @@ import {
   parseArgs,
   readJsonArg,
   readStdin,
+  isEntryPoint,
   runMain,
   UsageError,
   validateChunk,
 } from './lib.mjs';
 
-runMain(async () => {
-  const args = parseArgs(process.argv.slice(2), { bools: ['final-only', 'allow-client-errors'] });
+export async function main(argv) {
+  const args = parseArgs(argv, { bools: ['final-only', 'allow-client-errors'] });
   const input =
     args.chunks != null ? await readJsonArg(args.chunks) : JSON.parse((await readStdin()).toString('utf8'));
   const rawChunks = Array.isArray(input) ? input : input?.chunks;
@@ -63,4 +64,6 @@ runMain(async () => {
     throw new CheckFailed(`the client's state machine rejects the chunks: ${streamError.message}`, output);
   }
   return output;
-});
+}
+
+if (isEntryPoint(import.meta.url)) runMain(() => main(process.argv.slice(2)));

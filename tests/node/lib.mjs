@@ -5,12 +5,13 @@
 // message on stderr and exits with a non-zero code (1 = check failed, 2 = bad usage).
 
 import { readFile } from 'node:fs/promises';
-import {
-  parseJsonEventStream,
-  readUIMessageStream,
-  uiMessageChunkSchema,
-  UIMessageStreamError,
-} from 'ai';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ai } from './ai-client.mjs';
+
+// The client version is chosen by AI_SDK_CLIENT (see ai-client.mjs); ai 5 has no
+// UIMessageStreamError (its state machine throws plain Errors).
+const { parseJsonEventStream, readUIMessageStream, uiMessageChunkSchema, UIMessageStreamError } = ai;
 
 export class UsageError extends Error {}
 
@@ -24,7 +25,7 @@ export class CheckFailed extends Error {
 
 /** Writes one JSON document on stdout and exits when the pipe has drained. */
 export function emit(doc, code = 0) {
-  const text = `${JSON.stringify(doc, jsonReplacer)}\n`;
+  const text = `${toJson(doc)}\n`;
   process.exitCode = code;
   process.stdout.write(text, () => process.exit(code));
 }
@@ -55,19 +56,57 @@ export function describeError(error) {
  * arguments.
  */
 export async function runMain(main) {
+  const { code, doc, log } = await settle(main);
+  if (log) process.stderr.write(log);
+  emit(doc, code);
+}
+
+/** What runMain prints, without printing or exiting: `{ code, doc, log }` (log: stderr text). */
+export async function settle(main) {
   try {
-    emit(await main(), 0);
+    return { code: 0, doc: await main(), log: '' };
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`usage error: ${error.message}\n`);
-      emit({ ok: false, error: error.message, usageError: true }, 2);
-    } else if (error instanceof CheckFailed) {
-      process.stderr.write(`FAILED: ${error.message}\n`);
-      emit({ ok: false, error: error.message, ...error.output }, 1);
-    } else {
-      process.stderr.write(`ERROR: ${error?.stack ?? error}\n`);
-      emit({ ok: false, error: String(error?.message ?? error), crashed: true }, 1);
+      return {
+        code: 2,
+        doc: { ok: false, error: error.message, usageError: true },
+        log: `usage error: ${error.message}\n`,
+      };
     }
+    if (error instanceof CheckFailed) {
+      return {
+        code: 1,
+        doc: { ok: false, error: error.message, ...error.output },
+        log: `FAILED: ${error.message}\n`,
+      };
+    }
+    return {
+      code: 1,
+      doc: { ok: false, error: String(error?.message ?? error), crashed: true },
+      log: `ERROR: ${error?.stack ?? error}\n`,
+    };
+  }
+}
+
+/** JSON text of an output document (bigints as strings, Errors described). */
+export function toJson(doc) {
+  return JSON.stringify(doc, jsonReplacer);
+}
+
+/** True in the script node was started with (false when imported, e.g. by worker.mjs). */
+export function isEntryPoint(moduleUrl) {
+  return process.argv[1] != null && pathToFileURL(resolve(process.argv[1])).href === moduleUrl;
+}
+
+let injectedStdin = null;
+
+/** Runs a script's `main(argv)` in this process with `stdin` as its standard input. */
+export async function runInProcess(main, argv, stdin) {
+  injectedStdin = stdin;
+  try {
+    return await settle(() => main(argv));
+  } finally {
+    injectedStdin = null;
   }
 }
 
@@ -99,6 +138,7 @@ export function parseArgs(argv, { multi = [], bools = [] } = {}) {
 }
 
 export async function readStdin() {
+  if (injectedStdin != null) return injectedStdin;
   const parts = [];
   for await (const part of process.stdin) parts.push(part);
   return Buffer.concat(parts);
@@ -310,7 +350,7 @@ export async function foldChunks(chunks, { message } = {}) {
     stream: arrayToStream(chunks),
     terminateOnError: false,
     onError: error => {
-      if (UIMessageStreamError.isInstance(error) || !(error instanceof Error)) {
+      if (UIMessageStreamError?.isInstance(error) || !(error instanceof Error)) {
         streamError ??= describeError(error);
       } else if (errorTexts.length < errorChunkTexts.length && error.message === errorChunkTexts[errorTexts.length]) {
         errorTexts.push(error.message);

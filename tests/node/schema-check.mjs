@@ -17,10 +17,10 @@
 // Exit 0 even when chunks fail (the per-chunk results are the answer) unless --strict, which
 // exits 1 when any chunk fails. Exit 2 on bad input.
 
-import { CheckFailed, parseArgs, readJsonArg, readStdin, runMain, UsageError, validateChunk } from './lib.mjs';
+import { CheckFailed, parseArgs, readJsonArg, readStdin, isEntryPoint, runMain, UsageError, validateChunk } from './lib.mjs';
 
-runMain(async () => {
-  const args = parseArgs(process.argv.slice(2), { bools: ['strict'] });
+export async function main(argv) {
+  const args = parseArgs(argv, { bools: ['strict'] });
   const input =
     args.chunks != null ? await readJsonArg(args.chunks) : JSON.parse((await readStdin()).toString('utf8'));
   if (!Array.isArray(input)) throw new UsageError('input must be a JSON array of chunks');
@@ -51,4 +51,6 @@ runMain(async () => {
     );
   }
   return output;
-});
+}
+
+if (isEntryPoint(import.meta.url)) runMain(() => main(process.argv.slice(2)));

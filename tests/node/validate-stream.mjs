@@ -41,6 +41,7 @@ import {
   parseArgs,
   parseChunks,
   readInput,
+  isEntryPoint,
   runMain,
   sseFraming,
   UsageError,
@@ -78,8 +79,8 @@ async function fetchBody(args) {
   return { bytes, http };
 }
 
-runMain(async () => {
-  const args = parseArgs(process.argv.slice(2), {
+export async function main(argv) {
+  const args = parseArgs(argv, {
     multi: ['header'],
     bools: ['final-only', 'allow-client-errors', 'allow-status'],
   });
@@ -128,4 +129,6 @@ runMain(async () => {
     );
   }
   return result;
-});
+}
+
+if (isEntryPoint(import.meta.url)) runMain(() => main(process.argv.slice(2)));
