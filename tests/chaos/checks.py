@@ -35,6 +35,7 @@ def assert_delivered_once_in_order(delivery: Delivery, *, errors_allowed: bool =
     """Every chunk of the log from offset 0 to its closing chunk, each once, in order, and
     nothing after the end."""
     summary = delivery.summary()
+    print(summary)  # what each reader went through, shown with the test's output
     assert delivery.done, f"never saw the end: {summary}"
     assert delivery.stalls == 0, f"a connection went silent (a hang): {summary}"
     offsets = delivery.offsets

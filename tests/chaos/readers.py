@@ -85,10 +85,12 @@ class Delivery:
         return assembler.to_dict()
 
     def summary(self) -> str:
+        resets = self.types.count("reset-step")
         return (
             f"{self.name}: {len(self.entries)} chunks, offsets "
             f"{self.offsets[:3]}..{self.offsets[-3:]}, {self.connections} connections, "
-            f"drops {self.drops}, stalls {self.stalls}, last types {self.types[-4:]}"
+            f"drops {self.drops}, stalls {self.stalls}, {resets} reset-step, "
+            f"gone {self.gone}, last types {self.types[-4:]}"
         )
 
 
