@@ -54,6 +54,9 @@ class Delivery:
     stalls: int = 0
     done: bool = False
     generation_id: str | None = None
+    unlogged_end: dict[str, Any] | None = None
+    """A closing chunk sent without an SSE id: not in the log (the bridge could not write
+    it there, e.g. the log itself is gone), so never replayed, only seen live."""
     gone: str | None = None
     """Set when a bridge answered that there is nothing (more) to read: 204 (no
     generation to resume), 404/410 (the generation is gone). A client takes it as final
@@ -75,6 +78,8 @@ class Delivery:
         return sum(1 for _, chunk in self.entries if chunk["type"] == "text-delta")
 
     def ended(self) -> bool:
+        if self.unlogged_end is not None:
+            return True
         return bool(self.entries) and self.entries[-1][1]["type"] in TERMINAL
 
     def message(self) -> dict[str, Any]:
@@ -90,7 +95,7 @@ class Delivery:
             f"{self.name}: {len(self.entries)} chunks, offsets "
             f"{self.offsets[:3]}..{self.offsets[-3:]}, {self.connections} connections, "
             f"drops {self.drops}, stalls {self.stalls}, {resets} reset-step, "
-            f"gone {self.gone}, last types {self.types[-4:]}"
+            f"gone {self.gone}, unlogged end {self.unlogged_end}, last types {self.types[-4:]}"
         )
 
 
@@ -232,8 +237,12 @@ async def _one_connection(
                     return (
                         None if delivery.ended() else f"[DONE] before a closing chunk from {where}"
                     )
-                assert event.id is not None, f"an SSE event without id: {event.data[:100]}"
-                await _record(delivery, int(event.id), orjson.loads(event.data), progress)
+                chunk = orjson.loads(event.data)
+                if event.id is None:
+                    assert chunk["type"] in TERMINAL, f"an SSE event without id: {event.data[:99]}"
+                    delivery.unlogged_end = chunk
+                    continue
+                await _record(delivery, int(event.id), chunk, progress)
         return f"the response from {where} ended without [DONE]"
     finally:
         await response.aclose()

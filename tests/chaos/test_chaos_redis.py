@@ -106,6 +106,8 @@ def _assert_finished_or_clear_error(delivery: Delivery) -> None:
     assert_delivered_once_in_order(delivery, errors_allowed=True)
     _, text = demo_reply(LONG)
     errors = [chunk for chunk in delivery.chunks if chunk["type"] == "error"]
+    if delivery.unlogged_end is not None:
+        errors.append(delivery.unlogged_end)
     if errors:
         assert all(str(chunk.get("errorText", "")).strip() for chunk in errors), errors
     else:
@@ -127,11 +129,20 @@ async def test_chaos_redis_restarted_with_its_data(make_cluster: ClusterFactory)
     assert_stored_matches(stored_answer(b.url, chat_id), *deliveries)
 
 
-@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bridge: a streaming reader whose log disappears (Redis restarted empty) is reset "
+        "mid-response instead of ending with an error chunk: follow() (bridge/log/reader.py) "
+        "raises GenerationNotFound from store.read inside the SSE body, uvicorn logs 'response "
+        "already started' and aborts the connection; the resume then gets 503, then 410"
+    ),
+)
 async def test_chaos_redis_restarted_without_its_data(make_cluster: ClusterFactory) -> None:
     """Scenario 6b: Redis comes back empty mid-answer (SHUTDOWN NOSAVE). The log is gone:
-    every reader ends (a clear error chunk, or 404/410 for the lost generation) within its
-    budget, nothing delivered twice; the chat answers its history without hanging."""
+    every streaming reader's response ends with a clear error chunk (a long-poller gets
+    its protocol's error answer, 404/410), within its budget, nothing delivered twice;
+    the chat still answers its history."""
     cluster = make_cluster()
     b = cluster.bridges[1]
     chat_id = chat_id_for("amnesia")
@@ -139,12 +150,12 @@ async def test_chaos_redis_restarted_without_its_data(make_cluster: ClusterFacto
         cluster.urls, chat_id, blocking(lambda: _restart_redis(cluster, keep_data=False))
     )
     for delivery in deliveries:
-        if delivery.gone is None:
-            _assert_finished_or_clear_error(delivery)
-        else:
+        if delivery.name.startswith("poller") and delivery.gone is not None:
             offsets = delivery.offsets
             assert offsets == list(range(len(offsets))), delivery.summary()
             assert delivery.stalls == 0, delivery.summary()
+        else:
+            _assert_finished_or_clear_error(delivery)
     stored_answer(b.url, chat_id)  # answers, whatever is left
 
 
