@@ -82,12 +82,17 @@ async def answer_hurt_mid_text(urls: list[str], chat_id: str, hurt: Hurt) -> lis
     return [poster.result(), watcher.result(), poller.result()]
 
 
-def assert_whole_answer(url: str, chat_id: str, deliveries: list[Delivery]) -> None:
+def assert_whole_answer(
+    url: str, chat_id: str, deliveries: list[Delivery], *, takeovers: int | None = None
+) -> None:
     """Every reader got the whole log once, in order, ending with `finish` and no error;
     the message it builds is the demo's complete answer (reset-step applied), and the
-    stored message is that message."""
+    stored message is that message. With `takeovers`: the log shows exactly that many
+    re-run steps (`reset-step`): one fault, one producer taking over, never two."""
     reasoning, text = demo_reply(LONG)
     for delivery in deliveries:
+        if takeovers is not None:
+            assert delivery.types.count("reset-step") == takeovers, delivery.summary()
         assert_delivered_once_in_order(delivery)
         assert delivery.types[-1] == "finish", delivery.summary()
         message = delivery.message()

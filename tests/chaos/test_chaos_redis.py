@@ -59,7 +59,8 @@ async def test_chaos_redis_paused_past_the_lease(make_cluster: ClusterFactory) -
             cluster.redis.resume()
 
     deliveries = await answer_hurt_mid_text(cluster.urls, chat_id, blocking(pause_redis))
-    assert_whole_answer(b.url, chat_id, deliveries)
+    # The lease lapsed: the producer was fenced and exactly one takeover re-ran the step.
+    assert_whole_answer(b.url, chat_id, deliveries, takeovers=1)
     history = stored_answer(b.url, chat_id)
     assert [m["role"] for m in history["messages"]] == ["user", "assistant"], history
 
@@ -91,10 +92,8 @@ async def test_chaos_redis_connections_cut_mid_answer(make_cluster: ClusterFacto
 
     deliveries = await answer_hurt_mid_text(cluster.urls, chat_id, strike_repeatedly)
     assert proxy.lost_replies >= FAULTS // 2 and proxy.cuts > 0, (proxy.lost_replies, proxy.cuts)
-    assert_whole_answer(b.url, chat_id, deliveries)
-    # The producer itself carried on: no step was re-run by a takeover.
-    for delivery in deliveries:
-        assert "reset-step" not in delivery.types, f"a takeover was needed: {delivery.summary()}"
+    # The producer itself carried on (appends retried): no step was re-run by a takeover.
+    assert_whole_answer(b.url, chat_id, deliveries, takeovers=0)
 
 
 def _restart_redis(cluster: Cluster, *, keep_data: bool) -> None:
