@@ -18,7 +18,7 @@ from bridge.client_level import check_startup_level
 from bridge.drain import Drain
 from bridge.errors import BridgeError, Draining, InvalidRequest
 from bridge.log.hub import LogHub
-from bridge.log.takeover import sweep
+from bridge.log.takeover import sweep, sweep_once
 from bridge.log.writer import LogWriter
 from bridge.providers.registry import ProviderRegistry
 from bridge.routes import chats, meta
@@ -33,9 +33,13 @@ logger = logging.getLogger("bridge")
 
 
 def _make_store(settings: Settings) -> tuple[SessionStore, str]:
-    if settings.redis_url:
+    kind = settings.bridge_store
+    if kind == "auto":
+        kind = "redis" if settings.redis_url else "sqlite"
+    if kind == "redis":
         from bridge.store.redis import RedisOptions, RedisStore
 
+        assert settings.redis_url is not None  # checked by Settings
         store = RedisStore(
             settings.redis_url,
             key_prefix=settings.bridge_key_prefix,
@@ -52,10 +56,27 @@ def _make_store(settings: Settings) -> tuple[SessionStore, str]:
         )
         logger.info("session store: Redis%s", " Cluster" if store.cluster else "")
         return store, "redis"
+    if kind == "sqlite":
+        from bridge.store.sqlite import DATABASE_FILE, SQLiteStore
+
+        path = settings.bridge_data_dir / DATABASE_FILE
+        logger.info(
+            "session store: SQLite at %s (this process only; set REDIS_URL to share sessions "
+            "between processes)",
+            path,
+        )
+        sqlite_store = SQLiteStore(
+            path,
+            log_ttl_seconds=settings.bridge_log_ttl_seconds,
+            history_ttl_seconds=settings.bridge_history_ttl_seconds,
+            lease_seconds=settings.bridge_lease_seconds,
+            synchronous=settings.bridge_sqlite_synchronous,
+        )
+        return sqlite_store, "sqlite"
     from bridge.store.memory import MemoryStore
 
     logger.warning(
-        "session store: in-process memory (REDIS_URL is unset): sessions live as long as "
+        "session store: in-process memory (BRIDGE_STORE=memory): sessions live as long as "
         "this process and are not shared with other processes"
     )
     return MemoryStore(
@@ -94,7 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_buffered=settings.bridge_writer_buffer_chunks,
             retry_seconds=settings.bridge_writer_retry_seconds,
         )
-        runner = GenerationRunner(store, settings, writer, can_hand_over=kind == "redis")
+        runner = GenerationRunner(
+            store, settings, writer, can_hand_over=kind in {"redis", "sqlite"}
+        )
         services = app.state.services = Services(
             settings=settings,
             store=store,
@@ -113,6 +136,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 group.start_soon(hub.run)
                 group.start_soon(writer.run)
                 await group.start(runner.serve)
+                # Generations left open by a process that is gone (with SQLite: this
+                # process's previous life) are taken over before the first request.
+                await sweep_once(services)
                 if settings.bridge_takeover_sweep_seconds > 0:
                     group.start_soon(sweep, services, settings.bridge_takeover_sweep_seconds)
                 drain = Drain(runner, settings.bridge_drain_seconds)

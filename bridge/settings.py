@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -146,6 +147,14 @@ class Settings(BaseSettings):
     bridge_reader_queue_chunks: int = Field(default=4096, gt=0)
     """Chunks queued for one reader; a reader further behind (a client that stopped
     reading) is detached and catches up from the store at its own pace."""
+    bridge_store: Literal["auto", "sqlite", "memory", "redis"] = "auto"
+    """auto: Redis when REDIS_URL is set, else SQLite under BRIDGE_DATA_DIR. memory: in this
+    process only (lost on restart)."""
+    bridge_data_dir: Path = Path("data")
+    """Where the SQLite store keeps `bridge.sqlite3` (one bridge process per directory)."""
+    bridge_sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    """NORMAL: what was written survives the process being killed, the last writes may be
+    lost on power loss or an OS crash; FULL: survives those too, one disk flush per write."""
     bridge_key_prefix: str = "aisdk"
     bridge_log_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     """How long a generation's log is kept after it ended (offset replay retention)."""
@@ -172,10 +181,16 @@ class Settings(BaseSettings):
     """A step whose provider stream fails with a network or 5xx error is retried this many
     times (`reset-step` tells clients to drop the failed attempt)."""
     bridge_allow_client_tools: bool = False
+    """Accept tool declarations (JSON schemas) from the request body `tools`."""
     bridge_client_level: int = Field(default=7, ge=5, le=7)
     """The `ai` major version of the clients (5, 6 or 7): older ones get the stream degraded
     to what they know. A request may override it (`?client=` or `x-ai-sdk-level`)."""
-    """Accept tool declarations (JSON schemas) from the request body `tools`."""
+
+    @model_validator(mode="after")
+    def _redis_store_needs_url(self) -> Settings:
+        if self.bridge_store == "redis" and not self.redis_url:
+            raise ValueError("BRIDGE_STORE=redis needs REDIS_URL")
+        return self
 
     @field_validator("bridge_port", mode="before")
     @classmethod

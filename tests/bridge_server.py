@@ -31,6 +31,8 @@ def make_settings(**overrides: Any) -> Settings:
         "bridge_heartbeat_seconds": 15,
     }
     base.update(overrides)
+    # In-process unless Redis is given, so tests leave no files behind; SQLite tests ask.
+    base.setdefault("bridge_store", "redis" if base["redis_url"] else "memory")
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]
 
 

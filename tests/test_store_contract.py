@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,6 +36,7 @@ from bridge.store.base import (
 )
 from bridge.store.memory import MemoryStore
 from bridge.store.redis import RedisStore
+from bridge.store.sqlite import SQLiteStore
 from tests.redis_server import (  # noqa: F401
     RedisClusterServers,
     RedisServer,
@@ -87,11 +90,17 @@ class Backend:
     prefix: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex}")
     clock: FakeClock = field(default_factory=FakeClock)
     stores: list[SessionStore] = field(default_factory=list)
+    data_dir: Path | None = None
+    """SQLite: each store gets its own file here (one process, one store per file)."""
 
     async def make(self, **options: Any) -> SessionStore:
         """A started store; every store of one backend sees the same data (Redis only)."""
         store: SessionStore
-        if self.redis_url is None:
+        if self.kind == "sqlite":
+            assert self.data_dir is not None
+            path = self.data_dir / f"store-{len(self.stores)}.sqlite3"
+            store = SQLiteStore(path, clock=self.clock, **options)
+        elif self.redis_url is None:
             store = MemoryStore(clock=self.clock, **options)
         else:
             store = RedisStore(self.redis_url, key_prefix=self.prefix, **options)
@@ -110,7 +119,7 @@ class Backend:
             await store.close()
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sqlite"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     url = None
     if request.param == "redis":
@@ -120,6 +129,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
         url = cluster.url
     backend = Backend(request.param, url)
+    if request.param == "sqlite":
+        backend.data_dir = request.getfixturevalue("tmp_path")
     yield backend
     await backend.close()
 
@@ -138,18 +149,10 @@ async def begin(
 
 
 async def take_over(backend: Backend, store: SessionStore, info: GenerationInfo) -> int:
-    """Give a generation whose lease lapsed to a new producer (epoch 2), as a takeover
-    would. A stand-in written against the fencing layout of CONTRACT.md until the store's
-    own `claim_generation` exists: Redis keeps the epoch as the lease's value, the memory
-    store in its lease records."""
-    key = (info.chat_id, info.generation_id)
-    if isinstance(store, MemoryStore):
-        store._leases[key] = backend.clock() + 60
-        store._lease_epochs[key] = 2
-    else:
-        assert isinstance(store, RedisStore)
-        await store._redis.set(store.key(info.chat_id, "lease", info.generation_id), 2, px=60_000)
-    return 2
+    """Claim a generation whose lease lapsed, as a takeover does: the new epoch."""
+    claim = await store.claim_generation(info.chat_id, info.generation_id)
+    assert claim is not None
+    return claim.epoch
 
 
 async def read_to_end(store: SessionStore, info: GenerationInfo, after: int = -1) -> LogRead:
@@ -341,7 +344,7 @@ async def test_end_generation_updates_chat_and_drops_lease(
     assert after.active_generation_id is None
     assert after.last_generation_id == info.generation_id
     assert after.last_ended_at is not None
-    now = backend.clock.now if backend.kind == "memory" else time.time()
+    now = backend.clock.now if backend.redis_url is None else time.time()
     assert abs(after.last_ended_at - now) < 5
     assert not await store.producer_alive(info.chat_id, info.generation_id)
 
@@ -856,7 +859,7 @@ async def _replay_concurrently(store: SessionStore, batches: list[int], limits: 
         assert seen == expected(offset - 1)
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.parametrize("kind", ["memory", "redis", "sqlite"])
 @settings(
     max_examples=25,
     deadline=None,
@@ -871,14 +874,15 @@ def test_concurrent_readers_see_every_batch_once_in_order(
 ) -> None:
     url = request.getfixturevalue("redis_server").url if kind == "redis" else None
 
-    async def run() -> None:
-        backend = Backend(kind, url)
+    async def run(data_dir: str) -> None:
+        backend = Backend(kind, url, data_dir=Path(data_dir))
         try:
             await _replay_concurrently(await backend.make(), batches, limits)
         finally:
             await backend.close()
 
-    asyncio.run(run())
+    with tempfile.TemporaryDirectory() as data_dir:
+        asyncio.run(run(data_dir))
 
 
 # --- MemoryStore specifics -------------------------------------------------------------------

@@ -17,7 +17,9 @@ from bridge.auth import TokenAuth
 from bridge.chats import start_generation
 from bridge.errors import Draining, StaleRevision, StoreError
 from bridge.log.closing import closing_chunks
+from bridge.log.hub import LogHub
 from bridge.log.takeover import recover, sweep
+from bridge.log.writer import LogWriter
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest
 from bridge.providers.registry import ProviderRegistry
@@ -57,20 +59,32 @@ def make_services(store: Any, **overrides: Any) -> Services:
         bridge_demo_token_delay_ms=overrides.pop("delay_ms", 2),
         **overrides,
     )
+    hub = LogHub(store, queue_entries=settings.bridge_reader_queue_chunks)
+    writer = LogWriter(
+        store,
+        hub,
+        flush_interval=settings.bridge_flush_ms / 1000,
+        lease_renew_interval=settings.bridge_lease_seconds / 3,
+        retry_seconds=0.3,
+    )
     return Services(
         settings=settings,
         store=store,
         store_kind="memory",
         registry=ProviderRegistry.from_settings(settings),
-        runner=GenerationRunner(store, settings, can_hand_over=True, store_retry_seconds=0.3),
+        runner=GenerationRunner(store, settings, writer, can_hand_over=True),
         auth=TokenAuth([]),
         tools=load_tools(settings.bridge_tools),
+        hub=hub,
+        writer=writer,
     )
 
 
 @asynccontextmanager
 async def serving(services: Services) -> AsyncIterator[Services]:
     async with anyio.create_task_group() as group:
+        group.start_soon(services.hub.run)
+        group.start_soon(services.writer.run)
         await group.start(services.runner.serve)
         try:
             yield services
@@ -148,10 +162,10 @@ def test_closing_chunks_error_closes_the_open_step_and_finishes() -> None:
 
 async def test_runner_retries_an_append_whose_reply_was_lost() -> None:
     store = FaultyStore(MemoryStore())
-    store.fail("append", after=True)  # applied, but the reply never came
+    store.fail("append_many", after=True)  # applied, but the reply never came
     async with serving(make_services(store)) as services:
         expected = await reference_answer(services, "hello")
-        store.fail("append", after=True)
+        store.fail("append_many", after=True)
         generation = await start_generation(services, request("lost-reply", "hello"), USER)
         await generation.done.wait()
         entries, outcome = await log_of(store, "lost-reply", generation.generation_id)
@@ -165,15 +179,15 @@ async def test_runner_writer_failure_ends_the_generation_and_its_flusher() -> No
     async with serving(make_services(store, delay_ms=5)) as services:
         generation = await start_generation(services, request("broken", "a long one"), USER)
         await wait_for_entries(store, "broken", generation.generation_id, 5)
-        store.fail("append", times=-1)
+        store.fail("append_many", times=-1)
         store.fail("renew_lease", times=-1)
         with anyio.fail_after(10):
             await generation.done.wait()
         assert services.runner.running == 0
         # The flusher belonged to the generation's task group: nothing writes any more.
-        appends = store.calls.get("append", 0)
+        appends = store.calls.get("append_many", 0)
         await asyncio.sleep(0)
-        assert store.calls.get("append", 0) == appends
+        assert store.calls.get("append_many", 0) == appends
         chat = await store.get_chat("broken")
     assert chat is not None and chat.active_generation_id == generation.generation_id
 
@@ -245,14 +259,14 @@ async def _kill_producer(
 
         def observe(name: str, args: tuple[Any, ...]) -> None:
             if not tripped.is_set() and when(name, args):
-                store.fail("append", times=-1)
+                store.fail("append_many", times=-1)
                 store.fail("renew_lease", times=-1)
                 tripped.set()
 
         store.observer = observe
         await asyncio.wait_for(tripped.wait(), 15)
     else:
-        store.fail("append", times=-1)
+        store.fail("append_many", times=-1)
         store.fail("renew_lease", times=-1)
     with anyio.fail_after(10):
         await generation.done.wait()
@@ -294,7 +308,9 @@ async def test_takeover_never_runs_a_started_tool_twice() -> None:
         generation_id = generation.generation_id
 
         def marker_acknowledged(name: str, args: tuple[Any, ...]) -> bool:
-            return name == "append" and any(b"data-tool-run" in chunk for chunk in args[3])
+            return name == "append_many" and any(
+                b"data-tool-run" in chunk for append in args[0] for chunk in append.chunks
+            )
 
         await _kill_producer(store, clock, generation, when=marker_acknowledged)
         await recover(services, "tool-once", generation_id)
@@ -392,7 +408,7 @@ async def test_store_begin_refuses_a_stale_revision(kind: str, request: Any) -> 
         assert epoch == 1
         chat = await store.get_chat("c")
         assert chat is not None and chat.revision == 1
-        await store.end_generation("c", info.generation_id, 1, Outcome.FINISHED, [])
+        await store.end_generation("c", info.generation_id, 1, Outcome.FINISHED, [], epoch=1)
         chat = await store.get_chat("c")
         assert chat is not None and chat.revision == 2
         later = GenerationInfo("g2-aaaaaaaaaaaaaaaaaaaaaaaa", "c", "m2", time.time())
@@ -458,7 +474,9 @@ async def test_drain_hands_over_a_running_generation_to_a_claimer() -> None:
 async def test_drain_without_anyone_to_take_over_ends_with_abort() -> None:
     store = MemoryStore()
     services = make_services(store, delay_ms=10)
-    services.runner = GenerationRunner(store, services.settings, can_hand_over=False)
+    services.runner = GenerationRunner(
+        store, services.settings, services.writer, can_hand_over=False
+    )
     async with serving(services):
         generation = await start_generation(services, request("aborted", "a long one"), USER)
         await wait_for_entries(store, "aborted", generation.generation_id, 5)

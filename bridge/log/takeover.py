@@ -197,19 +197,25 @@ async def _plan_from(
 async def sweep(services: Services, interval: float) -> None:
     """Every `interval` seconds, take over the generations of this store whose producer
     is gone and that nobody reads (a reader's follow loop notices the others at once)."""
-    while True:
+    while services.runner.accepting:
         await anyio.sleep(interval)
-        try:
-            orphans = await services.store.orphaned_generations()
-        except StoreError:
-            logger.warning("takeover sweep: store error", exc_info=True)
+        await sweep_once(services)
+
+
+async def sweep_once(services: Services) -> None:
+    """Take over every generation of the store whose producer is gone (none while this
+    process drains)."""
+    try:
+        orphans = await services.store.orphaned_generations()
+    except StoreError:
+        logger.warning("takeover sweep: store error", exc_info=True)
+        return
+    for chat_id, generation_id in orphans:
+        if not services.runner.accepting:
+            return
+        if services.runner.is_running(generation_id):
             continue
-        for chat_id, generation_id in orphans:
-            if not services.runner.accepting:
-                return
-            if services.runner.is_running(generation_id):
-                continue
-            try:
-                await recover(services, chat_id, generation_id)
-            except Exception:
-                logger.exception("takeover sweep: could not recover %s", generation_id)
+        try:
+            await recover(services, chat_id, generation_id)
+        except Exception:
+            logger.exception("takeover sweep: could not recover %s", generation_id)

@@ -1,0 +1,189 @@
+"""A real bridge process (`python -m bridge`) on the default SQLite store, killed with SIGKILL
+and started again on the same data directory: chats, histories and logs are still there, the
+generation that was running is closed by the start-up sweep, and a second process on the
+same directory is refused."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from bridge.log.recovery import INTERRUPTED_TEXT
+from protocol.sse import SSEParser
+from tests.bridge_server import chat_body, sse_events
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN_DELAY_MS = "20"
+STARTUP_TIMEOUT = 60.0
+
+
+@dataclass
+class BridgeProcess:
+    proc: subprocess.Popen[str]
+    url: str
+    lines: list[str] = field(default_factory=list)
+    settled: threading.Event = field(default_factory=threading.Event)
+    """Set when the app has started, or the process has exited."""
+    started: bool = False
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def watch(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "Application startup complete" in line:
+                self.started = True
+                self.settled.set()
+        self.settled.set()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Any]:
+    """Start `python -m bridge` processes on one data directory; all are killed at the end."""
+    processes: list[BridgeProcess] = []
+    data_dir = tmp_path / "data"
+    cwd = tmp_path / "cwd"  # an empty directory: no developer .env is read
+    cwd.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BRIDGE_")
+        and k not in ("REDIS_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+    }
+    env.update(
+        {
+            "BRIDGE_DATA_DIR": str(data_dir),
+            "BRIDGE_DEMO_TOKEN_DELAY_MS": TOKEN_DELAY_MS,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+
+    def start(*, expect_start: bool = True) -> BridgeProcess:
+        port = _free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        bridge = BridgeProcess(proc, f"http://127.0.0.1:{port}")
+        processes.append(bridge)
+        threading.Thread(target=bridge.watch, daemon=True).start()
+        assert bridge.settled.wait(STARTUP_TIMEOUT), bridge.output()
+        if expect_start:
+            assert bridge.started, bridge.output()
+        return bridge
+
+    yield start
+    for bridge in processes:
+        bridge.kill()
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    return "".join(part["text"] for part in message["parts"] if part["type"] == "text")
+
+
+def _deltas(events: list[tuple[str | None, str]]) -> str:
+    chunks = [orjson.loads(data) for _, data in events if data != "[DONE]"]
+    return "".join(chunk["delta"] for chunk in chunks if chunk["type"] == "text-delta")
+
+
+def test_sqlite_bridge_restart_keeps_chats_and_closes_the_interrupted_answer(
+    launch: Any,
+) -> None:
+    first: BridgeProcess = launch()
+    with httpx.Client(base_url=first.url, timeout=60) as client:
+        done = client.post("/api/chat", json=chat_body("chat-done", "Hello"))
+        assert done.status_code == 200
+        done_text = _deltas(sse_events(done))
+        assert done_text
+
+        # A long answer, killed with the process once some of it has been streamed.
+        seen: list[tuple[str | None, str]] = []
+        body = chat_body("chat-cut", "write something long")
+        with client.stream("POST", "/api/chat", json=body) as response:
+            generation_id = response.headers["x-bridge-generation-id"]
+            parser = SSEParser()
+            for data in response.iter_bytes():
+                seen += [(e.id, e.data) for e in parser.feed(data) if e.data is not None]
+                if sum('"text-delta"' in data for _, data in seen) >= 5:
+                    break
+            first.kill()
+    assert seen
+    assert not any(data == "[DONE]" for _, data in seen)
+
+    second: BridgeProcess = launch()
+    assert "closing it" in second.output()  # the start-up sweep found it
+    with httpx.Client(base_url=second.url, timeout=60) as client:
+        chats = client.get("/api/chats").json()["chats"]
+        assert {chat["id"] for chat in chats} == {"chat-done", "chat-cut"}
+
+        history = client.get("/api/chat/chat-done/messages").json()
+        assert [m["role"] for m in history["messages"]] == ["user", "assistant"]
+        assert _text_of(history["messages"][1]) == done_text
+
+        replay = client.get(f"/api/chat/chat-cut/stream?generation={generation_id}")
+        assert replay.status_code == 200
+        events = sse_events(replay)
+        # Every chunk a client saw before the kill was committed, at the same offset.
+        assert events[: len(seen)] == seen
+        assert events[-1][1] == "[DONE]"
+        last_id, last_data = events[-2]
+        assert orjson.loads(last_data) == {"type": "error", "errorText": INTERRUPTED_TEXT}
+        assert last_id == str(len(events) - 2)
+
+        cut = client.get("/api/chat/chat-cut/messages").json()
+        assert cut["activeGenerationId"] is None
+        assert [m["role"] for m in cut["messages"]] == ["user", "assistant"]
+        assert _text_of(cut["messages"][1]) == _deltas(events)
+        assert _deltas(seen) in _text_of(cut["messages"][1])
+
+        # The chat takes a new turn at once: the dead producer's lease went with it.
+        again = client.post("/api/chat", json=chat_body("chat-cut", "Hello again"))
+        assert again.status_code == 200
+
+
+def test_sqlite_bridge_second_process_on_the_same_data_dir_is_refused(launch: Any) -> None:
+    first: BridgeProcess = launch()
+
+    second: BridgeProcess = launch(expect_start=False)
+
+    assert second.proc.wait(timeout=30) != 0
+    assert not second.started
+    assert "in use by another process" in second.output()
+    assert f"pid {first.proc.pid}" in second.output()
+    with httpx.Client(base_url=first.url, timeout=60) as client:
+        assert client.get("/healthz").json()["store"] == "sqlite"
