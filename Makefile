@@ -17,10 +17,14 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 # `make test-latest`: the newest releases, no lock, in a venv of their own.
 LATEST_VENV := .venv-latest
-FAST_TESTS := -m "not node and not browser"
+FAST_TESTS := -m "not node and not browser and not slow"
+# The newest releases get the slow tests too: a quiet minute on Redis catches socket timeouts.
+LATEST_TESTS := -m "not node and not browser"
+# `make test` leaves out the slow tests (over a minute each); `make chaos` runs them.
+TEST_MARKS := -m "not slow"
 REDIS_ENV = REDIS_SERVER_BIN="$$(bash scripts/ensure-redis.sh)"
 
-.PHONY: help install run test test-fast test-latest lock lint format bench demo tools clean
+.PHONY: help install run test test-fast test-latest chaos lock lint format bench demo tools clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,11 +59,14 @@ tools: $(STAMP) ## Install what the tests need: redis-server, Node >= 22 + the a
 	@bash scripts/ensure-node-deps.sh >/dev/null
 	@bash scripts/ensure-chromium.sh >/dev/null
 
-test: tools ## Run the whole test suite (unit, Redis, Node conformance, browser)
-	$(REDIS_ENV) $(PY) -m pytest -q
+test: tools ## Run the test suite (unit, Redis, Node conformance, browser, chaos but the slow ones)
+	$(REDIS_ENV) $(PY) -m pytest -q $(TEST_MARKS)
 
 test-fast: $(STAMP) ## Run the tests that need neither Node nor a browser (Redis: installed when absent)
 	$(REDIS_ENV) $(PY) -m pytest -q $(FAST_TESTS)
+
+chaos: $(STAMP) ## Kill, pause and cut off real bridge and redis-server processes mid-answer (all scenarios)
+	$(REDIS_ENV) $(PY) -m pytest -q tests/chaos
 
 test-latest: ## Run the fast tests against the newest release of every dependency (no lock)
 	test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
@@ -68,7 +75,7 @@ test-latest: ## Run the fast tests against the newest release of every dependenc
 	@newer="$$($(LATEST_VENV)/bin/python -m pip freeze --exclude-editable \
 	  | grep -vxF -f <(grep -v '^#' $(LOCK)) || true)"; \
 	  echo "Not as in $(LOCK): $${newer:-nothing}" | tr '\n' ' '; echo
-	$(REDIS_ENV) $(LATEST_VENV)/bin/python -m pytest -q $(FAST_TESTS)
+	$(REDIS_ENV) $(LATEST_VENV)/bin/python -m pytest -q $(LATEST_TESTS)
 
 lint: $(STAMP) ## ruff + mypy --strict
 	$(VENV)/bin/ruff check .
