@@ -3,10 +3,12 @@ generation's log; GET /api/chat/{id}/stream resumes one (`Last-Event-ID`, `?curs
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -20,6 +22,7 @@ from bridge.chats import (
     parse_cursor,
 )
 from bridge.client_level import check_request_level, client_level_of, for_client
+from bridge.errors import GenerationNotFound, StoreError
 from bridge.limits import identify
 from bridge.routes.schemas import STREAM_ERRORS, error_answers
 from bridge.services import Services, services_of
@@ -29,6 +32,8 @@ from protocol.compat import ClientLevel
 from protocol.messages import ChatRequest
 from protocol.sse import DONE_EVENT, UI_MESSAGE_STREAM_HEADERS, comment, encode_event
 from protocol.text_stream import TEXT_STREAM_HEADERS, text_of_chunk
+
+logger = logging.getLogger("bridge.sse")
 
 router = APIRouter()
 
@@ -150,16 +155,37 @@ async def _timed_resume(
         yield batch
 
 
+LOG_LOST_CHUNK = orjson.dumps(
+    {
+        "type": "error",
+        "errorText": "The answer's log is gone (the session store lost it); it cannot go on.",
+    }
+)
+
+
 async def sse_stream(entries: AsyncIterator[list[LogEntry] | None]) -> AsyncIterator[bytes]:
-    """The UI message stream: one SSE event per chunk, `id:` = the chunk's offset."""
+    """The UI message stream: one SSE event per chunk, `id:` = the chunk's offset.
+
+    Its ends: `[DONE]` after the end marker; no `[DONE]` when the process hands the answer
+    over or the store fails for a while (the client resumes, elsewhere or later); an
+    `error` chunk, then `[DONE]`, when the log itself is gone (the store lost its data):
+    there is nothing left to resume, and a cut response would only be retried."""
+    last = -1
     try:
         async for batch in entries:
             if batch is None:
                 yield comment("keep-alive")
-            else:
+            elif batch:
+                last = batch[-1].offset
                 yield b"".join([encode_event(entry.data, entry.offset) for entry in batch])
     except HandedOver:
         return  # no [DONE]: the client resumes on another process
+    except GenerationNotFound:
+        # The next offset: the log (and every later offset of it) is gone for good.
+        yield encode_event(LOG_LOST_CHUNK, last + 1)
+    except StoreError:
+        logger.warning("a reader's store failed; its response ends for the client to resume")
+        return
     yield DONE_EVENT
 
 
@@ -172,5 +198,5 @@ async def text_stream(entries: AsyncIterator[list[LogEntry] | None]) -> AsyncIte
             pieces = [text for entry in batch if (text := text_of_chunk(entry.data))]
             if pieces:
                 yield b"".join(pieces)
-    except HandedOver:
-        return
+    except (HandedOver, StoreError):
+        return  # the text protocol has no error event: the response just ends

@@ -179,9 +179,10 @@ async def _follow_sse(
             if post_body is not None and delivery.connections == 1:
                 request = client.build_request("POST", f"{url}/api/chat", json=post_body)
             else:
-                headers = {}
-                if delivery.entries:
-                    headers["last-event-id"] = str(delivery.entries[-1][0])
+                # Always a cursor (-1 at first): the log's own chunks, one per offset (a
+                # resume without any cursor gets a compacted replay, checked elsewhere).
+                held_offset = delivery.entries[-1][0] if delivery.entries else -1
+                headers = {"last-event-id": str(held_offset)}
                 params = {"generation": generation_id} if generation_id else {}
                 request = client.build_request(
                     "GET", f"{url}/api/chat/{chat_id}/stream", headers=headers, params=params

@@ -128,15 +128,6 @@ async def test_chaos_redis_restarted_with_its_data(make_cluster: ClusterFactory)
     assert_stored_matches(stored_answer(b.url, chat_id), *deliveries)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bridge: a streaming reader whose log disappears (Redis restarted empty) is reset "
-        "mid-response instead of ending with an error chunk: follow() (bridge/log/reader.py) "
-        "raises GenerationNotFound from store.read inside the SSE body, uvicorn logs 'response "
-        "already started' and aborts the connection; the resume then gets 503, then 410"
-    ),
-)
 async def test_chaos_redis_restarted_without_its_data(make_cluster: ClusterFactory) -> None:
     """Scenario 6b: Redis comes back empty mid-answer (SHUTDOWN NOSAVE). The log is gone:
     every streaming reader's response ends with a clear error chunk (a long-poller gets
