@@ -151,7 +151,9 @@ def test_poll_pages_of_a_live_generation_join_without_duplicate_or_gap(
                     held.setdefault(item["offset"], item["chunk"])
                 cursor, done = page["cursor"], page["done"]
             replay = await read_stream(
-                client, "GET", f"{server.url}/api/chat/live/stream?generation={generation}"
+                client,
+                "GET",
+                f"{server.url}/api/chat/live/stream?generation={generation}&cursor=-1",
             )
             return sorted(held), [held[k] for k in sorted(held)], replay
 

@@ -141,7 +141,7 @@ async def test_overload_slows_answers_down_and_loses_none(
             )
             replays = await asyncio.gather(
                 *(
-                    read_stream(client, "GET", f"{bridge.url}/api/chat/load-{i}/stream")
+                    read_stream(client, "GET", f"{bridge.url}/api/chat/load-{i}/stream?cursor=-1")
                     for i in range(chats)
                 )
             )
@@ -174,7 +174,9 @@ async def test_a_chat_through_redis_cluster_streams_and_resumes(
             streamed = await read_stream(
                 client, "POST", f"{bridge.url}/api/chat", json=chat_body("on-cluster", "go")
             )
-            replay = await read_stream(client, "GET", f"{bridge.url}/api/chat/on-cluster/stream")
+            replay = await read_stream(
+                client, "GET", f"{bridge.url}/api/chat/on-cluster/stream?cursor=-1"
+            )
             history = (await client.get(f"{bridge.url}/api/chat/on-cluster/messages")).json()
     finally:
         fake.stop()
