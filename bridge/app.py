@@ -25,6 +25,7 @@ from bridge.log.takeover import sweep, sweep_once
 from bridge.log.writer import LogWriter
 from bridge.log_redaction import redact_tokens_in_access_log
 from bridge.observe.metrics import Metrics
+from bridge.observe.store import measured
 from bridge.providers.base import Provider
 from bridge.providers.registry import ProviderRegistry
 from bridge.routes import chats, meta, steer
@@ -150,6 +151,8 @@ class Bridge:
         else:
             store, kind = _make_store(settings)
         await store.start()
+        if settings.bridge_metrics:
+            store = measured(store, self.metrics)
         registry = ProviderRegistry.from_settings(settings, self._providers)
         hub = LogHub(store, queue_entries=settings.bridge_reader_queue_chunks)
         writer = LogWriter(
@@ -230,6 +233,9 @@ async def _bridge_error(request: Request, exc: Exception) -> JSONResponse:
         headers["retry-after"] = str(exc.retry_after_seconds)
     if isinstance(exc, LimitExceeded):
         headers["retry-after"] = retry_after_header(exc.retry_after)
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.metrics.limits_hit.labels(exc.code).inc()
     return JSONResponse(
         _error_body(exc.code, exc.message, **extra), status_code=exc.status_code, headers=headers
     )

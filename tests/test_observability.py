@@ -56,6 +56,25 @@ def test_metrics_move_with_chats_and_can_be_turned_off(bridge_factory: BridgeFac
     assert metric(after, "bridge_generation_duration_seconds_count") == 2
     assert metric(after, "bridge_readers_live", 'transport="sse"') == 0  # all readers left
     assert metric(after, "bridge_generations_running") == 0
+    # Store operations are timed: the writer's batched appends, the begin of each chat.
+    assert metric(after, "bridge_store_operation_seconds_count", 'operation="append_many"') > 0
+    assert (
+        metric(after, "bridge_store_operation_seconds_count", 'operation="begin_generation"') == 2
+    )
+    limited = bridge_factory(bridge_rate_limit_per_minute=1)
+    with httpx.Client(base_url=limited.url, timeout=30) as browser:  # one identity (cookie)
+        assert browser.post("/api/chat", json=chat_body("r1", "hello")).status_code == 200
+        refused = browser.post("/api/chat", json=chat_body("r2", "hello"))
+    assert refused.status_code == 429
+    limits = httpx.get(f"{limited.url}/metrics").text
+    assert (
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in limits.splitlines()
+            if line.startswith("bridge_limits_hit_total{")
+        )
+        >= 1
+    )
     off = bridge_factory(bridge_metrics=False)
     assert httpx.get(f"{off.url}/metrics").status_code == 404
 
