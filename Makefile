@@ -89,6 +89,7 @@ format: $(STAMP) ## Apply ruff's formatting and fixes
 bench: $(STAMP) ## Bridge vs a Node reference on one Redis, same fake upstream (BENCH_ARGS=--quick)
 	BENCH_NODE="$$(bash scripts/ensure-bench-deps.sh)" $(REDIS_ENV) \
 		$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.replay
 
 demo: $(STAMP) ## Start the bridge and the Next.js demo together (http://127.0.0.1:3000)
 	@bash scripts/demo.sh $(BRIDGE_HOST) $(BRIDGE_PORT) $(DEMO_PORT)
