@@ -11,7 +11,11 @@ import pytest
 from bridge.store.base import SessionStore
 from bridge.store.redis import RedisStore
 from tests import test_store_contract as contract
-from tests.redis_server import RedisServer, redis_server  # noqa: F401  (the redis backend)
+from tests.redis_server import (  # noqa: F401  (the redis and cluster backends)
+    RedisServer,
+    redis_cluster,
+    redis_server,
+)
 from tests.test_store_contract import HOSTILE_CHAT_IDS, Backend
 
 # The contract suite's fixtures: every store, the same way.

@@ -248,7 +248,7 @@ async def test_websocket_sequence_is_the_sse_event_id(bridge_factory: BridgeFact
     async with await RawSocket.open(ws_url(server.url)) as socket:
         reply = await socket.request(send_frame("s", "same-ids", "hello"))
     async with httpx.AsyncClient(timeout=10) as client:
-        url = f"{server.url}/api/chat/same-ids/stream?generation={reply.generation_id}"
+        url = f"{server.url}/api/chat/same-ids/stream?generation={reply.generation_id}&cursor=-1"
         sse = await read_stream(client, "GET", url)
     assert sse.offsets == reply.sequences
     assert sse.chunks == reply.chunks
