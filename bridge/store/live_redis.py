@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from redis.asyncio import Redis
@@ -74,6 +75,9 @@ class RedisLiveMixin:
     def key(self, chat_id: str, kind: str, generation_id: str | None = None) -> str:
         raise NotImplementedError  # RedisStore.key
 
+    def _call(self) -> AbstractAsyncContextManager[None]:
+        raise NotImplementedError  # RedisStore._call: admission and StoreError mapping
+
     def _live_push_script(self) -> AsyncScript:
         # Registered on first use so the store's constructor stays as it is.
         script: AsyncScript | None = getattr(self, "_live_push_cached", None)
@@ -83,14 +87,16 @@ class RedisLiveMixin:
         return script
 
     async def _live_push(self, stream: str, marker: str | None, item: bytes, ttl_ms: int) -> int:
-        position: Any = await self._live_push_script()(
-            keys=[stream, marker or stream],
-            args=[item, ttl_ms, "1" if marker else "0"],
-        )
+        async with self._call():
+            position: Any = await self._live_push_script()(
+                keys=[stream, marker or stream],
+                args=[item, ttl_ms, "1" if marker else "0"],
+            )
         return int(position)
 
     async def _live_read(self, stream: str, after: int) -> list[tuple[int, bytes]]:
-        entries: Any = await self._redis.xrange(stream, min=f"(0-{max(after, 0)}")
+        async with self._call():
+            entries: Any = await self._redis.xrange(stream, min=f"(0-{max(after, 0)}")
         return _items(entries)
 
     async def push_steering(self, chat_id: str, generation_id: str, message: bytes) -> int | None:
@@ -100,7 +106,8 @@ class RedisLiveMixin:
         )
         if not position:
             return None
-        await self._redis.publish(self._steer_channel(), stream)
+        async with self._call():
+            await self._redis.publish(self._steer_channel(), stream)
         return position
 
     async def read_steering(
@@ -196,12 +203,14 @@ class RedisLiveMixin:
         marker = self.key(chat_id, "steer-closed", generation_id)
         # Only the race of a push with the generation's end needs the mark: the steer
         # endpoint refuses ended generations before it pushes.
-        await self._redis.set(marker, 1, px=min(self._log_ttl_ms, CLOSED_QUEUE_SECONDS * 1000))
+        async with self._call():
+            await self._redis.set(marker, 1, px=min(self._log_ttl_ms, CLOSED_QUEUE_SECONDS * 1000))
 
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
         stream = self.key(chat_id, "generations")
         position = await self._live_push(stream, None, record, self._history_ttl_ms)
-        await self._redis.publish(self._steer_channel(), stream)
+        async with self._call():
+            await self._redis.publish(self._steer_channel(), stream)
         return position
 
     async def read_generations(
