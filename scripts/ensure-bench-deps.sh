@@ -1,53 +1,5 @@
 #!/usr/bin/env bash
-# Install the benchmark's Node reference dependencies (bench/node-reference, `npm ci`) when
-# node_modules is missing or does not match package-lock.json (a stamp holds the hash of
-# the lockfile and package.json from the last successful install).
-# Uses the Node from scripts/ensure-node.sh (>= 22, as ai@7 requires).
-#
-# stdout: the absolute path of that node binary; progress on stderr.
+# The benchmark's Node reference dependencies (bench/node-reference), installed like
+# tests/node's. stdout: the absolute path of the node binary; progress on stderr.
 set -euo pipefail
-
-log() { printf 'ensure-bench-deps: %s\n' "$*" >&2; }
-die() { printf 'ensure-bench-deps: ERROR: %s\n' "$*" >&2; exit 1; }
-
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-PKG_DIR="$REPO_ROOT/bench/node-reference"
-LOCK="$PKG_DIR/package-lock.json"
-STAMP="$PKG_DIR/node_modules/.aisdk-bridge-deps-stamp"
-
-NODE="$("$REPO_ROOT/scripts/ensure-node.sh")" || die "no usable Node (see above)"
-export PATH="$(dirname "$NODE"):$PATH"
-
-[[ -f "$LOCK" ]] || die "$LOCK is missing"
-
-lock_hash() {
-    cat "$LOCK" "$PKG_DIR/package.json" | sha256sum | cut -d' ' -f1
-}
-
-up_to_date() {
-    [[ -d "$PKG_DIR/node_modules" && -f "$STAMP" && "$(cat "$STAMP")" == "$(lock_hash)" ]]
-}
-
-if up_to_date; then
-    echo "$NODE"
-    exit 0
-fi
-
-command -v npm >/dev/null 2>&1 || die "npm is not on PATH (install Debian's 'npm' package)"
-
-mkdir -p "$REPO_ROOT/.tools"
-exec 9>"$REPO_ROOT/.tools/bench-deps.lock"
-if command -v flock >/dev/null 2>&1; then
-    flock 9
-fi
-if up_to_date; then
-    echo "$NODE"
-    exit 0
-fi
-
-start=$(date +%s)
-log "npm ci in $PKG_DIR (node $("$NODE" --version)) ..."
-(cd "$PKG_DIR" && npm ci --no-audit --no-fund --loglevel=warn >&2) || die "npm ci failed in $PKG_DIR"
-lock_hash >"$STAMP"
-log "installed in $(( $(date +%s) - start ))s"
-echo "$NODE"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/ensure-node-deps.sh" bench/node-reference

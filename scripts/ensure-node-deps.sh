@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install tests/node's npm dependencies (`npm ci`) when node_modules is missing or does not
-# match package-lock.json (a stamp holds the lockfile's hash from the last successful install).
+# Install a Node package directory's npm dependencies (`npm ci`) when node_modules is missing
+# or does not match package-lock.json (a stamp holds the lockfile's hash from the last
+# successful install). The directory is the first argument, relative to the repository
+# (default tests/node; the benchmark passes bench/node-reference).
 # Uses the Node from scripts/ensure-node.sh: its directory goes first on PATH, so npm and any
 # npm script run under Node >= 22 (ai@7 requires it).
 #
@@ -11,7 +13,7 @@ log() { printf 'ensure-node-deps: %s\n' "$*" >&2; }
 die() { printf 'ensure-node-deps: ERROR: %s\n' "$*" >&2; exit 1; }
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-PKG_DIR="$REPO_ROOT/tests/node"
+PKG_DIR="$REPO_ROOT/${1:-tests/node}"
 LOCK="$PKG_DIR/package-lock.json"
 STAMP="$PKG_DIR/node_modules/.aisdk-bridge-deps-stamp"
 
@@ -37,7 +39,7 @@ fi
 command -v npm >/dev/null 2>&1 || die "npm is not on PATH (install Debian's 'npm' package)"
 
 mkdir -p "$REPO_ROOT/.tools"
-exec 9>"$REPO_ROOT/.tools/node-deps.lock"
+exec 9>"$REPO_ROOT/.tools/node-deps-$(basename "$PKG_DIR").lock"
 if command -v flock >/dev/null 2>&1; then
     flock 9
 fi
