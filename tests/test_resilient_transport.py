@@ -466,7 +466,9 @@ def test_resilient_transport_resumes_a_start_whose_answer_was_lost(
     messages = output["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[1] == stored(server, "lost-start")[-1]
-    assert output["chunksSeen"] == log_length(server, "lost-start")
+    # Every chunk at most once: the whole log, or fewer when the transport (holding no
+    # offset yet) resumed with a full replay, which the bridge sends compacted.
+    assert 0 < output["chunksSeen"] <= log_length(server, "lost-start")
 
 
 @pytest.mark.parametrize("tier", TIERS)
