@@ -8,7 +8,6 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
-import anyio
 from starlette.requests import HTTPConnection
 
 from bridge.auth import is_anonymous
@@ -214,53 +213,18 @@ def follow_generation(
     async def recover(chat: str, generation: str) -> None:
         await take_over(services, chat, generation)
 
-    entries = _until_handed_over(
-        services,
-        transport,
-        follow(
-            services.hub,
-            chat_id,
-            generation_id,
-            after,
-            heartbeat=heartbeat or services.settings.bridge_heartbeat_seconds,
-            recover=recover,
-        ),
+    entries = follow(
+        services.hub,
+        chat_id,
+        generation_id,
+        after,
+        heartbeat=heartbeat or services.settings.bridge_heartbeat_seconds,
+        recover=recover,
+        gauge=services.metrics.readers.labels(transport),
     )
     if skip_through <= 0:
         return entries
     return _without(entries, 1, skip_through)
-
-
-class HandedOver(Exception):
-    """Raised to a reader when its process handed its generations over (drain): the
-    transport ends the response WITHOUT its end-of-stream mark (no `[DONE]`, no `end`
-    frame), so the client knows the answer is not complete and resumes elsewhere."""
-
-
-async def _until_handed_over(
-    services: Services, transport: str, entries: AsyncIterator[list[LogEntry] | None]
-) -> AsyncGenerator[list[LogEntry] | None]:
-    """A draining process ends its readers once it handed its generations over: they
-    resume on another process, from their last offset."""
-    runner = services.runner
-    readers = services.metrics.readers.labels(transport)
-    readers.inc()
-    try:
-        while True:
-            with runner.reader_scope() as scope:
-                try:
-                    batch = await anext(entries)
-                except StopAsyncIteration:
-                    return
-            if scope.cancelled_caught or scope.cancel_called:
-                raise HandedOver
-            yield batch
-    finally:
-        readers.dec()
-        aclose = getattr(entries, "aclose", None)
-        if aclose is not None:
-            with anyio.CancelScope(shield=True):
-                await aclose()
 
 
 async def _without(

@@ -25,7 +25,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,7 +266,6 @@ class GenerationRunner:
         """False once draining: new generations are refused (503)."""
         self.handed_over = asyncio.Event()
         """Set when draining handed the remaining generations over: readers end."""
-        self._reader_scopes: set[anyio.CancelScope] = set()
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as group:
@@ -367,22 +366,7 @@ class GenerationRunner:
         for generation in remaining:
             await generation.done.wait()
         self.handed_over.set()
-        for scope in list(self._reader_scopes):
-            scope.cancel()
-
-    @contextlib.contextmanager
-    def reader_scope(self) -> Iterator[anyio.CancelScope]:
-        """A scope around one wait of a reader, cancelled when draining hands over (the
-        reader then ends; its client resumes on another process)."""
-        scope = anyio.CancelScope()
-        if self.handed_over.is_set():
-            scope.cancel()
-        self._reader_scopes.add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._reader_scopes.discard(scope)
+        self._writer.hub.hand_over()
 
     async def _run(
         self,

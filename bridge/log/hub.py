@@ -52,6 +52,17 @@ DETACHED = Detached()
 QueueItem = list[LogEntry] | EndOfLog
 
 
+class HandedOver(Exception):
+    """Raised to a reader when its process handed its generations over (drain): the
+    transport ends the response WITHOUT its end-of-stream mark (no `[DONE]`, no `end`
+    frame), so the client knows the answer is not complete and resumes elsewhere."""
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Subscription:
     """One reader's view of a tail: a bounded queue of what the tail learned."""
 
@@ -60,7 +71,7 @@ class Subscription:
         self._limit = limit
         self._items: deque[QueueItem] = deque()
         self._size = 0
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.detached = False
         self.position = -1
         """The offset the reader holds (the tail reads from the lowest while it does not
@@ -77,7 +88,11 @@ class Subscription:
         else:
             self._items.append(item)
             self._size += size
-        self._ready.set()
+        self.wake()
+
+    def wake(self) -> None:
+        if self._waiter is not None:
+            _wake(self._waiter)
 
     def reattach(self) -> None:
         """Join live fan-out again (before the range read that catches up, so nothing
@@ -87,13 +102,23 @@ class Subscription:
         self._size = 0
 
     async def next(self, patience: float) -> QueueItem | Detached | None:
-        """The next item; DETACHED when the queue overflowed; None after `patience` s."""
+        """The next item; DETACHED when the queue overflowed; None after `patience` s.
+        Raises HandedOver once the process handed its generations over."""
         if not self._items and not self.detached:
-            self._ready.clear()
+            self.tail.hub.check_handed_over()
+            # A future and one timer rather than a timeout scope: this wait happens once
+            # per chunk per reader, and the scope's bookkeeping was a visible share of
+            # the process's CPU at paced rates.
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(patience, _wake, waiter)
             try:
-                async with asyncio.timeout(patience):
-                    await self._ready.wait()
-            except TimeoutError:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            self.tail.hub.check_handed_over()
+            if not self._items and not self.detached:
                 return None
         if self.detached:
             return DETACHED
@@ -202,6 +227,19 @@ class LogHub:
         their notifications are ignored."""
         self._group: anyio.abc.TaskGroup | None = None
         self._started = asyncio.Event()
+        self._handed_over = False
+
+    def hand_over(self) -> None:
+        """Draining handed this process's generations over: every reader ends (raising
+        HandedOver) so its client resumes on another process."""
+        self._handed_over = True
+        for tail in list(self._tails.values()):
+            for subscription in list(tail.subscriptions):
+                subscription.wake()
+
+    def check_handed_over(self) -> None:
+        if self._handed_over:
+            raise HandedOver
 
     async def run(self) -> None:
         async with anyio.create_task_group() as group:

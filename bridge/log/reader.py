@@ -11,7 +11,9 @@ producer is alive; a dead producer's log is handed to `recover` (the caller's ta
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
 
 from bridge.log.hub import Detached, EndOfLog, LogHub
 from bridge.store.base import LogEntry
@@ -19,6 +21,14 @@ from bridge.store.base import LogEntry
 logger = logging.getLogger("bridge.reader")
 
 Recover = Callable[[str, str], Awaitable[None]]
+
+
+class Gauge(Protocol):
+    """What counts the live readers (a metrics gauge)."""
+
+    def inc(self) -> None: ...
+
+    def dec(self) -> None: ...
 
 
 async def follow(
@@ -30,6 +40,7 @@ async def follow(
     heartbeat: float,
     recover: Recover | None = None,
     batch: int = 512,
+    gauge: Gauge | None = None,
 ) -> AsyncGenerator[list[LogEntry] | None]:
     """Yield the log's entries after `after` in batches, live, until the end marker.
 
@@ -37,14 +48,19 @@ async def follow(
     connection warm. Raises GenerationNotFound when the log is gone (expired or unknown).
     When the producer's lease has run out with the log still open, the producer died:
     `recover` takes the log over (or closes it) and reading goes on to its end.
+    Raises HandedOver when this process handed its generations over (draining): the
+    client resumes on another process. `gauge` counts the reader while it reads.
     """
     store = hub.store
-    with hub.subscribe(chat_id, generation_id) as subscription:
+    if gauge is not None:
+        gauge.inc()
+    with _counted(gauge), hub.subscribe(chat_id, generation_id) as subscription:
         subscription.position = after
         tail = subscription.tail
         behind = True
         while True:
             if behind:
+                hub.check_handed_over()
                 # Attach first, then read: anything fanned out after this read is queued.
                 subscription.reattach()
                 read = await store.read(chat_id, generation_id, after, limit=batch)
@@ -89,3 +105,12 @@ async def follow(
                         await recover(chat_id, generation_id)
             else:
                 yield None
+
+
+@contextmanager
+def _counted(gauge: Gauge | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if gauge is not None:
+            gauge.dec()

@@ -100,6 +100,7 @@ async def read_sse(
             if events:
                 yield events
     finally:
+        deadline.close()
         close = getattr(body, "aclose", None)
         if close is not None:
             await close()

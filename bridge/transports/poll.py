@@ -24,7 +24,6 @@ from fastapi import APIRouter, Request, Response
 from bridge.admission import start_admitted
 from bridge.body import CHAT_REQUEST_BODY, read_json_body, validate
 from bridge.chats import (
-    HandedOver,
     authorize,
     check_chat_id,
     follow_generation,
@@ -34,6 +33,7 @@ from bridge.chats import (
 from bridge.client_level import check_request_level, client_level_of, page_for_client
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
 from bridge.limits import POLL_COST, identify
+from bridge.log.hub import HandedOver
 from bridge.routes.schemas import STREAM_ERRORS, error_answers
 from bridge.services import Services, services_of
 from bridge.store.base import LogRead

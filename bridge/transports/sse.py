@@ -15,7 +15,6 @@ from fastapi.responses import StreamingResponse
 from bridge.admission import start_admitted
 from bridge.body import CHAT_REQUEST_BODY, read_json_body, validate
 from bridge.chats import (
-    HandedOver,
     caller,
     follow_generation,
     generation_to_resume,
@@ -24,6 +23,7 @@ from bridge.chats import (
 from bridge.client_level import check_request_level, client_level_of, for_client
 from bridge.errors import GenerationNotFound, StoreError
 from bridge.limits import identify
+from bridge.log.hub import HandedOver
 from bridge.routes.schemas import STREAM_ERRORS, error_answers
 from bridge.services import Services, services_of
 from bridge.store.base import LogEntry

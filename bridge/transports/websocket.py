@@ -39,7 +39,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from bridge.admission import start_admitted
 from bridge.body import json_depth_exceeds, validation_details
 from bridge.chats import (
-    HandedOver,
     authorize,
     check_chat_id,
     follow_generation,
@@ -54,6 +53,7 @@ from bridge.errors import (
     Unauthorized,
 )
 from bridge.limits import identify, retry_after_header
+from bridge.log.hub import HandedOver
 from bridge.services import Services, services_of
 from bridge.transports.websocket_live import serve_live_frame
 from protocol.messages import ChatRequest
