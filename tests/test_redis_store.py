@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from bridge.store.base import LogRead, OffsetConflict, Outcome, StoreError
+from bridge.store.base import Append, LogRead, OffsetConflict, Outcome, StoreError
 from bridge.store.redis import RedisOptions, RedisStore, cluster_url
 from tests.redis_server import RedisServer, redis_server  # noqa: F401
 from tests.test_store_contract import (
@@ -130,6 +130,38 @@ async def test_append_is_one_script_call(
         "pexpire": 2,
         "publish": 1,
     }
+
+
+async def test_append_many_publishes_one_notification_for_the_batch(
+    backend: Backend, admin: aioredis.Redis
+) -> None:
+    store = await make(backend)
+    logs = [await begin(store, f"chat-{index}") for index in range(3)]
+    heard: list[bytes] = []
+    pubsub = admin.pubsub()
+    await pubsub.subscribe(store._log_channel)
+    try:
+        # Subscribed for sure before anything is published.
+        confirmed = await pubsub.get_message(timeout=5)
+        assert confirmed is not None and confirmed["type"] == "subscribe"
+        batch = [Append(info.chat_id, info.generation_id, 1, [b"one", b"two"], 1) for info in logs]
+        calls = await calls_during(admin, store.append_many(batch))
+        async with asyncio.timeout(10):
+            while not heard:
+                message = await pubsub.get_message(timeout=5)
+                if message is not None and message["type"] == "message":
+                    heard.append(message["data"])
+    finally:
+        await pubsub.aclose()
+
+    assert calls["evalsha"] == 3
+    assert calls["publish"] == 1
+    # Every log of the batch is named, with the offset it reached.
+    lines = heard[0].split(b"\n")
+    assert len(lines) == 3
+    for info, line in zip(logs, lines, strict=True):
+        assert line.startswith(b"2 ")
+        assert info.generation_id.encode() in line and info.chat_id.encode() in line
 
 
 async def test_append_conflict_runs_no_write(backend: Backend, admin: aioredis.Redis) -> None:

@@ -21,8 +21,13 @@ class MeasuredStore:
         self._metrics = metrics
 
     def __getattr__(self, name: str) -> Any:
+        # Only reached on a first access: the method made here is kept on the proxy, as
+        # store calls are made per chunk and building them each time showed in profiles.
         target = getattr(self._inner, name)
-        if name in _UNTIMED or name.startswith("_") or not callable(target):
+        if not callable(target):
+            return target  # a value, read from the store each time
+        if name in _UNTIMED or name.startswith("_"):
+            setattr(self, name, target)
             return target
         latency = self._metrics.store_latency.labels(name)
         errors = self._metrics.store_errors.labels(name)
@@ -38,6 +43,7 @@ class MeasuredStore:
             finally:
                 latency.observe(time.perf_counter() - started)
 
+        setattr(self, name, timed)
         return timed
 
 

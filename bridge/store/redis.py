@@ -126,8 +126,9 @@ return 0
 # Result codes of the append and end scripts: {code, next offset before the call}.
 _DONE, _FENCED, _NOT_FOUND, _ENDED, _CONFLICT = 0, 1, 2, 3, 4
 
-# KEYS: log, lease. ARGV: first offset, epoch, lease ms, log ttl ms, notify channel,
-# notify message, chunk... No chunk: a lease renewal, checked the same way. The epoch is
+# KEYS: log, lease. ARGV: first offset, epoch, lease ms, log ttl ms, notify channel
+# ('' when the caller publishes for a whole batch), notify message, chunk... No chunk: a
+# lease renewal, checked the same way. The epoch is
 # checked in the same script as the offset: a fenced producer can never write (CONTRACT).
 _APPEND_LUA = (
     _NEXT_OFFSET_LUA
@@ -145,7 +146,9 @@ for i = 7, #ARGV do
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if count > 0 then redis.call('PUBLISH', ARGV[5], (first + count - 1) .. ' ' .. ARGV[6]) end
+if count > 0 and ARGV[5] ~= '' then
+  redis.call('PUBLISH', ARGV[5], (first + count - 1) .. ' ' .. ARGV[6])
+end
 return {0, next}
 """
 )
@@ -490,7 +493,7 @@ class RedisStore(RedisLiveMixin):
             raise StaleRevision(expected_revision or 0, int(result[1]))
         return 1
 
-    def _append_call(self, item: Append) -> tuple[list[str], list[Any]]:
+    def _append_call(self, item: Append, *, publish: bool = True) -> tuple[list[str], list[Any]]:
         keys = [
             self.key(item.chat_id, "log", item.generation_id),
             self.key(item.chat_id, "lease", item.generation_id),
@@ -500,7 +503,7 @@ class RedisStore(RedisLiveMixin):
             item.epoch,
             self._lease_ms,
             self._log_ttl_ms,
-            self._log_channel,
+            self._log_channel if publish else "",
             _notice(item.chat_id, item.generation_id),
             *item.chunks,
         ]
@@ -525,9 +528,21 @@ class RedisStore(RedisLiveMixin):
     async def append_many(self, appends: Sequence[Append]) -> list[StoreError | None]:
         if not appends:
             return []
-        calls = [self._append_call(item) for item in appends]
+        # One notification for the whole batch, after its appends in the same round trip,
+        # rather than one per log: every process parses every notification, and at paced
+        # rates a batch holds one chunk of each of many logs. (In a cluster the scripts
+        # run on several nodes, so each publishes its own.)
+        batched = not self.cluster
+        calls = [self._append_call(item, publish=not batched) for item in appends]
+        notices = [
+            f"{item.first_offset + len(item.chunks) - 1} ".encode()
+            + _notice(item.chat_id, item.generation_id)
+            for item in appends
+            if item.chunks
+        ]
+        then = ("PUBLISH", self._log_channel, b"\n".join(notices)) if batched and notices else None
         async with self._call():
-            replies = await self._pipelined_scripts(self._append, calls)
+            replies = await self._pipelined_scripts(self._append, calls, then=then)
         results: list[StoreError | None] = []
         for item, reply in zip(appends, replies, strict=True):
             if isinstance(reply, Exception):
@@ -744,16 +759,25 @@ class RedisStore(RedisLiveMixin):
             return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
 
     async def _pipelined_scripts(
-        self, script: _Script, calls: list[tuple[list[str], list[Any]]]
+        self,
+        script: _Script,
+        calls: list[tuple[list[str], list[Any]]],
+        *,
+        then: tuple[Any, ...] | None = None,
     ) -> list[Any]:
-        """One round trip (per node in a cluster) for many calls of one script."""
+        """One round trip (per node in a cluster) for many calls of one script, and the
+        command `then` after them (its reply dropped)."""
         for attempt in range(2):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
                     # execute_command, not pipe.evalsha: the cluster pipeline refuses the
                     # method by name, yet routes the command by its keys (one slot each).
                     pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                if then is not None:
+                    pipe.execute_command(*then)
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if then is not None:
+                replies = replies[: len(calls)]
             if attempt == 0 and any(isinstance(reply, NoScriptError) for reply in replies):
                 # A node without the script ran none of these calls: load, then run them
                 # all again (each is idempotent).
@@ -845,14 +869,15 @@ class RedisStore(RedisLiveMixin):
             await pubsub.ping()
 
     def _log_changed(self, data: bytes) -> None:
-        notice = _parse_notice(data)
-        if notice is None:
-            return
-        chat_id, generation_id, offset = notice
-        for event in self._log_waiters.get((chat_id, generation_id), ()):
-            event.set()
-        for listener in list(self._log_listeners):
-            listener.log_changed(chat_id, generation_id, offset)
+        for line in data.split(b"\n"):  # a batch of appends publishes one line per log
+            notice = _parse_notice(line)
+            if notice is None:
+                continue
+            chat_id, generation_id, offset = notice
+            for event in self._log_waiters.get((chat_id, generation_id), ()):
+                event.set()
+            for listener in self._log_listeners:
+                listener.log_changed(chat_id, generation_id, offset)
 
     def _resync_logs(self) -> None:
         self._wake_all_log_waiters()
