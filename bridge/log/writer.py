@@ -21,6 +21,7 @@ asked to wait (`await handle.drained()`) until the store caught up.
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -228,6 +229,7 @@ class LogWriter:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        last_flush = -math.inf
         while True:
             next_renewal = min(
                 (log.renew_at for log in self._logs if log.failure is None), default=None
@@ -239,11 +241,14 @@ class LogWriter:
             except TimeoutError:
                 pass
             else:
-                if self._flush_interval > 0:
-                    # The batching window: chunks of every generation written within it
-                    # share one round trip.
-                    await asyncio.sleep(self._flush_interval)
+                # At most one round trip per window: the chunks of every generation written
+                # within it share it. A chunk after a quiet spell goes at once; under load
+                # the round trips keep the window's pace however many generations write.
+                delay = last_flush + self._flush_interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             self._wakeup.clear()
+            last_flush = loop.time()
             await self.flush_once()
 
     async def flush_once(self) -> None:

@@ -33,12 +33,15 @@ from redis.commands.core import AsyncScript
 logger = logging.getLogger(__name__)
 
 # KEYS: stream, closed marker (or the stream again when there is none). ARGV: item, ttl ms,
-# whether to check the marker ("1"/"0"). Returns the new position, 0 when closed.
+# whether to check the marker ("1"/"0"), the channel to name the stream on. Returns the new
+# position, 0 when closed. The PUBLISH is in the script: one round trip, and a waiter is
+# never told of an item the stream does not hold yet.
 _PUSH_LUA = """
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local n = redis.call('XLEN', KEYS[1]) + 1
 redis.call('XADD', KEYS[1], '0-' .. n, 'm', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[4], KEYS[1])
 return n
 """
 
@@ -90,7 +93,7 @@ class RedisLiveMixin:
         async with self._call():
             position: Any = await self._live_push_script()(
                 keys=[stream, marker or stream],
-                args=[item, ttl_ms, "1" if marker else "0"],
+                args=[item, ttl_ms, "1" if marker else "0", self._steer_channel()],
             )
         return int(position)
 
@@ -104,11 +107,7 @@ class RedisLiveMixin:
         position = await self._live_push(
             stream, self.key(chat_id, "steer-closed", generation_id), message, self._log_ttl_ms
         )
-        if not position:
-            return None
-        async with self._call():
-            await self._redis.publish(self._steer_channel(), stream)
-        return position
+        return position or None
 
     async def read_steering(
         self, chat_id: str, generation_id: str, after: int, *, wait: float = 0.0
@@ -208,10 +207,7 @@ class RedisLiveMixin:
 
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
         stream = self.key(chat_id, "generations")
-        position = await self._live_push(stream, None, record, self._history_ttl_ms)
-        async with self._call():
-            await self._redis.publish(self._steer_channel(), stream)
-        return position
+        return await self._live_push(stream, None, record, self._history_ttl_ms)
 
     async def read_generations(
         self, chat_id: str, after: int, *, wait: float = 0.0
