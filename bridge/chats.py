@@ -78,9 +78,8 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
     chat_id = chat_request.id
     if not services.runner.accepting:
         raise Draining("this server is shutting down; retry the request")
-    await authorize(services, user, chat_id)
+    # The claim answers with the owner: a chat owned by someone else looks like no chat.
     if not may_use(await services.store.claim_chat(chat_id, user), user):
-        # Someone else created the chat between the check and the claim.
         raise NotFound(f"chat {chat_id} not found")
     # Read before the history: the generation begins only if nothing changed the chat
     # since (another generation began or ended: two approval answers racing, an answer

@@ -241,15 +241,16 @@ class LogWriter:
             except TimeoutError:
                 pass
             else:
-                # At most one round trip per window: the chunks of every generation written
-                # within it share it. A chunk after a quiet spell goes at once; under load
-                # the round trips keep the window's pace however many generations write.
-                delay = last_flush + self._flush_interval - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                # The batching window: the chunks every generation writes within it share
+                # one round trip. Under load the window stretches with the event loop's lag,
+                # so batches grow as the process gets busier (rather than more, smaller
+                # round trips when it can least afford them). A chunk after a quiet spell
+                # (no round trip for two windows) is written at once.
+                if loop.time() - last_flush < 2 * self._flush_interval:
+                    await asyncio.sleep(self._flush_interval)
             self._wakeup.clear()
-            last_flush = loop.time()
             await self.flush_once()
+            last_flush = loop.time()
 
     async def flush_once(self) -> None:
         """One round trip with everything buffered and the renewals due."""
