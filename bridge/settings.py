@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     bridge_redis_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     bridge_redis_health_check_seconds: float = Field(default=15.0, ge=0)
     """A Redis connection idle this long is checked with PING before reuse; 0: off."""
-    bridge_redis_max_connections: int = Field(default=16, gt=0)
+    bridge_redis_max_connections: int = Field(default=7, gt=0)
     """Command connections per process (per node in a cluster); callers beyond it wait."""
     bridge_redis_pool_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long a Redis command waits for a free connection before it fails (overload

@@ -43,7 +43,7 @@ def test_bench_fake_upstream_speaks_the_test_fakes_chat_completions_format() -> 
 def test_bench_sse_splitter_joins_events_cut_across_pieces() -> None:
     splitter = SSESplitter()
     assert splitter.feed(b'data: {"a"') == []
-    assert splitter.feed(b':1}\n\ndata: [DONE]\n') == [b'{"a":1}']
+    assert splitter.feed(b":1}\n\ndata: [DONE]\n") == [b'{"a":1}']
     assert splitter.feed(b"\n") == [b"[DONE]"]
 
 

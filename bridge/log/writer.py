@@ -21,8 +21,8 @@ asked to wait (`await handle.drained()`) until the store caught up.
 from __future__ import annotations
 
 import asyncio
-import math
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 

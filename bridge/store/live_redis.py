@@ -13,11 +13,11 @@ cancelled read loses no message and a process that looks late still finds everyt
 append is one script, so the position is the entry id and the closed check is atomic with
 the append.
 
-Waiting differs: a chat's live tails block in XREAD on the blocking-read pool (a tail is a
-reader, like a resume). Every running generation waits on its steering queue, so those
-waits share one pub/sub subscription per process instead (channel `{prefix}:steer`, which
-names the queue's key on each push); a waiter re-reads its stream whenever it is woken, and
-on every (re)subscription, so a push published while nobody listened is still found.
+Waiting: every running generation waits on its steering queue and every chat live tail on
+its feed, so those waits share the store's one pub/sub subscription per process (channel
+`{prefix}:steer`, which names the stream's key on each push, from inside the push script);
+a waiter re-reads its stream whenever it is woken, and on every (re)subscription, so a push
+published while nobody listened is still found.
 """
 
 from __future__ import annotations
@@ -51,11 +51,10 @@ CLOSED_QUEUE_SECONDS = 300
 
 
 class _SteeringWaiters:
-    """The process's steering waiters, woken by one pub/sub listener task."""
+    """The process's steering waiters, woken by the store's one subscription."""
 
     def __init__(self) -> None:
         self.by_key: dict[bytes, set[asyncio.Event]] = {}
-        self.listener: asyncio.Task[None] | None = None
         self.subscribed = False
 
     def wake(self, key: bytes | None) -> None:
@@ -159,44 +158,28 @@ class RedisLiveMixin:
             waiters = self._live_steering_waiters = _SteeringWaiters()
         return waiters
 
-    def _ensure_steering_listener(self) -> None:
-        waiters = self._steering_waiters()
-        if waiters.listener is None and not self._closed:
-            # Owned by the store: cancelled and awaited by `close_live` (from `close`).
-            waiters.listener = asyncio.create_task(
-                self._listen_for_steering(waiters), name="redis-steering-listener"
-            )
+    def _ensure_listener(self) -> None:
+        raise NotImplementedError  # RedisStore._ensure_listener: the one subscription
 
-    async def _listen_for_steering(self, waiters: _SteeringWaiters) -> None:
-        delay = 0.1
-        while not self._closed:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._steer_channel())
-                    async for message in pubsub.listen():
-                        if message["type"] == "subscribe":
-                            waiters.subscribed = True
-                            delay = 0.1
-                            waiters.wake(None)
-                        elif message["type"] == "message":
-                            waiters.wake(bytes(message["data"]))
-            except Exception:
-                logger.warning("steering listener lost its Redis subscription", exc_info=True)
-            finally:
-                waiters.subscribed = False
-            # Backoff between reconnections, not a polling loop: pushes made meanwhile are
-            # found in the streams when the waiters re-check on resubscription.
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+    def _ensure_steering_listener(self) -> None:
+        # The store's one subscription (bridge/store/redis.py) also carries the steering
+        # channel: no connection of its own, and its health checks cover both.
+        self._ensure_listener()
+
+    def _steering_subscribed(self, subscribed: bool) -> None:
+        """The store's subscription (re)started or ended: on (re)subscription every waiter
+        re-reads its stream, so a push published while nobody listened is still found."""
+        waiters = self._steering_waiters()
+        waiters.subscribed = subscribed
+        if subscribed:
+            waiters.wake(None)
+
+    def _steering_pushed(self, stream_key: bytes) -> None:
+        self._steering_waiters().wake(stream_key)
 
     async def close_live(self) -> None:
-        """Stop the steering listener and wake its waiters (called by the store's close)."""
-        waiters = self._steering_waiters()
-        waiters.wake(None)
-        if waiters.listener is not None:
-            waiters.listener.cancel()
-            await asyncio.wait([waiters.listener])
-            waiters.listener = None
+        """Wake the steering waiters (called by the store's close)."""
+        self._steering_waiters().wake(None)
 
     async def close_steering(self, chat_id: str, generation_id: str) -> None:
         marker = self.key(chat_id, "steer-closed", generation_id)

@@ -215,7 +215,7 @@ class RedisOptions:
     connect_timeout: float = 5.0
     health_check_interval: float = 15.0
     """A connection idle for this long is PINGed before reuse (a NAT may have dropped it)."""
-    max_connections: int = 16
+    max_connections: int = 7
     """Command connections per process (per node in a cluster)."""
     pool_timeout: float = 30.0
     """A command waits this long for a free connection (backpressure), then fails."""
@@ -823,27 +823,33 @@ class RedisStore(RedisLiveMixin):
             client = self._subscriber()
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(self._stop_channel, self._log_channel)
+                    channels = (self._stop_channel, self._log_channel, self._steer_channel())
+                    log_channel, steer_channel = channels[1].encode(), channels[2].encode()
+                    await pubsub.subscribe(*channels)
                     subscriptions = 0
                     async for message in self._messages(pubsub):
                         kind = message["type"]
                         if kind == "subscribe":
                             subscriptions += 1
-                            if subscriptions == 2:
+                            if subscriptions == len(channels):
                                 self._subscribed = True
                                 delay = 0.1
                                 self._wake_stop_waiters(None)
                                 self._resync_logs()
+                                self._steering_subscribed(True)
                         elif kind == "message":
                             channel = message["channel"]
-                            if channel == self._log_channel.encode():
+                            if channel == log_channel:
                                 self._log_changed(message["data"])
+                            elif channel == steer_channel:
+                                self._steering_pushed(bytes(message["data"]))
                             else:
                                 self._wake_stop_waiters(message["data"])
             except Exception:
                 logger.warning("Redis listener lost its subscription", exc_info=True)
             finally:
                 self._subscribed = False
+                self._steering_subscribed(False)
                 await client.aclose()
             # Backoff between reconnection attempts, not a polling loop: changes made in the
             # meantime are found when the waiters re-check on resubscription.
