@@ -187,7 +187,7 @@ class _Connection(asyncio.Protocol):
         """Wait for the parser to make progress: one future, and one timer only now."""
         waiter = self.loop.create_future()
         self._waiter = waiter
-        timer = self.loop.call_later(seconds, self._time_out, waiter) if seconds else None
+        timer = None if seconds is None else self.loop.call_later(seconds, self._time_out, waiter)
         try:
             progressed = await waiter
         finally:
