@@ -12,6 +12,7 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx2
 import openai
@@ -407,10 +408,9 @@ def _self_signed() -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-async def test_lean_http_tls_with_a_trusted_self_signed_cert(tmp_path: object) -> None:
+async def test_lean_http_tls_with_a_trusted_self_signed_cert(tmp_path: Path) -> None:
     cert_pem, key_pem = _self_signed()
-    directory = getattr(tmp_path, "joinpath")  # noqa: B009 (pathlib.Path, untyped fixture)
-    cert_file, key_file = directory("cert.pem"), directory("key.pem")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_file.write_bytes(cert_pem)
     key_file.write_bytes(key_pem)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

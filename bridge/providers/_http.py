@@ -387,8 +387,11 @@ class LeanTransport(httpx2.AsyncBaseTransport):
 
     def _take_idle(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
+        loop = asyncio.get_running_loop()
         while idle:
             connection = idle.pop()  # the most recently used: the least likely to be stale
+            if connection.loop is not loop:  # pooled under an event loop since closed
+                continue
             if connection.expiry is not None:
                 connection.expiry.cancel()
                 connection.expiry = None
