@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
+import httpx
 import httpx2
 import openai
 import orjson
@@ -28,6 +30,8 @@ from bridge.providers._http import LeanTransport
 from bridge.providers._http_client import sdk_http_client
 from bridge.providers.base import ModelRequest, TextDelta
 from bridge.providers.openai_chat import OpenAIChatProvider
+from bridge.providers.registry import ProviderRegistry
+from bridge.settings import Settings
 from tests.fakes import collect, message
 
 # Bounds a test that would otherwise hang if the transport held bytes back.
@@ -467,3 +471,34 @@ async def test_lean_http_other_methods_go_to_the_default_transport() -> None:
         assert response.status_code == 200
         assert transport._fallback is not None
         assert not any(transport._idle.values())
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+@pytest.mark.parametrize("mode", ["lean", "sdk"])
+async def test_lean_http_setting_picks_each_sdk_client_transport(mode: str) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        openai_base_url="http://127.0.0.1:9/v1",
+        anthropic_api_key="k",
+        azure_openai_api_key="k",
+        azure_openai_endpoint="https://example.invalid",
+        bridge_provider_http=mode,
+    )
+    registry = ProviderRegistry.from_settings(settings)
+    try:
+        for name in ("openai", "openai-chat", "anthropic", "azure"):
+            http_client = registry.providers[name]._client._client  # type: ignore[attr-defined]
+            assert isinstance(http_client._transport, LeanTransport) is (mode == "lean"), name
+    finally:
+        await registry.aclose()
+
+
+def test_lean_http_sdk_on_httpx_keeps_its_default_client() -> None:
+    """An SDK release whose client is an `httpx` one (not `httpx2`) gets its default."""
+    older_sdk = ModuleType("older_sdk")
+    older_sdk.DefaultAsyncHttpxClient = httpx.AsyncClient  # type: ignore[attr-defined]
+    assert sdk_http_client(older_sdk, "lean") is None
+    assert sdk_http_client(openai, "sdk") is None
+    assert sdk_http_client(openai, "lean") is not None
