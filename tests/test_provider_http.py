@@ -236,6 +236,21 @@ async def test_lean_http_reads_each_body_framing(framing: str) -> None:
         assert idle == (0 if framing == "close-delimited" else 1)
 
 
+async def test_lean_http_large_body_arrives_whole() -> None:
+    """Bodies past the read buffer's limit (reading paused, then resumed) arrive intact."""
+    body = bytes(range(256)) * (16 * 1024)  # 4 MiB
+
+    async def handler(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            await peer.send(head("200 OK", f"Content-Length: {len(body)}") + body)
+
+    async with raw_server(handler) as server, lean_client() as (client, _):
+        for _ in range(2):
+            response = await client.get(server.url())
+            assert response.content == body
+    assert server.connections == 1
+
+
 async def test_lean_http_no_content_has_no_body() -> None:
     async def handler(peer: Peer) -> None:
         while await peer.read_request() is not None:

@@ -48,9 +48,9 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._reading_paused = False
         self._waiter: asyncio.Future[bool] | None = None
-        self._begin(None)
+        self.begin(None)
 
-    def _begin(self, request: httpx2.Request | None) -> None:
+    def begin(self, request: httpx2.Request | None) -> None:
         """Reset the per-response state for `request` (None: the connection is idle)."""
         self.request = request
         self._parser = httptools.HttpResponseParser(self) if request is not None else None
@@ -199,7 +199,7 @@ class _Connection(asyncio.Protocol):
             raise httpx2.ReadTimeout("timed out waiting for the response", request=self.request)
 
     async def send(self, request: httpx2.Request, data: bytes, seconds: float | None) -> None:
-        self._begin(request)
+        self.begin(request)
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             raise httpx2.WriteError("the connection is closed", request=request)
@@ -272,6 +272,8 @@ class _ResponseStream(httpx2.AsyncByteStream):
             while (data := await read(timeout)) is not None:
                 yield data
         except BaseException:
+            # A failure, a cancellation or a reader leaving early (GeneratorExit): the
+            # rest of the body is unread, so the connection cannot serve another request.
             self._connection.close()
             raise
         finally:
@@ -365,7 +367,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         if not connection.reusable or len(idle) >= self._max_idle:
             connection.close()
             return
-        connection._begin(None)
+        connection.begin(None)
         connection.expiry = connection.loop.call_later(
             self._keepalive_expiry, self._expire, connection
         )
