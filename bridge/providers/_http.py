@@ -465,12 +465,16 @@ def _request_bytes(request: httpx2.Request, body: bytes) -> bytes:
 
 def environment_proxy_mounts(
     **transport_options: Any,
-) -> dict[str, httpx2.AsyncBaseTransport | None]:
+) -> dict[str, httpx2.AsyncBaseTransport | None] | None:
     """httpx2 reads proxies from the environment only when no `transport=` is given, so a
     client built around `LeanTransport` mounts them itself: a proxy transport for each
-    proxied pattern, None (the client's own transport) for each NO_PROXY one."""
-    from httpx2._utils import get_environment_proxies  # not re-exported by httpx2
-
+    proxied pattern, None (the client's own transport) for each NO_PROXY one. None when
+    this httpx2 no longer has the (private) reader: the caller then keeps the SDK's
+    default stack rather than ignore a configured proxy."""
+    try:
+        from httpx2._utils import get_environment_proxies  # not re-exported by httpx2
+    except ImportError:
+        return None
     return {
         pattern: None
         if proxy is None

@@ -34,7 +34,8 @@ def sdk_http_client(sdk: ModuleType, mode: ProviderHTTP) -> httpx2.AsyncClient |
         return None
     from bridge.providers._http import LeanTransport, environment_proxy_mounts
 
-    client: httpx2.AsyncClient = client_class(
-        transport=LeanTransport(), mounts=environment_proxy_mounts()
-    )
+    mounts = environment_proxy_mounts()
+    if mounts is None:
+        return None
+    client: httpx2.AsyncClient = client_class(transport=LeanTransport(), mounts=mounts)
     return client
