@@ -2,6 +2,7 @@
 event stream into provider events, per 10k upstream events.
 
     python -m bench.provider_parse [--events 20000] [--rounds 5] [--paths openai,anthropic]
+        [--http lean|sdk]
 
 Each path streams one answer of N one-word text deltas from the fake server (no pacing)
 through the real provider class and its SDK. The fake server runs in a thread of this
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bridge.providers._http_client import ProviderHTTP
 from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.base import ModelRequest, Provider, TextDelta
 from bridge.providers.openai_chat import OpenAIChatProvider
@@ -33,7 +35,7 @@ from tests.fakes.server import ScriptedFake, Step, Text
 class Path:
     name: str
     make_fake: Callable[[], ScriptedFake]
-    make_provider: Callable[[ScriptedFake], Provider]
+    make_provider: Callable[[ScriptedFake, ProviderHTTP], Provider]
 
 
 def _openai_url(fake: ScriptedFake) -> str:
@@ -44,17 +46,19 @@ PATHS = {
     "openai": Path(
         "openai (Responses)",
         OpenAIFake,
-        lambda fake: OpenAIResponsesProvider(api_key="k", base_url=_openai_url(fake)),
+        lambda fake, http: OpenAIResponsesProvider(
+            api_key="k", base_url=_openai_url(fake), http=http
+        ),
     ),
     "openai-chat": Path(
         "openai-chat (Chat Completions)",
         OpenAIFake,
-        lambda fake: OpenAIChatProvider(api_key="k", base_url=_openai_url(fake)),
+        lambda fake, http: OpenAIChatProvider(api_key="k", base_url=_openai_url(fake), http=http),
     ),
     "anthropic": Path(
         "anthropic (Messages)",
         AnthropicFake,
-        lambda fake: AnthropicProvider(api_key="k", base_url=fake.url),
+        lambda fake, http: AnthropicProvider(api_key="k", base_url=fake.url, http=http),
     ),
 }
 
@@ -81,10 +85,10 @@ async def _one_round(provider: Provider, fake: ScriptedFake, events: int) -> flo
     return spent
 
 
-async def measure(path: Path, events: int, rounds: int) -> list[float]:
+async def measure(path: Path, events: int, rounds: int, http: ProviderHTTP) -> list[float]:
     """CPU seconds per 10k events, one figure per round (after one warm-up round)."""
     with path.make_fake() as fake:
-        provider = path.make_provider(fake)
+        provider = path.make_provider(fake, http)
         try:
             await _one_round(provider, fake, min(events, 1000))  # warm-up: imports, pool
             return [
@@ -99,11 +103,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument(
+        "--http", choices=["lean", "sdk"], default="lean", help="BRIDGE_PROVIDER_HTTP"
+    )
     args = parser.parse_args()
-    print(f"CPU seconds per 10k upstream events ({args.events} events x {args.rounds} rounds)")
+    print(
+        f"CPU seconds per 10k upstream events ({args.events} events x {args.rounds} rounds,"
+        f" HTTP stack: {args.http})"
+    )
     for key in args.paths.split(","):
         path = PATHS[key]
-        figures = asyncio.run(measure(path, args.events, args.rounds))
+        figures = asyncio.run(measure(path, args.events, args.rounds, args.http))
         print(f"  {path.name:32s} best {min(figures):.3f}  median {statistics.median(figures):.3f}")
 
 

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = None
     provider_timeout_seconds: float = Field(default=600.0, gt=0)
     """Per provider request, whole stream."""
+    bridge_provider_http: Literal["lean", "sdk"] = "lean"
+    """The HTTP stack of the provider SDKs: `lean` (the bridge's HTTP/1.1 transport, a
+    fraction of the CPU per streamed event) or `sdk` (the SDK's own, the escape hatch)."""
     bridge_endpoints: dict[str, Endpoint] = Field(default_factory=dict)
     """More OpenAI-compatible servers, each served as `<name>:<model>`: a JSON object
     `{"<name>": {"base_url": "...", "api": "chat" | "responses", "api_key_env": "VAR"}}`

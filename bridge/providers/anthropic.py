@@ -43,6 +43,7 @@ from bridge.providers._convert import (
     to_json,
     unsupported_file_note,
 )
+from bridge.providers._http_client import ProviderHTTP, sdk_http_client
 from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
 from bridge.providers.base import (
     FinishReason,
@@ -114,9 +115,14 @@ class AnthropicProvider:
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         thinking_budget: int | None = None,
         client: AsyncAnthropic | None = None,
+        http: ProviderHTTP = "lean",
     ) -> None:
         self._client = client or AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=sdk_http_client(anthropic, http),
         )
         self._secrets = [api_key]
         self._timeout = timeout

@@ -41,6 +41,7 @@ from bridge.providers._convert import (
     stream_error,
     unsupported_file_note,
 )
+from bridge.providers._http_client import ProviderHTTP
 from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
 from bridge.providers.base import (
     FinishReason,
@@ -87,9 +88,10 @@ class OpenAIChatProvider:
         timeout: float | None = 600.0,
         max_retries: int = 2,
         client: AsyncOpenAI | None = None,
+        http: ProviderHTTP = "lean",
     ) -> None:
         self._client = client or make_openai_client(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, http=http
         )
         self._secrets = [api_key]
         self._timeout = timeout

@@ -49,6 +49,7 @@ from bridge.providers._convert import (
     stream_error,
     unsupported_file_note,
 )
+from bridge.providers._http_client import ProviderHTTP, sdk_http_client
 from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
 from bridge.providers.base import (
     FinishReason,
@@ -90,9 +91,20 @@ def is_reasoning_model(model: str) -> bool:
 
 
 def make_openai_client(
-    *, api_key: str, base_url: str | None, timeout: float | None, max_retries: int
+    *,
+    api_key: str,
+    base_url: str | None,
+    timeout: float | None,
+    max_retries: int,
+    http: ProviderHTTP = "lean",
 ) -> AsyncOpenAI:
-    return AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+    return AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=max_retries,
+        http_client=sdk_http_client(openai, http),
+    )
 
 
 def openai_error(
@@ -149,9 +161,10 @@ class OpenAIResponsesProvider:
         max_retries: int = 2,
         reasoning_summary: ReasoningSummary | None = "auto",
         client: AsyncOpenAI | None = None,
+        http: ProviderHTTP = "lean",
     ) -> None:
         self._client = client or make_openai_client(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, http=http
         )
         self._secrets = [api_key]
         self._timeout = timeout

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import cast
 
 from bridge.errors import ModelNotAllowed
+from bridge.providers._http_client import ProviderHTTP, sdk_http_client
 from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.base import ModelOptions, ModelRequest, Provider, ProviderEvent
 from bridge.providers.demo import DemoProvider
@@ -86,14 +87,18 @@ class _WithOptions:
         """The wrapped provider belongs to the registry, which closes it."""
 
 
-def _endpoint_provider(name: str, endpoint: Endpoint, timeout: float) -> Provider:
+def _endpoint_provider(
+    name: str, endpoint: Endpoint, timeout: float, http: ProviderHTTP
+) -> Provider:
     if ":" in name or not name.strip():
         raise ValueError(f"BRIDGE_ENDPOINTS name {name!r} must be non-empty and have no ':'")
     key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
     if endpoint.api_key_env and not key:
         logger.warning("endpoint %s: %s is not set", name, endpoint.api_key_env)
     kind = OpenAIResponsesProvider if endpoint.api == "responses" else OpenAIChatProvider
-    return kind(api_key=key or PLACEHOLDER_KEY, base_url=endpoint.base_url, timeout=timeout)
+    return kind(
+        api_key=key or PLACEHOLDER_KEY, base_url=endpoint.base_url, timeout=timeout, http=http
+    )
 
 
 def load_provider(entry: str) -> tuple[str, Provider]:
@@ -140,16 +145,18 @@ class ProviderRegistry:
             "demo": DemoProvider(token_delay=settings.bridge_demo_token_delay_ms / 1000)
         }
         timeout = settings.provider_timeout_seconds
+        http = settings.bridge_provider_http
         if settings.openai_api_key or settings.openai_base_url:
             key = settings.openai_api_key or PLACEHOLDER_KEY
             base_url = settings.openai_base_url
             providers["openai"] = OpenAIResponsesProvider(
-                api_key=key, base_url=base_url, timeout=timeout
+                api_key=key, base_url=base_url, timeout=timeout, http=http
             )
             providers["openai-chat"] = OpenAIChatProvider(
-                api_key=key, base_url=base_url, timeout=timeout
+                api_key=key, base_url=base_url, timeout=timeout, http=http
             )
         if settings.azure_openai_api_key and settings.azure_openai_endpoint:
+            import openai
             from openai import AsyncAzureOpenAI
 
             providers["azure"] = OpenAIChatProvider(
@@ -160,15 +167,17 @@ class ProviderRegistry:
                     azure_endpoint=settings.azure_openai_endpoint,
                     api_version=settings.openai_api_version,
                     timeout=timeout,
+                    http_client=sdk_http_client(openai, http),
                 ),
             )
         for name, endpoint in settings.bridge_endpoints.items():
-            providers[name] = _endpoint_provider(name, endpoint, timeout)
+            providers[name] = _endpoint_provider(name, endpoint, timeout, http)
         if settings.anthropic_api_key:
             providers["anthropic"] = AnthropicProvider(
                 api_key=settings.anthropic_api_key,
                 base_url=settings.anthropic_base_url,
                 timeout=timeout,
+                http=http,
             )
         for entry in settings.bridge_providers:
             name, provider = load_provider(entry)
