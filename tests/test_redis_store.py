@@ -132,7 +132,7 @@ async def test_append_is_one_script_call(
     }
 
 
-async def test_append_many_publishes_one_notification_for_the_batch(
+async def test_append_many_is_one_script_call_and_one_notification(
     backend: Backend, admin: aioredis.Redis
 ) -> None:
     store = await make(backend)
@@ -144,6 +144,9 @@ async def test_append_many_publishes_one_notification_for_the_batch(
         # Subscribed for sure before anything is published.
         confirmed = await pubsub.get_message(timeout=5)
         assert confirmed is not None and confirmed["type"] == "subscribe"
+        # Lease renewals first (no chunk, no notification): the script is loaded after.
+        renewals = [Append(info.chat_id, info.generation_id, 1, [], 1) for info in logs]
+        assert await store.append_many(renewals) == [None, None, None]
         batch = [Append(info.chat_id, info.generation_id, 1, [b"one", b"two"], 1) for info in logs]
         calls = await calls_during(admin, store.append_many(batch))
         async with asyncio.timeout(10):
@@ -154,7 +157,9 @@ async def test_append_many_publishes_one_notification_for_the_batch(
     finally:
         await pubsub.aclose()
 
-    assert calls["evalsha"] == 3
+    # One script call for the whole batch, one notification.
+    assert calls["evalsha"] == 1
+    assert calls["xadd"] == 6
     assert calls["publish"] == 1
     # Every log of the batch is named, with the offset it reached.
     lines = heard[0].split(b"\n")

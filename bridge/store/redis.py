@@ -126,9 +126,8 @@ return 0
 # Result codes of the append and end scripts: {code, next offset before the call}.
 _DONE, _FENCED, _NOT_FOUND, _ENDED, _CONFLICT = 0, 1, 2, 3, 4
 
-# KEYS: log, lease. ARGV: first offset, epoch, lease ms, log ttl ms, notify channel
-# ('' when the caller publishes for a whole batch), notify message, chunk... No chunk: a
-# lease renewal, checked the same way. The epoch is
+# KEYS: log, lease. ARGV: first offset, epoch, lease ms, log ttl ms, notify channel,
+# notify message, chunk... No chunk: a lease renewal, checked the same way. The epoch is
 # checked in the same script as the offset: a fenced producer can never write (CONTRACT).
 _APPEND_LUA = (
     _NEXT_OFFSET_LUA
@@ -146,10 +145,46 @@ for i = 7, #ARGV do
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if count > 0 and ARGV[5] ~= '' then
-  redis.call('PUBLISH', ARGV[5], (first + count - 1) .. ' ' .. ARGV[6])
-end
+if count > 0 then redis.call('PUBLISH', ARGV[5], (first + count - 1) .. ' ' .. ARGV[6]) end
 return {0, next}
+"""
+)
+
+# The writer's whole batch in one script on a single server (a cluster runs `_APPEND_LUA`
+# per log: the logs live in different slots). KEYS: log and lease of each log, in pairs.
+# ARGV: lease ms, log ttl ms, notify channel, then per log: first offset, epoch, chunk
+# count, notify message, chunks. Each log is checked and written exactly as `_APPEND_LUA`
+# does; returns {code, next offset before the call} per log, and publishes one notification
+# naming every log that got chunks.
+_APPEND_BATCH_LUA = (
+    _NEXT_OFFSET_LUA
+    + """
+local results, notices = {}, {}
+local at = 4
+for pair = 1, #KEYS / 2 do
+  local log, lease = KEYS[2 * pair - 1], KEYS[2 * pair]
+  local first, epoch, count = tonumber(ARGV[at]), ARGV[at + 1], tonumber(ARGV[at + 2])
+  local notice, chunks = ARGV[at + 3], at + 4
+  at = chunks + count
+  local code, next = 0, next_offset(log)
+  if next == -1 then code = 2
+  elseif next == -2 then code = 3
+  elseif redis.call('GET', lease) ~= epoch then code = 1
+  elseif count > 0 and first >= 1 and next == first + count then code = 0
+  elseif next ~= first then code = 4
+  else
+    for i = 0, count - 1 do
+      redis.call('XADD', log, '0-' .. (first + i + 1), 'c', ARGV[chunks + i])
+    end
+    redis.call('PEXPIRE', lease, ARGV[1])
+    redis.call('PEXPIRE', log, ARGV[2])
+    if count > 0 then notices[#notices + 1] = (first + count - 1) .. ' ' .. notice end
+  end
+  results[#results + 1] = code
+  results[#results + 1] = next
+end
+if #notices > 0 then redis.call('PUBLISH', ARGV[3], table.concat(notices, '\\n')) end
+return results
 """
 )
 
@@ -328,6 +363,7 @@ class RedisStore(RedisLiveMixin):
         self._admission = asyncio.Semaphore(options.max_connections)
         self._begin = _Script(_BEGIN_LUA)
         self._append = _Script(_APPEND_LUA)
+        self._append_batch = _Script(_APPEND_BATCH_LUA)
         self._end = _Script(_END_LUA)
         self._renew = _Script(_RENEW_LUA)
         self._stop = _Script(_STOP_LUA)
@@ -493,7 +529,7 @@ class RedisStore(RedisLiveMixin):
             raise StaleRevision(expected_revision or 0, int(result[1]))
         return 1
 
-    def _append_call(self, item: Append, *, publish: bool = True) -> tuple[list[str], list[Any]]:
+    def _append_call(self, item: Append) -> tuple[list[str], list[Any]]:
         keys = [
             self.key(item.chat_id, "log", item.generation_id),
             self.key(item.chat_id, "lease", item.generation_id),
@@ -503,10 +539,21 @@ class RedisStore(RedisLiveMixin):
             item.epoch,
             self._lease_ms,
             self._log_ttl_ms,
-            self._log_channel if publish else "",
+            self._log_channel,
             _notice(item.chat_id, item.generation_id),
             *item.chunks,
         ]
+        return keys, args
+
+    def _batch_call(self, appends: Sequence[Append]) -> tuple[list[str], list[Any]]:
+        keys: list[str] = []
+        args: list[Any] = [self._lease_ms, self._log_ttl_ms, self._log_channel]
+        for item in appends:
+            keys.append(self.key(item.chat_id, "log", item.generation_id))
+            keys.append(self.key(item.chat_id, "lease", item.generation_id))
+            args.extend((item.first_offset, item.epoch, len(item.chunks)))
+            args.append(_notice(item.chat_id, item.generation_id))
+            args.extend(item.chunks)
         return keys, args
 
     async def append(
@@ -528,21 +575,18 @@ class RedisStore(RedisLiveMixin):
     async def append_many(self, appends: Sequence[Append]) -> list[StoreError | None]:
         if not appends:
             return []
-        # One notification for the whole batch, after its appends in the same round trip,
-        # rather than one per log: every process parses every notification, and at paced
-        # rates a batch holds one chunk of each of many logs. (In a cluster the scripts
-        # run on several nodes, so each publishes its own.)
-        batched = not self.cluster
-        calls = [self._append_call(item, publish=not batched) for item in appends]
-        notices = [
-            f"{item.first_offset + len(item.chunks) - 1} ".encode()
-            + _notice(item.chat_id, item.generation_id)
-            for item in appends
-            if item.chunks
-        ]
-        then = ("PUBLISH", self._log_channel, b"\n".join(notices)) if batched and notices else None
-        async with self._call():
-            replies = await self._pipelined_scripts(self._append, calls, then=then)
+        if self.cluster:
+            # Each log's slot may live on another node: one script call per log, pipelined
+            # (one round trip per node), each publishing its own notification.
+            calls = [self._append_call(item) for item in appends]
+            async with self._call():
+                replies = await self._pipelined_scripts(self._append, calls)
+        else:
+            # One script for the whole batch: one command to encode, one reply to parse and
+            # one notification naming every log, rather than one of each per log.
+            async with self._call():
+                flat: list[Any] = await self._run(self._append_batch, *self._batch_call(appends))
+            replies = [flat[index : index + 2] for index in range(0, len(flat), 2)]
         results: list[StoreError | None] = []
         for item, reply in zip(appends, replies, strict=True):
             if isinstance(reply, Exception):
@@ -759,25 +803,16 @@ class RedisStore(RedisLiveMixin):
             return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
 
     async def _pipelined_scripts(
-        self,
-        script: _Script,
-        calls: list[tuple[list[str], list[Any]]],
-        *,
-        then: tuple[Any, ...] | None = None,
+        self, script: _Script, calls: list[tuple[list[str], list[Any]]]
     ) -> list[Any]:
-        """One round trip (per node in a cluster) for many calls of one script, and the
-        command `then` after them (its reply dropped)."""
+        """One round trip (per node in a cluster) for many calls of one script."""
         for attempt in range(2):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
                     # execute_command, not pipe.evalsha: the cluster pipeline refuses the
                     # method by name, yet routes the command by its keys (one slot each).
                     pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                if then is not None:
-                    pipe.execute_command(*then)
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
-            if then is not None:
-                replies = replies[: len(calls)]
             if attempt == 0 and any(isinstance(reply, NoScriptError) for reply in replies):
                 # A node without the script ran none of these calls: load, then run them
                 # all again (each is idempotent).
