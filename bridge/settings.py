@@ -201,9 +201,10 @@ class Settings(BaseSettings):
     bridge_log_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     """How long a generation's log is kept after it ended (offset replay retention)."""
     bridge_history_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
-    bridge_flush_ms: float = Field(default=10.0, ge=0)
-    """Batching window: the chunks of every generation produced within it share one append
-    round trip (a chunk after a quiet spell goes at once)."""
+    bridge_flush_ms: float = Field(default=40.0, ge=0)
+    """The longest batching window: the chunks of every generation produced within it share
+    one append round trip. It is this long from 32 generations writing at once, shorter
+    with fewer (a chunk after a quiet spell goes at once)."""
     bridge_lease_seconds: float = Field(default=15.0, gt=0)
     """A producer that has not written for this long is presumed dead."""
     bridge_resume_grace_seconds: float = Field(default=10.0, ge=0)

@@ -168,6 +168,11 @@ class GenerationLog:
         self._closed = True
 
 
+_FULL_WINDOW_AT = 32
+"""Generations writing at once from which the batching window is the whole
+`BRIDGE_FLUSH_MS` (fewer: proportionally shorter)."""
+
+
 class LogWriter:
     """The process-wide writer. `run()` is one task of the application's lifespan."""
 
@@ -242,12 +247,16 @@ class LogWriter:
                 pass
             else:
                 # The batching window: the chunks every generation writes within it share
-                # one round trip. Under load the window stretches with the event loop's lag,
-                # so batches grow as the process gets busier (rather than more, smaller
-                # round trips when it can least afford them). A chunk after a quiet spell
-                # (no round trip for two windows) is written at once.
-                if loop.time() - last_flush < 2 * self._flush_interval:
-                    await asyncio.sleep(self._flush_interval)
+                # one round trip, and each generation's share reaches its readers as one
+                # batch (one fan-out, one write per client), so the per-window costs are
+                # paid per batch, not per chunk. It widens with the number of generations
+                # writing (full at `_FULL_WINDOW_AT`): a lone answer is not held back, a
+                # busy process batches. Under load it also stretches with the event loop's
+                # lag, so batches grow as the process gets busier rather than round trips.
+                # A chunk after a quiet spell (no round trip for two windows) goes at once.
+                window = self._flush_interval * min(1.0, len(self._logs) / _FULL_WINDOW_AT)
+                if loop.time() - last_flush < 2 * window:
+                    await asyncio.sleep(window)
             self._wakeup.clear()
             await self.flush_once()
             last_flush = loop.time()
