@@ -231,7 +231,6 @@ class Run:
                 idle.error = "the paused generation never started"
                 return idle
             await asyncio.sleep(0.5)  # let the producer's buffers settle before the baseline
-            rss_before = servers.rss_bytes(server.pid)
             redis_before = self.probe.counters()
             gate = asyncio.Semaphore(200)
 
@@ -239,7 +238,15 @@ class Run:
                 async with gate:
                     return await open_idle_reader(server.port, tag, 60)
 
-            opened = await asyncio.gather(*[one() for _ in range(count)])
+            # Memory per reader is measured between the first half of the readers and all
+            # of them: a baseline taken before any reader would also count what the server
+            # frees or grows meanwhile for other reasons (after the load phases, a Python
+            # server hands freed memory back, which made the delta negative).
+            first_half = count // 2
+            opened = await asyncio.gather(*[one() for _ in range(first_half)])
+            await asyncio.sleep(1.0)  # memory measurement, not synchronisation
+            rss_half = servers.rss_bytes(server.pid)
+            opened += await asyncio.gather(*[one() for _ in range(count - first_half)])
             readers = [reader for reader in opened if reader is not None]
             all_open = time.monotonic()
             idle.opened = len(readers)
@@ -248,8 +255,9 @@ class Run:
             redis_after = self.probe.counters()
             idle.redis_clients = servers.connections_to(server.pid, self.probe.port)
             idle.redis_memory_delta = redis_after["used_memory"] - redis_before["used_memory"]
-            if readers:
-                idle.rss_delta = (servers.rss_bytes(server.pid) - rss_before) / len(readers)
+            second_half = sum(1 for reader in opened[first_half:] if reader is not None)
+            if second_half:
+                idle.rss_delta = (servers.rss_bytes(server.pid) - rss_half) / second_half
             # Every reader silent long enough to outlast a client library's default timeout.
             await asyncio.sleep(max(0.0, self.sizes.idle_silence - (time.monotonic() - all_open)))
             idle.open_after_silence = sum(1 for reader in readers if not reader.reader.at_eof())
