@@ -121,8 +121,15 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         user=user,
     )
     generation = await services.runner.start(plan, expected_revision=revision)
-    await announce_started(services.store, info, turn)  # the chat's live tails learn of it
-    await services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at)
+    # The chat's live tails and its owner's chat list learn of it while the provider is
+    # called (the producer runs already): two round trips at once, not one after the other.
+    for outcome in await asyncio.gather(
+        announce_started(services.store, info, turn),
+        services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at),
+        return_exceptions=True,
+    ):
+        if isinstance(outcome, BaseException):
+            raise outcome
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(
             asyncio.shield(generation.opened), timeout=services.settings.bridge_heartbeat_seconds
