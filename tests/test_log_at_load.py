@@ -120,6 +120,57 @@ async def test_writer_sends_many_generations_in_one_round_trip(backend: Backend)
     assert writer.open_logs == 0
 
 
+@contextlib.asynccontextmanager
+async def writing(writer: LogWriter) -> AsyncIterator[None]:
+    async with anyio.create_task_group() as group:
+        group.start_soon(writer.run)
+        try:
+            yield
+        finally:
+            group.cancel_scope.cancel()
+
+
+async def test_writer_window_batches_a_busy_process_across_its_producers(
+    backend: Backend,
+) -> None:
+    store = await backend.make()
+    hub = LogHub(store)
+    writer = LogWriter(store, hub, flush_interval=0.5, lease_renew_interval=5)
+    infos = [await begin(store, f"chat-{i}") for i in range(32)]
+    logs = [writer.open(info.chat_id, info.generation_id, epoch=1) for info in infos]
+    async with writing(writer):
+        for log in logs:
+            log.write(chunk(1))
+        for log in logs:
+            await log.flushed()
+        before = writer.round_trips
+        # Each producer writes in its own turn of the event loop, as generations do: the
+        # writer runs in between, yet waits out the window, so one round trip takes all.
+        for log in logs:
+            log.write(chunk(2))
+            await asyncio.sleep(0)
+        for log in logs:
+            await log.flushed()
+        assert writer.round_trips == before + 1
+    for info in infos:
+        read = await store.read(info.chat_id, info.generation_id, -1)
+        assert read.entries == expected(2)
+
+
+async def test_writer_does_not_hold_back_a_chunk_after_a_quiet_spell(backend: Backend) -> None:
+    store = await backend.make()
+    hub = LogHub(store)
+    # A window far longer than the wait below: the chunk must not sit it out.
+    writer = LogWriter(store, hub, flush_interval=600, lease_renew_interval=5)
+    info = await begin(store, "lone")
+    log = writer.open(info.chat_id, info.generation_id, epoch=1)
+    async with writing(writer):
+        log.write(chunk(1))
+        async with asyncio.timeout(10):
+            await log.flushed()
+    assert writer.round_trips == 1
+
+
 async def test_writer_renews_leases_in_the_same_round_trip(backend: Backend) -> None:
     store = await backend.make(lease_seconds=30)
     hub = LogHub(store)

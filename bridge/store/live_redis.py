@@ -123,7 +123,9 @@ class RedisLiveMixin:
         event = asyncio.Event()
         group = waiters.by_key.setdefault(stream.encode(), set())
         group.add(event)
-        self._ensure_steering_listener()
+        # The store's one subscription (bridge/store/redis.py) also carries the steering
+        # channel: no connection of its own, and its health checks cover both.
+        self._ensure_listener()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         try:
@@ -160,11 +162,6 @@ class RedisLiveMixin:
 
     def _ensure_listener(self) -> None:
         raise NotImplementedError  # RedisStore._ensure_listener: the one subscription
-
-    def _ensure_steering_listener(self) -> None:
-        # The store's one subscription (bridge/store/redis.py) also carries the steering
-        # channel: no connection of its own, and its health checks cover both.
-        self._ensure_listener()
 
     def _steering_subscribed(self, subscribed: bool) -> None:
         """The store's subscription (re)started or ended: on (re)subscription every waiter

@@ -18,12 +18,14 @@ Keys of one chat (all in one Redis Cluster hash slot thanks to the `{...}` hash 
 early. Stream entry ids are the offsets, which lets Redis itself refuse an out-of-order
 write. Stops are announced on the pub/sub channel `{prefix}:stop` (one subscription per
 store) and also kept as a key, so a stop requested before anyone waits is not lost. Every
-append and end publishes "this log changed" on `{prefix}:logs` from inside its script: the
-process-wide reader hub (bridge/log/hub.py) and waiting reads learn of new entries from
-that one subscription and fetch them with range reads, so no connection ever blocks on a
-quiet log and the number of connections does not grow with readers. Plain PUBLISH (not
-the sharded kind) reaches every node of a cluster, so one subscription per process works
-there too, where a multi-key XREAD would be refused (CROSSSLOT).
+append and end publishes "this log changed" on `{prefix}:logs` from inside its script (a
+writer's batch on one server is one script and one notification naming each of its logs):
+the process-wide reader hub (bridge/log/hub.py) and waiting reads learn of new entries from
+that one subscription (which also carries stops and `{prefix}:steer`) and fetch them with
+range reads, so no connection ever blocks on a quiet log and the number of connections
+does not grow with readers. Plain PUBLISH (not the sharded kind) reaches every node of a
+cluster, so one subscription per process works there too, where a multi-key XREAD would
+be refused (CROSSSLOT).
 """
 
 from __future__ import annotations
