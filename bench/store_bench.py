@@ -28,8 +28,8 @@ import orjson
 from bridge.store.base import Append as AppendBatch
 from bridge.store.base import GenerationInfo, Outcome, SessionStore
 from bridge.store.memory import MemoryStore
-from bridge.store.sqlite import SQLiteStore
-from bridge.store.sqlite_db import Synchronous
+from bridge.store.sqlite.db import Synchronous
+from bridge.store.sqlite.store import SQLiteStore
 
 
 def _chunk(i: int) -> bytes:

@@ -14,28 +14,35 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from bridge.auth import AnonymousCookieMiddleware, Auth, make_auth
-from bridge.body import body_schemas
-from bridge.client_level import check_startup_level
-from bridge.drain import Drain
+from bridge.access.body import body_schemas
+from bridge.access.client_level import check_startup_level
+from bridge.access.identity import AnonymousCookieMiddleware, Auth, make_auth
+from bridge.access.limits import Limits, retry_after_header
+from bridge.access.redaction import redact_tokens_in_access_log
+from bridge.api import (
+    chat_routes,
+    live_routes,
+    meta_routes,
+    poll_routes,
+    sse_routes,
+    steer_routes,
+    ws_routes,
+)
+from bridge.chat.steer import start_follow_up_turn
+from bridge.chat.takeover import sweep, sweep_once
 from bridge.errors import BridgeError, Draining, InvalidRequest, LimitExceeded
-from bridge.limits import Limits, retry_after_header
+from bridge.generation.drain import Drain
+from bridge.generation.runner import GenerationRunner, OnFinish
 from bridge.log.hub import LogHub
-from bridge.log.takeover import sweep, sweep_once
 from bridge.log.writer import LogWriter
-from bridge.log_redaction import redact_tokens_in_access_log
 from bridge.observe.metrics import Metrics
 from bridge.observe.store import measured
 from bridge.providers.base import Provider
 from bridge.providers.registry import ProviderRegistry
-from bridge.routes import chats, meta, steer
-from bridge.runner import GenerationRunner, OnFinish
 from bridge.services import Services
 from bridge.settings import Settings
-from bridge.steer import start_follow_up_turn
 from bridge.store.base import SessionStore
 from bridge.tools import ToolBox, load_tools
-from bridge.transports import live, poll, sse, websocket
 
 logger = logging.getLogger("bridge")
 
@@ -45,7 +52,7 @@ def _make_store(settings: Settings) -> tuple[SessionStore, str]:
     if kind == "auto":
         kind = "redis" if settings.redis_url else "sqlite"
     if kind == "redis":
-        from bridge.store.redis import RedisOptions, RedisStore
+        from bridge.store.redis.store import RedisOptions, RedisStore
 
         assert settings.redis_url is not None  # checked by Settings
         store = RedisStore(
@@ -65,7 +72,7 @@ def _make_store(settings: Settings) -> tuple[SessionStore, str]:
         logger.info("session store: Redis%s", " Cluster" if store.cluster else "")
         return store, "redis"
     if kind == "sqlite":
-        from bridge.store.sqlite import DATABASE_FILE, SQLiteStore
+        from bridge.store.sqlite.store import DATABASE_FILE, SQLiteStore
 
         path = settings.bridge_data_dir / DATABASE_FILE
         logger.info(
@@ -109,7 +116,7 @@ class Bridge:
 
     Everything can be given in code instead of settings: `store` (any `SessionStore`),
     `providers` (name -> provider, served as `name:<model>`), `tools` (a `ToolBox`), `auth`
-    (who is calling: a `bridge.auth.Auth`, e.g. `CallableAuth(your_dependency)`), and
+    (who is calling: a `bridge.access.identity.Auth`, e.g. `CallableAuth(your_dependency)`), and
     `on_finish(chat_id, message, usage, user)` to save finished messages in your own
     database."""
 
@@ -132,7 +139,15 @@ class Bridge:
         self._on_finish = on_finish
         self.metrics = Metrics()
         self.router = APIRouter()
-        for module in (sse, chats, meta, poll, websocket, steer, live):
+        for module in (
+            sse_routes,
+            chat_routes,
+            meta_routes,
+            poll_routes,
+            ws_routes,
+            steer_routes,
+            live_routes,
+        ):
             self.router.include_router(module.router)
         redact_tokens_in_access_log()
 
@@ -268,7 +283,7 @@ def create_app(
             # Credentials (cookies, auth headers a browser adds itself) only for origins
             # listed one by one: with "*" any site could act as the user.
             allow_credentials=not any_origin,
-            expose_headers=[sse.GENERATION_HEADER, "retry-after"],
+            expose_headers=[sse_routes.GENERATION_HEADER, "retry-after"],
         )
 
     @app.exception_handler(RequestValidationError)

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
-from bridge.auth import Auth
-from bridge.limits import Limits
+from bridge.access.identity import Auth
+from bridge.access.limits import Limits
+from bridge.generation.runner import GenerationRunner
 from bridge.log.hub import LogHub
 from bridge.log.writer import LogWriter
 from bridge.observe.metrics import Metrics
 from bridge.providers.registry import ProviderRegistry
-from bridge.runner import GenerationRunner
 from bridge.settings import Settings
 from bridge.store.base import SessionStore
 from bridge.tools import ToolBox

@@ -29,7 +29,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ] \
 fi
 
 # The demo shows the example tools (weather, approvals, a browser tool) unless told otherwise.
-export BRIDGE_TOOLS="${BRIDGE_TOOLS:-bridge.example_tools}"
+export BRIDGE_TOOLS="${BRIDGE_TOOLS:-bridge.tools.examples}"
 # The page's WebSocket (the "ws" and "auto" transports) reaches the bridge through the
 # Next.js proxy, which rewrites Host to the bridge's: the bridge's Origin check then needs the
 # page's origin listed. Added to any BRIDGE_CORS_ORIGINS of the environment.

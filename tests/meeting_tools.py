@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.example_tools import delete_file, get_weather, search_docs  # noqa: F401
 from bridge.tools import tool
+from bridge.tools.examples import delete_file, get_weather, search_docs  # noqa: F401
 
 _arrived: dict[str, set[str]] = {}
 _met: dict[str, asyncio.Event] = {}

@@ -47,7 +47,7 @@ RUNNER = DEMO / "e2e" / "run.mjs"
 # gets a stable port when it is free: the build is then reused from run to run.
 PREFERRED_BRIDGE_PORT = int(os.environ.get("DEMO_TEST_BRIDGE_PORT", "18765"))
 TOKEN_DELAY_MS = "15"
-EXAMPLE_TOOLS = "bridge.example_tools"
+EXAMPLE_TOOLS = "bridge.tools.examples"
 # What the build depends on, besides the bridge URL and the Node version.
 BUILD_INPUTS = (
     "package.json",

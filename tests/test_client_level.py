@@ -1,4 +1,4 @@
-"""bridge/client_level.py: a request's level, and a reader's batches adapted to it."""
+"""bridge/access/client_level.py: a request's level, and a reader's batches adapted to it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import orjson
 import pytest
 from starlette.requests import Request
 
-from bridge.client_level import (
+from bridge.access.client_level import (
     LEVEL_HEADER,
     adapted_entries,
     approval_tools,
@@ -53,7 +53,7 @@ def test_setting_outside_5_to_7_is_refused() -> None:
 
 
 def test_approval_tools_lists_fixed_and_conditional_approvals() -> None:
-    tools = load_tools("bridge.example_tools")
+    tools = load_tools("bridge.tools.examples")
     names = approval_tools(tools)
     assert "delete_file" in names
     assert "get_weather" not in names

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from bridge.access.client_level import LEVEL_HEADER
 from bridge.app import create_app
-from bridge.client_level import LEVEL_HEADER
 from protocol.chunks import UIMessageChunk, encode_chunk
 from protocol.compat import ClientLevel, ClientLevelError, adapt_chunk, known_chunk_types
 from tests.bridge_server import BridgeFactory, chat_body, make_settings
@@ -103,7 +103,7 @@ def test_the_query_parameter_wins_over_the_header(memory_bridge: LiveServer) -> 
 
 
 def test_ai5_turn_is_refused_when_tools_need_approval(bridge_factory: BridgeFactory) -> None:
-    server = bridge_factory(bridge_tools="bridge.example_tools", bridge_demo_token_delay_ms=0)
+    server = bridge_factory(bridge_tools="bridge.tools.examples", bridge_demo_token_delay_ms=0)
     url = f"{server.url}/api/chat"
     body = chat_body("no-approvals", "delete /tmp/x")
     refused = httpx.post(url, json=body, headers={LEVEL_HEADER: "5"}, timeout=30)
@@ -114,7 +114,7 @@ def test_ai5_turn_is_refused_when_tools_need_approval(bridge_factory: BridgeFact
 
 
 def test_bridge_configured_for_ai5_with_approval_tools_refuses_to_start() -> None:
-    settings = make_settings(bridge_client_level=5, bridge_tools="bridge.example_tools")
+    settings = make_settings(bridge_client_level=5, bridge_tools="bridge.tools.examples")
     with pytest.raises(ClientLevelError, match="delete_file"), TestClient(create_app(settings)):
         pass
 
@@ -271,7 +271,7 @@ def test_chat_class_recovers_a_dropped_connection_in_the_same_chat(
 def test_chat_class_answers_an_approval(
     node: NodeHarness, bridge_factory: BridgeFactory, client: int
 ) -> None:
-    server = bridge_factory(bridge_tools="bridge.example_tools", bridge_demo_token_delay_ms=0)
+    server = bridge_factory(bridge_tools="bridge.tools.examples", bridge_demo_token_delay_ms=0)
     chat_id = f"approval-{client}"
     result = node.for_client(client).chat(
         {

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.client_level import LEVEL_HEADER
+from bridge.access.client_level import LEVEL_HEADER
 from tests.bridge_server import BridgeFactory, chat_body
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.openai_server import OpenAIFake

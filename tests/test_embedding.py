@@ -13,8 +13,8 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from starlette.requests import HTTPConnection
 
+from bridge.access.identity import CallableAuth
 from bridge.app import Bridge
-from bridge.auth import CallableAuth
 from bridge.store.memory import MemoryStore
 from tests.bridge_server import make_settings
 from tests.fakes.server import LiveServer

@@ -32,7 +32,7 @@ def fuzzed_bridge() -> Iterator[LiveServer]:
     app = create_app(
         make_settings(
             bridge_demo_token_delay_ms=0,
-            bridge_tools="bridge.example_tools",
+            bridge_tools="bridge.tools.examples",
             bridge_max_poll_wait_seconds=0.2,
             bridge_heartbeat_seconds=0.5,
             bridge_rate_limit_per_minute=0,

@@ -83,7 +83,7 @@ def test_spans_of_a_generation_with_a_tool(
     bridge_factory: BridgeFactory, spans: InMemorySpanExporter
 ) -> None:
     spans.clear()
-    server = bridge_factory(bridge_tools="bridge.example_tools", bridge_demo_token_delay_ms=0)
+    server = bridge_factory(bridge_tools="bridge.tools.examples", bridge_demo_token_delay_ms=0)
     post(server.url, "traced", "What is the weather in Paris?")
     finished = {span.name: span for span in spans.get_finished_spans()}
     generation = finished["generation scripted"]
@@ -109,7 +109,7 @@ def test_log_records_carry_the_chat_and_generation(bridge_factory: BridgeFactory
     handler = logging.StreamHandler(stream)
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter())
-    runner_log = logging.getLogger("bridge.runner")
+    runner_log = logging.getLogger("bridge.generation.runner")
     runner_log.addHandler(handler)
     level = runner_log.level
     runner_log.setLevel(logging.INFO)

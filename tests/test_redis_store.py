@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from bridge.store.base import Append, LogRead, OffsetConflict, Outcome, StoreError
-from bridge.store.redis import RedisOptions, RedisStore, cluster_url
+from bridge.store.redis.store import RedisOptions, RedisStore, cluster_url
 from tests.redis_server import RedisServer, redis_server  # noqa: F401
 from tests.test_store_contract import (
     HOSTILE_CHAT_IDS,

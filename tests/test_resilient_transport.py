@@ -291,7 +291,7 @@ def test_resilient_transport_stop_reaches_the_provider_on_each_tier(
 def test_resilient_transport_approval_continues_the_message_on_each_tier(
     transport_node: str, bridge_factory: BridgeFactory, tier: str
 ) -> None:
-    server = bridge_factory(**BRIDGE, bridge_tools="bridge.example_tools")
+    server = bridge_factory(**BRIDGE, bridge_tools="bridge.tools.examples")
     chat_id = f"approve-{tier}"
     run = scenario(
         server.url,
@@ -319,7 +319,7 @@ def test_resilient_transport_resumes_a_continuation_past_its_prelude(
 ) -> None:
     """Cut right after `start` of a continuation: the chunks that follow rebuild the message
     this client sent, so its resume must ask for what comes after them."""
-    server = bridge_factory(**BRIDGE, bridge_tools="bridge.example_tools")
+    server = bridge_factory(**BRIDGE, bridge_tools="bridge.tools.examples")
     proxy = proxies(server)
     chat_id = "prelude-cut"
     run_chat(

@@ -45,7 +45,7 @@ def bridge(bridge_factory: BridgeFactory, fake: OpenAIFake) -> LiveServer:
         openai_api_key="test-key",
         openai_base_url=fake.base_url,
         bridge_model="openai:gpt-test",
-        bridge_tools="bridge.example_tools",
+        bridge_tools="bridge.tools.examples",
     )
 
 

@@ -13,7 +13,7 @@ from tests.bridge_server import BridgeFactory, chat_body, sse_events, user_messa
 from tests.fakes.server import LiveServer
 from tests.node_harness import NodeHarness
 
-TOOLS = "bridge.example_tools"
+TOOLS = "bridge.tools.examples"
 
 
 @pytest.fixture

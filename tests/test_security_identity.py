@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from websockets.exceptions import InvalidStatus
 
+from bridge.access.identity import ANONYMOUS_COOKIE, CallableAuth
+from bridge.access.redaction import TokenRedactingFilter
 from bridge.app import create_app
-from bridge.auth import ANONYMOUS_COOKIE, CallableAuth
 from bridge.errors import Unauthorized
-from bridge.log_redaction import TokenRedactingFilter
 from tests.bridge_server import BridgeFactory, chat_body, make_settings, sse_events
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import LiveServer, Text, ToolCall

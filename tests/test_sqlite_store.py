@@ -18,9 +18,9 @@ import pytest
 from bridge.errors import Fenced, GenerationNotFound, OffsetConflict, StaleRevision
 from bridge.store.base import Append as AppendBatch
 from bridge.store.base import Claim, LogEntry, LogRead, Outcome
-from bridge.store.file_lock import DatabaseInUse
-from bridge.store.sqlite import SQLiteStore
-from bridge.store.sqlite_types import OpenGeneration
+from bridge.store.sqlite.file_lock import DatabaseInUse
+from bridge.store.sqlite.rows import OpenGeneration
+from bridge.store.sqlite.store import SQLiteStore
 from tests.test_store_contract import START, FakeClock, chunk, expected, new_generation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def _open_in_another_process(path: Path) -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(
         f"""
         import asyncio
-        from bridge.store.sqlite import SQLiteStore
+        from bridge.store.sqlite.store import SQLiteStore
 
         async def main():
             store = SQLiteStore({str(path)!r})

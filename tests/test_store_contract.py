@@ -35,8 +35,8 @@ from bridge.store.base import (
     SessionStore,
 )
 from bridge.store.memory import MemoryStore
-from bridge.store.redis import RedisStore
-from bridge.store.sqlite import SQLiteStore
+from bridge.store.redis.store import RedisStore
+from bridge.store.sqlite.store import SQLiteStore
 from tests.redis_server import (  # noqa: F401
     RedisClusterServers,
     RedisServer,

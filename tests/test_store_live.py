@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from bridge.store.base import SessionStore
-from bridge.store.redis import RedisStore
+from bridge.store.redis.store import RedisStore
 from tests import test_store_contract as contract
 from tests.redis_server import (  # noqa: F401  (the redis and cluster backends)
     RedisServer,

@@ -13,23 +13,19 @@ import anyio
 import orjson
 import pytest
 
-from bridge.auth import TokenAuth
-from bridge.chats import start_generation
+from bridge.access.identity import TokenAuth
+from bridge.access.limits import Limits
+from bridge.chat.operations import start_generation
+from bridge.chat.takeover import recover, sweep
 from bridge.errors import Draining, StaleRevision, StoreError
-from bridge.limits import Limits
+from bridge.generation.plan import Generation, GenerationPlan
+from bridge.generation.runner import TOOL_INTERRUPTED_TEXT, GenerationRunner
 from bridge.log.closing import closing_chunks
 from bridge.log.hub import LogHub
-from bridge.log.takeover import recover, sweep
 from bridge.log.writer import LogWriter
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest
 from bridge.providers.registry import ProviderRegistry
-from bridge.runner import (
-    TOOL_INTERRUPTED_TEXT,
-    Generation,
-    GenerationPlan,
-    GenerationRunner,
-)
 from bridge.services import Services
 from bridge.store.base import GenerationInfo, Outcome, SessionStore
 from bridge.store.memory import MemoryStore
@@ -55,7 +51,7 @@ class Clock:
 
 def make_services(store: Any, **overrides: Any) -> Services:
     settings = make_settings(
-        bridge_tools="bridge.example_tools",
+        bridge_tools="bridge.tools.examples",
         bridge_lease_seconds=1,
         bridge_demo_token_delay_ms=overrides.pop("delay_ms", 2),
         **overrides,
@@ -227,7 +223,7 @@ async def test_runner_internal_error_closes_with_error_finish_step_finish() -> N
     services = make_services(store)
     async with serving(services):
         info = GenerationInfo("gen-broken-provider-0000000000", "bug", "m1", time.time())
-        from bridge.conversation import plan_turn
+        from bridge.chat.conversation import plan_turn
 
         plan = GenerationPlan(
             info=info,
@@ -397,7 +393,7 @@ async def test_store_begin_refuses_a_stale_revision(kind: str, request: Any) -> 
     store: SessionStore
     if kind == "redis":
         redis_server = request.getfixturevalue("redis_server")
-        from bridge.store.redis import RedisStore
+        from bridge.store.redis.store import RedisStore
 
         store = RedisStore(redis_server.url, key_prefix=f"rev{time.time_ns()}")
     else:

@@ -167,7 +167,7 @@ def _parse(raw: bytes) -> StreamResult:
 async def test_takeover_after_sigkill_during_a_tool_never_runs_it_again(
     bridge_processes: Any, redis_server: RedisServer
 ) -> None:
-    env = _env(redis_server, f"t{uuid.uuid4().hex[:8]}", BRIDGE_TOOLS="bridge.example_tools")
+    env = _env(redis_server, f"t{uuid.uuid4().hex[:8]}", BRIDGE_TOOLS="bridge.tools.examples")
     doomed: BridgeProcess = bridge_processes(**env)
     survivor: BridgeProcess = bridge_processes(**env)
     async with httpx.AsyncClient(timeout=60) as client:

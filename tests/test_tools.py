@@ -17,7 +17,7 @@ from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import LiveServer, ParallelToolCalls, ScriptedFake, Text, ToolCall
 from tests.node_harness import NodeHarness
 
-TOOLS = "bridge.example_tools"
+TOOLS = "bridge.tools.examples"
 
 
 @pytest.fixture

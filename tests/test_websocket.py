@@ -159,7 +159,7 @@ def test_websocket_approval_continuation_ends_with_the_stored_message(
 ) -> None:
     # The continuation's log starts with a prelude rebuilding the message; the socket that
     # sent it gets no-op chunks there, so its copy of the message is not doubled.
-    server = bridge_factory(bridge_tools="bridge.example_tools", bridge_demo_token_delay_ms=0)
+    server = bridge_factory(bridge_tools="bridge.tools.examples", bridge_demo_token_delay_ms=0)
     chat_id = f"ws-approval-{approved}"
     result = node.chat(
         {

@@ -299,7 +299,7 @@ class SessionStore(Protocol):
         already was). Cancellable."""
 
     # --- live sessions: steering queues and the chat's generation feed -------------------
-    # Additive methods (bridge/store/live_memory.py, bridge/store/live_redis.py). Both
+    # Additive methods (bridge/store/memory_live.py, bridge/store/redis/live.py). Both
     # sequences number their items 1, 2, 3, ...; `after=0` reads from the first.
 
     async def push_steering(self, chat_id: str, generation_id: str, message: bytes) -> int | None:

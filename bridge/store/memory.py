@@ -37,7 +37,7 @@ from bridge.store.base import (
     StaleRevision,
     StoreError,
 )
-from bridge.store.live_memory import MemoryLiveMixin
+from bridge.store.memory_live import MemoryLiveMixin
 
 _Key = tuple[str, str]  # (chat_id, generation_id)
 _K = TypeVar("_K")

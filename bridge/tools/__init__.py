@@ -19,7 +19,7 @@ generator tool streams preliminary outputs: every value it yields but the last i
 """
 
 from bridge.tools.declare import Tool, ToolContext, ToolDeclarationError, client_tool, tool
-from bridge.tools.registry import ToolBox, load_tools
+from bridge.tools.loader import ToolBox, load_tools
 
 __all__ = [
     "Tool",

@@ -1,0 +1,174 @@
+"""Long-polling, for networks where streamed responses arrive only once they end
+(proxies that buffer whole responses): every answer is one short JSON document.
+
+    GET  /api/chat/{id}/poll?cursor=<offset>&wait=<seconds>[&generation=<id>]
+    POST /api/chat/poll?wait=<seconds>   (the POST /api/chat body: start, then a first page)
+
+A page (protocol/poll.py) holds the chunks after `cursor` (the offset of the last chunk the
+client holds, -1 for none; the same numbers as the SSE `id:`), the next `cursor`, `done`
+and, once done, the `outcome`. It is sent at once when such chunks exist, otherwise after
+up to `wait` seconds (capped by BRIDGE_MAX_POLL_WAIT_SECONDS), maybe empty. With nothing
+to read (no active generation, none ended within the resume grace period) the answer is
+200 `{"generationId": null, "chunks": [], "cursor": <cursor>, "done": true}`: one shape
+for every answer keeps clients and caches simple.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from contextlib import aclosing
+
+from fastapi import APIRouter, Request, Response
+
+from bridge.access.body import CHAT_REQUEST_BODY, read_json_body, validate
+from bridge.access.client_level import check_request_level, client_level_of, page_for_client
+from bridge.access.limits import POLL_COST
+from bridge.api.gate import identify
+from bridge.api.schemas import STREAM_ERRORS, error_answers
+from bridge.chat.admission import start_admitted
+from bridge.chat.operations import (
+    authorize,
+    check_chat_id,
+    follow_generation,
+    generation_to_resume,
+    parse_cursor,
+)
+from bridge.errors import GenerationGone, GenerationNotFound, RequestError
+from bridge.log.hub import HandedOver
+from bridge.services import Services, services_of
+from bridge.store.base import LogRead
+from protocol.compat import ClientLevel
+from protocol.messages import ChatRequest
+from protocol.poll import encode_poll_page
+from protocol.websocket import MAX_SEQUENCE
+
+router = APIRouter()
+
+PAGE_LIMIT = 1000
+"""Chunks per page at most; a longer backlog takes several polls (`done` stays false)."""
+MAX_GENERATION_ID_LENGTH = 200
+# Pages are answers to one request, never reusable: no cache on the way may keep them.
+POLL_HEADERS = {"cache-control": "no-store"}
+
+
+def parse_wait(value: str | None, cap: float) -> float:
+    if value is None or value == "":
+        return 0.0
+    try:
+        if len(value) > 40:
+            raise ValueError(value)
+        wait = float(value)
+    except ValueError:
+        raise RequestError(f"wait must be a number of seconds, got {value[:40]!r}") from None
+    if not math.isfinite(wait) or wait < 0:
+        raise RequestError("wait must be a finite number of seconds >= 0")
+    return min(wait, cap)
+
+
+def _cursor(value: str | None) -> int:
+    if value is not None and len(value) > 20:
+        raise RequestError("cursor must be an integer offset")
+    after = parse_cursor(value)
+    if after > MAX_SEQUENCE:
+        raise RequestError(f"cursor must be at most {MAX_SEQUENCE}")
+    return after
+
+
+async def read_page(
+    services: Services, chat_id: str, generation_id: str, after: int, wait: float
+) -> LogRead:
+    """The entries after `after`, waiting up to `wait` for the first (through the same
+    follow-and-recover loop as the streaming transports, so a dead producer's log is taken
+    over the same way and a poller sees its end)."""
+    store = services.store
+    try:
+        read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
+        if read.entries or read.ended or wait <= 0:
+            return read
+        entries = follow_generation(
+            services, chat_id, generation_id, after, heartbeat=wait, transport="poll"
+        )
+        with contextlib.suppress(HandedOver):  # draining: the next poll reaches another process
+            async with aclosing(entries):
+                async for _ in entries:
+                    break  # something arrived, or `wait` passed: the page is read below
+        read = await store.read(chat_id, generation_id, after, limit=PAGE_LIMIT)
+    except GenerationNotFound:
+        raise GenerationGone(f"generation {generation_id} is past its retention") from None
+    return read
+
+
+def _page(
+    generation_id: str | None,
+    read: LogRead | None,
+    after: int,
+    level: ClientLevel,
+    prelude_end: int = 0,
+) -> Response:
+    """`prelude_end=p`: offsets 1..p are left out and the cursor moves past them (the
+    client that sent a continuation holds the message they rebuild)."""
+    if generation_id is None or read is None:
+        body = encode_poll_page(None, (), after, done=True)
+    else:
+        cursor = max(read.entries[-1].offset if read.entries else after, prelude_end)
+        body = encode_poll_page(
+            generation_id,
+            (
+                (entry.offset, entry.data)
+                for entry in page_for_client(read.entries, level)
+                if not 0 < entry.offset <= prelude_end
+            ),
+            cursor,
+            done=read.ended,
+            outcome=read.outcome.value if read.outcome is not None else None,
+        )
+    return Response(body, media_type="application/json", headers=POLL_HEADERS)
+
+
+@router.get("/api/chat/{chat_id}/poll")
+async def poll_chat(
+    request: Request,
+    chat_id: str,
+    cursor: str | None = None,
+    wait: str | None = None,
+    generation: str | None = None,
+) -> Response:
+    # Parameters are plain strings checked here, so every bad value is the same 400.
+    services = services_of(request)
+    check_chat_id(chat_id)
+    after = _cursor(cursor)
+    wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
+    if generation is not None and not 0 < len(generation) <= MAX_GENERATION_ID_LENGTH:
+        raise RequestError("generation must be a generation id")
+    level = client_level_of(request, services.settings)
+    user = await identify(services, request, POLL_COST)
+    await authorize(services, user, chat_id)
+    generation_id = await generation_to_resume(services, chat_id, generation, after)
+    if generation_id is None:
+        return _page(None, None, after, level)
+    read = await read_page(services, chat_id, generation_id, after, wait_seconds)
+    return _page(generation_id, read, after, level)
+
+
+@router.post(
+    "/api/chat/poll", openapi_extra=CHAT_REQUEST_BODY, responses=error_answers(*STREAM_ERRORS)
+)
+async def post_chat_poll(request: Request, wait: str | None = None) -> Response:
+    """Start a turn like POST /api/chat, but answer with its first page instead of a
+    stream: a buffering proxy would hold a stream back until the whole answer is done."""
+    services = services_of(request)
+    wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
+    level = client_level_of(request, services.settings)
+    check_request_level(level, services.tools)
+    user = await identify(services, request)
+    body = await read_json_body(
+        request,
+        max_bytes=services.settings.bridge_max_body_bytes,
+        max_depth=services.settings.bridge_max_json_depth,
+    )
+    chat_request = validate(ChatRequest, body)
+    generation = await start_admitted(services, chat_request, user)
+    generation_id = generation.generation_id
+    read = await read_page(services, chat_request.id, generation_id, -1, wait_seconds)
+    return _page(generation_id, read, -1, level, prelude_end=generation.prelude_end)

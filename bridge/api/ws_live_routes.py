@@ -1,0 +1,60 @@
+"""The live-session frames on the chat WebSocket (`steer`, `live`; see
+protocol/websocket_live.py): the same operations as `POST /api/chat/{id}/steer` and
+`GET /api/chat/{id}/live`, answered on the socket."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+from pydantic import ValidationError
+
+from bridge.access.body import validation_details
+from bridge.chat.operations import authorize, check_chat_id
+from bridge.chat.steer import SteerBody, queue_steering
+from bridge.chat.tail import READY, parse_position, tail_chat
+from bridge.errors import InvalidRequest
+from bridge.services import Services
+from protocol.websocket import encode_end_frame, encode_start_frame
+from protocol.websocket_live import WsLiveFrame, WsSteerFrame, encode_live_chunk_frame
+
+Send = Callable[..., Awaitable[None]]
+
+
+async def serve_live_frame(
+    send: Send,
+    services: Services,
+    user: str,
+    reading: anyio.CancelScope,
+    frame: WsSteerFrame | WsLiveFrame,
+) -> None:
+    chat_id = check_chat_id(frame.id)
+    await authorize(services, user, chat_id)
+    rid = frame.request_id
+    if isinstance(frame, WsSteerFrame):
+        try:
+            body = SteerBody.model_validate(
+                {
+                    "message": frame.message.dump(),
+                    "mode": frame.mode,
+                    "generationId": frame.generation_id,
+                }
+            )
+        except ValidationError as exc:
+            details = validation_details(exc)
+            raise InvalidRequest(f"invalid steer frame: {details[0]['message']}", details) from None
+        await queue_steering(services, chat_id, body.message, body.mode, body.generation_id)
+        await send(encode_end_frame(rid))
+        return
+    resume = parse_position(frame.cursor)
+    sequence = 0
+    with reading:
+        async for event in tail_chat(services, chat_id, resume):
+            if event is READY:
+                # The chat's state is taken: every later generation will reach this request.
+                await send(encode_start_frame(rid))
+                continue
+            if event.data is None:
+                continue  # the socket's keep-alive task covers idling
+            await send(encode_live_chunk_frame(rid, sequence, event.position, event.data))
+            sequence += 1

@@ -1,0 +1,278 @@
+"""Chat operations, the same for every transport (SSE, WebSocket, long-poll): start a
+generation, find the generation to resume, stop one, follow a log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from bridge.access.identity import is_anonymous
+from bridge.access.limits import check_history_size
+from bridge.chat.continuation import resolve_turn
+from bridge.chat.feed import announce_started
+from bridge.chat.takeover import recover as take_over
+from bridge.errors import Draining, GenerationGone, GenerationNotFound, NotFound, RequestError
+from bridge.generation.ids import new_generation_id
+from bridge.generation.plan import Generation, GenerationPlan
+from bridge.log.reader import follow
+from bridge.services import Services
+from bridge.store.base import GenerationInfo, LogEntry, Outcome
+from protocol.messages import CHAT_ID_RULE, ChatRequest, TextUIPart, UIMessage, is_chat_id
+from protocol.websocket import MAX_SEQUENCE
+
+_PAST_ANY_END = 1 << 62
+"""An offset beyond every log's end marker."""
+_STOP_PROBE_SECONDS = 0.5
+"""How soon a stop checks whether the producer it waits for is still alive."""
+
+
+def check_chat_id(chat_id: str) -> str:
+    if not is_chat_id(chat_id):
+        raise RequestError(CHAT_ID_RULE)
+    return chat_id
+
+
+def parse_cursor(value: str | None) -> int:
+    if value is None or value == "":
+        return -1
+    try:
+        if len(value) > 20:
+            raise ValueError(value)
+        offset = int(value)
+    except ValueError:
+        raise RequestError(f"cursor must be an integer offset, got {value[:40]!r}") from None
+    if not -1 <= offset <= MAX_SEQUENCE:
+        # Past any offset a log can have: a clear 400, never an overflow in the store.
+        raise RequestError(f"cursor must be between -1 and {MAX_SEQUENCE}")
+    return offset
+
+
+def may_use(owner: str | None, user: str) -> bool:
+    """The owner's chats are the owner's. Anonymous identities (development mode) are not
+    proof of anything: among them a chat id is the only key (README, "Security model")."""
+    return owner is None or owner == user or (is_anonymous(owner) and is_anonymous(user))
+
+
+async def authorize(services: Services, user: str, chat_id: str) -> None:
+    """A chat owned by someone else looks like no chat at all."""
+    chat = await services.store.get_chat(chat_id)
+    if chat is not None and not may_use(chat.owner, user):
+        raise NotFound(f"chat {chat_id} not found")
+
+
+async def start_generation(services: Services, chat_request: ChatRequest, user: str) -> Generation:
+    """Validate the turn, start its generation and wait until the provider accepted it (or
+    one heartbeat interval passed), so a refused call surfaces as an error here."""
+    chat_id = chat_request.id
+    if not services.runner.accepting:
+        raise Draining("this server is shutting down; retry the request")
+    # The claim answers with the owner: a chat owned by someone else looks like no chat.
+    if not may_use(await services.store.claim_chat(chat_id, user), user):
+        raise NotFound(f"chat {chat_id} not found")
+    # Read before the history: the generation begins only if nothing changed the chat
+    # since (another generation began or ended: two approval answers racing, an answer
+    # ending just after this request read the history).
+    chat = await services.store.get_chat(chat_id)
+    revision = chat.revision if chat is not None else 0
+
+    provider, model, model_id = services.registry.choose(chat_request.model)
+
+    tools = services.tools
+    declared = chat_request.request_data.get("tools")
+    if declared is not None and services.settings.bridge_allow_client_tools:
+        tools = tools.with_client_tools(declared)
+
+    # The stored history is the truth; the body only adds to it (conversation.py).
+    stored = await _stored_history(services, chat_id)
+    turn, decisions = resolve_turn(
+        chat_request,
+        stored,
+        tools,
+        allow_client_system=services.settings.bridge_allow_client_system,
+    )
+    check_history_size(turn.history, services.settings)
+    info = GenerationInfo(
+        generation_id=new_generation_id(),
+        chat_id=chat_id,
+        message_id=turn.message_id,
+        created_at=time.time(),
+    )
+    plan = GenerationPlan(
+        info=info,
+        turn=turn,
+        provider=provider,
+        model=model,
+        model_id=model_id,
+        request_data=chat_request.request_data,
+        tools=tools,
+        decisions=decisions,
+        user=user,
+    )
+    generation = await services.runner.start(plan, expected_revision=revision)
+    # The chat's live tails and its owner's chat list learn of it while the provider is
+    # called (the producer runs already): two round trips at once, not one after the other.
+    for outcome in await asyncio.gather(
+        announce_started(services.store, info, turn),
+        services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at),
+        return_exceptions=True,
+    ):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.shield(generation.opened), timeout=services.settings.bridge_heartbeat_seconds
+        )
+    return generation
+
+
+async def generation_to_resume(
+    services: Services, chat_id: str, explicit: str | None, after: int
+) -> str | None:
+    """The generation a resume should read, or None (nothing to resume: 204).
+
+    The active one; else the last one if it ended on its own less than the grace period
+    ago (a page that loaded its history just before the end still gets the answer). With
+    `explicit` (a resume id) that one, or GenerationGone when its log is gone."""
+    store = services.store
+    if explicit is not None:
+        try:
+            await store.read(chat_id, explicit, after, limit=1)
+        except GenerationNotFound:
+            raise GenerationGone(
+                f"generation {explicit} is unknown or past its retention; "
+                "load the chat's messages instead"
+            ) from None
+        return explicit
+    chat = await store.get_chat(chat_id)
+    if chat is None:
+        return None
+    if chat.active_generation_id is not None:
+        generation_id = chat.active_generation_id
+    elif (
+        chat.last_generation_id is not None
+        and chat.last_ended_at is not None
+        and time.time() - chat.last_ended_at <= services.settings.bridge_resume_grace_seconds
+    ):
+        generation_id = chat.last_generation_id
+    else:
+        return None
+    ended = generation_id != chat.active_generation_id
+    try:
+        # A read past the end marker returns no entries but the outcome: cheap at any size.
+        head = await store.read(chat_id, generation_id, _PAST_ANY_END if ended else -1, limit=1)
+    except GenerationNotFound:
+        if after >= 0:
+            raise GenerationGone(f"generation {generation_id} is past its retention") from None
+        return None
+    if ended and head.outcome is Outcome.ABORTED:
+        # A stopped answer stays stopped: the client that pressed stop must not see it
+        # come back.
+        return None
+    return generation_id
+
+
+def chat_title(messages: list[UIMessage], length: int = 80) -> str:
+    """The chat's first user text, shortened: what a chat list shows."""
+    for message in messages:
+        if message.role != "user":
+            continue
+        text = " ".join(p.text for p in message.parts if isinstance(p, TextUIPart)).strip()
+        if text:
+            text = " ".join(text.split())
+            return text if len(text) <= length else text[: length - 1] + "…"
+    return "New chat"
+
+
+async def _stored_history(services: Services, chat_id: str) -> list[UIMessage]:
+    return [UIMessage.model_validate(item) for item in await services.store.load_messages(chat_id)]
+
+
+def follow_generation(
+    services: Services,
+    chat_id: str,
+    generation_id: str,
+    after: int,
+    *,
+    skip_through: int = 0,
+    heartbeat: float | None = None,
+    transport: str = "sse",
+) -> AsyncGenerator[list[LogEntry] | None]:
+    """The log after `after`, live, with heartbeat ticks (every `heartbeat` seconds,
+    BRIDGE_HEARTBEAT_SECONDS by default); takes over a dead producer. `transport` labels
+    the live-readers metric.
+
+    `skip_through=p` leaves out offsets 1..p: the prelude that rebuilds a continued message,
+    which the client that sent the continuation holds already."""
+
+    async def recover(chat: str, generation: str) -> None:
+        await take_over(services, chat, generation)
+
+    entries = follow(
+        services.hub,
+        chat_id,
+        generation_id,
+        after,
+        heartbeat=heartbeat or services.settings.bridge_heartbeat_seconds,
+        recover=recover,
+        gauge=services.metrics.readers.labels(transport),
+    )
+    if skip_through <= 0:
+        return entries
+    return _without(entries, 1, skip_through)
+
+
+async def _without(
+    entries: AsyncIterator[list[LogEntry] | None], first: int, last: int
+) -> AsyncGenerator[list[LogEntry] | None]:
+    async for batch in entries:
+        if batch is None:
+            yield batch
+            continue
+        kept = [entry for entry in batch if not first <= entry.offset <= last]
+        if kept:
+            yield kept
+
+
+async def stop_generation(
+    services: Services, chat_id: str, generation_id: str | None
+) -> tuple[str | None, str | None]:
+    """Ask the generation (the active one when None) to stop, wherever it runs, and wait for
+    its end. Returns (generation id, outcome); (None, None) when nothing was running."""
+    store = services.store
+    if generation_id is None:
+        chat = await store.get_chat(chat_id)
+        generation_id = chat.active_generation_id if chat else None
+    if generation_id is None:
+        return None, None
+    await store.request_stop(chat_id, generation_id)
+    return generation_id, await _wait_for_end(services, chat_id, generation_id)
+
+
+async def _wait_for_end(
+    services: Services, chat_id: str, generation_id: str, limit_seconds: float = 10.0
+) -> str | None:
+    """Follow the log to its end marker (the same loop as every reader); a producer that
+    died meanwhile is taken over as stopped."""
+
+    async def recover(chat: str, generation: str) -> None:
+        # The stop is in the store: whoever claims the generation closes it with `abort`.
+        await take_over(services, chat, generation)
+
+    try:
+        async with asyncio.timeout(limit_seconds):
+            async for _ in follow(
+                services.hub,
+                chat_id,
+                generation_id,
+                -1,
+                heartbeat=_STOP_PROBE_SECONDS,
+                recover=recover,
+            ):
+                pass
+        # A read past the end marker: no entries, only the outcome.
+        read = await services.store.read(chat_id, generation_id, _PAST_ANY_END, limit=1)
+    except (GenerationNotFound, TimeoutError):
+        return None
+    return read.outcome.value if read.outcome else None
