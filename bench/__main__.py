@@ -4,17 +4,25 @@ consumeSseStream into resumable-stream), in one run, on the same redis-server, a
 same fake OpenAI upstream (Chat Completions, bench/fake_server.py), with the same workload.
 
     python -m bench [--quick] [--chats 50] [--tokens 500] [--rate 50] [--heavy-chats 200]
-                    [--idle-readers 1000] [--repeats 3] [--json results.json]
+                    [--fanout 100,1000] [--idle-readers 1000] [--repeats 3]
+                    [--after-load 60] [--json results.json]
 
-Prints one table: bridge, reference, bridge / reference for
-  - server + Redis CPU-seconds per 100k delivered chunks (C chats unpaced; C at RATE tok/s);
-  - answers complete (byte-exact) and lateness p99 at HEAVY chats x RATE tok/s;
-  - time to first token p50/p99; resume time to first byte p50/p99 under C chats;
+Prints one table: bridge, reference, bridge / reference, and which targets hold:
+  - every point of the load matrix (C = 1, --chats, --heavy-chats; unpaced and at RATE
+    tok/s): server + Redis CPU-seconds per 100k delivered chunks, time to first token
+    p50/p99, lateness p99 (paced), answers complete (byte-exact);
+  - resume time to first byte p50/p99 under --chats chats at RATE;
   - Redis round trips (socket reads) and commands per delivered chunk at C x RATE tok/s;
+  - the long-lived server's RSS: warmed up, peak over the load matrix, --after-load s
+    after it;
+  - fan-out: one chat at RATE tok/s followed live by N readers on one process and spread
+    over two (bench/fanout.py): delivery latency p50/p99, CPU per delivered chunk, RSS per
+    reader, readers byte-exact;
   - server RSS per 1,000 idle readers of a paused generation (the upstream stalls).
 Lateness: a token's arrival at the client minus the time the upstream's pacing made it due.
-CPU and latency rows are medians over --repeats; the others come from one run each.
-A chunk is one UI message stream event read by the chat's POST (`[DONE]` not counted).
+CPU and latency rows of the matrix are medians over --repeats; the others come from one
+run each. A chunk is one UI message stream event read by the chat's POST (`[DONE]` not
+counted).
 """
 
 from __future__ import annotations
@@ -28,29 +36,28 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from bench import servers
 from bench.fake_server import answer_tokens, run_loop
+from bench.fanout import Fanout, attach_all, measure_readers
 from bench.http_client import StreamedResponse, get_json_bytes
+from bench.report import NAMES, Point, print_table, print_verdicts, rows_of, verdicts
+from bench.results import Idle, Memory, Phase
 from bench.workload import (
     ChatResult,
     ResumeResult,
-    median,
     open_idle_reader,
-    percentile,
     run_chat,
     run_resume,
     token_ends,
 )
 from bench.workload import lateness as lateness_of
 from tests.redis_server import RedisServer
-
-NAMES = ("bridge", "reference")
 
 
 @dataclass
@@ -61,6 +68,8 @@ class Sizes:
     heavy_chats: int
     idle_readers: int
     repeats: int
+    fanout: tuple[int, ...] = (100, 1000)
+    after_load: float = 60.0  # seconds after the load matrix before RSS is read again
     idle_silence: float = 8.0  # seconds the paused generation stays silent
     stall_after: int = 5
 
@@ -69,40 +78,9 @@ class Sizes:
         paced = self.tokens / rate if rate > 0 else 0.0
         return 60.0 + 4 * paced + chats * 0.2
 
-
-@dataclass
-class Phase:
-    """What one load phase measured on one server."""
-
-    chats: int = 0
-    complete: int = 0
-    errors: list[str] = field(default_factory=list)
-    chunks: int = 0
-    server_cpu: float = 0.0
-    redis_cpu: float = 0.0
-    redis_reads: float = 0.0
-    redis_commands: float = 0.0
-    ttft: list[float] = field(default_factory=list)
-    late: list[float] = field(default_factory=list)
-    resumes: list[ResumeResult] = field(default_factory=list)
-    resumes_complete: int = 0
-    wall: float = 0.0
-    bench_cpu: float = 0.0  # the benchmark's client and fake upstream, for context
-
-    def per_100k(self, cpu: float) -> float:
-        return cpu / self.chunks * 100_000 if self.chunks else math.nan
-
-
-@dataclass
-class Idle:
-    asked: int = 0
-    opened: int = 0
-    open_at_measure: int = 0
-    open_after_silence: int = 0
-    rss_delta: float = math.nan
-    redis_clients: float = math.nan
-    redis_memory_delta: float = math.nan
-    error: str = ""
+    def points(self) -> list[Point]:
+        counts = sorted({1, self.chats, self.heavy_chats})
+        return [Point(count, rate) for count in counts for rate in (0.0, self.rate)]
 
 
 class Run:
@@ -112,8 +90,14 @@ class Run:
         fake: servers.Server,
         probe: servers.RedisProbe,
         targets: dict[str, servers.Server],
+        redis_url: str = "",
+        node: str = "",
     ) -> None:
         self.sizes = sizes
+        self.redis_url = redis_url
+        self.node = node
+        self.extras: dict[str, servers.Server] = {}
+        """A second process of each server (fan-out spread over two), started on demand."""
         self.fake = fake
         self.probe = probe
         self.targets = targets
@@ -141,7 +125,8 @@ class Run:
         while int(await self._fake_get("/bench/active")) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         # Then until no server still burns CPU on it (under 5% of a core over 0.5 s).
-        pids = [target.pid for target in self.targets.values()] + [self.probe.pid]
+        pids = [target.pid for target in [*self.targets.values(), *self.extras.values()]]
+        pids.append(self.probe.pid)
         while time.monotonic() < deadline:
             before = sum(servers.cpu_seconds(pid) for pid in pids)
             await asyncio.sleep(0.5)
@@ -272,6 +257,94 @@ class Run:
                 producer.cancel()
         return idle
 
+    def second(self, name: str) -> servers.Server:
+        """A second process of `name` on the same Redis and upstream (started once)."""
+        if name not in self.extras:
+            if name == "bridge":
+                extra = servers.start_bridge(self.fake.port, self.redis_url, {}, "bridge 2")
+            else:
+                extra = servers.start_reference(
+                    self.node, self.fake.port, self.redis_url, "reference 2"
+                )
+            self.extras[name] = extra
+        return self.extras[name]
+
+    async def fanout(self, name: str, count: int, processes: int) -> Fanout:
+        """One chat at RATE tok/s followed live by `count` readers spread over
+        `processes` processes of the server (the chat's producer on the first)."""
+        primary = self.targets[name]
+        group = [primary] + ([self.second(name)] if processes > 1 else [])
+        phase = Fanout(readers=count, processes=processes)
+        await self.quiesce()
+        rate = self.sizes.rate
+        await self._fake_get(f"/bench/rate/{rate:g}")
+        tag = self._next(f"{name}-fan-stall")
+        limit = self.sizes.timeout(rate, count)
+        began = asyncio.Event()
+        producer = asyncio.create_task(run_chat(primary.port, tag, tag, limit, began))
+        tasks: list[asyncio.Task[None]] = []
+        released = False
+        try:
+            try:
+                async with asyncio.timeout(30):
+                    await began.wait()
+            except TimeoutError:
+                phase.errors.append("the chat never started")
+                return phase
+            await asyncio.sleep(0.5)  # memory measurement, not synchronisation
+            rss_before = sum(servers.rss_bytes(server.pid) for server in group)
+            ports = [server.port for server in group]
+            readers, tasks, phase.attach_seconds = await attach_all(ports, tag, count, limit)
+            phase.attached = sum(1 for reader in readers if reader.pieces)
+            await asyncio.sleep(1.0)  # memory measurement, not synchronisation
+            rss_after = sum(servers.rss_bytes(server.pid) for server in group)
+            if phase.attached:
+                phase.rss_per_reader = (rss_after - rss_before) / phase.attached
+            pids = [server.pid for server in group]
+            cpu_before = sum(servers.cpu_seconds(pid) for pid in pids)
+            redis_before = self.probe.counters()["cpu"]
+            released_at = time.monotonic()
+            await self._fake_get("/bench/release")
+            released = True
+            await asyncio.gather(*tasks)
+            chat = await producer
+            phase.cpu = sum(servers.cpu_seconds(pid) for pid in pids) - cpu_before
+            phase.cpu += self.probe.counters()["cpu"] - redis_before
+            if not self._complete(chat):
+                phase.errors.append(
+                    f"producer: {chat.error or _mismatch(chat.text, self.expected)}"
+                )
+            starts: dict[str, float] = orjson.loads(await self._fake_get("/bench/starts"))
+            if tag not in starts:
+                phase.errors.append("the upstream never saw the chat")
+                return phase
+            measure_readers(
+                readers,
+                self.expected,
+                self.ends,
+                starts[tag],
+                rate,
+                released_at,
+                self.sizes.stall_after,
+                phase,
+            )
+        finally:
+            if not released:
+                await self._fake_get("/bench/release")
+            for task in tasks:
+                task.cancel()
+            if not producer.done():
+                producer.cancel()
+        return phase
+
+    async def memory(self, name: str) -> float:
+        return float(servers.rss_bytes(self.targets[name].pid))
+
+    def stop_extras(self) -> None:
+        for extra in self.extras.values():
+            extra.stop()
+        self.extras.clear()
+
 
 def _mismatch(text: str, expected: str) -> str:
     if not text:
@@ -291,7 +364,7 @@ async def _guard(label: str, failures: list[str], action: Awaitable[Any]) -> Any
 
 async def measure(run: Run, sizes: Sizes, names: list[str]) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {
-        name: {"unpaced": [], "paced": [], "failures": []} for name in names
+        name: {"points": {}, "fanout": {}, "failures": [], "memory": Memory()} for name in names
     }
     for name in names:  # warm-up of every path measured: imports, JIT, connection pools
         await _guard(f"{name} warm-up", results[name]["failures"], run.load(name, 5, 0))
@@ -300,38 +373,58 @@ async def measure(run: Run, sizes: Sizes, names: list[str]) -> dict[str, dict[st
             results[name]["failures"],
             run.load(name, 5, sizes.rate * 4, resumes=True),
         )
+    await run.quiesce()
+    for name in names:
+        results[name]["memory"].baseline = await run.memory(name)
+    # The load matrix; the servers' order alternates between repeats.
     for repeat in range(sizes.repeats):
         order = names if repeat % 2 == 0 else names[::-1]
-        for name in order:
-            failures = results[name]["failures"]
-            for key, rate in (("unpaced", 0.0), ("paced", sizes.rate)):
-                print(f"  {name}: C={sizes.chats} rate={rate:g} (repeat {repeat + 1})", flush=True)
+        for point in sizes.points():
+            for name in order:
+                print(f"  {name}: {point.label} (repeat {repeat + 1})", flush=True)
                 phase = await _guard(
-                    f"{name} {key}",
-                    failures,
-                    run.load(name, sizes.chats, rate),
+                    f"{name} {point.label}",
+                    results[name]["failures"],
+                    run.load(name, point.chats, point.rate),
                 )
                 if phase is not None:
-                    results[name][key].append(phase)
+                    results[name]["points"].setdefault(point, []).append(phase)
     for name in names:
-        failures = results[name]["failures"]
-        print(f"  {name}: C={sizes.chats} rate={sizes.rate:g} with resumes", flush=True)
+        print(f"  {name}: C={sizes.chats} @{sizes.rate:g} with resumes", flush=True)
         results[name]["resume"] = await _guard(
             f"{name} resume",
-            failures,
+            results[name]["failures"],
             run.load(name, sizes.chats, sizes.rate, resumes=True),
         )
-        print(f"  {name}: C={sizes.heavy_chats} rate={sizes.rate:g}", flush=True)
-        results[name]["heavy"] = await _guard(
-            f"{name} heavy", failures, run.load(name, sizes.heavy_chats, sizes.rate)
-        )
+    # Memory: the peak over the matrix, then what the idle server holds a while after.
+    for name in names:
+        results[name]["memory"].peak = float(servers.peak_rss_bytes(run.targets[name].pid))
+    print(f"  both idle for {sizes.after_load:g} s (memory after the load)", flush=True)
+    await asyncio.sleep(sizes.after_load)  # the measured delay itself, not synchronisation
+    for name in names:
+        memory = results[name]["memory"]
+        memory.after_load = await run.memory(name)
+        memory.after_seconds = sizes.after_load
+    try:
+        for processes in (1, 2):
+            for count in sizes.fanout:
+                for name in names:
+                    print(f"  {name}: fan-out to {count} readers on {processes}", flush=True)
+                    fan = await _guard(
+                        f"{name} fan-out {count}x{processes}",
+                        results[name]["failures"],
+                        run.fanout(name, count, processes),
+                    )
+                    if fan is not None:
+                        results[name]["fanout"][(count, processes)] = fan
+    finally:
+        run.stop_extras()
     # Last, and the reference first: a server cutting thousands of readers may stay busy
     # (logging) long after, which must not be billed to the other server's phases.
     for name in sorted(names, key=lambda item: item != "reference"):
-        failures = results[name]["failures"]
         print(f"  {name}: {sizes.idle_readers} idle readers", flush=True)
         results[name]["idle"] = await _guard(
-            f"{name} idle", failures, run.idle_readers(name, sizes.idle_readers)
+            f"{name} idle", results[name]["failures"], run.idle_readers(name, sizes.idle_readers)
         )
     if run.busy_starts:
         for name in names:
@@ -339,140 +432,6 @@ async def measure(run: Run, sizes: Sizes, names: list[str]) -> dict[str, dict[st
                 f"{run.busy_starts} phases began with a server still busy after 120 s"
             )
     return results
-
-
-# ------------------------------------------------------------------ the table
-
-
-def _rows(sizes: Sizes, result: dict[str, Any]) -> dict[str, float]:
-    """Every figure of one server, by row label (NaN when not measured)."""
-    nan = math.nan
-    c, r, h = sizes.chats, f"{sizes.rate:g}", sizes.heavy_chats
-    unpaced: list[Phase] = result["unpaced"]
-    paced: list[Phase] = result["paced"]
-    resume: Phase | None = result.get("resume")
-    heavy: Phase | None = result.get("heavy")
-    idle: Idle | None = result.get("idle")
-
-    def over(phases: list[Phase], value: Callable[[Phase], float]) -> float:
-        return median([value(phase) for phase in phases])
-
-    ms = 1000.0
-    resumes = resume.resumes if resume else []
-    ttfb = [item.first_byte for item in resumes if not math.isnan(item.first_byte)]
-    return {
-        f"CPU-s/100k chunks, C={c} unpaced (server+Redis)": over(
-            unpaced, lambda p: p.per_100k(p.server_cpu + p.redis_cpu)
-        ),
-        f"  of which Redis, C={c} unpaced": over(unpaced, lambda p: p.per_100k(p.redis_cpu)),
-        f"CPU-s/100k chunks, C={c} @{r} tok/s (server+Redis)": over(
-            paced, lambda p: p.per_100k(p.server_cpu + p.redis_cpu)
-        ),
-        f"  of which Redis, C={c} @{r} tok/s": over(paced, lambda p: p.per_100k(p.redis_cpu)),
-        f"  bench client+upstream CPU-s/100k, C={c} @{r}": over(
-            paced, lambda p: p.per_100k(p.bench_cpu)
-        ),
-        f"answers complete, C={c} (all repeats, %)": over(
-            unpaced + paced, lambda p: 100.0 * p.complete / p.chats
-        ),
-        f"time to first token p50 ms, C={c} @{r}": over(
-            paced, lambda p: percentile(p.ttft, 0.5) * ms
-        ),
-        f"time to first token p99 ms, C={c} @{r}": over(
-            paced, lambda p: percentile(p.ttft, 0.99) * ms
-        ),
-        f"lateness p99 ms, C={c} @{r}": over(paced, lambda p: percentile(p.late, 0.99) * ms),
-        f"answers complete, C={h} @{r} (of {h})": float(heavy.complete) if heavy else nan,
-        f"lateness p99 ms, C={h} @{r}": percentile(heavy.late, 0.99) * ms if heavy else nan,
-        f"time to first token p50 ms, C={h} @{r}": (
-            percentile(heavy.ttft, 0.5) * ms if heavy else nan
-        ),
-        f"time to first token p99 ms, C={h} @{r}": (
-            percentile(heavy.ttft, 0.99) * ms if heavy else nan
-        ),
-        f"resume TTFB p50 ms, under C={c} @{r}": percentile(ttfb, 0.5) * ms,
-        f"resume TTFB p99 ms, under C={c} @{r}": percentile(ttfb, 0.99) * ms,
-        f"resumes complete, byte-exact (of {c})": (
-            float(resume.resumes_complete) if resume else nan
-        ),
-        f"Redis round trips/chunk, C={c} @{r}": over(
-            paced, lambda p: p.redis_reads / p.chunks if p.chunks else nan
-        ),
-        f"Redis commands/chunk, C={c} @{r}": over(
-            paced, lambda p: p.redis_commands / p.chunks if p.chunks else nan
-        ),
-        f"server RSS MB per 1,000 idle readers (N={sizes.idle_readers})": (
-            idle.rss_delta * 1000 / 1e6 if idle else nan
-        ),
-        "idle readers opened": float(idle.opened) if idle else nan,
-        "  still open when measured": float(idle.open_at_measure) if idle else nan,
-        f"  still open after {sizes.idle_silence:g}+ s of silence": (
-            float(idle.open_after_silence) if idle else nan
-        ),
-        "server's Redis connections with the idle readers": idle.redis_clients if idle else nan,
-        "Redis used_memory MB per 1,000 idle readers": (
-            idle.redis_memory_delta * 1000 / 1e6 / idle.opened if idle and idle.opened else nan
-        ),
-    }
-
-
-def _format(value: float) -> str:
-    if math.isnan(value):
-        return "n/a"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
-
-
-def print_table(
-    sizes: Sizes, results: dict[str, dict[str, Any]], load_before: float
-) -> dict[str, dict[str, float]]:
-    rows = {name: _rows(sizes, result) for name, result in results.items()}
-    labels = list(next(iter(rows.values())))
-    width = max(len(label) for label in labels) + 2
-    print(
-        f"\n{sizes.tokens}-token answers, fake upstream Chat Completions; "
-        f"repeats: {sizes.repeats}; machine: {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f} (before: {load_before:.1f})"
-    )
-    header = f"{'':{width}}" + "".join(f"{name:>12}" for name in rows)
-    if set(NAMES) <= set(rows):
-        header += f"{'bridge/ref':>12}"
-    print(header)
-    for label in labels:
-        line = f"{label:{width}}" + "".join(f"{_format(rows[n][label]):>12}" for n in rows)
-        if set(NAMES) <= set(rows):
-            bridge, reference = rows["bridge"][label], rows["reference"][label]
-            ratio = bridge / reference if reference and not math.isnan(reference) else math.nan
-            line += f"{_format(ratio):>12}"
-        print(line)
-    for name, result in results.items():
-        problems = list(result["failures"])
-        if result.get("log_errors"):
-            problems.append(
-                f"{result['log_errors']} lines mentioning an error in its log {result['log']}"
-            )
-        for key in ("unpaced", "paced"):
-            for phase in result[key]:
-                problems += [f"{key}: {error}" for error in phase.errors]
-        for key in ("resume", "heavy"):
-            phase = result.get(key)
-            if phase is not None:
-                problems += [f"{key}: {error}" for error in phase.errors]
-                problems += [f"resume: {item.error}" for item in phase.resumes if item.error]
-        idle = result.get("idle")
-        if idle is not None and idle.error:
-            problems.append(f"idle: {idle.error}")
-        if problems:
-            counts: dict[str, int] = {}
-            for problem in problems:
-                counts[problem] = counts.get(problem, 0) + 1
-            print(f"\n{name}: {len(problems)} failures")
-            for problem, times in sorted(counts.items(), key=lambda item: -item[1])[:8]:
-                print(f"  {times:5d} x {problem}")
-    return rows
 
 
 # ------------------------------------------------------------------ set-up
@@ -501,7 +460,15 @@ def parse_sizes(argv: list[str] | None = None) -> tuple[Sizes, argparse.Namespac
     parser.add_argument(
         "--idle-readers", type=int, help="idle readers (default 1000, or 10000; quick 100)"
     )
-    parser.add_argument("--repeats", type=int, help="repeats of the CPU phases (default 3)")
+    parser.add_argument("--repeats", type=int, help="repeats of the load matrix (default 3)")
+    parser.add_argument(
+        "--fanout", help="readers of the fan-out chat, comma-separated (default 100,1000)"
+    )
+    parser.add_argument(
+        "--after-load",
+        type=float,
+        help="seconds idle after the load before RSS is read again (default 60; quick 10)",
+    )
     parser.add_argument("--servers", default=",".join(NAMES), help="bridge,reference")
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args(argv)
@@ -513,6 +480,8 @@ def parse_sizes(argv: list[str] | None = None) -> tuple[Sizes, argparse.Namespac
         heavy_chats=args.heavy_chats or (20 if quick else 200),
         idle_readers=args.idle_readers or (100 if quick else 1000),
         repeats=args.repeats or (1 if quick else 3),
+        fanout=tuple(int(n) for n in (args.fanout or "100,1000").split(",") if n),
+        after_load=args.after_load if args.after_load is not None else (10 if quick else 60),
     )
     return sizes, args
 
@@ -544,7 +513,8 @@ def main() -> None:
                 targets[name] = servers.start_reference(node, fake.port, redis_server.url)
             started.append(targets[name])
         print(f"bench: {sizes}", flush=True)
-        results = run_loop(measure(Run(sizes, fake, probe, targets), sizes, names))
+        run = Run(sizes, fake, probe, targets, redis_server.url, node)
+        results = run_loop(measure(run, sizes, names))
         for name, target in targets.items():
             results[name]["log"] = str(target.log.relative_to(servers.ROOT))
             results[name]["log_errors"] = target.error_lines()
@@ -553,10 +523,32 @@ def main() -> None:
         for server in reversed(started):
             server.stop()
         redis_server.close()
-    rows = print_table(sizes, results, load_before)
+    points = sizes.points()
+    fanouts = [(count, processes) for processes in (1, 2) for count in sizes.fanout]
+    rows = {
+        name: rows_of(points, fanouts, sizes.idle_readers, result)
+        for name, result in results.items()
+    }
+    print_table(
+        f"{sizes.tokens}-token answers, fake upstream Chat Completions; repeats: "
+        f"{sizes.repeats}; load average before the run {load_before:.1f}",
+        rows,
+        results,
+    )
+    heavy = Point(sizes.heavy_chats, sizes.rate)
+    found = verdicts(rows, points, fanouts, sizes.chats, heavy)
+    print_verdicts(found)
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"sizes": sizes.__dict__, "rows": rows}, file, indent=2)
+            json.dump(
+                {
+                    "sizes": sizes.__dict__,
+                    "rows": rows,
+                    "targets": [verdict.__dict__ for verdict in found],
+                },
+                file,
+                indent=2,
+            )
     sys.stdout.flush()
 
 

@@ -16,7 +16,10 @@ Pacing: token i is due at t0 + i / rate, t0 being the moment the request arrived
 behind sends every token already due in one write. The benchmark learns t0 per request
 from `GET /bench/starts`: a request is named by the `bench-tag:<tag>` it carries in its
 messages. A tag containing `stall` gets `--stall-after` tokens, then nothing until
-`GET /bench/release` (or the client leaves): a generation paused on a tool, say.
+`GET /bench/release` (or the client leaves): a generation paused on a tool, say. After
+the release its pacing goes on from the release (its t0 in `/bench/starts` moves by the
+pause), so a chat followed live by many readers can be paced from the moment they are all
+attached.
 """
 
 from __future__ import annotations
@@ -165,6 +168,11 @@ class FakeUpstream:
                 await writer.drain()
                 await self.release.wait()
                 stall_at = len(tokens)
+                # Pacing goes on from the release (not a burst of every token due
+                # meanwhile): the stream's clock, and its published start, move on.
+                arrived = time.monotonic() - sent / self.rate if self.rate > 0 else arrived
+                if tag:
+                    self.starts[tag] = arrived
             if self.rate > 0:
                 due = arrived + sent / self.rate
                 now = time.monotonic()

@@ -70,6 +70,19 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """Peak resident memory (VmHWM) of a process and its descendants, each over its life."""
+    total = 0
+    for member in _process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
 def connections_to(pid: int, port: int) -> int:
     """Established TCP connections from a process (and its descendants) to a loopback
     port: how many Redis connections a server holds."""
@@ -174,7 +187,9 @@ def start_fake(tokens: int, stall_after: int) -> Server:
     )
 
 
-def start_bridge(fake_port: int, redis_url: str, extra_env: dict[str, str]) -> Server:
+def start_bridge(
+    fake_port: int, redis_url: str, extra_env: dict[str, str], name: str = "bridge"
+) -> Server:
     env = {
         "OPENAI_API_KEY": "bench",
         "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
@@ -183,21 +198,21 @@ def start_bridge(fake_port: int, redis_url: str, extra_env: dict[str, str]) -> S
         **extra_env,
     }
     return start_server(
-        "bridge",
+        name,
         [sys.executable, "-m", "bridge", "--port", "{port}", "--log-level", "warning"],
         env,
         "/healthz",
     )
 
 
-def start_reference(node: str, fake_port: int, redis_url: str) -> Server:
+def start_reference(node: str, fake_port: int, redis_url: str, name: str = "reference") -> Server:
     env = {
         "OPENAI_API_KEY": "bench",
         "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
         "BENCH_MODEL": "gpt-bench",
         "REDIS_URL": redis_url,
     }
-    return start_server("reference", [node, "server.mjs"], env, "/healthz", cwd=NODE_REFERENCE)
+    return start_server(name, [node, "server.mjs"], env, "/healthz", cwd=NODE_REFERENCE)
 
 
 class RedisProbe:
