@@ -32,7 +32,8 @@ from bridge.chat.steer import start_follow_up_turn
 from bridge.chat.takeover import sweep, sweep_once
 from bridge.errors import BridgeError, Draining, InvalidRequest, LimitExceeded
 from bridge.generation.drain import Drain
-from bridge.generation.runner import GenerationRunner, OnFinish
+from bridge.generation.hooks import GenerationHooks, OnFinish
+from bridge.generation.runner import GenerationRunner
 from bridge.log.hub import LogHub
 from bridge.log.writer import LogWriter
 from bridge.observe.metrics import Metrics
@@ -118,7 +119,8 @@ class Bridge:
     `providers` (name -> provider, served as `name:<model>`), `tools` (a `ToolBox`), `auth`
     (who is calling: a `bridge.access.identity.Auth`, e.g. `CallableAuth(your_dependency)`), and
     `on_finish(chat_id, message, usage, user)` to save finished messages in your own
-    database."""
+    database, `hooks` (a `bridge.generation.hooks.GenerationHooks`: before, on error, on
+    cancel and after each generation)."""
 
     def __init__(
         self,
@@ -129,6 +131,7 @@ class Bridge:
         providers: Mapping[str, Provider] | None = None,
         tools: ToolBox | None = None,
         on_finish: OnFinish | None = None,
+        hooks: GenerationHooks | None = None,
     ) -> None:
         self.settings = settings = settings or Settings()
         self.auth, self._anonymous = make_auth(settings, auth)
@@ -137,6 +140,7 @@ class Bridge:
         self._providers = providers
         self._tools = tools
         self._on_finish = on_finish
+        self._hooks = hooks
         self.metrics = Metrics()
         self.router = APIRouter()
         for module in (
@@ -186,6 +190,7 @@ class Bridge:
             can_hand_over=kind in {"redis", "sqlite"},
             metrics=self.metrics,
             on_finish=self._on_finish,
+            hooks=self._hooks,
         )
         services = app.state.services = Services(
             settings=settings,
@@ -264,11 +269,18 @@ def create_app(
     providers: Mapping[str, Provider] | None = None,
     tools: ToolBox | None = None,
     on_finish: OnFinish | None = None,
+    hooks: GenerationHooks | None = None,
 ) -> FastAPI:
     """The bridge as an ASGI app of its own (what `python -m bridge` serves). The
     arguments are those of `Bridge`."""
     bridge = Bridge(
-        settings, auth=auth, store=store, providers=providers, tools=tools, on_finish=on_finish
+        settings,
+        auth=auth,
+        store=store,
+        providers=providers,
+        tools=tools,
+        on_finish=on_finish,
+        hooks=hooks,
     )
     settings = bridge.settings
     app = FastAPI(title="aisdk-bridge", version="0.1.0", lifespan=bridge.lifespan)

@@ -19,7 +19,8 @@ from bridge.chat.operations import start_generation
 from bridge.chat.takeover import recover, sweep
 from bridge.errors import Draining, StaleRevision, StoreError
 from bridge.generation.plan import Generation, GenerationPlan
-from bridge.generation.runner import TOOL_INTERRUPTED_TEXT, GenerationRunner
+from bridge.generation.runner import GenerationRunner
+from bridge.generation.tool_phase import TOOL_INTERRUPTED_TEXT
 from bridge.log.closing import closing_chunks
 from bridge.log.hub import LogHub
 from bridge.log.writer import LogWriter

@@ -113,6 +113,9 @@ class Generation:
         """The HTTP request that started it (empty for a takeover): linked, not parent."""
         self.taken_over = False
         self.steering: SteeringInbox | None = None
+        self.error: BaseException | None = None
+        """What the answer ended with when it ended in an error (provider, internal, time
+        limit): the embedder's `on_error` hook gets it."""
 
     @property
     def generation_id(self) -> str:

@@ -1,0 +1,51 @@
+"""Continuing a taken-over generation: the interrupted step is re-run (after `reset-step`)
+or, when it got as far as its tools, its tools are finished; then the steps go on."""
+
+from __future__ import annotations
+
+from bridge.errors import ProviderError
+from bridge.generation.emitter import Emitter, Totals
+from bridge.generation.plan import Generation, Resumption
+from bridge.generation.steps import StepLoop, finish
+from bridge.store.base import Outcome
+from protocol.assembler import MessageAssembler
+from protocol.chunks import FinishStepChunk, ResetStepChunk
+from protocol.messages import StepStartUIPart
+
+
+async def produce_resumed(
+    loop: StepLoop,
+    generation: Generation,
+    emit: Emitter,
+    assembler: MessageAssembler,
+    totals: Totals,
+    resumption: Resumption,
+) -> Outcome:
+    """A taken-over generation: finish the interrupted step (re-run it from the history
+    and the finished steps, or finish its tools when it got that far), then go on."""
+    plan = generation.plan
+    try:
+        message = resumption.message
+        steps = sum(isinstance(p, StepStartUIPart) for p in message.parts)
+        if resumption.step_open and not resumption.tools_begun:
+            # Readers drop the unfinished attempt, like the stored message.
+            emit(ResetStepChunk())
+            finish_reason, proceed = await loop.step(
+                generation, emit, assembler, steps - 1, totals, restart=True
+            )
+            if not proceed:
+                return finish(plan, emit, totals, finish_reason)
+            return await loop.steps(generation, emit, assembler, totals, steps, "stop")
+        go_on = await loop.tools.finish_tools(plan, message, resumption.started_tools, emit)
+        if resumption.step_open:
+            emit(FinishStepChunk())
+        own_steps = steps - resumption.first_step
+        if go_on is False:
+            return finish(plan, emit, totals, "tool-calls")
+        if go_on is None and own_steps > 0:
+            return finish(plan, emit, totals, "stop")
+        return await loop.steps(generation, emit, assembler, totals, steps, "stop")
+    except ProviderError as exc:
+        return loop.failed(generation, emit, totals, exc)
+    except Exception as exc:
+        return loop.failed(generation, emit, totals, exc)
