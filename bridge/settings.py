@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     bridge_provider_http: Literal["lean", "sdk"] = "lean"
     """The HTTP stack of the provider SDKs: `lean` (the bridge's HTTP/1.1 transport, a
     fraction of the CPU per streamed event) or `sdk` (the SDK's own, the escape hatch)."""
+    bridge_provider_max_event_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """The largest provider stream event read (one SSE event); a larger one ends the
+    answer with a provider error rather than growing memory."""
     bridge_endpoints: dict[str, Endpoint] = Field(default_factory=dict)
     """More OpenAI-compatible servers, each served as `<name>:<model>`: a JSON object
     `{"<name>": {"base_url": "...", "api": "chat" | "responses", "api_key_env": "VAR"}}`

@@ -44,13 +44,19 @@ class Upstream:
     fake: ScriptedFake
     settings: dict[str, Any]
 
-    def provider(self) -> Provider:
+    def provider(self, **options: Any) -> Provider:
         if self.kind == "anthropic":
-            return AnthropicProvider(api_key="test-key", base_url=self.fake.url, max_retries=0)
+            return AnthropicProvider(
+                api_key="test-key", base_url=self.fake.url, max_retries=0, **options
+            )
         base_url = self.fake.url + "/v1"
         if self.kind == "openai-chat":
-            return OpenAIChatProvider(api_key="test-key", base_url=base_url, max_retries=0)
-        return OpenAIResponsesProvider(api_key="test-key", base_url=base_url, max_retries=0)
+            return OpenAIChatProvider(
+                api_key="test-key", base_url=base_url, max_retries=0, **options
+            )
+        return OpenAIResponsesProvider(
+            api_key="test-key", base_url=base_url, max_retries=0, **options
+        )
 
 
 @pytest.fixture(params=PATHS)
@@ -202,6 +208,23 @@ async def test_provider_malformed_event_is_a_provider_error_not_retried(
     finally:
         await provider.aclose()
     assert not isinstance(caught.value, ProviderUnavailable)
+
+
+async def test_provider_event_past_the_size_cap_is_a_clear_provider_error(
+    upstream: Upstream,
+) -> None:
+    name = b"event: content_block_delta\n" if upstream.kind == "anthropic" else b""
+    huge = name + b"data: " + b"x" * 300_000 + b"\n\n"
+    upstream.fake.enqueue([Text("Hello"), RawBytes(huge), Text("never read")])
+    provider = upstream.provider(max_event_bytes=256 * 1024)
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await collect(provider.stream(ask()))
+    finally:
+        await provider.aclose()
+    assert not isinstance(caught.value, ProviderUnavailable)  # not retried: it would recur
+    assert "larger than 262144 bytes" in caught.value.message
+    assert "BRIDGE_PROVIDER_MAX_EVENT_BYTES" in caught.value.message
 
 
 # --------------------------------------------------------------------------- classification

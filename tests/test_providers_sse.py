@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.providers._sse import SSEDecoder, SSEEvent
+from bridge.providers._sse import EventTooLarge, SSEDecoder, SSEEvent
 
 STREAM = (
     b": a comment before anything\n"
@@ -109,3 +110,52 @@ def test_sse_decoder_skips_a_byte_order_mark_split_across_chunks() -> None:
 
 def test_sse_decoder_keeps_data_after_the_first_colon() -> None:
     assert decode(b'data: {"url":"https://x"}\n\n') == [(None, b'{"url":"https://x"}')]
+
+
+# --------------------------------------------------------------------------- size
+
+
+def feed_in_pieces(decoder: SSEDecoder, stream: bytes, size: int) -> list[SSEEvent]:
+    events: list[SSEEvent] = []
+    for start in range(0, len(stream), size):
+        events += decoder.feed(stream[start : start + size])
+    return events + decoder.close()
+
+
+def test_sse_decoder_reads_a_4_mib_event_read_in_small_pieces() -> None:
+    payload = b'{"delta":"' + b"x" * (4 * 1024 * 1024) + b'"}'
+    stream = b"event: big\ndata: " + payload + b"\n\ndata: after\n\n"
+    decoder = SSEDecoder(max_event_bytes=8 * 1024 * 1024)
+    assert feed_in_pieces(decoder, stream, 16 * 1024) == [("big", payload), (None, b"after")]
+
+
+@pytest.mark.parametrize("piece", [1024, 16 * 1024, 64 * 1024])
+def test_sse_decoder_work_is_linear_in_the_bytes_read(piece: int) -> None:
+    """Every byte is looked at once however the event is cut: no re-scan of what an
+    unfinished event already holds (which made a 4 MiB event cost seconds)."""
+    stream = b"data: " + b"y" * (1024 * 1024) + b"\ndata: z\n\n"
+    decoder = SSEDecoder()
+    events = feed_in_pieces(decoder, stream, piece)
+    assert [len(data) for _, data in events] == [1024 * 1024 + 2]
+    assert decoder.scanned == len(stream)
+
+
+def test_sse_decoder_refuses_an_event_past_its_cap() -> None:
+    decoder = SSEDecoder(max_event_bytes=64 * 1024)
+    assert decoder.feed(b"data: " + b"a" * 60_000 + b"\n\n") != []  # under the cap
+    with pytest.raises(EventTooLarge) as caught:
+        feed_in_pieces(decoder, b"data: " + b"a" * 70_000 + b"\n\n", 4096)
+    assert caught.value.limit == 64 * 1024
+
+
+def test_sse_decoder_cap_counts_every_line_of_an_event() -> None:
+    decoder = SSEDecoder(max_event_bytes=2048)
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"".join(b"data: " + b"b" * 100 + b"\n" for _ in range(30)))
+
+
+def test_sse_decoder_cap_holds_for_a_line_that_never_ends() -> None:
+    decoder = SSEDecoder(max_event_bytes=4096)
+    decoder.feed(b"data: " + b"c" * 4000)
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"c" * 200)

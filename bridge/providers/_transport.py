@@ -22,7 +22,7 @@ import orjson
 
 from bridge.errors import ProviderError, ProviderUnavailable
 from bridge.providers._convert import Deadline
-from bridge.providers._sse import SSEDecoder, SSEEvent
+from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder, SSEEvent
 
 _LOW_LEVEL_FAILURES: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionResetError, BrokenPipeError, … where the HTTP stack lets them by
@@ -76,11 +76,17 @@ class RawBody(Protocol):
 
 
 async def read_sse(
-    response: RawBody, deadline: Deadline, *, provider: str, label: str
+    response: RawBody,
+    deadline: Deadline,
+    *,
+    provider: str,
+    label: str,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> AsyncGenerator[list[SSEEvent], None]:
     """The events of the response body, one list per network read that completed any.
-    Raises `ProviderUnavailable` when the connection fails or the deadline passes."""
-    decoder = SSEDecoder()
+    Raises `ProviderUnavailable` when the connection fails or the deadline passes, and a
+    `ProviderError` for an event larger than `max_event_bytes`."""
+    decoder = SSEDecoder(max_event_bytes)
     body = response.aiter_bytes()
     try:
         while True:
@@ -96,7 +102,10 @@ async def read_sse(
                 if events := decoder.close():
                     yield events
                 return
-            events = decoder.feed(chunk)
+            try:
+                events = decoder.feed(chunk)
+            except EventTooLarge as exc:
+                raise event_too_large(exc.limit, provider=provider, label=label) from exc
             if events:
                 yield events
     finally:
@@ -120,6 +129,15 @@ def parse_event(data: bytes, *, provider: str, label: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise malformed_event(data, provider=provider, label=label)
     return value
+
+
+def event_too_large(limit: int, *, provider: str, label: str) -> ProviderError:
+    """An event past the size cap: not retried, the same request would get it again."""
+    return ProviderError(
+        f"{label} sent an event larger than {limit} bytes, the limit "
+        "(BRIDGE_PROVIDER_MAX_EVENT_BYTES)",
+        provider=provider,
+    )
 
 
 def malformed_event(data: bytes, *, provider: str, label: str) -> ProviderError:

@@ -44,6 +44,7 @@ from bridge.providers._convert import (
     unsupported_file_note,
 )
 from bridge.providers._http_client import ProviderHTTP, sdk_http_client
+from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
 from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
 from bridge.providers.base import (
     FinishReason,
@@ -116,7 +117,9 @@ class AnthropicProvider:
         thinking_budget: int | None = None,
         client: AsyncAnthropic | None = None,
         http: ProviderHTTP = "lean",
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
+        self._max_event_bytes = max_event_bytes
         self._client = client or AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,
@@ -171,7 +174,13 @@ class AnthropicProvider:
             # Closed by the stack (before the response) however the loop is left.
             stream = await stack.enter_async_context(
                 aclosing(
-                    read_sse(response.http_response, deadline, provider=self.name, label=LABEL)
+                    read_sse(
+                        response.http_response,
+                        deadline,
+                        provider=self.name,
+                        label=LABEL,
+                        max_event_bytes=self._max_event_bytes,
+                    )
                 )
             )
             async for events in stream:

@@ -50,6 +50,7 @@ from bridge.providers._convert import (
     unsupported_file_note,
 )
 from bridge.providers._http_client import ProviderHTTP, sdk_http_client
+from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
 from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
 from bridge.providers.base import (
     FinishReason,
@@ -162,7 +163,9 @@ class OpenAIResponsesProvider:
         reasoning_summary: ReasoningSummary | None = "auto",
         client: AsyncOpenAI | None = None,
         http: ProviderHTTP = "lean",
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
+        self._max_event_bytes = max_event_bytes
         self._client = client or make_openai_client(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, http=http
         )
@@ -206,7 +209,13 @@ class OpenAIResponsesProvider:
             # Closed by the stack (before the response) however the loop is left.
             stream = await stack.enter_async_context(
                 aclosing(
-                    read_sse(response.http_response, deadline, provider=self.name, label=LABEL)
+                    read_sse(
+                        response.http_response,
+                        deadline,
+                        provider=self.name,
+                        label=LABEL,
+                        max_event_bytes=self._max_event_bytes,
+                    )
                 )
             )
             async for events in stream:

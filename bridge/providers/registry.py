@@ -88,7 +88,7 @@ class _WithOptions:
 
 
 def _endpoint_provider(
-    name: str, endpoint: Endpoint, timeout: float, http: ProviderHTTP
+    name: str, endpoint: Endpoint, timeout: float, http: ProviderHTTP, max_event_bytes: int
 ) -> Provider:
     if ":" in name or not name.strip():
         raise ValueError(f"BRIDGE_ENDPOINTS name {name!r} must be non-empty and have no ':'")
@@ -97,7 +97,11 @@ def _endpoint_provider(
         logger.warning("endpoint %s: %s is not set", name, endpoint.api_key_env)
     kind = OpenAIResponsesProvider if endpoint.api == "responses" else OpenAIChatProvider
     return kind(
-        api_key=key or PLACEHOLDER_KEY, base_url=endpoint.base_url, timeout=timeout, http=http
+        api_key=key or PLACEHOLDER_KEY,
+        base_url=endpoint.base_url,
+        timeout=timeout,
+        http=http,
+        max_event_bytes=max_event_bytes,
     )
 
 
@@ -146,14 +150,23 @@ class ProviderRegistry:
         }
         timeout = settings.provider_timeout_seconds
         http = settings.bridge_provider_http
+        max_event_bytes = settings.bridge_provider_max_event_bytes
         if settings.openai_api_key or settings.openai_base_url:
             key = settings.openai_api_key or PLACEHOLDER_KEY
             base_url = settings.openai_base_url
             providers["openai"] = OpenAIResponsesProvider(
-                api_key=key, base_url=base_url, timeout=timeout, http=http
+                api_key=key,
+                base_url=base_url,
+                timeout=timeout,
+                http=http,
+                max_event_bytes=max_event_bytes,
             )
             providers["openai-chat"] = OpenAIChatProvider(
-                api_key=key, base_url=base_url, timeout=timeout, http=http
+                api_key=key,
+                base_url=base_url,
+                timeout=timeout,
+                http=http,
+                max_event_bytes=max_event_bytes,
             )
         if settings.azure_openai_api_key and settings.azure_openai_endpoint:
             import openai
@@ -162,6 +175,7 @@ class ProviderRegistry:
             providers["azure"] = OpenAIChatProvider(
                 api_key=settings.azure_openai_api_key,
                 timeout=timeout,
+                max_event_bytes=max_event_bytes,
                 client=AsyncAzureOpenAI(
                     api_key=settings.azure_openai_api_key,
                     azure_endpoint=settings.azure_openai_endpoint,
@@ -171,13 +185,14 @@ class ProviderRegistry:
                 ),
             )
         for name, endpoint in settings.bridge_endpoints.items():
-            providers[name] = _endpoint_provider(name, endpoint, timeout, http)
+            providers[name] = _endpoint_provider(name, endpoint, timeout, http, max_event_bytes)
         if settings.anthropic_api_key:
             providers["anthropic"] = AnthropicProvider(
                 api_key=settings.anthropic_api_key,
                 base_url=settings.anthropic_base_url,
                 timeout=timeout,
                 http=http,
+                max_event_bytes=max_event_bytes,
             )
         for entry in settings.bridge_providers:
             name, provider = load_provider(entry)
