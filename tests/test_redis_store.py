@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from bridge.store.base import Append, LogRead, OffsetConflict, Outcome, StoreError
-from bridge.store.redis.store import RedisOptions, RedisStore, cluster_url
+from bridge.store.redis.connection import cluster_url
+from bridge.store.redis.store import RedisOptions, RedisStore
 from tests.redis_server import RedisServer, redis_server  # noqa: F401
 from tests.test_store_contract import (
     HOSTILE_CHAT_IDS,
@@ -139,7 +140,7 @@ async def test_append_many_is_one_script_call_and_one_notification(
     logs = [await begin(store, f"chat-{index}") for index in range(3)]
     heard: list[bytes] = []
     pubsub = admin.pubsub()
-    await pubsub.subscribe(store._log_channel)
+    await pubsub.subscribe(store.keys.log_channel)
     try:
         # Subscribed for sure before anything is published.
         confirmed = await pubsub.get_message(timeout=5)
