@@ -6,17 +6,16 @@ same chunks. The server uses it to keep the assistant message of a running gener
 rebuild it from the chunk log.
 
 Internally parts are plain dicts in wire form (camelCase keys), mutated in place like the
-client's objects; "undefined" in the client is "key absent" here. To keep `apply` O(1) per
-token, growing text is kept as a list of pieces and a streaming tool input is only parsed
-(with the same partial-JSON repair as the client) when the message is read.
+client's objects; "undefined" in the client is "key absent" here (protocol/js_values.py).
+To keep `apply` O(1) per token, growing text is kept as a list of pieces and a streaming
+tool input is only parsed (protocol/partial_json.py: the same repair as the client) when the
+message is read (protocol/lazy_text.py).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -55,23 +54,20 @@ from protocol.chunks import (
     UIMessageChunk,
     parse_chunk,
 )
+from protocol.js_values import UNDEFINED, defined, merge_metadata, set_value
+from protocol.lazy_text import PartialInput, Text, TextPrefix, materialise
 from protocol.messages import UIMessage
+from protocol.partial_json import parse_partial_json
 
-__all__ = ["AssemblyError", "MessageAssembler", "merge_metadata", "parse_partial_json"]
+__all__ = [
+    "UNDEFINED",
+    "AssemblyError",
+    "MessageAssembler",
+    "merge_metadata",
+    "parse_partial_json",
+]
 
 Part = dict[str, Any]
-
-
-class _Undefined:
-    """JavaScript's `undefined`: the key is left out of the part."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "UNDEFINED"
-
-
-UNDEFINED: Final = _Undefined()
 
 
 class AssemblyError(ValueError):
@@ -83,299 +79,12 @@ class AssemblyError(ValueError):
         self.chunk_id = chunk_id
 
 
-# --- partial JSON ------------------------------------------------------------------------------
-#
-# While a tool input streams in, the client shows `input` = its text parsed as far as
-# possible: JSON.parse, else JSON.parse of a repaired text (cut back to the last complete
-# token, open strings/objects/arrays closed, a started true/false/null completed), else
-# undefined. The repair below follows the same rules, so both sides show the same input.
-
-_OBJECT_STATES = frozenset(
-    {"obj_start", "obj_key", "obj_colon", "obj_value", "obj_next", "obj_comma"}
-)
-_ARRAY_STATES = frozenset({"arr_start", "arr_next", "arr_comma"})
-_LITERALS = ("true", "false", "null")
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def _repair_json(text: str) -> str:
-    stack = ["root"]
-    good = -1  # index of the last character that can stay
-    literal_start = 0
-    hex_count = 0
-
-    def begin_value(ch: str, i: int, then: str) -> None:
-        nonlocal good, literal_start
-        pushed = {'"': "str", "{": "obj_start", "[": "arr_start", "-": "num"}.get(ch)
-        if pushed is None and ch in "ftn":
-            pushed, literal_start = "lit", i
-        elif pushed is None and ch.isascii() and ch.isdigit():
-            pushed = "num"
-        if pushed is None:
-            return  # whitespace (or garbage) before the value
-        if ch != "-":  # a lone minus sign is not a number yet
-            good = i
-        stack[-1] = then
-        stack.append(pushed)
-
-    def after_object_value(ch: str, i: int) -> None:
-        nonlocal good
-        if ch == ",":
-            stack[-1] = "obj_comma"
-        elif ch == "}":
-            good = i
-            stack.pop()
-
-    def after_array_value(ch: str, i: int) -> None:
-        nonlocal good
-        if ch == ",":
-            stack[-1] = "arr_comma"
-        elif ch == "]":
-            good = i
-            stack.pop()
-
-    def after_value(ch: str, i: int) -> None:
-        if stack[-1] == "obj_next":
-            after_object_value(ch, i)
-        elif stack[-1] == "arr_next":
-            after_array_value(ch, i)
-
-    for i, ch in enumerate(text):
-        state = stack[-1]
-        if state == "str":
-            if ch == '"':
-                stack.pop()
-                good = i
-            elif ch == "\\":
-                stack.append("str_esc")
-            else:
-                good = i
-        elif state == "str_esc":
-            stack.pop()
-            if ch == "u":
-                stack.append("str_hex")
-                hex_count = 0
-            else:
-                good = i
-        elif state == "str_hex":
-            if ch in _HEX:
-                hex_count += 1
-                if hex_count == 4:
-                    stack.pop()
-                    good = i
-        elif state == "num":
-            if ch.isascii() and ch.isdigit():
-                good = i
-            elif ch in "eE-.":
-                pass
-            else:
-                stack.pop()
-                if ch in ",}]":
-                    after_value(ch, i)
-        elif state == "lit":
-            if any(word.startswith(text[literal_start : i + 1]) for word in _LITERALS):
-                good = i
-            else:
-                stack.pop()
-                after_value(ch, i)
-        elif state == "root":
-            begin_value(ch, i, "done")
-        elif state in ("obj_start", "obj_comma"):
-            if ch == '"':
-                stack[-1] = "obj_key"
-            elif ch == "}" and state == "obj_start":
-                good = i
-                stack.pop()
-        elif state == "obj_key":
-            if ch == '"':
-                stack[-1] = "obj_colon"
-        elif state == "obj_colon":
-            if ch == ":":
-                stack[-1] = "obj_value"
-        elif state == "obj_value":
-            begin_value(ch, i, "obj_next")
-        elif state == "obj_next":
-            after_object_value(ch, i)
-        elif state == "arr_start":
-            if ch == "]":
-                good = i
-                stack.pop()
-            else:
-                begin_value(ch, i, "arr_next")
-        elif state == "arr_next":
-            if ch in ",]":
-                after_array_value(ch, i)
-            else:
-                good = i
-        elif state == "arr_comma":
-            begin_value(ch, i, "arr_next")
-        # "done": anything after the top-level value is ignored
-
-    closing = [text[: good + 1]]
-    for state in reversed(stack):
-        if state == "str":
-            closing.append('"')
-        elif state in _OBJECT_STATES:
-            closing.append("}")
-        elif state in _ARRAY_STATES:
-            closing.append("]")
-        elif state == "lit":
-            started = text[literal_start:]
-            word = next((w for w in _LITERALS if w.startswith(started)), None)
-            if word is not None:
-                closing.append(word[len(started) :])
-    return "".join(closing)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # JSON.parse has no NaN/Infinity
-
-
-def _json_parse(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-def parse_partial_json(text: str) -> Any:
-    """The value of a possibly incomplete JSON text as the client shows it, or `UNDEFINED`."""
-    try:
-        return _json_parse(text)
-    except (ValueError, RecursionError):
-        pass
-    try:
-        return _json_parse(_repair_json(text))
-    except (ValueError, RecursionError):
-        return UNDEFINED
-
-
-# --- metadata ----------------------------------------------------------------------------------
-
-_UNSAFE_KEYS = frozenset({"__proto__", "constructor", "prototype"})
-
-
-def _as_js_object(value: Any) -> dict[str, Any]:
-    # `{...value}` in JavaScript: strings and arrays spread their indices, other
-    # non-objects spread nothing.
-    if isinstance(value, dict):
-        return dict(value)
-    if isinstance(value, str | list):
-        return {str(i): item for i, item in enumerate(value)}
-    return {}
-
-
-def merge_metadata(base: Any, overrides: Any) -> Any:
-    """The client's `mergeObjects`: objects merge deeply, everything else (arrays included)
-    is replaced by the override."""
-    result = _as_js_object(base)
-    for key, value in _as_js_object(overrides).items():
-        if key in _UNSAFE_KEYS:
-            continue
-        current = result.get(key)
-        if isinstance(value, dict) and isinstance(current, dict):
-            result[key] = merge_metadata(current, value)
-        else:
-            result[key] = value
-    return result
-
-
-# --- lazily materialised values ----------------------------------------------------------------
-
-
-class _Lazy:
-    __slots__ = ()
-
-    def value(self) -> Any:
-        raise NotImplementedError
-
-
-class _Text(_Lazy):
-    """A growing string: appending is O(1), joining happens when the text is read."""
-
-    __slots__ = ("_pieces", "length")
-
-    def __init__(self, initial: str = "") -> None:
-        self._pieces = [initial]
-        self.length = len(initial)
-
-    def append(self, piece: str) -> None:
-        self._pieces.append(piece)
-        self.length += len(piece)
-
-    def raw(self) -> str:
-        if len(self._pieces) > 1:
-            self._pieces = ["".join(self._pieces)]
-        return self._pieces[0]
-
-    def value(self) -> str:
-        return _fix_surrogates(self.raw())
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _fix_surrogates(text: str) -> str:
-    """Pairs a surrogate pair split across two deltas (JavaScript strings, being UTF-16, join
-    them by themselves) and replaces unpaired ones with U+FFFD, so the text stays encodable."""
-    if text.isascii() or _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-
-
-class _TextPrefix(_Lazy):
-    """The first `length` characters of a `_Text` (the raw tool input as of one delta)."""
-
-    __slots__ = ("_length", "_text")
-
-    def __init__(self, text: _Text) -> None:
-        self._text = text
-        self._length = text.length
-
-    def value(self) -> str:
-        full = self._text.raw()
-        return _fix_surrogates(full if len(full) == self._length else full[: self._length])
-
-
-class _PartialInput(_Lazy):
-    __slots__ = ("_raw", "_text_encoding")
-
-    def __init__(self, raw: _TextPrefix, text_encoding: bool) -> None:
-        self._raw = raw
-        self._text_encoding = text_encoding
-
-    def value(self) -> Any:
-        text = self._raw.value()
-        return text if self._text_encoding else parse_partial_json(text)
-
-
-def _materialise(part: Part) -> Part:
-    out: Part = {}
-    for key, value in part.items():
-        if isinstance(value, _Lazy):
-            value = value.value()
-            if value is UNDEFINED:
-                continue
-        out[key] = value
-    return out
-
-
 # --- the state machine -------------------------------------------------------------------------
 
 
 def _is_tool(part: Part) -> bool:
     kind: str = part["type"]
     return kind.startswith("tool-") or kind == "dynamic-tool"
-
-
-def _set(part: Part, key: str, value: Any) -> None:
-    """`part.key = value` where UNDEFINED removes the key (JSON drops undefined)."""
-    if value is UNDEFINED:
-        part.pop(key, None)
-    else:
-        part[key] = value
-
-
-def _defined(value: Any) -> Any:
-    """An optional chunk field (None = absent) as a JS value."""
-    return UNDEFINED if value is None else value
 
 
 class _PartialToolCall:
@@ -401,7 +110,7 @@ class _PartialToolCall:
         tool_metadata: Any,
         text: str = "",
     ) -> None:
-        self.text = _Text(text)
+        self.text = Text(text)
         self.tool_name = tool_name
         self.dynamic = dynamic
         self.input_encoding = input_encoding
@@ -522,7 +231,7 @@ class MessageAssembler:
         message: dict[str, Any] = {"id": self._id, "role": "assistant"}
         if self._metadata is not None:
             message["metadata"] = self._metadata
-        message["parts"] = [_materialise(part) for part in self._parts]
+        message["parts"] = [materialise(part) for part in self._parts]
         return message
 
     @property
@@ -635,7 +344,7 @@ class MessageAssembler:
     # text and reasoning
 
     def _on_text_start(self, chunk: TextStartChunk) -> None:
-        part: Part = {"type": "text", "text": _Text()}
+        part: Part = {"type": "text", "text": Text()}
         if chunk.provider_metadata is not None:
             part["providerMetadata"] = chunk.provider_metadata
         part["state"] = "streaming"
@@ -658,7 +367,7 @@ class MessageAssembler:
         del self._active_text[chunk.id]
 
     def _on_reasoning_start(self, chunk: ReasoningStartChunk) -> None:
-        part: Part = {"type": "reasoning", "id": chunk.id, "text": _Text()}
+        part: Part = {"type": "reasoning", "id": chunk.id, "text": Text()}
         if chunk.provider_metadata is not None:
             part["providerMetadata"] = chunk.provider_metadata
         part["state"] = "streaming"
@@ -808,19 +517,19 @@ class MessageAssembler:
                 part["toolName"] = tool_name
             else:
                 part["type"] = "tool-" + tool_name
-            _set(part, "input", input)
-            _set(part, "output", output)
-            _set(part, "errorText", error_text)
-            _set(part, "rawInput", raw_input)
-            _set(part, "inputEncoding", _defined(input_encoding))
-            _set(part, "preliminary", _defined(preliminary))
+            set_value(part, "input", input)
+            set_value(part, "output", output)
+            set_value(part, "errorText", error_text)
+            set_value(part, "rawInput", raw_input)
+            set_value(part, "inputEncoding", defined(input_encoding))
+            set_value(part, "preliminary", defined(preliminary))
             if title is not None:
                 part["title"] = title
             if tool_metadata is not None:
                 part["toolMetadata"] = tool_metadata
             if provider_executed is None:  # once set, it stays
                 provider_executed = part.get("providerExecuted")
-            _set(part, "providerExecuted", _defined(provider_executed))
+            set_value(part, "providerExecuted", defined(provider_executed))
             if provider_metadata is not None:
                 part["resultProviderMetadata" if result else "callProviderMetadata"] = (
                     provider_metadata
@@ -833,14 +542,14 @@ class MessageAssembler:
         part["toolCallId"] = tool_call_id
         part["state"] = state
         values: list[tuple[str, Any]] = [
-            ("title", _defined(title)),
-            ("toolMetadata", _defined(tool_metadata)),
+            ("title", defined(title)),
+            ("toolMetadata", defined(tool_metadata)),
             ("input", input),
-            ("inputEncoding", _defined(input_encoding)),
+            ("inputEncoding", defined(input_encoding)),
             ("output", output),
             ("errorText", error_text),
-            ("preliminary", _defined(preliminary)),
-            ("providerExecuted", _defined(provider_executed)),
+            ("preliminary", defined(preliminary)),
+            ("providerExecuted", defined(provider_executed)),
         ]
         if not dynamic:  # the client's new dynamic-tool part has no rawInput
             values.append(("rawInput", raw_input))
@@ -885,7 +594,7 @@ class MessageAssembler:
                 chunk_id=chunk.tool_call_id,
             )
         partial.text.append(chunk.input_text_delta)
-        raw = _TextPrefix(partial.text)
+        raw = TextPrefix(partial.text)
         # Parts are only removed by reset-step and replay resets, which also drop the
         # partial calls; within one step the lookup would find the same part again.
         existing = partial.part if partial.step == self._step else None
@@ -895,7 +604,7 @@ class MessageAssembler:
             tool_name=partial.tool_name,
             state="input-streaming",
             existing=existing,
-            input=_PartialInput(raw, partial.text_encoding),
+            input=PartialInput(raw, partial.text_encoding),
             raw_input=raw,
             input_encoding=partial.input_encoding,
             title=partial.title,
