@@ -229,9 +229,10 @@ class Settings(BaseSettings):
     times (`reset-step` tells clients to drop the failed attempt)."""
     bridge_allow_client_tools: bool = False
     """Accept tool declarations (JSON schemas) from the request body `tools`."""
-    bridge_client_level: int = Field(default=7, ge=5, le=7)
+    bridge_client_level: Literal["auto", "5", "6", "7"] = "auto"
     """The `ai` major version of the clients (5, 6 or 7): older ones get the stream degraded
-    to what they know. A request may override it (`?client=` or `x-ai-sdk-level`)."""
+    to what they know. A request may say its own (`?client=` or `x-ai-sdk-level`). `auto`:
+    a request that says nothing gets what every client accepts (ai 6's chunks, streamed)."""
 
     @model_validator(mode="after")
     def _redis_store_needs_url(self) -> Settings:
@@ -261,3 +262,9 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+    @field_validator("bridge_client_level", mode="before")
+    @classmethod
+    def _level_text(cls, value: object) -> object:
+        # `BRIDGE_CLIENT_LEVEL=7` and `Settings(bridge_client_level=7)` mean the same.
+        return str(value).strip() if isinstance(value, int | str) else value
+

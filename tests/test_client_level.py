@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from bridge.access.client_level import (
     LEVEL_HEADER,
+    RequestLevel,
     adapted_entries,
     approval_tools,
     client_level_of,
@@ -33,10 +34,32 @@ def request(query: str = "", headers: dict[str, str] | None = None) -> Request:
 
 def test_client_level_of_prefers_query_then_header_then_setting() -> None:
     settings = make_settings(bridge_client_level=6)
-    assert client_level_of(request(), settings) == ClientLevel.AI6
-    assert client_level_of(request(headers={LEVEL_HEADER: "5"}), settings) == ClientLevel.AI5
+    assert client_level_of(request(), settings) == RequestLevel(ClientLevel.AI6, declared=True)
+    declared = client_level_of(request(headers={LEVEL_HEADER: "5"}), settings)
+    assert declared == RequestLevel(ClientLevel.AI5, declared=True)
     both = request("client=7", {LEVEL_HEADER: "5"})
-    assert client_level_of(both, settings) == ClientLevel.AI7
+    assert client_level_of(both, settings).level == ClientLevel.AI7
+
+
+def test_client_level_of_auto_guesses_ai6_unless_the_request_says() -> None:
+    settings = make_settings()
+    assert settings.bridge_client_level == "auto"
+    assert client_level_of(request(), settings) == RequestLevel(ClientLevel.AI6, declared=False)
+    said = client_level_of(request(headers={LEVEL_HEADER: "7"}), settings)
+    assert said == RequestLevel(ClientLevel.AI7, declared=True)
+
+
+def test_for_client_auto_streams_a_step_and_closes_the_failed_attempt() -> None:
+    """An undeclared client under `auto` never sees `reset-step` and is never held back
+    past a batch: one batch (a replay) comes clean, a live retry closes the attempt."""
+    guessed = RequestLevel(ClientLevel.AI6, declared=False)
+    settings = make_settings(bridge_step_retries=1)
+    replay = collect(for_client(batches(STEP), guessed, settings))
+    assert offsets(replay) == [[0, 4, 5, 6]]
+    live = collect(for_client(batches(*([e] for e in STEP)), guessed, settings))
+    assert offsets(live) == [[0], [1], [2], [3], [4], [5], [6]]
+    assert live[3] is not None
+    assert orjson.loads(live[3][0].data) == {"type": "text-end", "id": "t"}
 
 
 def test_client_level_of_names_the_bad_source() -> None:

@@ -123,7 +123,9 @@ async def test_provider_body_ending_before_the_final_event_is_provider_unavailab
 
 
 async def post(client: httpx.AsyncClient, url: str, chat_id: str) -> StreamResult:
-    return await read_stream(client, "POST", f"{url}/api/chat", json=chat_body(chat_id, "hi"))
+    # `client=7`: this reader applies `reset-step` as ai 7 does (text_after_last_reset).
+    url = f"{url}/api/chat?client=7"
+    return await read_stream(client, "POST", url, json=chat_body(chat_id, "hi"))
 
 
 def text_after_last_reset(result: StreamResult) -> str:

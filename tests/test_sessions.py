@@ -280,7 +280,7 @@ async def test_provider_error_mid_stream_is_retried_with_reset_step(
     openai_fake.enqueue([Text("doomed attempt "), StreamError("upstream broke")])
     openai_fake.enqueue([Text("second attempt")])
     async with httpx.AsyncClient(timeout=30) as client:
-        result = await post(client, bridge, "retry")
+        result = await post(client, bridge, "retry", headers={"x-ai-sdk-level": "7"})
         history = (await client.get(f"{bridge.url}/api/chat/retry/messages")).json()
     assert_complete(result)
     assert "reset-step" in result.types

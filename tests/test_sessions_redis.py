@@ -158,12 +158,16 @@ async def test_a_crashed_producer_is_taken_over_by_a_reader(
     fake.enqueue([Text(answer)])  # the step again, by the survivor
     async with httpx.AsyncClient(timeout=30) as client:
         dropped = await read_stream(
-            client, "POST", f"{doomed.url}/api/chat", json=chat_body("crash", "go"), stop_after=10
+            client,
+            "POST",
+            f"{doomed.url}/api/chat?client=7",  # a client that applies `reset-step`
+            json=chat_body("crash", "go"),
+            stop_after=10,
         )
         doomed.signal(signal.SIGKILL)
         await asyncio.to_thread(doomed.process.wait, 5)
         resumed = await read_stream(
-            client, "GET", f"{survivor.url}/api/chat/crash/stream?cursor=-1"
+            client, "GET", f"{survivor.url}/api/chat/crash/stream?cursor=-1&client=7"
         )
         history = (await client.get(f"{survivor.url}/api/chat/crash/messages")).json()
     assert dropped.events[:10] == resumed.events[:10]

@@ -163,7 +163,8 @@ def test_sqlite_bridge_restart_keeps_chats_and_takes_the_interrupted_answer_over
         assert _text_of(history["messages"][1]) == done_text
 
         # The answer goes on in the new process: a reader gets it whole, offsets rising.
-        replay = client.get(f"/api/chat/chat-cut/stream?generation={generation_id}")
+        # As ai 7 reads it (`client=7`): the takeover's `reset-step` is sent.
+        replay = client.get(f"/api/chat/chat-cut/stream?generation={generation_id}&client=7")
         assert replay.status_code == 200
         events = sse_events(replay)
         assert events[-1][1] == "[DONE]"

@@ -54,7 +54,7 @@ class Posting(threading.Thread):
 
     def __init__(self, server: LiveServer, chat_id: str, text: str) -> None:
         super().__init__(daemon=True)
-        self.url = f"{server.url}/api/chat"
+        self.url = f"{server.url}/api/chat?client=7"  # an ai 7 client: steering-message chunks
         self.body = chat_body(chat_id, text)
         self.chunks: list[dict[str, Any]] = []
         self.texted = threading.Event()
@@ -270,6 +270,7 @@ def test_steering_message_part_in_the_real_client(
             node.chat(
                 {
                     "api": f"{bridge.url}/api/chat",
+                    "headers": {"x-ai-sdk-level": "7"},
                     "chatId": "steer-node",
                     "steps": [{"op": "send", "text": "Tell me everything"}, {"op": "settle"}],
                 }

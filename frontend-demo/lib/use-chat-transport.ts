@@ -56,7 +56,9 @@ function makeTransport(
     });
     return { transport, tier: () => transport.tier };
   }
-  const transport = new DefaultChatTransport<ChatMessage>({ api: API, fetch: connection.fetch, body });
+  // The demo runs ai 7: it says so, and gets every v7 chunk (a retried step's `reset-step`).
+  const headers = { 'x-ai-sdk-level': '7' };
+  const transport = new DefaultChatTransport<ChatMessage>({ api: API, fetch: connection.fetch, body, headers });
   return { transport, tier: () => null };
 }
 

@@ -72,6 +72,8 @@ def make_cluster(redis_process: RedisProcess, tmp_path: Path) -> Iterator[Cluste
         record = tmp_path / "tool-runs.txt"
         environment = {
             "BRIDGE_MODEL": "demo:scripted",
+            # The readers apply `reset-step` as ai 7 does (tests/chaos/readers.py).
+            "BRIDGE_CLIENT_LEVEL": "7",
             "BRIDGE_DEMO_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS),
             "REDIS_URL": proxy.url if proxy else redis_process.url,
             "BRIDGE_KEY_PREFIX": "chaos",

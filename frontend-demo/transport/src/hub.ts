@@ -11,6 +11,9 @@ import {
 import type { Session, SessionRequest } from './session.js';
 import { SocketLink } from './socket.js';
 
+/** The `ai` major version the bridge may assume (it degrades the stream otherwise). */
+const LEVEL_HEADER = 'x-ai-sdk-level';
+
 export type SteeringMode = 'queue' | 'interrupt';
 
 /** A user message for a running answer: text and file parts only. */
@@ -84,7 +87,9 @@ export class Hub {
       resolveValue(this.options.body),
       resolveValue(this.options.token),
     ]);
-    const merged = { ...headersObject(baseHeaders), ...headersObject(headers) };
+    // This transport needs ai 7, so the bridge may send every v7 chunk (`reset-step`, ...);
+    // a client that says nothing gets only what every version accepts.
+    const merged = { [LEVEL_HEADER]: '7', ...headersObject(baseHeaders), ...headersObject(headers) };
     if (token) merged.authorization = `Bearer ${token}`;
     return { chatId, headers: merged, body: { ...baseBody, ...body }, metadata };
   }
