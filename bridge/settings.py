@@ -218,6 +218,12 @@ class Settings(BaseSettings):
     bridge_takeover_sweep_seconds: float = Field(default=10.0, ge=0)
     """How often each process looks for generations whose producer is gone and that no
     reader noticed (readers notice at once); 0: off."""
+    bridge_recovery_max_takeovers: int = Field(default=20, ge=0)
+    """Takeovers of one generation at most; the next one ends it with an error (a producer
+    that crashes every time is not taken over forever). Hand-overs on SIGTERM count too."""
+    bridge_recovery_max_stall_seconds: float = Field(default=300.0, gt=0)
+    """A generation taken over again without any progress since this long ago is ended
+    with an error instead."""
 
     # Tools
     bridge_tools: str | None = None

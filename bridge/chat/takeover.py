@@ -10,18 +10,40 @@ for or the plan cannot be carried out here, closes it (bridge/log/recovery.py).
 
 No tool runs twice: a call whose `data-tool-run` marker is in the log gets an
 "interrupted" error result instead, unless the tool is declared idempotent.
+
+Recovery is bounded and visible. Every takeover writes a transient `data-recovering` chunk
+(`{"phase": "recovering", "attempt", "since"}`) before anything else, so every reader can say
+"recovering"; the producer that goes on writes `{"phase": "resumed"}` when it produces
+again. The chunk is the generation's recovery memory, whatever process takes it over next:
+`attempt` counts takeovers, `since` is when the log last made progress (content after the
+previous takeover's chunk). Past BRIDGE_RECOVERY_MAX_TAKEOVERS takeovers, or
+BRIDGE_RECOVERY_MAX_STALL_SECONDS without progress, the generation is ended instead:
+`data-recovering {"phase": "failed"}`, `error` with the reason, `finish`, and the partial
+message stored. A turn waiting for an approval or a browser tool has ended its generation
+(`finish{tool-calls}`): nothing runs, nothing is timed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import orjson
 
-from bridge.errors import BridgeError, GenerationNotFound, StoreError
+from bridge.errors import (
+    BridgeError,
+    ChatBusy,
+    Fenced,
+    GenerationNotFound,
+    OffsetConflict,
+    StaleRevision,
+    StoreError,
+)
 from bridge.generation.plan import TOOL_RUN_DATA_TYPE, GenerationPlan, Resumption, Turn
 from bridge.log.closing import close_claimed
 from bridge.services import Services
@@ -35,13 +57,44 @@ from protocol.chunks import (
     ToolOutputAvailableChunk,
     ToolOutputDeniedChunk,
     ToolOutputErrorChunk,
+    encode_chunk,
     parse_chunk,
 )
 from protocol.messages import UIMessage
 
 logger = logging.getLogger("bridge.takeover")
+_T = TypeVar("_T")
 
 _TOOL_RESULTS = (ToolOutputAvailableChunk, ToolOutputErrorChunk, ToolOutputDeniedChunk)
+RECOVERING_CHUNK_TYPE = "data-recovering"
+# What a takeover or a step boundary writes: not the answer's progress.
+_NOT_PROGRESS = (StartStepChunk, FinishStepChunk, ResetStepChunk)
+_NOT_PROGRESS_DATA = frozenset({RECOVERING_CHUNK_TYPE, TOOL_RUN_DATA_TYPE})
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryState:
+    """What the log says about earlier takeovers (see the module docstring)."""
+
+    attempts: int = 0
+    """Takeovers so far."""
+    since: float | None = None
+    """When the log last made progress, as of the last takeover (None: no takeover yet)."""
+    progressed: bool = True
+    """Content was logged after the last takeover's chunk."""
+
+    def next(self, now: float) -> RecoveryState:
+        since = now if self.progressed or self.since is None else self.since
+        return RecoveryState(self.attempts + 1, since, False)
+
+
+def recovering_chunk(generation_id: str, phase: str, **data: Any) -> DataChunk:
+    return DataChunk(
+        type=RECOVERING_CHUNK_TYPE,
+        id=generation_id,
+        transient=True,
+        data={"phase": phase, **data},
+    )
 
 
 @dataclass(slots=True)
@@ -53,6 +106,7 @@ class LogState:
     step_open: bool
     tools_begun: bool
     started_tools: frozenset[str]
+    recovery: RecoveryState = RecoveryState()
 
 
 async def read_log_state(services: Services, chat_id: str, generation_id: str) -> LogState:
@@ -61,6 +115,7 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
     assembler = MessageAssembler()
     step_open = tools_begun = False
     started: set[str] = set()
+    recovery = RecoveryState()
     after = -1
     while True:
         read = await store.read(chat_id, generation_id, after, limit=1000, wait=0)
@@ -72,6 +127,18 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
             except Exception:  # a message we cannot rebuild still gets its log closed
                 logger.exception("could not fold chunk %s of %s", entry.offset, generation_id)
                 continue
+            if isinstance(chunk, DataChunk) and chunk.type == RECOVERING_CHUNK_TYPE:
+                data = chunk.data if isinstance(chunk.data, dict) else {}
+                if data.get("phase") == "recovering":
+                    recovery = RecoveryState(
+                        int(data.get("attempt", recovery.attempts + 1)),
+                        float(data.get("since", 0.0)),
+                        progressed=False,
+                    )
+            elif not isinstance(chunk, _NOT_PROGRESS) and not (
+                isinstance(chunk, DataChunk) and chunk.type in _NOT_PROGRESS_DATA
+            ):
+                recovery = dataclasses.replace(recovery, progressed=True)
             if isinstance(chunk, StartStepChunk):
                 step_open, tools_begun = True, False
             elif isinstance(chunk, FinishStepChunk):
@@ -85,7 +152,7 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
                 tools_begun = tools_begun or step_open
         if read.ended or not read.entries:
             break
-    return LogState(assembler, after + 1, step_open, tools_begun, frozenset(started))
+    return LogState(assembler, after + 1, step_open, tools_begun, frozenset(started), recovery)
 
 
 async def recover(services: Services, chat_id: str, generation_id: str) -> None:
@@ -104,13 +171,25 @@ async def recover(services: Services, chat_id: str, generation_id: str) -> None:
         return
     logger.warning("generation %s lost its producer: taking it over", generation_id)
     try:
-        state = await read_log_state(services, chat_id, generation_id)
+        state = await _retried(
+            services, lambda: read_log_state(services, chat_id, generation_id), generation_id
+        )
     except GenerationNotFound:
+        return
+    except StoreError:
+        # Still failing after the retries: not a reason to close an answer that can go
+        # on. The claim's lease lapses; a reader or the sweep takes it over again later.
+        logger.warning("generation %s: could not read its log; left for later", generation_id)
         return
     if state.next_offset != claim.next_offset:
         # Cannot happen while the claim holds (nobody else may write); be safe anyway.
         logger.error("generation %s: the log moved under a claim", generation_id)
         return
+    if not claim.stop_requested:
+        recovered = await _count_takeover(services, chat_id, generation_id, claim, state)
+        if recovered is None:
+            return
+        claim = recovered
     if claim.stop_requested:
         await close_claimed(
             services.store,
@@ -123,6 +202,10 @@ async def recover(services: Services, chat_id: str, generation_id: str) -> None:
         return
     try:
         plan, first_step = await _plan_from(services, chat_id, generation_id, claim)
+    except StoreError as exc:
+        # The store failed past the retries (not the plan): left for a later takeover.
+        logger.warning("generation %s: could not load its history: %s", generation_id, exc)
+        return
     except BridgeError as exc:
         logger.warning("generation %s cannot go on here: %s", generation_id, exc.message)
         await close_claimed(
@@ -157,6 +240,56 @@ async def recover(services: Services, chat_id: str, generation_id: str) -> None:
     runner.resume(plan, resumption)
 
 
+async def _count_takeover(
+    services: Services, chat_id: str, generation_id: str, claim: Claim, state: LogState
+) -> Claim | None:
+    """Log this takeover (`data-recovering`), or end the generation when a recovery cap is
+    reached. Returns the claim moved past the chunk written, None when the generation was
+    ended (or cannot be written to)."""
+    settings = services.settings
+    now = time.time()
+    recovery = state.recovery.next(now)
+    stalled = now - (recovery.since or now)
+    reason: str | None = None
+    if recovery.attempts > settings.bridge_recovery_max_takeovers:
+        reason = (
+            f"The answer could not be completed: its producer was lost "
+            f"{recovery.attempts - 1} times."
+        )
+    elif stalled > settings.bridge_recovery_max_stall_seconds:
+        reason = f"The answer could not be completed: no progress for {stalled:.0f} s."
+    if reason is None:
+        chunk = recovering_chunk(
+            generation_id, "recovering", attempt=recovery.attempts, since=recovery.since
+        )
+    else:
+        chunk = recovering_chunk(generation_id, "failed", attempt=recovery.attempts, reason=reason)
+    try:
+        await services.store.append(
+            chat_id, generation_id, claim.next_offset, [encode_chunk(chunk)], epoch=claim.epoch
+        )
+    except StoreError:
+        logger.warning("generation %s: could not log its takeover", generation_id, exc_info=True)
+        return None
+    state.assembler.apply(chunk)
+    claim = dataclasses.replace(claim, next_offset=claim.next_offset + 1)
+    state.next_offset = claim.next_offset
+    if reason is None:
+        return claim
+    logger.warning("generation %s: %s", generation_id, reason)
+    services.metrics.generations.labels("recovery_failed").inc()
+    await close_claimed(
+        services.store,
+        chat_id,
+        generation_id,
+        claim,
+        state.assembler,
+        step_open=state.step_open,
+        error_text=reason,
+    )
+    return None
+
+
 async def _plan_from(
     services: Services, chat_id: str, generation_id: str, claim: Claim
 ) -> tuple[GenerationPlan, int]:
@@ -169,7 +302,8 @@ async def _plan_from(
     if declared is not None and services.settings.bridge_allow_client_tools:
         tools = tools.with_client_tools(declared)
     message_id: str = data["messageId"]
-    history = [UIMessage.model_validate(m) for m in await services.store.load_messages(chat_id)]
+    stored = await _retried(services, lambda: services.store.load_messages(chat_id), generation_id)
+    history = [UIMessage.model_validate(m) for m in stored]
     base = [m for m in history if m.id != message_id]
     continued = next((m for m in history if m.id == message_id), None)
     if not data.get("continued"):
@@ -219,3 +353,22 @@ async def sweep_once(services: Services) -> None:
             await recover(services, chat_id, generation_id)
         except Exception:
             logger.exception("takeover sweep: could not recover %s", generation_id)
+
+
+async def _retried(services: Services, call: Callable[[], Awaitable[_T]], generation_id: str) -> _T:
+    """A takeover's reads (the log, the history), again with backoff while the store fails
+    transiently, for up to BRIDGE_WRITER_RETRY_SECONDS: a blip must not close an answer
+    that can go on. Refusals (the log gone, fenced, ...) are answers, never retried."""
+    deadline = anyio.current_time() + services.settings.bridge_writer_retry_seconds
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except (GenerationNotFound, OffsetConflict, ChatBusy, StaleRevision, Fenced):
+            raise
+        except StoreError:
+            if anyio.current_time() + delay > deadline:
+                raise
+            logger.warning("takeover of %s: store error; retrying", generation_id, exc_info=True)
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 1.0)

@@ -1,0 +1,257 @@
+"""Bounded, visible recovery, against real `python -m bridge` processes on one SQLite file: a
+producer that crashes every time is taken over until BRIDGE_RECOVERY_MAX_TAKEOVERS, then
+ended cleanly (`data-recovering` failed, `error`, `finish`, stored); rolling SIGTERMs during
+one answer still end in the whole answer, every takeover announced by `data-recovering`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from protocol.sse import SSEParser
+from tests.bridge_server import chat_body, sse_events
+from tests.fakes.openai_server import OpenAIFake
+from tests.fakes.server import Text, ToolCall
+
+REPO = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT = 60.0
+AUTH = {"authorization": "Bearer recovery-token", "x-ai-sdk-level": "7"}
+MARK = "could not be completed"
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[str]
+    url: str
+    lines: list[str] = field(default_factory=list)
+    settled: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
+    """Set when the process's output ends (it exited)."""
+    marked: threading.Event = field(default_factory=threading.Event)
+    """Set when a line holds MARK (the recovery cap ended the answer)."""
+    started: bool = False
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def watch(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "Application startup complete" in line:
+                self.started = True
+                self.settled.set()
+            if MARK in line:
+                self.marked.set()
+        self.settled.set()
+        self.ended.set()
+
+    def exited_or_marked(self, timeout: float = 60.0) -> None:
+        """Wait until the process exits or logs MARK (whichever comes first)."""
+        either = threading.Event()
+        for event in (self.ended, self.marked):
+            threading.Thread(
+                target=lambda e=event: (e.wait(timeout), either.set()), daemon=True
+            ).start()
+        assert either.wait(timeout), self.output()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def fake() -> Iterator[OpenAIFake]:
+    server = OpenAIFake(api_key="test-key")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def launch(tmp_path: Path, fake: OpenAIFake) -> Iterator[Any]:
+    """Start bridge processes on one data directory (one after the other)."""
+    processes: list[Process] = []
+    cwd = tmp_path / "cwd"  # no developer .env is read
+    cwd.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BRIDGE_") and k not in ("REDIS_URL", "ANTHROPIC_API_KEY")
+    }
+    env.update(
+        {
+            "BRIDGE_DATA_DIR": str(tmp_path / "data"),
+            "BRIDGE_AUTH_TOKENS": "recovery-token:alice",
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_BASE_URL": fake.base_url,
+            "BRIDGE_MODEL": "openai:gpt-test",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+
+    def start(**extra: str) -> Process:
+        port = _free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=cwd,
+            env={**env, **extra},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        process = Process(proc, f"http://127.0.0.1:{port}")
+        processes.append(process)
+        threading.Thread(target=process.watch, daemon=True).start()
+        assert process.settled.wait(STARTUP_TIMEOUT), process.output()
+        return process
+
+    yield start
+    for process in processes:
+        process.kill()
+
+
+def _chunks(events: list[tuple[str | None, str]]) -> list[dict[str, Any]]:
+    return [orjson.loads(data) for _, data in events if data != "[DONE]"]
+
+
+def _recovering(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c["data"] for c in chunks if c["type"] == "data-recovering"]
+
+
+def test_recovery_cap_ends_a_producer_that_crashes_every_time(
+    launch: Any, fake: OpenAIFake
+) -> None:
+    fake.enqueue([Text("Let me crash."), ToolCall("crash", "{}")])
+    settings = {"BRIDGE_TOOLS": "tests.crash_tools", "BRIDGE_RECOVERY_MAX_TAKEOVERS": "2"}
+    first: Process = launch(**settings)
+    assert first.started, first.output()
+    with (
+        httpx.Client(base_url=first.url, timeout=60, headers=AUTH) as client,
+        contextlib.suppress(httpx.TransportError),
+    ):
+        client.post("/api/chat", json=chat_body("crashing", "crash please"))
+    assert first.proc.wait(30) == 17  # the tool took the process down
+
+    # Each next process takes the answer over at start-up, runs the tool again, dies.
+    exits = []
+    survivor: Process | None = None
+    for _ in range(4):
+        process: Process = launch(**settings)
+        process.exited_or_marked()
+        if process.marked.is_set():
+            survivor = process
+            break
+        exits.append(process.proc.wait(30))
+    assert exits == [17, 17]
+    assert survivor is not None, "the cap did not end the crashing answer"
+    assert survivor.started, survivor.output()
+    assert survivor.proc.poll() is None
+
+    with httpx.Client(base_url=survivor.url, timeout=60, headers=AUTH) as client:
+        chat = client.get("/api/chat/crashing/messages").json()
+        assert chat["activeGenerationId"] is None
+        assistant = chat["messages"][-1]
+        assert assistant["role"] == "assistant"
+        assert [p["type"] for p in assistant["parts"]][:2] == ["step-start", "text"]
+        replay = client.get("/api/chat/crashing/stream", params={"cursor": "-1"})
+        assert replay.status_code == 200  # ended just now: within the resume grace period
+        events = sse_events(replay)
+    chunks = _chunks(events)
+    assert [(d["phase"], d["attempt"]) for d in _recovering(chunks)] == [
+        ("recovering", 1),
+        ("recovering", 2),
+        ("failed", 3),
+    ]
+    # Cut inside the tool step: the step is closed too.
+    assert [c["type"] for c in chunks[-3:]] == ["error", "finish-step", "finish"]
+    assert "lost 2 times" in chunks[-3]["errorText"]
+    assert chunks[-1] == {**chunks[-1], "type": "finish", "finishReason": "error"}
+    assert events[-1][1] == "[DONE]"
+    assert len(fake.requests) == 1  # the model was never asked again
+
+
+def test_recovery_rolling_sigterms_during_one_answer_still_complete(
+    launch: Any, fake: OpenAIFake
+) -> None:
+    words = [f"w{i} " for i in range(400)]
+    # Every producer's model call streams the answer from its start (a takeover re-runs
+    # the step); each gets the whole script, paced so a SIGTERM lands mid-answer.
+    for _ in range(12):
+        fake.enqueue([Text(words)], token_delay=0.01)
+    terms = 10
+    settings = {"BRIDGE_DRAIN_SECONDS": "0"}
+    process: Process = launch(**settings)
+    assert process.started, process.output()
+    generation_id = ""
+    with (
+        httpx.Client(base_url=process.url, timeout=60, headers=AUTH) as client,
+        client.stream("POST", "/api/chat", json=chat_body("rolling", "long")) as response,
+    ):
+        generation_id = response.headers["x-bridge-generation-id"]
+        parser = SSEParser()
+        deltas = 0
+        for data in response.iter_bytes():
+            deltas += sum('"text-delta"' in (e.data or "") for e in parser.feed(data))
+            if deltas >= 20:
+                break
+    for round_number in range(terms):
+        process.proc.send_signal(signal.SIGTERM)
+        assert process.proc.wait(60) in (0, -signal.SIGTERM), process.output()
+        process = launch(**settings)
+        assert process.started, process.output()
+        if round_number == terms - 1:
+            break
+        # Wait until the new producer has streamed some more, then SIGTERM it too.
+        with httpx.Client(base_url=process.url, timeout=60, headers=AUTH) as client:
+            read = client.get(
+                "/api/chat/rolling/poll",
+                params={"generation": generation_id, "cursor": "-1", "wait": "5"},
+            )
+            assert read.status_code == 200, read.text
+            seen = len(read.json()["chunks"])
+            read = client.get(
+                "/api/chat/rolling/poll",
+                params={"generation": generation_id, "cursor": str(seen - 1), "wait": "5"},
+            )
+            assert read.json()["chunks"], "the taken-over answer did not go on"
+
+    with httpx.Client(base_url=process.url, timeout=120, headers=AUTH) as client:
+        replay = client.get(
+            "/api/chat/rolling/stream", params={"generation": generation_id, "cursor": "-1"}
+        )
+        chunks = _chunks(sse_events(replay))
+        messages = client.get("/api/chat/rolling/messages").json()["messages"]
+    assert chunks[-1]["type"] == "finish" and chunks[-1]["finishReason"] == "stop"
+    phases = [(d["phase"], d.get("attempt")) for d in _recovering(chunks)]
+    assert [p for p in phases if p[0] == "recovering"] == [
+        ("recovering", n) for n in range(1, terms + 1)
+    ]
+    assert "failed" not in [p[0] for p in phases]
+    text = "".join(p["text"] for p in messages[-1]["parts"] if p["type"] == "text")
+    assert text == "".join(words)
