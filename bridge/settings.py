@@ -246,6 +246,12 @@ class Settings(BaseSettings):
             raise ValueError("BRIDGE_STORE=redis needs REDIS_URL")
         return self
 
+    @field_validator("bridge_client_level", mode="before")
+    @classmethod
+    def _level_text(cls, value: object) -> object:
+        # `BRIDGE_CLIENT_LEVEL=7` and `Settings(bridge_client_level=7)` mean the same.
+        return str(value).strip() if isinstance(value, int | str) else value
+
     @field_validator("bridge_port", mode="before")
     @classmethod
     def _port_number(cls, value: object) -> object:
@@ -268,9 +274,3 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
-    @field_validator("bridge_client_level", mode="before")
-    @classmethod
-    def _level_text(cls, value: object) -> object:
-        # `BRIDGE_CLIENT_LEVEL=7` and `Settings(bridge_client_level=7)` mean the same.
-        return str(value).strip() if isinstance(value, int | str) else value
-
