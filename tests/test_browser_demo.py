@@ -315,9 +315,7 @@ def bridge(
 
 
 def _example_tools_exist() -> bool:
-    return (REPO / "bridge" / "example_tools.py").exists() or (
-        REPO / "bridge" / "example_tools" / "__init__.py"
-    ).exists()
+    return (REPO / "bridge" / "tools" / "examples.py").exists()
 
 
 @pytest.fixture(scope="session")
