@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from bridge.access.body import body_schemas
+from bridge.access.browser import BrowserGuard
 from bridge.access.client_level import check_startup_level
 from bridge.access.identity import AnonymousCookieMiddleware, Auth, make_auth
 from bridge.access.limits import Limits, retry_after_header
@@ -239,6 +240,11 @@ class Bridge:
         anonymous mode) its identity cookie. The host composes `lifespan` itself."""
         if self._anonymous is not None:
             app.add_middleware(AnonymousCookieMiddleware, auth=self._anonymous)
+        # Outside the identity cookie: a host not allowed is refused before anything runs,
+        # and a `*`-only WebSocket origin loses its cookies before one is handed out.
+        app.add_middleware(
+            BrowserGuard, settings=self.settings, anonymous=self._anonymous is not None
+        )
         app.include_router(self.router, prefix=prefix)
         app.add_exception_handler(BridgeError, _bridge_error)
 
@@ -256,8 +262,12 @@ async def _bridge_error(request: Request, exc: Exception) -> JSONResponse:
         services = getattr(request.app.state, "services", None)
         if services is not None:
             services.metrics.limits_hit.labels(exc.code).inc()
+    message = exc.public_message
+    if message != exc.message:
+        # The client gets a short fixed text; the operator reads the whole one here.
+        logger.warning("%s %s answered %s: %s", request.method, request.url.path, exc.code, exc)
     return JSONResponse(
-        _error_body(exc.code, exc.message, **extra), status_code=exc.status_code, headers=headers
+        _error_body(exc.code, message, **extra), status_code=exc.status_code, headers=headers
     )
 
 

@@ -10,6 +10,7 @@ BridgeError
 │   ├── NotFound            404
 │   └── GenerationGone      410: a log past its retention
 ├── PayloadTooLarge         413
+├── RequestTimeout          408: a body too slow to arrive
 ├── Unauthorized            401
 ├── ProviderError           the model provider failed
 │   ├── ProviderAuthError   rejected our credentials (-> 502)
@@ -36,6 +37,14 @@ class BridgeError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def public_message(self) -> str:
+        """What a client is told. The same as `message`, except for the errors whose
+        message may carry what only the operator should read (an upstream's own error
+        text, a host, a key name, a file path): those answer a short fixed text and the
+        full message goes to the log."""
+        return self.message
+
 
 class RequestError(BridgeError):
     status_code = 400
@@ -56,6 +65,13 @@ class InvalidRequest(RequestError):
 class PayloadTooLarge(BridgeError):
     status_code = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(BridgeError):
+    """The request's body did not arrive in time (BRIDGE_BODY_TIMEOUT_SECONDS)."""
+
+    status_code = 408
+    code = "request_timeout"
 
 
 class Unauthorized(BridgeError):
@@ -103,42 +119,60 @@ class Draining(BridgeError):
 
 
 class ProviderError(BridgeError):
-    """A provider failure. `message` is safe to show: it never contains a secret."""
+    """A provider failure. `message` never contains a secret but may quote the upstream's
+    own error text, so clients get `public_message` (the kind of failure and the upstream
+    status) and the log the full text."""
 
     status_code = 502
     code = "provider_error"
+    public_text = "the model provider failed"
 
     def __init__(self, message: str, *, provider: str, upstream_status: int | None = None) -> None:
         super().__init__(message)
         self.provider = provider
         self.upstream_status = upstream_status
 
+    @property
+    def public_message(self) -> str:
+        status = f" (HTTP {self.upstream_status})" if self.upstream_status is not None else ""
+        return f"{self.public_text}{status}"
+
 
 class ProviderAuthError(ProviderError):
     code = "provider_auth_failed"
+    public_text = "the model provider rejected the server's credentials"
 
 
 class ProviderRateLimited(ProviderError):
     status_code = 503
     code = "provider_rate_limited"
+    public_text = "the model provider is rate limiting requests; try again shortly"
 
 
 class ProviderBadRequest(ProviderError):
     code = "provider_bad_request"
+    public_text = "the model provider refused the request"
 
 
 class ProviderUnavailable(ProviderError):
     code = "provider_unavailable"
+    public_text = "the model provider is unavailable"
 
 
 class StoreError(BridgeError):
-    """The session store failed or refused an operation."""
+    """The session store failed or refused an operation. Its message may name a host,
+    a key or a file (for the log); clients get `public_text`."""
 
     status_code = 503
     code = "store_unavailable"
+    public_text = "the session store is unavailable; try again shortly"
 
     def __init__(self, message: str = "the session store is unavailable") -> None:
         super().__init__(message)
+
+    @property
+    def public_message(self) -> str:
+        return self.public_text
 
 
 class GenerationNotFound(StoreError):
@@ -146,6 +180,7 @@ class GenerationNotFound(StoreError):
 
     status_code = 404
     code = "generation_not_found"
+    public_text = "the generation's log is gone (past its retention)"
 
 
 class OffsetConflict(StoreError):
@@ -153,6 +188,7 @@ class OffsetConflict(StoreError):
 
     status_code = 409
     code = "offset_conflict"
+    public_text = "the generation's log changed under this request"
 
 
 class ChatBusy(StoreError):
@@ -160,6 +196,7 @@ class ChatBusy(StoreError):
 
     status_code = 409
     code = "generation_active"
+    public_text = "the chat has a running generation"
 
     def __init__(self, active_generation_id: str) -> None:
         super().__init__(f"chat has an active generation {active_generation_id}")
@@ -172,6 +209,7 @@ class StaleRevision(StoreError):
 
     status_code = 409
     code = "history_changed"
+    public_text = "the chat's history changed meanwhile; reload it and try again"
 
     def __init__(self, expected: int, current: int) -> None:
         super().__init__(f"the chat's history changed (revision {current}, expected {expected})")
@@ -185,6 +223,7 @@ class Fenced(StoreError):
 
     status_code = 409
     code = "producer_fenced"
+    public_text = "the generation moved to another process"
 
 
 class HistoryConflict(RequestError):

@@ -104,6 +104,14 @@ class Settings(BaseSettings):
 
     # HTTP
     bridge_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    bridge_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Host names (the `Host` header, port left out) this server answers to; every other
+    request and WebSocket handshake gets 400 (DNS rebinding). Unset: any host with a
+    token or JWT, only loopback names (localhost, 127.0.0.1, ::1) in anonymous mode; `*`:
+    any host."""
+    bridge_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long a request body may take to arrive in full before the request is answered
+    408 (a slow or stalled client never holds a request open longer)."""
     bridge_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     bridge_heartbeat_seconds: float = Field(default=15.0, gt=0)
     bridge_max_poll_wait_seconds: float = Field(default=30.0, gt=0)
@@ -159,6 +167,9 @@ class Settings(BaseSettings):
     bridge_max_generations: int = Field(default=256, ge=0)
     """Generations running at once in this process; 0: off."""
     bridge_max_sockets_per_user: int = Field(default=8, ge=0)
+    bridge_max_readers_per_user: int = Field(default=32, ge=0)
+    """Streams, resumes, live tails and long-polls open at once for one user (every
+    transport); more get 429. 0: off."""
     """WebSockets open at once for one user; 0: off."""
     bridge_max_history_messages: int = Field(default=1000, gt=0)
     """Messages of one chat's history; a turn past it is refused (413)."""
@@ -267,6 +278,7 @@ class Settings(BaseSettings):
     @field_validator(
         "bridge_models",
         "bridge_cors_origins",
+        "bridge_allowed_hosts",
         "bridge_auth_tokens",
         "bridge_providers",
         mode="before",

@@ -259,10 +259,12 @@ def test_chats_lists_the_callers_chats_newest_first(bridge_factory: BridgeFactor
     assert chats[1]["title"] == "Plan a trip to Rome"
     assert len(chats[0]["title"]) == 80
     assert httpx.get(f"{server.url}/api/chats", headers=bob).json() == {"chats": []}
-    # Someone else's chat does not exist for bob: no history, no resume, no stop.
+    # Someone else's chat answers bob as an unused id does: no history, no resume, no stop.
     for method, path in (("GET", "/messages"), ("GET", "/stream"), ("POST", "/stop")):
         response = httpx.request(method, f"{server.url}/api/chat/first{path}", headers=bob)
-        assert response.status_code == 404, path
+        unused = httpx.request(method, f"{server.url}/api/chat/unused{path}", headers=bob)
+        assert response.status_code == unused.status_code, path
+        assert response.text.replace("first", "unused") == unused.text, path
     taken = post_chat(server, chat_body("first", "mine now"), headers=bob)
     assert taken.status_code == 404
 
@@ -298,7 +300,7 @@ def test_chat_edit_with_only_message_truncates_after_it(memory_bridge: LiveServe
         ("POST", "/api/chat/c1/stop?generation=" + "g" * 500, {}, 422),
         ("GET", "/api/chats?limit=0", {}, 422),
         ("GET", "/api/chats?limit=abc", {}, 422),
-        ("POST", "/api/chat?protocol=xml", {}, 422),
+        ("POST", "/api/chat?protocol=xml", {}, 415),  # the gate answers first
         ("GET", "/api/chat/" + "a" * 300 + "/messages", {}, 400),
     ],
 )

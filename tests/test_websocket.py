@@ -18,8 +18,8 @@ from tests.bridge_server import BridgeFactory
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Delay, HttpError, LiveServer, Text
 from tests.node_harness import NodeHarness
-from tests.redis_server import RedisServer
 from tests.session_client import read_stream
+from tests.support.redis import RedisServer
 from tests.ws_client import RawSocket, resume_frame, send_frame, ws_url
 
 WORDS = " ".join(f"word{index}" for index in range(150))
@@ -286,7 +286,7 @@ async def test_websocket_errors_before_streaming_are_error_frames(
         # The socket is still usable for the request that was fine.
         running = await socket.wait_for("running")
     assert [f["type"] for f in refused.frames] == ["error"]
-    assert "API key" in refused.frames[0]["errorText"]
+    assert "credentials" in refused.frames[0]["errorText"]
     assert [f["type"] for f in busy.frames] == ["error"]
     assert "already has a generation running" in busy.frames[0]["errorText"]
     assert "not allowed" in model.frames[0]["errorText"]
@@ -409,9 +409,13 @@ async def test_websocket_resume_of_another_users_chat_leaks_nothing(
         hijack = await bob.request(send_frame("b3", "alice-chat", "mine now"))
         await bob.send({"type": "abort", "requestId": "a1"})  # not bob's request
         finished = await alice.wait_for("a1")
-    for reply in (peek, targeted, hijack):
+    # Someone else's chat answers as an unused id: nothing to resume, the named generation
+    # unknown; a turn on it is refused.
+    assert [f["type"] for f in peek.frames] == ["no-active"]
+    for reply in (targeted, hijack):
         assert [f["type"] for f in reply.frames] == ["error"]
-        assert "not found" in reply.frames[0]["errorText"]
+    assert "unknown or past its retention" in targeted.frames[0]["errorText"]
+    assert "not found" in hijack.frames[0]["errorText"]
     assert finished.final == "end"
     assert finished.chunks[-1]["type"] == "finish"
 

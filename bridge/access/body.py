@@ -6,25 +6,41 @@ from __future__ import annotations
 import re
 from typing import Any, TypeVar
 
+import anyio
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 
-from bridge.errors import InvalidRequest, PayloadTooLarge, RequestError, UnsupportedMediaType
+from bridge.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestError,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from protocol.messages import ChatRequest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, within: float | None = None) -> bytes:
+    """The body, at most `limit` bytes, in full within `within` seconds (408 past it: a
+    slow or stalled client never holds a request open). A client that leaves mid-body is
+    a 400 nobody reads, never an error in the log."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     received = bytearray()
-    async for piece in request.stream():
-        received += piece
-        if len(received) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    try:
+        with anyio.fail_after(within):
+            async for piece in request.stream():
+                received += piece
+                if len(received) > limit:
+                    raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {within:g} s") from None
+    except ClientDisconnect:
+        raise RequestError("the client left before its request body was complete") from None
     return bytes(received)
 
 
@@ -33,7 +49,7 @@ _INNERMOST = re.compile(rb"\[\]|\{\}")
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
-def check_json_media_type(request: Request) -> None:
+def check_json_media_type(request: HTTPConnection) -> None:
     """POST bodies are JSON, said so: a cross-site form or `text/plain` POST (which a
     browser sends without asking the server first) is refused."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -71,11 +87,13 @@ def parse_json(raw: bytes, max_depth: int = 64) -> Any:
     return data
 
 
-async def read_json_body(request: Request, *, max_bytes: int, max_depth: int) -> Any:
-    """A POST's JSON body: 415 unless application/json, 413 past `max_bytes`, 400 when not
-    JSON or nested past `max_depth`."""
+async def read_json_body(
+    request: Request, *, max_bytes: int, max_depth: int, within: float | None = None
+) -> Any:
+    """A POST's JSON body: 415 unless application/json, 413 past `max_bytes`, 408 past
+    `within`, 400 when not JSON or nested past `max_depth`."""
     check_json_media_type(request)
-    return parse_json(await read_body(request, max_bytes), max_depth)
+    return parse_json(await read_body(request, max_bytes, within), max_depth)
 
 
 def validation_details(error: ValidationError) -> list[dict[str, str]]:

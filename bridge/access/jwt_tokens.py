@@ -4,6 +4,7 @@ configurable claim."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,8 @@ import jwt
 
 from bridge.errors import Unauthorized
 from bridge.settings import Settings
+
+logger = logging.getLogger("bridge.access.jwt")
 
 HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"]
 # Keys from a JWKS are public keys: an HMAC algorithm there would let anyone who reads the
@@ -66,7 +69,9 @@ class JwksCache:
             except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
                 self._fetched_at = time.monotonic()  # keep the old keys, retry later
                 if not self._keys:
-                    raise Unauthorized(f"the signing keys are unavailable ({exc})") from None
+                    # The JWKS URL and the failure are for the operator, not the caller.
+                    logger.warning("the JWKS at %s could not be fetched: %s", self._url, exc)
+                    raise Unauthorized("the signing keys are unavailable") from None
                 return
             self._keys = {key.key_id or "": key for key in keys}
             self._fetched_at = time.monotonic()

@@ -126,21 +126,27 @@ class GenerationSlots:
             slot.released = True
 
 
-class SocketSlots:
-    """WebSockets open at once per user."""
+class UserSlots:
+    """Things a user holds at once (sockets, readers), counted while held; the per-user
+    map only holds users with something open."""
 
-    def __init__(self, per_user: int) -> None:
+    def __init__(self, per_user: int, what: str, code: str) -> None:
         self._per_user = per_user
+        self._what = what
+        self._code = code
         self._open: dict[str, int] = {}
+
+    def held(self, user: str) -> int:
+        return self._open.get(user, 0)
 
     @contextmanager
     def hold(self, user: str) -> Iterator[None]:
         count = self._open.get(user, 0)
         if self._per_user > 0 and count >= self._per_user:
             raise LimitExceeded(
-                f"too many sockets open for this user (at most {self._per_user})",
+                f"too many {self._what} open for this user (at most {self._per_user})",
                 retry_after=5,
-                code="too_many_sockets",
+                code=self._code,
             )
         self._open[user] = count + 1
         try:
@@ -159,7 +165,13 @@ class Limits:
         self.generations = GenerationSlots(
             settings.bridge_max_generations_per_user, settings.bridge_max_generations
         )
-        self.sockets = SocketSlots(settings.bridge_max_sockets_per_user)
+        self.sockets = UserSlots(
+            settings.bridge_max_sockets_per_user, "sockets", "too_many_sockets"
+        )
+        # Streams, live tails and long-polls: each holds a reader of a log or a feed.
+        self.readers = UserSlots(
+            settings.bridge_max_readers_per_user, "readers", "too_many_readers"
+        )
 
 
 def check_history_size(history: list[UIMessage], settings: Settings) -> None:

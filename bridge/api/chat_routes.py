@@ -4,41 +4,52 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from bridge.access.body import check_json_media_type
-from bridge.api.gate import caller, identify
+from bridge.api.gate import CHAT_LIST, MESSAGES, STOP, Admitted
 from bridge.api.schemas import ERRORS, ChatList, StopResult, StoredChat, answers
 from bridge.chat.operations import stop_generation
+from bridge.errors import GenerationNotFound
 from bridge.services import services_of
 
 router = APIRouter()
+
+NOTHING_STOPPED = {"stopped": False, "generationId": None}
 
 
 @router.post("/api/chat/{chat_id}/stop", responses=answers(StopResult, *ERRORS))
 async def stop_chat(
     request: Request,
     chat_id: str,
+    admitted: Annotated[Admitted, Depends(STOP)],
     generation: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JSONResponse:
     services = services_of(request)
-    if request.headers.get("content-type"):
-        # No body is needed; one sent as a form (a cross-site POST) is refused.
-        check_json_media_type(request)
-    await caller(services, request, chat_id)
+    if not admitted.visible:
+        return JSONResponse(NOTHING_STOPPED)  # someone else's chat: as an unused id
+    if generation is not None:
+        # A stop record only for a generation of this chat: an unknown id writes nothing.
+        try:
+            await services.store.read(chat_id, generation, -1, limit=1)
+        except GenerationNotFound:
+            return JSONResponse(NOTHING_STOPPED)
     generation_id, outcome = await stop_generation(services, chat_id, generation)
     if generation_id is None:
-        return JSONResponse({"stopped": False, "generationId": None})
+        return JSONResponse(NOTHING_STOPPED)
     return JSONResponse(
         {"stopped": outcome == "aborted", "generationId": generation_id, "outcome": outcome}
     )
 
 
 @router.get("/api/chat/{chat_id}/messages", responses=answers(StoredChat, *ERRORS))
-async def chat_messages(request: Request, chat_id: str) -> JSONResponse:
+async def chat_messages(
+    request: Request, chat_id: str, admitted: Annotated[Admitted, Depends(MESSAGES)]
+) -> JSONResponse:
     services = services_of(request)
-    await caller(services, request, chat_id)
+    if not admitted.visible:
+        # Someone else's chat answers as an unused id.
+        return JSONResponse({"chatId": chat_id, "messages": [], "activeGenerationId": None})
     chat = await services.store.get_chat(chat_id)
     messages: list[dict[str, Any]] = await services.store.load_messages(chat_id)
     return JSONResponse(
@@ -52,12 +63,13 @@ async def chat_messages(request: Request, chat_id: str) -> JSONResponse:
 
 @router.get("/api/chats", responses=answers(ChatList, *ERRORS))
 async def list_chats(
-    request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    request: Request,
+    admitted: Annotated[Admitted, Depends(CHAT_LIST)],
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JSONResponse:
     """The caller's chats, most recent first."""
     services = services_of(request)
-    user = await identify(services, request)
-    chats = await services.store.list_chats(user, limit)
+    chats = await services.store.list_chats(admitted.user, limit)
     return JSONResponse(
         {
             "chats": [

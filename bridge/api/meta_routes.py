@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Annotated
+
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from bridge.api.gate import identify
+from bridge.api.gate import HEALTH, METRICS, MODELS, READY, Admitted
 from bridge.api.schemas import Health, ModelList, answers
 from bridge.errors import NotFound, StoreError
 from bridge.observe.metrics import CONTENT_TYPE
 from bridge.services import services_of
 
+logger = logging.getLogger("bridge.meta")
+
 router = APIRouter()
 
 
 @router.get("/api/models", responses=answers(ModelList, 401, 429))
-async def list_models(request: Request) -> JSONResponse:
+async def list_models(
+    request: Request, admitted: Annotated[Admitted, Depends(MODELS)]
+) -> JSONResponse:
     services = services_of(request)
-    await identify(services, request)
     registry = services.registry
     models = []
     for model_id in registry.allowed_models:
@@ -28,7 +34,7 @@ async def list_models(request: Request) -> JSONResponse:
 
 
 @router.get("/healthz", responses=answers(Health))
-async def health(request: Request) -> JSONResponse:
+async def health(request: Request, admitted: Annotated[Admitted, Depends(HEALTH)]) -> JSONResponse:
     """Liveness: the process serves requests (200 while draining too: it must not be
     restarted while it hands its answers over)."""
     services = services_of(request)
@@ -42,7 +48,7 @@ async def health(request: Request) -> JSONResponse:
 
 
 @router.get("/readyz")
-async def ready(request: Request) -> JSONResponse:
+async def ready(request: Request, admitted: Annotated[Admitted, Depends(READY)]) -> JSONResponse:
     """Readiness: 503 once draining (SIGTERM), so a load balancer stops sending new
     requests here while running answers go on, and 503 while the store does not answer
     within BRIDGE_READY_TIMEOUT_SECONDS."""
@@ -54,13 +60,14 @@ async def ready(request: Request) -> JSONResponse:
         with anyio.fail_after(services.settings.bridge_ready_timeout_seconds):
             await services.store.ping()
     except (StoreError, TimeoutError) as exc:
-        reason = "timeout" if isinstance(exc, TimeoutError) else exc.message
-        return JSONResponse({**body, "status": "store_unavailable", "reason": reason}, 503)
+        # Unauthenticated: ready or not, never the store's host or the error's text.
+        logger.warning("readiness: the store did not answer: %s", exc or "timeout")
+        return JSONResponse({**body, "status": "store_unavailable"}, 503)
     return JSONResponse({**body, "status": "ok"})
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, admitted: Annotated[Admitted, Depends(METRICS)]) -> Response:
     """Prometheus text format; 404 when BRIDGE_METRICS=false."""
     services = services_of(request)
     if not services.settings.bridge_metrics:

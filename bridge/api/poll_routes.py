@@ -18,22 +18,16 @@ from __future__ import annotations
 import contextlib
 import math
 from contextlib import aclosing
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from bridge.access.body import CHAT_REQUEST_BODY, read_json_body, validate
+from bridge.access.body import CHAT_REQUEST_BODY, validate
 from bridge.access.client_level import check_request_level, client_level_of, page_for_client
-from bridge.access.limits import POLL_COST
-from bridge.api.gate import identify
+from bridge.api.gate import POLL, POST_POLL, Admitted, unused_chat_resume
 from bridge.api.schemas import STREAM_ERRORS, error_answers
 from bridge.chat.admission import start_admitted
-from bridge.chat.operations import (
-    authorize,
-    check_chat_id,
-    follow_generation,
-    generation_to_resume,
-    parse_cursor,
-)
+from bridge.chat.operations import follow_generation, generation_to_resume, parse_cursor
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
 from bridge.log.hub import HandedOver
 from bridge.services import Services, services_of
@@ -130,21 +124,23 @@ def _page(
 async def poll_chat(
     request: Request,
     chat_id: str,
+    admitted: Annotated[Admitted, Depends(POLL)],
     cursor: str | None = None,
     wait: str | None = None,
     generation: str | None = None,
 ) -> Response:
     # Parameters are plain strings checked here, so every bad value is the same 400.
     services = services_of(request)
-    check_chat_id(chat_id)
     after = _cursor(cursor)
     wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
     if generation is not None and not 0 < len(generation) <= MAX_GENERATION_ID_LENGTH:
         raise RequestError("generation must be a generation id")
     level = client_level_of(request, services.settings)
-    user = await identify(services, request, POLL_COST)
-    await authorize(services, user, chat_id)
-    generation_id = await generation_to_resume(services, chat_id, generation, after)
+    generation_id = (
+        await generation_to_resume(services, chat_id, generation, after)
+        if admitted.visible
+        else unused_chat_resume(generation)  # someone else's chat answers as an unused id
+    )
     if generation_id is None:
         return _page(None, None, after, level)
     read = await read_page(services, chat_id, generation_id, after, wait_seconds)
@@ -154,21 +150,17 @@ async def poll_chat(
 @router.post(
     "/api/chat/poll", openapi_extra=CHAT_REQUEST_BODY, responses=error_answers(*STREAM_ERRORS)
 )
-async def post_chat_poll(request: Request, wait: str | None = None) -> Response:
+async def post_chat_poll(
+    request: Request, admitted: Annotated[Admitted, Depends(POST_POLL)], wait: str | None = None
+) -> Response:
     """Start a turn like POST /api/chat, but answer with its first page instead of a
     stream: a buffering proxy would hold a stream back until the whole answer is done."""
     services = services_of(request)
     wait_seconds = parse_wait(wait, services.settings.bridge_max_poll_wait_seconds)
     level = client_level_of(request, services.settings)
     check_request_level(level, services.tools)
-    user = await identify(services, request)
-    body = await read_json_body(
-        request,
-        max_bytes=services.settings.bridge_max_body_bytes,
-        max_depth=services.settings.bridge_max_json_depth,
-    )
-    chat_request = validate(ChatRequest, body)
-    generation = await start_admitted(services, chat_request, user)
+    chat_request = validate(ChatRequest, admitted.body)
+    generation = await start_admitted(services, chat_request, admitted.user)
     generation_id = generation.generation_id
     read = await read_page(services, chat_request.id, generation_id, -1, wait_seconds)
     return _page(generation_id, read, -1, level, prelude_end=generation.prelude_end)

@@ -9,12 +9,12 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from bridge.access.body import CHAT_REQUEST_BODY, read_json_body, validate
+from bridge.access.body import CHAT_REQUEST_BODY, validate
 from bridge.access.client_level import check_request_level, client_level_of, for_client
-from bridge.api.gate import caller, identify
+from bridge.api.gate import POST_CHAT, RESUME, Admitted, unused_chat_resume
 from bridge.api.schemas import STREAM_ERRORS, error_answers
 from bridge.chat.admission import start_admitted
 from bridge.chat.operations import follow_generation, generation_to_resume, parse_cursor
@@ -65,18 +65,16 @@ def _stream_response(
 
 
 @router.post("/api/chat", openapi_extra=CHAT_REQUEST_BODY, responses=error_answers(*STREAM_ERRORS))
-async def post_chat(request: Request, protocol: StreamProtocol = "ui") -> Response:
+async def post_chat(
+    request: Request,
+    admitted: Annotated[Admitted, Depends(POST_CHAT)],
+    protocol: StreamProtocol = "ui",
+) -> Response:
     services = services_of(request)
-    user = await identify(services, request)
     level = client_level_of(request, services.settings)
     check_request_level(level, services.tools)
-    body = await read_json_body(
-        request,
-        max_bytes=services.settings.bridge_max_body_bytes,
-        max_depth=services.settings.bridge_max_json_depth,
-    )
-    chat_request = validate(ChatRequest, body)
-    generation = await start_admitted(services, chat_request, user)
+    chat_request = validate(ChatRequest, admitted.body)
+    generation = await start_admitted(services, chat_request, admitted.user)
     return _stream_response(
         services,
         chat_request.id,
@@ -92,6 +90,7 @@ async def post_chat(request: Request, protocol: StreamProtocol = "ui") -> Respon
 async def resume_chat(
     request: Request,
     chat_id: str,
+    admitted: Annotated[Admitted, Depends(RESUME)],
     generation: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,
@@ -99,10 +98,13 @@ async def resume_chat(
 ) -> Response:
     resumed_at = time.monotonic()
     services = services_of(request)
-    await caller(services, request, chat_id)
     level = client_level_of(request, services.settings)
     after = parse_cursor(cursor if cursor is not None else last_event_id)
-    generation_id = await generation_to_resume(services, chat_id, generation, after)
+    generation_id = (
+        await generation_to_resume(services, chat_id, generation, after)
+        if admitted.visible
+        else unused_chat_resume(generation)  # someone else's chat answers as an unused id
+    )
     if generation_id is None:
         return Response(status_code=204)
     services.metrics.resumes.labels("sse").inc()

@@ -10,9 +10,10 @@ import anyio
 from pydantic import ValidationError
 
 from bridge.access.body import validation_details
-from bridge.chat.operations import authorize, check_chat_id
-from bridge.chat.steer import SteerBody, queue_steering
-from bridge.chat.tail import READY, parse_position, tail_chat
+from bridge.api.gate import Admitted
+from bridge.api.live_routes import tail_position, unused_chat_tail
+from bridge.chat.steer import NothingRunning, SteerBody, queue_steering
+from bridge.chat.tail import READY, tail_chat
 from bridge.errors import InvalidRequest
 from bridge.services import Services
 from protocol.websocket import encode_end_frame, encode_start_frame
@@ -24,12 +25,13 @@ Send = Callable[..., Awaitable[None]]
 async def serve_live_frame(
     send: Send,
     services: Services,
-    user: str,
+    admitted: Admitted,
     reading: anyio.CancelScope,
     frame: WsSteerFrame | WsLiveFrame,
 ) -> None:
-    chat_id = check_chat_id(frame.id)
-    await authorize(services, user, chat_id)
+    """`admitted`: the frame passed the gate; a chat that is not the caller's answers as an
+    unused id."""
+    chat_id = frame.id
     rid = frame.request_id
     if isinstance(frame, WsSteerFrame):
         try:
@@ -43,13 +45,21 @@ async def serve_live_frame(
         except ValidationError as exc:
             details = validation_details(exc)
             raise InvalidRequest(f"invalid steer frame: {details[0]['message']}", details) from None
+        if not admitted.visible:
+            raise NothingRunning(
+                f"nothing is running in chat {chat_id}: send the message as a new turn "
+                "(POST /api/chat) instead"
+            )
         await queue_steering(services, chat_id, body.message, body.mode, body.generation_id)
         await send(encode_end_frame(rid))
         return
-    resume = parse_position(frame.cursor)
+    resume = tail_position(frame.cursor)
+    events = (
+        tail_chat(services, chat_id, resume) if admitted.visible else unused_chat_tail(services)
+    )
     sequence = 0
     with reading:
-        async for event in tail_chat(services, chat_id, resume):
+        async for event in events:
             if event is READY:
                 # The chat's state is taken: every later generation will reach this request.
                 await send(encode_start_frame(rid))

@@ -23,34 +23,33 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.datastructures import Headers
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge.access.body import json_depth_exceeds, validation_details
+from bridge.access.browser import origin_verdict, trusted_proxies
 from bridge.access.limits import retry_after_header
-from bridge.api.gate import identify
+from bridge.api.gate import (
+    FRAMES,
+    SOCKET,
+    Admitted,
+    admit,
+    admit_frame,
+    check_socket_identity,
+    unused_chat_resume,
+)
 from bridge.api.ws_live_routes import serve_live_frame
 from bridge.chat.admission import start_admitted
-from bridge.chat.operations import (
-    authorize,
-    check_chat_id,
-    follow_generation,
-    generation_to_resume,
-    stop_generation,
-)
+from bridge.chat.operations import follow_generation, generation_to_resume, stop_generation
 from bridge.errors import (
     BridgeError,
-    GenerationNotFound,
     InvalidRequest,
     LimitExceeded,
     Unauthorized,
@@ -82,6 +81,9 @@ MAX_CLOSE_REASON_BYTES = 123
 # generation it stopped (the stop itself is requested first, so it is never lost).
 STOP_WAIT_SECONDS = 10.0
 INTERNAL_ERROR_TEXT = "An internal error occurred."
+# Frames past the request rate are parsed (for their request id) only up to this size;
+# a larger one closes the socket unparsed: parsing is the costly part of a frame.
+OVER_RATE_PARSE_BYTES = 64 * 1024
 # Stands in for the prelude of a continuation (offsets 1..p, which rebuild the continued
 # message for replays) on the socket that sent it: that client holds the message already,
 # and the SDK client rejects a gap in `sequence`, so the offsets are kept and the content
@@ -205,6 +207,21 @@ class SocketSession:
             if len(text) > max_bytes:  # cheap pre-check: a character is at least a byte
                 await self._close(POLICY_VIOLATION, f"frame too large (> {max_bytes} bytes)")
                 return
+            # Every frame counts against the rate as it arrives, before it is parsed.
+            over_rate: LimitExceeded | None = None
+            try:
+                self._services.limits.requests.check(self._user)
+            except LimitExceeded as exc:
+                over_rate = exc
+                if len(text) > OVER_RATE_PARSE_BYTES:
+                    await self._close(POLICY_VIOLATION, exc.message)
+                    return
+            try:
+                # The identity again: an expired token or an ended session stops the socket.
+                await check_socket_identity(self._services, self._websocket, self._user)
+            except Unauthorized as exc:
+                await self._close(POLICY_VIOLATION, exc.message)
+                return
             raw = text.encode("utf-8")
             max_depth = self._settings.bridge_max_json_depth
             if json_depth_exceeds(raw, max_depth):
@@ -216,6 +233,9 @@ class SocketSession:
             except FrameError as exc:
                 await self._close(POLICY_VIOLATION, str(exc))
                 return
+            if over_rate is not None:
+                await self._send_quietly(encode_error_frame(frame.request_id, over_rate.message))
+                continue
             if isinstance(frame, WsAbortFrame):
                 # Unknown or finished request ids are ignored: the client may abort a
                 # request whose `end` is still on its way.
@@ -228,11 +248,6 @@ class SocketSession:
                     POLICY_VIOLATION, f"requestId {frame.request_id[:40]!r} is already in use"
                 )
                 return
-            try:
-                self._services.limits.requests.check(self._user)
-            except LimitExceeded as exc:
-                await self._send_quietly(encode_error_frame(frame.request_id, exc.message))
-                continue
             if len(self._requests) >= self._settings.bridge_ws_max_requests:
                 await self._send_quietly(
                     encode_error_frame(
@@ -258,25 +273,27 @@ class SocketSession:
     ) -> None:
         """Run one request; its failures become an `error` frame for its request id only."""
         error_text: str | None = None
+        admitted: Admitted | None = None
         try:
+            admitted = await admit_frame(self._services, FRAMES[frame.type], self._user, frame.id)
             if isinstance(frame, WsSendFrame):
                 await self._send_turn(request, frame)
             elif isinstance(frame, WsResumeFrame):
-                await self._resume(request, frame)
+                await self._resume(request, frame, admitted.visible)
             else:
-                await serve_live_frame(
-                    self._send, self._services, self._user, request.reading, frame
-                )
+                await serve_live_frame(self._send, self._services, admitted, request.reading, frame)
         except _SocketGone:
             return
         except BridgeError as exc:
-            error_text = exc.message
-        except GenerationNotFound:
-            error_text = "the generation's log is gone (past its retention); reload the chat"
+            error_text = exc.public_message
+            if error_text != exc.message:
+                logger.warning("websocket request %s: %s", request.request_id, exc)
         except Exception:
             logger.exception("websocket request %s failed", request.request_id)
             error_text = INTERNAL_ERROR_TEXT
         finally:
+            if admitted is not None:
+                admitted.release()
             self._requests.pop(request.request_id, None)
         if error_text is not None and not request.aborted:
             await self._send_quietly(encode_error_frame(request.request_id, error_text))
@@ -290,12 +307,12 @@ class SocketSession:
         request.generation_id = generation.generation_id
         await self._stream(request, after=-1, prelude_end=generation.prelude_end)
 
-    async def _resume(self, request: _Request, frame: WsResumeFrame) -> None:
-        chat_id = check_chat_id(frame.id)
-        await authorize(self._services, self._user, chat_id)
+    async def _resume(self, request: _Request, frame: WsResumeFrame, visible: bool) -> None:
         after = frame.last_sequence if frame.last_sequence is not None else -1
-        generation_id = await generation_to_resume(
-            self._services, chat_id, frame.generation_id, after
+        generation_id = (
+            await generation_to_resume(self._services, frame.id, frame.generation_id, after)
+            if visible
+            else unused_chat_resume(frame.generation_id)  # not the caller's: as unused
         )
         if generation_id is None:
             await self._send(encode_no_active_frame(request.request_id))
@@ -337,36 +354,6 @@ class SocketSession:
 router = APIRouter()
 
 
-def origin_allowed(
-    headers: Headers,
-    allowed: Sequence[str],
-    peer: str | None = None,
-    trusted_proxies: Sequence[str] = (),
-) -> bool:
-    """Same-origin, or listed in BRIDGE_CORS_ORIGINS ("*": any).
-
-    Browsers always send Origin on a WebSocket handshake and never let a page forge it,
-    so this stops other sites from opening sockets with the user's credentials
-    (cross-site WebSocket hijacking). A handshake without Origin is not from a browser.
-    Behind a proxy that rewrites Host (a Next.js rewrite), the page's own host arrives as
-    `X-Forwarded-Host`, believed only from a trusted proxy (BRIDGE_FORWARDED_ALLOW_IPS).
-    """
-    origin = headers.get("origin")
-    if origin is None:
-        return True
-    if "*" in allowed or origin in allowed:
-        return True
-    parts = urlsplit(origin)
-    if parts.scheme not in {"http", "https"}:
-        return False
-    hosts = [headers.get("host")]
-    if peer is not None and ("*" in trusted_proxies or peer in trusted_proxies):
-        forwarded = headers.get("x-forwarded-host")
-        if forwarded:
-            hosts.append(forwarded.split(",", 1)[0].strip())
-    return any(host is not None and parts.netloc == host for host in hosts)
-
-
 async def _deny(
     websocket: WebSocket,
     status: int,
@@ -389,18 +376,20 @@ async def _deny(
 async def chat_socket(websocket: WebSocket) -> None:
     services = services_of(websocket)
     settings = services.settings
-    peer = websocket.client.host if websocket.client else None
-    trusted = [ip.strip() for ip in settings.bridge_forwarded_allow_ips.split(",") if ip.strip()]
-    if not origin_allowed(websocket.headers, settings.bridge_cors_origins, peer, trusted):
+    # The host was checked (and a `*`-only origin's cookies dropped) by BrowserGuard.
+    verdict = origin_verdict(
+        websocket.scope, settings.bridge_cors_origins, trusted_proxies(settings)
+    )
+    if verdict == "refused":
         await _deny(websocket, 403, "origin_not_allowed", "this origin may not open a socket")
         return
     try:
-        user = await identify(services, websocket)
-        with services.limits.sockets.hold(user):
+        admitted = await admit(services, websocket, SOCKET)
+        with services.limits.sockets.hold(admitted.user):
             await websocket.accept()
-            await SocketSession(websocket, services, user).run()
+            await SocketSession(websocket, services, admitted.user).run()
     except Unauthorized as exc:
-        await _deny(websocket, exc.status_code, exc.code, exc.message)
+        await _deny(websocket, exc.status_code, exc.code, exc.public_message)
     except LimitExceeded as exc:
         retry = {"retry-after": retry_after_header(exc.retry_after)}
         await _deny(websocket, exc.status_code, exc.code, exc.message, retry)
