@@ -18,7 +18,14 @@ import pytest
 from bridge.errors import ProviderError, ProviderUnavailable
 from bridge.providers._transport import is_transport_failure, transport_error
 from bridge.providers.anthropic import AnthropicProvider
-from bridge.providers.base import ModelRequest, Provider, StreamOpened, TextDelta
+from bridge.providers.base import (
+    EventError,
+    ModelRequest,
+    Provider,
+    StepFinished,
+    StreamOpened,
+    TextDelta,
+)
 from bridge.providers.openai_chat import OpenAIChatProvider
 from bridge.providers.openai_responses import OpenAIResponsesProvider
 from tests.bridge_server import BridgeFactory, chat_body
@@ -31,6 +38,7 @@ from tests.fakes import (
     Text,
     collect,
     message,
+    of_type,
 )
 from tests.session_client import StreamResult, read_stream
 
@@ -191,25 +199,44 @@ WRONG_SHAPE = {
 
 
 @pytest.mark.parametrize("shape", ["not-json", "not-an-object", "wrong-shape"])
-async def test_provider_malformed_event_is_a_provider_error_not_retried(
+async def test_provider_malformed_event_is_an_error_of_the_step_which_goes_on(
     upstream: Upstream, shape: str
 ) -> None:
-    """An event the bridge cannot read is the provider's fault, reported as such (never an
-    internal error), and not retried: the server would likely send it again."""
+    """An event the bridge cannot read is reported where it came (an `EventError`, shown
+    as an `error` chunk) and the rest of the answer still arrives, as in the AI SDK's
+    providers: never an HTTP 502, never an internal error."""
     name = b"event: content_block_delta\n" if upstream.kind == "anthropic" else b""
     raw = {
         "not-json": name + b"data: {not json\n\n",
         "not-an-object": name + b"data: [1, 2]\n\n",
         "wrong-shape": WRONG_SHAPE[upstream.kind],
     }[shape]
-    upstream.fake.enqueue([Text("Hello"), RawBytes(raw), Text("never read")])
+    upstream.fake.enqueue([Text("Hello"), RawBytes(raw), Text(" and after")])
     provider = upstream.provider()
     try:
-        with pytest.raises(ProviderError, match="cannot read") as caught:
-            await collect(provider.stream(ask()))
+        events = await collect(provider.stream(ask()))
     finally:
         await provider.aclose()
-    assert not isinstance(caught.value, ProviderUnavailable)
+    errors = of_type(events, EventError)
+    assert len(errors) == 1
+    assert "cannot read" in errors[0].text
+    text = "".join(event.delta for event in of_type(events, TextDelta))
+    assert text.endswith(" and after")
+    assert isinstance(events[0], StreamOpened)
+    assert isinstance(events[-1], StepFinished)
+
+
+async def test_provider_malformed_first_event_still_opens_the_stream(upstream: Upstream) -> None:
+    """Before it, nothing was streamed: were it raised, the client would get a 502."""
+    name = b"event: message_start\n" if upstream.kind == "anthropic" else b""
+    upstream.fake.enqueue([RawBytes(name + b"data: {broken\n\n"), Text("Hello")])
+    provider = upstream.provider()
+    try:
+        events = await collect(provider.stream(ask()))
+    finally:
+        await provider.aclose()
+    assert isinstance(events[0], StreamOpened)
+    assert isinstance(events[1], EventError)
 
 
 async def test_provider_event_past_the_size_cap_is_a_clear_provider_error(

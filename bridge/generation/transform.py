@@ -9,6 +9,7 @@ import orjson
 
 from bridge.providers import base as ev
 from protocol.chunks import (
+    ErrorChunk,
     FileChunk,
     ReasoningDeltaChunk,
     ReasoningEndChunk,
@@ -94,6 +95,8 @@ class StepTransformer:
                 yield self._source(event)
             case ev.File(media_type=media_type, url=url):
                 yield FileChunk(media_type=media_type, url=url)
+            case ev.EventError(text=text):
+                yield ErrorChunk(error_text=text)
             case ev.StepFinished():
                 yield from self.close_open_blocks()
                 self.finished = event

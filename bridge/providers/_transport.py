@@ -140,6 +140,11 @@ def event_too_large(limit: int, *, provider: str, label: str) -> ProviderError:
     )
 
 
+def unreadable_event_text(data: bytes, *, label: str) -> str:
+    """What the client is shown for an event that is not what the API documents."""
+    return f"{label} sent an event the bridge cannot read ({len(data)} bytes)"
+
+
 def malformed_event(data: bytes, *, provider: str, label: str) -> ProviderError:
     """An event that is not what the API documents: not retried, as a server that sends
     one will likely send it again."""

@@ -10,12 +10,14 @@ it), which `ReasoningEnd` hands out as `providerMetadata.anthropic.signature`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anthropic
+import orjson
 from anthropic import AsyncAnthropic, omit
 from anthropic.types import (
     Base64ImageSourceParam,
@@ -45,8 +47,9 @@ from bridge.providers._convert import (
 )
 from bridge.providers._http_client import ProviderHTTP, sdk_http_client
 from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
-from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
+from bridge.providers._transport import MALFORMED, read_sse, unreadable_event_text
 from bridge.providers.base import (
+    EventError,
     FinishReason,
     ModelRequest,
     ProviderEvent,
@@ -62,10 +65,13 @@ from bridge.providers.base import (
     ToolCall,
     ToolInputDelta,
     ToolInputStart,
+    ToolResult,
     ToolSpec,
     Usage,
 )
 from protocol.messages import FileUIPart, ReasoningUIPart, TextUIPart
+
+logger = logging.getLogger(__name__)
 
 LABEL = "Anthropic"
 DEFAULT_MAX_TOKENS = 4096
@@ -185,15 +191,25 @@ class AnthropicProvider:
             )
             async for events in stream:
                 for name, data in events:
-                    if name is None or name == "ping" or state.finished:
+                    if name == "ping" or state.finished:
                         continue  # what the SDK skips too
-                    event = parse_event(data, provider=self.name, label=LABEL)
-                    if name == "error" or event.get("type") == "error":
-                        raise _stream_error(event, secrets=self._secrets)
-                    try:
-                        produced = state.handle(event, request.model)
-                    except MALFORMED as exc:
-                        raise malformed_event(data, provider=self.name, label=LABEL) from exc
+                    event = _read_event(data)
+                    # Some Anthropic-compatible servers send no `event:` lines: the type is
+                    # the payload's own.
+                    if name == "error" or (event is not None and event.get("type") == "error"):
+                        raise _stream_error(event or {}, secrets=self._secrets)
+                    produced = None
+                    if event is not None:
+                        try:
+                            produced = state.handle(event, request.model)
+                        except MALFORMED:
+                            produced = None
+                    if produced is None:
+                        # As the AI SDK does: the event is reported, the step goes on.
+                        produced = [
+                            *state.open(request.model),
+                            EventError(unreadable_event_text(data, label=LABEL)),
+                        ]
                     for out in produced:
                         yield out
         if state.finished:
@@ -201,6 +217,15 @@ class AnthropicProvider:
         raise error_for_status(
             None, "the stream ended before message_stop", provider=self.name, label=LABEL
         )
+
+
+def _read_event(data: bytes) -> dict[str, Any] | None:
+    """An event's JSON object, or None when it is not one."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _stream_error(event: dict[str, Any], *, secrets: Sequence[str]) -> ProviderError:
@@ -222,7 +247,7 @@ def _stream_error(event: dict[str, Any], *, secrets: Sequence[str]) -> ProviderE
 
 @dataclass(slots=True)
 class _Block:
-    kind: Literal["text", "thinking", "redacted", "tool", "other"]
+    kind: Literal["text", "thinking", "redacted", "tool", "server-tool", "other"]
     id: str
     name: str = ""
     parts: list[str] = field(default_factory=list)
@@ -235,6 +260,35 @@ _EMPTY: dict[str, Any] = {}
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) else None
+
+
+# The code execution tool's sub-tools are shown under its own name, as the AI SDK does.
+_SERVER_TOOL_NAMES = {
+    "bash_code_execution": "code_execution",
+    "text_editor_code_execution": "code_execution",
+}
+
+
+def _server_tool_input(text: str, tool: str) -> str:
+    """The code execution tool's input as the AI SDK shows it: its bash and text editor
+    calls marked with their type, a `{code}` call as a programmatic tool call."""
+    if tool not in ("bash_code_execution", "text_editor_code_execution", "code_execution"):
+        return text
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    if not isinstance(value, dict) or "type" in value:
+        return text
+    if tool != "code_execution":
+        return to_json({"type": tool, **value})
+    if "code" in value:
+        return to_json({"type": "programmatic-tool-call", **value})
+    return text
+
+
+def _server_error(call_id: str, kind: str, fields: dict[str, Any]) -> ToolResult:
+    return ToolResult(call_id, error=to_json({"type": kind, "errorCode": fields.get("error_code")}))
 
 
 class _StreamState:
@@ -250,24 +304,31 @@ class _StreamState:
         self._stop_reason: str | None = None
         self._saw_tool = False
         self._cited: set[str] = set()
+        self._server_calls: dict[str, str] = {}  # provider-executed call id -> tool name
+        self._source_count = 0
+        self._web_results = False  # a web search gave results: its citations add no source
+
+    def open(self, model: str, start: dict[str, Any] = _EMPTY) -> list[ProviderEvent]:
+        """`StreamOpened`, once, before anything else of the stream."""
+        if self._opened:
+            return []
+        self._opened = True
+        return [
+            StreamOpened(response_id=start.get("id") or None, model=start.get("model") or model)
+        ]
 
     def handle(self, event: dict[str, Any], model: str) -> list[ProviderEvent]:
         """One stream event, as parsed JSON."""
         if self.finished:
             return []  # nothing may follow message_stop
-        out: list[ProviderEvent] = []
         kind = event.get("type")
-        if not self._opened:
-            self._opened = True
-            start = (event.get("message") or _EMPTY) if kind == "message_start" else _EMPTY
-            out.append(
-                StreamOpened(response_id=start.get("id") or None, model=start.get("model") or model)
-            )
+        start = (event.get("message") or _EMPTY) if kind == "message_start" else _EMPTY
+        out = self.open(model, start)
         match kind:
             case "content_block_delta":
                 out += self._block_delta(event.get("index") or 0, event.get("delta") or _EMPTY)
             case "message_start":
-                self._add_usage((event.get("message") or _EMPTY).get("usage") or _EMPTY)
+                self._add_usage(start.get("usage") or _EMPTY)
             case "content_block_start":
                 out += self._block_start(
                     event.get("index") or 0, event.get("content_block") or _EMPTY
@@ -280,6 +341,8 @@ class _StreamState:
                 self._add_usage(event.get("usage") or _EMPTY)
             case "message_stop":
                 out += self._finish()
+            case _:
+                logger.debug("Anthropic stream: event %r ignored", kind)
         return out
 
     def _block_start(self, index: int, block: dict[str, Any]) -> list[ProviderEvent]:
@@ -307,7 +370,163 @@ class _StreamState:
                 entry.data = to_json(initial)  # input sent whole rather than streamed
             self._blocks[index] = entry
             return [ToolInputStart(call_id, name)]
-        self._blocks[index] = _Block("other", block_id)  # server tools: not offered
+        if kind == "server_tool_use":
+            # A tool Anthropic runs itself (web search, web fetch, code execution, tool
+            # search): shown as a provider-executed call; its input may stream.
+            call_id = str(block.get("id", ""))
+            name = _SERVER_TOOL_NAMES.get(str(block.get("name", "")), str(block.get("name", "")))
+            initial = block.get("input")
+            # `signature` holds the tool's own name: the code execution tool's input is
+            # marked with it, as the AI SDK does (`{"type": "bash_code_execution", ...}`).
+            entry = _Block("server-tool", call_id, name=name, signature=str(block.get("name", "")))
+            if isinstance(initial, dict) and initial:
+                entry.data = to_json(initial)
+            self._blocks[index] = entry
+            self._server_calls[call_id] = name
+            return [ToolInputStart(call_id, name, provider_executed=True)]
+        if kind == "mcp_tool_use":
+            call_id, name = str(block.get("id", "")), str(block.get("name", ""))
+            self._blocks[index] = _Block("other", block_id)
+            self._server_calls[call_id] = name
+            return [
+                ToolInputStart(call_id, name, provider_executed=True),
+                ToolCall(
+                    call_id,
+                    name,
+                    to_json(block.get("input") or {}),
+                    provider_executed=True,
+                    provider_metadata={
+                        "anthropic": {
+                            "type": "mcp-tool-use",
+                            "serverName": block.get("server_name"),
+                        }
+                    },
+                ),
+            ]
+        self._blocks[index] = _Block("other", block_id)
+        if isinstance(kind, str) and kind.endswith("_tool_result"):
+            return self._server_tool_result(kind, block)
+        logger.debug("Anthropic stream: content block %r ignored", kind)
+        return []
+
+    def _server_tool_result(self, kind: str, block: dict[str, Any]) -> list[ProviderEvent]:
+        """The result of a call Anthropic ran, shaped as the AI SDK shows it. A result for
+        a call this step never started is dropped: the client would reject it."""
+        call_id = str(block.get("tool_use_id", ""))
+        if call_id not in self._server_calls:
+            logger.debug("Anthropic stream: %s for an unknown call ignored", kind)
+            return []
+        content = block.get("content")
+        fields = content if isinstance(content, dict) else _EMPTY
+        if kind == "web_search_tool_result":
+            if not isinstance(content, list):
+                return [_server_error(call_id, "web_search_tool_result_error", fields)]
+            results = [result for result in content if isinstance(result, dict)]
+            self._web_results = self._web_results or bool(results)
+            out: list[ProviderEvent] = [
+                ToolResult(
+                    call_id,
+                    output=[
+                        {
+                            "url": result.get("url"),
+                            **({"title": result["title"]} if result.get("title") else {}),
+                            "pageAge": result.get("page_age"),
+                            "encryptedContent": result.get("encrypted_content"),
+                            "type": result.get("type"),
+                        }
+                        for result in results
+                    ],
+                )
+            ]
+            for result in results:
+                url = str(result.get("url") or "")
+                if url:
+                    self._source_count += 1
+                    out.append(
+                        Source(
+                            "url",
+                            f"{call_id}:{self._source_count}",
+                            url=url,
+                            title=result.get("title") or None,
+                            provider_metadata={"anthropic": {"pageAge": result.get("page_age")}},
+                        )
+                    )
+            return out
+        if kind == "web_fetch_tool_result":
+            if fields.get("type") != "web_fetch_result":
+                return [_server_error(call_id, "web_fetch_tool_result_error", fields)]
+            document = fields.get("content") or _EMPTY
+            source = document.get("source") or _EMPTY
+            return [
+                ToolResult(
+                    call_id,
+                    output={
+                        "type": "web_fetch_result",
+                        "url": fields.get("url"),
+                        "retrievedAt": fields.get("retrieved_at"),
+                        "content": {
+                            "type": document.get("type"),
+                            "title": document.get("title"),
+                            "citations": document.get("citations"),
+                            "source": {
+                                "type": source.get("type"),
+                                "mediaType": source.get("media_type"),
+                                "data": source.get("data"),
+                            },
+                        },
+                    },
+                )
+            ]
+        if kind == "code_execution_tool_result":
+            result_type = fields.get("type")
+            if result_type == "code_execution_result":
+                return [
+                    ToolResult(
+                        call_id,
+                        output={
+                            "type": result_type,
+                            "stdout": fields.get("stdout"),
+                            "stderr": fields.get("stderr"),
+                            "return_code": fields.get("return_code"),
+                            "content": fields.get("content") or [],
+                        },
+                    )
+                ]
+            if result_type == "encrypted_code_execution_result":
+                return [
+                    ToolResult(
+                        call_id,
+                        output={
+                            "type": result_type,
+                            "encrypted_stdout": fields.get("encrypted_stdout"),
+                            "stderr": fields.get("stderr"),
+                            "return_code": fields.get("return_code"),
+                            "content": fields.get("content") or [],
+                        },
+                    )
+                ]
+            return [_server_error(call_id, "code_execution_tool_result_error", fields)]
+        if kind in ("bash_code_execution_tool_result", "text_editor_code_execution_tool_result"):
+            return [ToolResult(call_id, output=content)]
+        if kind == "tool_search_tool_result":
+            if fields.get("type") == "tool_search_tool_search_result":
+                references = fields.get("tool_references") or []
+                return [
+                    ToolResult(
+                        call_id,
+                        output=[
+                            {"type": ref.get("type"), "toolName": ref.get("tool_name")}
+                            for ref in references
+                            if isinstance(ref, dict)
+                        ],
+                    )
+                ]
+            return [_server_error(call_id, "tool_search_tool_result_error", fields)]
+        if kind == "mcp_tool_result":
+            if block.get("is_error"):
+                return [ToolResult(call_id, error=to_json(content))]
+            return [ToolResult(call_id, output=content)]
+        logger.debug("Anthropic stream: content block %r ignored", kind)
         return []
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> list[ProviderEvent]:
@@ -324,8 +543,8 @@ class _StreamState:
             return []
         if kind == "input_json_delta":
             piece = str(delta.get("partial_json", ""))
-            if not piece:
-                return []
+            if not piece or block.kind not in ("tool", "server-tool"):
+                return []  # only a call that was started may stream its input
             block.parts.append(piece)
             return [ToolInputDelta(block.id, piece)]
         if kind == "citations_delta":
@@ -350,12 +569,17 @@ class _StreamState:
         if block.kind == "tool":
             text = "".join(block.parts) or block.data or "{}"
             return [ToolCall(block.id, block.name, text)]
+        if block.kind == "server-tool":
+            text = _server_tool_input("".join(block.parts) or block.data or "{}", block.signature)
+            return [ToolCall(block.id, block.name, text, provider_executed=True)]
         return []
 
     def _citation(self, citation: dict[str, Any]) -> list[ProviderEvent]:
         kind = citation.get("type")
         title = citation.get("title") or citation.get("document_title")
         metadata = {"anthropic": {"citedText": citation.get("cited_text")}}
+        if kind == "web_search_result_location" and self._web_results:
+            return []  # the search results already gave their sources
         if kind in ("web_search_result_location", "search_result_location"):
             url = str(citation.get("url") or citation.get("source", ""))
             if not url or url in self._cited:

@@ -194,6 +194,15 @@ class File:
 
 
 @dataclass(frozen=True, slots=True)
+class EventError:
+    """An event of the stream the provider could not read (not JSON, or not of the shape
+    the API documents). The step goes on, as in the AI SDK's providers: the client is shown
+    `text` as an `error` chunk and the rest of the answer (e.g. the other tool calls)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class StepFinished:
     finish_reason: FinishReason
     usage: Usage = field(default_factory=Usage)
@@ -215,6 +224,7 @@ ProviderEvent = (
     | ToolResult
     | Source
     | File
+    | EventError
     | StepFinished
 )
 

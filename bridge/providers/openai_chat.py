@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+import orjson
 from openai import AsyncOpenAI, omit
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
@@ -43,8 +44,9 @@ from bridge.providers._convert import (
 )
 from bridge.providers._http_client import ProviderHTTP
 from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
-from bridge.providers._transport import MALFORMED, malformed_event, parse_event, read_sse
+from bridge.providers._transport import MALFORMED, read_sse, unreadable_event_text
 from bridge.providers.base import (
+    EventError,
     FinishReason,
     ModelRequest,
     ProviderEvent,
@@ -144,18 +146,25 @@ class OpenAIChatProvider:
                     if data.startswith(b"[DONE]"):
                         done = True
                         break
-                    chunk = parse_event(data, provider=self.name, label=LABEL)
-                    if (error := chunk.get("error")) is not None:
+                    chunk = _read_chunk(data)
+                    if chunk is not None and (error := chunk.get("error")) is not None:
                         raise _stream_error(error, secrets=self._secrets)
                     if not opened:
                         opened = True
+                        first = chunk or {}
                         yield StreamOpened(
-                            response_id=_text(chunk.get("id")), model=_text(chunk.get("model"))
+                            response_id=_text(first.get("id")), model=_text(first.get("model"))
                         )
-                    try:
-                        produced = state.handle(chunk)
-                    except MALFORMED as exc:
-                        raise malformed_event(data, provider=self.name, label=LABEL) from exc
+                    produced = None
+                    if chunk is not None:
+                        try:
+                            produced = state.handle(chunk)
+                        except MALFORMED:
+                            produced = None
+                    if produced is None:
+                        # As the AI SDK does: the chunk is reported, the step goes on.
+                        yield EventError(unreadable_event_text(data, label=LABEL))
+                        continue
                     for event in produced:
                         yield event
         if not done and not state.saw_finish:
@@ -171,6 +180,15 @@ class OpenAIChatProvider:
             yield StreamOpened(model=request.model)
         for event in state.finish():
             yield event
+
+
+def _read_chunk(data: bytes) -> dict[str, Any] | None:
+    """A chunk's JSON object, or None when it is not one."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _stream_error(error: object, *, secrets: list[str]) -> ProviderError:
@@ -211,6 +229,7 @@ class _StreamState:
         self._raw_finish: str | None = None
         self._usage: dict[str, Any] | None = None
         self.saw_finish = False
+        self._refused = False
 
     def handle(self, chunk: dict[str, Any]) -> list[ProviderEvent]:
         """One `chat.completion.chunk`, as parsed JSON (fields the API leaves out or sets
@@ -228,8 +247,17 @@ class _StreamState:
         if isinstance(reasoning, str) and reasoning:
             out += self._reasoning_delta(reasoning)
         content = delta.get("content")
-        if isinstance(content, str) and content:
-            out += self._text_delta(content)
+        if isinstance(content, str):
+            if content:
+                out += self._text_delta(content)
+        elif isinstance(content, list):
+            # Typed parts (Mistral): `text`, and `thinking` with its own text parts.
+            for kind, text in _content_parts(content):
+                out += self._text_delta(text) if kind == "text" else self._reasoning_delta(text)
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            self._refused = True
+            out += self._text_delta(refusal)
         for call in delta.get("tool_calls") or ():
             function = call.get("function") or _EMPTY
             out += self._tool_delta(
@@ -252,6 +280,8 @@ class _StreamState:
         reason: FinishReason = _FINISH_REASONS.get(raw, "other") if raw else "other"
         if any(call.done for call in self._calls.values()):
             reason = "tool-calls"  # Ollama reports "stop" for tool calls
+        elif self._refused and reason == "stop":
+            reason = "content-filter"  # the refusal came in `refusal`, as the AI SDK reads it
         out.append(
             StepFinished(finish_reason=reason, usage=_usage(self._usage), raw_finish_reason=raw)
         )
@@ -328,6 +358,30 @@ class _StreamState:
 
 
 _EMPTY: dict[str, Any] = {}
+
+
+def _content_parts(content: list[Any]) -> list[tuple[str, str]]:
+    """`("text" | "reasoning", text)` of `delta.content` given as an array of parts; other
+    part types are skipped (with a debug log)."""
+    parts: list[tuple[str, str]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            if part["text"]:
+                parts.append(("text", part["text"]))
+        elif kind == "thinking" and isinstance(part.get("thinking"), list):
+            text = "".join(
+                chunk["text"]
+                for chunk in part["thinking"]
+                if isinstance(chunk, dict)
+                and chunk.get("type") == "text"
+                and isinstance(chunk.get("text"), str)
+            )
+            if text:
+                parts.append(("reasoning", text))
+        else:
+            logger.debug("Chat Completions stream: content part %r ignored", kind)
+    return parts
 
 
 def _text(value: object) -> str | None:

@@ -1,0 +1,205 @@
+"""The differential suite: the bridge's answer to a recorded provider stream against the AI
+SDK's own.
+
+Each recording under tests/recordings/<path>/ is a provider stream in its real framing
+(Responses and Messages with `event:` lines, Chat Completions with `data:` and `[DONE]`),
+written from the APIs' documented event shapes (and the fields the @ai-sdk providers parse).
+The same bytes go
+
+* to `streamText` with the matching @ai-sdk provider package (tests/node/provider-reference.mjs,
+  one Node process for every recording), which prints the UI message the SDK builds;
+* to the bridge's provider (its real SDK client, against a local replay server), whose events
+  go through the runner's step transformer into a message assembled as the client would.
+
+What the user sees after the first step is compared: text, reasoning, tool calls (name,
+input, provider-executed, state, output or error), sources, files and errors (the provider's
+own error text must be in the bridge's). Where the bridge deliberately differs, DIFFERENCES
+names the field and why, and the test checks the difference is still there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.errors import ProviderError
+from bridge.generation.transform import StepTransformer
+from bridge.log.closing import closing_chunks
+from bridge.providers.anthropic import AnthropicProvider
+from bridge.providers.base import ModelRequest, Provider, ToolSpec
+from bridge.providers.openai_chat import OpenAIChatProvider
+from bridge.providers.openai_responses import OpenAIResponsesProvider
+from protocol.assembler import MessageAssembler
+from protocol.chunks import ErrorChunk, StartChunk, StartStepChunk, UIMessageChunk
+from tests.fakes import message
+from tests.fakes.replay import ReplayServer
+from tests.node_harness import run_node
+
+RECORDINGS = Path(__file__).parent / "recordings"
+PATHS = ("openai", "openai-chat", "anthropic")
+ALL = sorted(path for kind in PATHS for path in (RECORDINGS / kind).glob("*.sse"))
+BODIES = {path: path.read_bytes() for path in ALL}
+
+_MALFORMED = (
+    "The error text: the AI SDK shows its JSON parser's message (the broken text and a "
+    "SyntaxError); the bridge says which provider sent an event it cannot read and its size, "
+    "never quoting provider output into the chat."
+)
+_UNKNOWN_BLOCK = (
+    "An unknown block type: the AI SDK's schema rejects the event and shows a type validation "
+    "error; the bridge skips what it does not know (with a debug log), so a new block type the "
+    "API adds does not put an error in front of the user."
+)
+_NO_SUCH_TOOL = (
+    "The error of a call to an undeclared tool: the AI SDK says `Model tried to call "
+    "unavailable tool`, the bridge's runner `There is no tool named ...` (the model reads "
+    "it and may retry), as the tool part's error only, not as an error of the answer."
+)
+
+DIFFERENCES: dict[str, dict[str, str]] = {
+    "openai/malformed-event.sse": {"errors": _MALFORMED},
+    "openai-chat/malformed-chunk.sse": {"errors": _MALFORMED},
+    "anthropic/malformed-event.sse": {"errors": _MALFORMED},
+    "anthropic/unknown-block-and-event.sse": {"errors": _UNKNOWN_BLOCK},
+    "openai/parallel-wrapper-unknown-recipient.sse": {
+        "tools": _NO_SUCH_TOOL,
+        "errors": _NO_SUCH_TOOL,
+    },
+}
+
+
+def header(text: str, name: str) -> list[str]:
+    """`: <name>: a,b` comment lines before the first event: the request's tools."""
+    head = text.split("data:", 1)[0]
+    for line in head.splitlines():
+        if line.startswith(f": {name}: "):
+            return [item.strip() for item in line.removeprefix(f": {name}: ").split(",")]
+    return []
+
+
+def provider_for(kind: str, url: str) -> Provider:
+    if kind == "anthropic":
+        return AnthropicProvider(api_key="recorded", base_url=url, max_retries=0)
+    if kind == "openai-chat":
+        return OpenAIChatProvider(api_key="recorded", base_url=url + "/v1", max_retries=0)
+    return OpenAIResponsesProvider(api_key="recorded", base_url=url + "/v1", max_retries=0)
+
+
+async def bridge_answer(replay: ReplayServer, kind: str, body: bytes) -> dict[str, Any]:
+    """The UI message the bridge builds from a recording of provider path `kind`, as the
+    runner's first step makes it (its unknown-tool check included), and the error texts it
+    shows."""
+    declared = header(body.decode(), "tools")
+    tools = [ToolSpec(name, name, {"type": "object"}) for name in declared]
+
+    def check(name: str, _input: dict[str, Any]) -> str | None:
+        if name in declared:
+            return None
+        return f"There is no tool named {name!r} (tools: {', '.join(declared) or 'none'})."
+
+    replay.serve(body)
+    provider = provider_for(kind, replay.url)
+    transformer = StepTransformer(0, check)
+    assembler = MessageAssembler(message_id="m", stop_on_error=False)
+    errors: list[str] = []
+
+    def apply(chunks: Iterator[UIMessageChunk] | list[UIMessageChunk]) -> None:
+        for chunk in chunks:
+            if isinstance(chunk, ErrorChunk):
+                errors.append(chunk.error_text)
+            assembler.apply(chunk)  # raises where the AI SDK client would throw
+
+    apply([StartChunk(message_id="m"), StartStepChunk()])
+    request = ModelRequest(model="recorded", messages=[message("user", "Hello")], tools=tools)
+    events: AsyncIterator[Any] = provider.stream(request)
+    try:
+        async for event in events:
+            apply(transformer.transform(event))
+    except ProviderError as exc:
+        apply(closing_chunks(error_text=exc.message, step_open=True))
+    finally:
+        await provider.aclose()
+    return {"message": assembler.to_dict(), "errors": errors}
+
+
+def summary(answer: dict[str, Any]) -> dict[str, Any]:
+    """What the comparison looks at, the same way for both answers."""
+    parts = (answer.get("message") or {}).get("parts", [])
+    tools = []
+    for part in parts:
+        kind = part["type"]
+        if kind == "dynamic-tool" or kind.startswith("tool-"):
+            tools.append(
+                {
+                    "name": part.get("toolName") or kind.removeprefix("tool-"),
+                    "input": part.get("input"),
+                    "providerExecuted": bool(part.get("providerExecuted")),
+                    "state": part["state"],
+                    "output": part.get("output"),
+                    "errorText": part.get("errorText"),
+                }
+            )
+    return {
+        "text": "".join(part["text"] for part in parts if part["type"] == "text"),
+        "reasoning": [part["text"] for part in parts if part["type"] == "reasoning"],
+        "tools": tools,
+        "sources": [
+            (part["type"], part.get("url"), part.get("title"), part.get("mediaType"))
+            for part in parts
+            if part["type"] in ("source-url", "source-document")
+        ],
+        "files": [(part["mediaType"], part["url"]) for part in parts if part["type"] == "file"],
+        "errors": answer.get("errors", []),
+    }
+
+
+def errors_match(reference: list[str], bridge: list[str]) -> bool:
+    """The bridge shows each error the AI SDK shows, the provider's own text within its
+    own (the bridge adds which provider and the error's kind)."""
+    return len(reference) == len(bridge) and all(
+        ours in theirs for ours, theirs in zip(reference, bridge, strict=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Any]:
+    answers = run_node("provider-reference", *map(str, ALL), timeout=300)
+    return {str(Path(path).relative_to(RECORDINGS)): answer for path, answer in answers.items()}
+
+
+@pytest.fixture(scope="module")
+def replay() -> Iterator[ReplayServer]:
+    with ReplayServer() as server:
+        yield server
+
+
+def test_recordings_cover_every_provider_path() -> None:
+    for kind in PATHS:
+        assert len(list((RECORDINGS / kind).glob("*.sse"))) >= 10, kind
+
+
+@pytest.mark.node
+@pytest.mark.parametrize("recording", ALL, ids=lambda path: f"{path.parent.name}/{path.stem}")
+async def test_provider_answer_matches_the_ai_sdk(
+    recording: Path, reference: dict[str, Any], replay: ReplayServer
+) -> None:
+    name = str(recording.relative_to(RECORDINGS))
+    theirs = reference[name]
+    assert "failed" not in theirs, theirs.get("failed")
+    body = BODIES[recording]
+    expected = summary(theirs)
+    actual = summary(await bridge_answer(replay, recording.parent.name, body))
+    differences = DIFFERENCES.get(name, {})
+    for field in expected:
+        same = (
+            errors_match(expected[field], actual[field])
+            if field == "errors"
+            else expected[field] == actual[field]
+        )
+        if field in differences:
+            assert not same, f"{name}: {field} no longer differs: {differences[field]}"
+        else:
+            assert same, f"{name}: {field}\n AI SDK: {expected[field]}\n bridge: {actual[field]}"
