@@ -7,12 +7,14 @@ Every option falls back to its setting (README, "Settings"): `--host` to `BRIDGE
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 import uvicorn
 from pydantic import ValidationError
 
 from bridge.observe.logs import log_config
+from bridge.providers.registry import ModelConfigError, ProviderRegistry
 from bridge.settings import Settings
 
 
@@ -37,12 +39,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_models(settings: Settings) -> None:
+    """A model setting this process cannot serve (a listed provider without its key) stops
+    here, in one line, rather than in every worker's start-up or as a 400 per request."""
+    try:
+        registry = ProviderRegistry.from_settings(settings)
+    except (ModelConfigError, ValueError, ImportError) as error:
+        sys.exit(f"aisdk-bridge: {error}")
+    asyncio.run(registry.aclose())
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
     except ValidationError as error:
         sys.exit(f"aisdk-bridge: invalid settings: {error}")
+    _check_models(settings)
     level = (args.log_level or settings.bridge_log_level).upper()
     workers = args.workers if args.workers is not None else settings.bridge_workers
     if workers < 1:

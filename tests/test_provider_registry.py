@@ -12,7 +12,12 @@ from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.demo import DemoProvider
 from bridge.providers.openai_chat import OpenAIChatProvider
 from bridge.providers.openai_responses import OpenAIResponsesProvider
-from bridge.providers.registry import PLACEHOLDER_KEY, ProviderRegistry, default_model
+from bridge.providers.registry import (
+    PLACEHOLDER_KEY,
+    ModelConfigError,
+    ProviderRegistry,
+    default_model,
+)
 from bridge.settings import Settings
 
 
@@ -157,10 +162,6 @@ async def test_aclose_closes_every_client() -> None:
     assert all(client.is_closed() for client in clients)
 
 
-async def test_unservable_models_are_logged(
-    registries: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.WARNING, logger="bridge.providers.registry"):
-        registries(bridge_model="anthropic:claude-sonnet-4-6")
-
-    assert any("cannot be served" in r.getMessage() for r in caplog.records)
+async def test_unservable_models_stop_the_start_up() -> None:
+    with pytest.raises(ModelConfigError, match="ANTHROPIC_API_KEY"):
+        ProviderRegistry.from_settings(make_settings(bridge_model="anthropic:claude-sonnet-4-6"))

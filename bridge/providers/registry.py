@@ -8,6 +8,11 @@ azure:<deployment>    Azure OpenAI (Chat Compl.)  AZURE_OPENAI_API_KEY + AZURE_O
 demo:<anything>       scripted, no network        always
 <name>:<model>        your own provider or agent  BRIDGE_PROVIDERS=name=module:attribute,
                                                   or `create_app(providers=...)` in code
+
+Which models a request may name: BRIDGE_MODELS (the default model always among them), else
+the default model alone; and any model of a provider registered by name (in code or
+BRIDGE_PROVIDERS): naming it was the choice. A listed model whose provider is not configured
+(no key) stops the start-up with a ModelConfigError, rather than failing each request.
 """
 
 from __future__ import annotations
@@ -56,10 +61,17 @@ def parse_model_string(model_string: str) -> tuple[str, str]:
     return provider, model
 
 
+class ModelConfigError(ValueError):
+    """The model settings name a model this process cannot serve (found at start-up)."""
+
+
 def default_model(settings: Settings) -> str:
-    """BRIDGE_MODEL, else the first provider with a key, else the demo model."""
+    """BRIDGE_MODEL, else the first of BRIDGE_MODELS, else the first provider with a key,
+    else the demo model."""
     if settings.bridge_model:
         return settings.bridge_model
+    if settings.bridge_models:
+        return settings.bridge_models[0]
     if settings.openai_api_key:
         return OPENAI_DEFAULT
     if settings.anthropic_api_key:
@@ -132,11 +144,17 @@ class ProviderRegistry:
         default_model: str,
         allowed_models: Sequence[str] | None = None,
         model_options: Mapping[str, ModelOptions] | None = None,
+        open_providers: Sequence[str] = (),
     ) -> None:
         self.providers = dict(providers)
         self._model_options = dict(model_options or {})
         self.default_model = default_model
-        self.allowed_models: list[str] = list(allowed_models or [default_model])
+        # The default model is always allowed: a request that names none must be served.
+        self.allowed_models: list[str] = list(
+            dict.fromkeys([default_model, *(allowed_models or [])])
+        )
+        self.open_providers = frozenset(open_providers)
+        """Providers registered by name (code, BRIDGE_PROVIDERS): any model of theirs."""
 
     @classmethod
     def from_settings(
@@ -194,10 +212,13 @@ class ProviderRegistry:
                 http=http,
                 max_event_bytes=max_event_bytes,
             )
+        registered: list[str] = []
         for entry in settings.bridge_providers:
             name, provider = load_provider(entry)
             providers[name] = provider
+            registered.append(name)
         providers.update(extra or {})
+        registered.extend(extra or {})
         registry = cls(
             providers,
             default_model=default_model(settings),
@@ -206,14 +227,25 @@ class ProviderRegistry:
                 model: ModelOptions(**options.model_dump())
                 for model, options in settings.bridge_model_options.items()
             },
+            open_providers=registered,
         )
-        registry._warn_unresolvable()
-        if registry.default_model not in registry.allowed_models:
-            logger.warning(
-                "the default model %s is not in BRIDGE_MODELS: requests must name a model",
-                registry.default_model,
-            )
+        # Before any request: the SDK clients made so far have opened no connection yet.
+        registry.check_servable()
         return registry
+
+    def check_servable(self) -> None:
+        """Raises ModelConfigError naming every allowed model no provider here can serve."""
+        problems = []
+        for model_string in self.allowed_models:
+            try:
+                self.resolve(model_string)
+            except ModelNotAllowed as exc:
+                problems.append(f"{model_string}: {exc.message}")
+        if problems:
+            raise ModelConfigError(
+                "BRIDGE_MODEL / BRIDGE_MODELS name models this server cannot serve: "
+                + "; ".join(problems)
+            )
 
     @property
     def configured(self) -> list[str]:
@@ -239,7 +271,8 @@ class ProviderRegistry:
         """The model a request asked for (or the default), checked against the allowlist:
         (provider, provider's model name, "provider:model")."""
         model_string = requested or self.default_model
-        if model_string not in self.allowed_models:
+        provider_name = model_string.partition(":")[0].strip()
+        if model_string not in self.allowed_models and provider_name not in self.open_providers:
             raise ModelNotAllowed(
                 f'model "{model_string}" is not allowed; choose one of: '
                 + ", ".join(self.allowed_models)
@@ -256,10 +289,3 @@ class ProviderRegistry:
                 await provider.aclose()
             except Exception:  # closing one must not keep the others open
                 logger.exception("closing provider %s failed", name)
-
-    def _warn_unresolvable(self) -> None:
-        for model_string in dict.fromkeys([self.default_model, *self.allowed_models]):
-            try:
-                self.resolve(model_string)
-            except ModelNotAllowed as exc:
-                logger.warning("model %s cannot be served: %s", model_string, exc.message)
