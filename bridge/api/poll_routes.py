@@ -23,7 +23,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from bridge.access.body import CHAT_REQUEST_BODY, validate
-from bridge.access.client_level import check_request_level, client_level_of, page_for_client
+from bridge.access.client_level import (
+    RequestLevel,
+    check_request_level,
+    client_level_of,
+    page_for_client,
+)
 from bridge.api.gate import POLL, POST_POLL, Admitted, unused_chat_resume
 from bridge.api.schemas import STREAM_ERRORS, error_answers
 from bridge.chat.admission import start_admitted
@@ -32,7 +37,6 @@ from bridge.errors import GenerationGone, GenerationNotFound, RequestError
 from bridge.log.hub import HandedOver
 from bridge.services import Services, services_of
 from bridge.store.base import LogRead
-from protocol.compat import ClientLevel
 from protocol.messages import ChatRequest
 from protocol.poll import encode_poll_page
 from protocol.websocket import MAX_SEQUENCE
@@ -97,7 +101,7 @@ def _page(
     generation_id: str | None,
     read: LogRead | None,
     after: int,
-    level: ClientLevel,
+    level: RequestLevel,
     prelude_end: int = 0,
 ) -> Response:
     """`prelude_end=p`: offsets 1..p are left out and the cursor moves past them (the

@@ -13,7 +13,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from bridge.access.body import CHAT_REQUEST_BODY, validate
-from bridge.access.client_level import check_request_level, client_level_of, for_client
+from bridge.access.client_level import (
+    RequestLevel,
+    check_request_level,
+    client_level_of,
+    for_client,
+)
 from bridge.api.gate import POST_CHAT, RESUME, Admitted, unused_chat_resume
 from bridge.api.schemas import STREAM_ERRORS, error_answers
 from bridge.chat.admission import start_admitted
@@ -23,7 +28,6 @@ from bridge.log.hub import HandedOver
 from bridge.services import Services, services_of
 from bridge.store.base import LogEntry
 from protocol.compact import compact
-from protocol.compat import ClientLevel
 from protocol.messages import ChatRequest
 from protocol.sse import DONE_EVENT, UI_MESSAGE_STREAM_HEADERS, comment, encode_event
 from protocol.text_stream import TEXT_STREAM_HEADERS, text_of_chunk
@@ -42,7 +46,7 @@ def _stream_response(
     generation_id: str,
     after: int,
     protocol: StreamProtocol,
-    level: ClientLevel,
+    level: RequestLevel,
     skip_through: int = 0,
     resumed_at: float | None = None,
     compact_replay: bool = False,
