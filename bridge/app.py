@@ -37,6 +37,7 @@ from bridge.generation.hooks import GenerationHooks, OnFinish
 from bridge.generation.runner import GenerationRunner
 from bridge.log.hub import LogHub
 from bridge.log.writer import LogWriter
+from bridge.observe import tracing
 from bridge.observe.metrics import Metrics
 from bridge.observe.store import measured
 from bridge.providers.base import Provider
@@ -161,6 +162,7 @@ class Bridge:
         """Runs the bridge for as long as the host app runs; compose it into yours:
         `async with bridge.lifespan(app): yield`."""
         settings = self.settings
+        tracing.configure_at_startup()  # OTEL_* variables, unless a tracer provider is set
         tools = self._tools if self._tools is not None else load_tools(settings.bridge_tools)
         check_startup_level(settings, tools)
         if len(tools):

@@ -1,10 +1,12 @@
 """OpenTelemetry spans for a generation, each step, each provider call and each tool call.
 
 Only the OpenTelemetry API is a dependency: without an SDK every span is a no-op that
-costs a function call. With `opentelemetry-sdk` installed, the standard variables
-configure export (`OTEL_TRACES_EXPORTER=otlp|console`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
-`OTEL_SERVICE_NAME`, ...) through `configure_from_environment`, or the embedding
-application sets its own tracer provider.
+costs a function call. With `opentelemetry-sdk` installed (the `[otel]` extra), the
+standard variables configure export (`OTEL_TRACES_EXPORTER=otlp|console`,
+`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, `OTEL_BSP_*`, ...): the app's start-up
+calls `configure_at_startup`, in every worker process. A tracer provider set before
+(by the embedding application, or by `opentelemetry-instrument`, which also instruments
+FastAPI) is left alone, so spans are never exported twice.
 
 A generation outlives the HTTP request that started it, so its span is a root linked to
 the request's span (not its child): the request's trace stays short, and the generation's
@@ -108,36 +110,67 @@ def mark_error(span: Span, description: str) -> None:
     span.set_status(Status(StatusCode.ERROR, description))
 
 
+def configure_at_startup() -> bool:
+    """Configure the SDK from the `OTEL_*` variables unless a tracer provider is set already
+    (or `OTEL_SDK_DISABLED=true`). Returns whether it installed one. Safe to call again."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return False  # someone chose already: their provider exports the bridge's spans
+    installed = configure_from_environment()
+    if installed:
+        logger.info("OpenTelemetry: exporting spans (%s)", os.environ["OTEL_TRACES_EXPORTER"])
+    return installed
+
+
 def configure_from_environment() -> bool:
     """Install an SDK tracer provider when `OTEL_TRACES_EXPORTER` asks for one and the SDK is
     installed. Returns whether it did. `none` or unset: leave the global provider alone."""
-    exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter_name in {"", "none"}:
+    names = [n.strip().lower() for n in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",")]
+    names = [n for n in names if n and n != "none"]
+    if not names:
         return False
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            ConsoleSpanExporter,
+            SpanExporter,
+        )
     except ImportError:
-        logger.warning("OTEL_TRACES_EXPORTER is set but opentelemetry-sdk is not installed")
+        logger.warning(
+            "OTEL_TRACES_EXPORTER is set but opentelemetry-sdk is not installed "
+            "(install the [otel] extra)"
+        )
         return False
-    exporter: Any
-    if exporter_name == "console":
-        exporter = ConsoleSpanExporter()
-    elif exporter_name == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
-                OTLPSpanExporter,
-            )
-        except ImportError:
-            logger.warning("OTEL_TRACES_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http")
-            return False
-        exporter = OTLPSpanExporter()
-    else:
-        logger.warning("unsupported OTEL_TRACES_EXPORTER %r (use otlp or console)", exporter_name)
+    exporters: list[SpanExporter] = []
+    for name in names:
+        if name == "console":
+            exporters.append(ConsoleSpanExporter())
+        elif name == "otlp":
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
+                    OTLPSpanExporter,
+                )
+            except ImportError:
+                logger.warning(
+                    "OTEL_TRACES_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http"
+                )
+                continue
+            exporters.append(OTLPSpanExporter())
+        else:
+            logger.warning("unsupported OTEL_TRACES_EXPORTER %r (use otlp or console)", name)
+    if not exporters:
         return False
-    service = os.environ.get("OTEL_SERVICE_NAME", "aisdk-bridge")
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself; the
+    # bridge's name only when neither names the service.
+    resource = Resource.create()
+    if resource.attributes.get("service.name", "").startswith("unknown_service"):
+        resource = resource.merge(Resource.create({"service.name": "aisdk-bridge"}))
+    provider = TracerProvider(resource=resource)
+    for exporter in exporters:
+        # Batched: the schedule and sizes come from OTEL_BSP_*; flushed at exit.
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return True
