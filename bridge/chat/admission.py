@@ -10,8 +10,20 @@ from protocol.messages import ChatRequest
 
 async def start_admitted(services: Services, chat_request: ChatRequest, user: str) -> Generation:
     """start_generation within the user's and the process's concurrent generation limits
-    (429 past them); the slot is held until the generation ends."""
+    (429 past them); the slot is held until the generation ends, also when the request
+    fails or goes away after the generation began."""
+    failure: BaseException | None = None
     with services.limits.generations.reserve(user) as slot:
-        generation = await start_generation(services, chat_request, user)
-        slot.generation = generation
+
+        def started(generation: Generation) -> None:
+            slot.generation = generation
+
+        try:
+            generation = await start_generation(services, chat_request, user, started=started)
+        except BaseException as exc:
+            if slot.generation is None:
+                raise  # nothing began: the reservation is released
+            failure = exc  # raised below, past the reservation, which keeps the slot
+    if failure is not None:
+        raise failure
     return generation

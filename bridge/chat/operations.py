@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from bridge.access.identity import is_anonymous
 from bridge.access.limits import check_history_size
@@ -21,6 +22,8 @@ from bridge.services import Services
 from bridge.store.base import GenerationInfo, LogEntry, Outcome
 from protocol.messages import CHAT_ID_RULE, ChatRequest, TextUIPart, UIMessage, is_chat_id
 from protocol.websocket import MAX_SEQUENCE
+
+logger = logging.getLogger("bridge.chat")
 
 _PAST_ANY_END = 1 << 62
 """An offset beyond every log's end marker."""
@@ -62,9 +65,20 @@ async def authorize(services: Services, user: str, chat_id: str) -> None:
         raise NotFound(f"chat {chat_id} not found")
 
 
-async def start_generation(services: Services, chat_request: ChatRequest, user: str) -> Generation:
+async def start_generation(
+    services: Services,
+    chat_request: ChatRequest,
+    user: str,
+    *,
+    started: Callable[[Generation], None] | None = None,
+) -> Generation:
     """Validate the turn, start its generation and wait until the provider accepted it (or
-    one heartbeat interval passed), so a refused call surfaces as an error here."""
+    one heartbeat interval passed), so a refused call surfaces as an error here.
+
+    `started(generation)` is called as soon as the generation began (the admission's slot
+    is the generation's from then on, whatever happens to this request). A failure after
+    that point (announcing it, recording the chat in the owner's list) is logged: the
+    generation runs and is served, never answered as if it had not started."""
     chat_id = chat_request.id
     if not services.runner.accepting:
         raise Draining("this server is shutting down; retry the request")
@@ -111,6 +125,8 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         user=user,
     )
     generation = await services.runner.start(plan, expected_revision=revision)
+    if started is not None:
+        started(generation)
     # The chat's live tails and its owner's chat list learn of it while the provider is
     # called (the producer runs already): two round trips at once, not one after the other.
     for outcome in await asyncio.gather(
@@ -118,7 +134,16 @@ async def start_generation(services: Services, chat_request: ChatRequest, user: 
         services.store.record_chat(user, chat_id, chat_title(turn.history), info.created_at),
         return_exceptions=True,
     ):
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, Exception):
+            # The generation began (it is the chat's active one and runs): answer with it.
+            # A live tail that missed the announcement finds it on its next read; a chat
+            # missing from the owner's list is listed by its next turn.
+            logger.warning(
+                "generation %s started, but a follow-up step failed: %r",
+                info.generation_id,
+                outcome,
+            )
+        elif isinstance(outcome, BaseException):
             raise outcome
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(

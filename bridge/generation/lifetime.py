@@ -158,11 +158,18 @@ async def _lifetime(
                 outcome = await produce(emit, totals)
                 inner.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True):
+        # Shielded (a stop or a drain cancelled the producer, not its end) and bounded: an
+        # end that hangs (the store, the embedder's on_finish) must not hold shutdown.
+        end_timeout = parts.settings.bridge_end_timeout_seconds
+        with anyio.CancelScope(shield=True) as end_scope:
+            end_scope.deadline = anyio.current_time() + end_timeout
             if not generation.handing_over:
                 with contextlib.suppress(Exception):
                     left = await steering.close()
             await _end(parts, generation, writer, emit, assembler, totals, outcome, stopped)
+        if end_scope.cancelled_caught:
+            _abandon(parts, generation, writer, end_timeout)
+            left = []  # the end did not finish: no next turn from here
     plan = generation.plan
     if left and outcome is not None and outcome is not Outcome.ABORTED and follow_up:
         await follow_up(info, plan.model_id, plan.request_data, left)
@@ -254,6 +261,29 @@ async def _end(
         await _call_hook("after", hooks.after(context, end), generation)
     except Exception:
         logger.exception("could not end generation %s", generation_id)
+
+
+def _abandon(
+    parts: LifetimeParts, generation: Generation, writer: GenerationLog, seconds: float
+) -> None:
+    """The end outlived BRIDGE_END_TIMEOUT_SECONDS. Whatever it did not reach is given up:
+    the log (if still open) is no longer renewed, so its lease lapses and another process,
+    or this one's sweep, takes the generation over as if this process had died."""
+    if writer.abandon():
+        parts.metrics.generations.labels("abandoned").inc()
+        logger.error(
+            "generation %s: its end took longer than %g s and was abandoned with its log "
+            "open (the lease lapses; takeover decides)",
+            generation.generation_id,
+            seconds,
+        )
+    else:
+        logger.error(
+            "generation %s: its end took longer than %g s (after its log was closed: "
+            "on_finish or a hook); abandoned",
+            generation.generation_id,
+            seconds,
+        )
 
 
 async def _left_open(

@@ -194,7 +194,19 @@ class GenerationRunner:
         for generation in remaining:
             generation.handing_over = self._can_hand_over
             generation.scope.cancel()
-        for generation in remaining:
-            await generation.done.wait()
+        # Each end is bounded by BRIDGE_END_TIMEOUT_SECONDS (then abandoned, lease left
+        # to lapse); drain never waits longer than that for them.
+        end_timeout = self._settings.bridge_end_timeout_seconds
+        with anyio.move_on_after(end_timeout):
+            for generation in remaining:
+                await generation.done.wait()
+        late = [g.generation_id for g in remaining if not g.done.is_set()]
+        if late:
+            logger.error(
+                "drain: %d generations did not end within %g s; going on without them: %s",
+                len(late),
+                end_timeout,
+                ", ".join(late),
+            )
         self.handed_over.set()
         self._writer.hub.hand_over()

@@ -38,6 +38,8 @@ class ToolPhase:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._threads = anyio.CapacityLimiter(settings.bridge_tool_threads)
+        """Sync tools' own threads (BRIDGE_TOOL_THREADS), never the server's shared pool."""
 
     async def handle_tool_calls(
         self, plan: GenerationPlan, transformer: StepTransformer, emit: Emitter
@@ -173,6 +175,7 @@ class ToolPhase:
                         emit=emit,
                         time_limit=tool.timeout or settings.bridge_tool_timeout_seconds,
                         expose_errors=settings.bridge_expose_errors,
+                        threads=self._threads,
                         user=plan.user,
                     )
                 )

@@ -90,6 +90,13 @@ class Subscription:
             self._size += size
         self.wake()
 
+    def detach(self) -> None:
+        """Drop the queue: the reader catches up with range reads."""
+        self.detached = True
+        self._items.clear()
+        self._size = 0
+        self.wake()
+
     def wake(self) -> None:
         if self._waiter is not None:
             _wake(self._waiter)
@@ -163,7 +170,22 @@ class Tail:
         if self._fetch_wanted or self.ended:
             return
         self._fetch_wanted = True
-        self.hub.spawn(self.fetch)
+        self.hub.spawn(self._fetch_contained)
+
+    async def _fetch_contained(self) -> None:
+        """The shared read, in the hub's group. An unexpected failure (a store outage is a
+        StoreError, handled in `fetch`) is this log's alone: logged, and its readers are
+        detached to catch up with their own range reads; the hub and every other log, and
+        the generations of the process, go on."""
+        try:
+            await self.fetch()
+        except Exception:
+            self._fetch_wanted = False
+            logger.exception(
+                "reading log %s failed; its readers catch up on their own", self.generation_id
+            )
+            for subscription in list(self.subscriptions):
+                subscription.detach()
 
     async def fetch(self) -> None:
         """Read what follows `after` once, for every reader of the log."""

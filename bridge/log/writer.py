@@ -64,6 +64,7 @@ class GenerationLog:
         self._failure: BaseException | None = None
         self._progress = asyncio.Event()
         self._closed = False
+        self._ended = False  # the end marker written, or the lease released
         self.renew_at = 0.0
 
     @property
@@ -108,6 +109,7 @@ class GenerationLog:
                     self.chat_id, self.generation_id, offset, outcome, messages, epoch=self.epoch
                 )
             )
+            self._ended = True
             self._writer.hub.ended(self.chat_id, self.generation_id, offset, outcome)
         finally:
             self._writer.forget(self)
@@ -124,6 +126,14 @@ class GenerationLog:
                 self.chat_id, self.generation_id, epoch=self.epoch
             )
         )
+        self._ended = True
+
+    def abandon(self) -> bool:
+        """Give the log up where it is: nothing more is written or renewed (a hung end);
+        its lease lapses and takeover decides. False when its end marker was written or
+        its lease released already (nothing to give up)."""
+        self._writer.forget(self)
+        return not self._ended
 
     # --- used by the writer ---------------------------------------------------------------------
 
@@ -272,13 +282,21 @@ class LogWriter:
                 batch.append((log, item))
         if not batch:
             return
-        results = await self._send([item for _, item in batch])
+        appends = [item for _, item in batch]
+        try:
+            results = await self._send(appends)
+        except Exception:
+            # Not an outage (a StoreError, retried in `_send`): a bug or an answer nobody
+            # expected. It must not end the writer, which every generation of the process
+            # shares: each log is sent alone, so only the ones that fail again fail.
+            logger.exception("a batch of %d appends failed unexpectedly; one by one", len(batch))
+            results = [await self._send_alone(append) for append in appends]
         renew_at = loop.time() + self._renew_interval
         for (log, _), result in zip(batch, results, strict=True):
             if result is None:
                 entries = log.acknowledged(renew_at)
                 if entries:
-                    self.hub.published(log.chat_id, log.generation_id, entries)
+                    self._publish(log, entries)
             else:
                 log.fail(result)
         if any(log._pending for log in self._logs):
@@ -296,6 +314,20 @@ class LogWriter:
             return await self.retrying(round_trip)
         except StoreError as exc:
             return [exc] * len(appends)
+
+    async def _send_alone(self, append: Append) -> BaseException | None:
+        try:
+            return (await self._send([append]))[0]
+        except Exception as exc:
+            logger.exception("the append of %s failed unexpectedly", append.generation_id)
+            return exc
+
+    def _publish(self, log: GenerationLog, entries: list[LogEntry]) -> None:
+        try:
+            self.hub.published(log.chat_id, log.generation_id, entries)
+        except Exception:
+            # The entries are stored: the log's readers find them with range reads.
+            logger.exception("handing %s's entries to its readers failed", log.generation_id)
 
     async def retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
         """`call()` again, with backoff, while it fails with a plain StoreError (the store

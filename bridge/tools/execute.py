@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
 import logging
+import math
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -30,10 +35,12 @@ async def run_tool(
     emit: Emit,
     time_limit: float,
     expose_errors: bool,
+    threads: anyio.CapacityLimiter,
     user: str | None = None,
 ) -> bool:
     """Run the call and emit its output chunks; True when it produced an output, False
-    when it failed (a `tool-output-error` was emitted)."""
+    when it failed (a `tool-output-error` was emitted). A sync tool runs in a thread of
+    `threads` (the tools' own limiter)."""
     assert tool.function is not None
     kwargs = dict(arguments)
     is_sync = not (
@@ -53,9 +60,7 @@ async def run_tool(
             elif inspect.iscoroutinefunction(tool.function):
                 output = await tool.function(**kwargs)
             else:
-                output = await anyio.to_thread.run_sync(
-                    functools.partial(tool.function, **kwargs), abandon_on_cancel=True
-                )
+                output = await _in_tool_thread(functools.partial(tool.function, **kwargs), threads)
             payload = _jsonable(output)
     except TimeoutError:
         emit(_error(tool_call_id, f"The tool {tool.name} timed out after {time_limit:g} s."))
@@ -70,6 +75,48 @@ async def run_tool(
         return False
     emit(ToolOutputAvailableChunk(tool_call_id=tool_call_id, output=payload))
     return True
+
+
+async def _in_tool_thread(call: Callable[[], Any], threads: anyio.CapacityLimiter) -> Any:
+    """`call()` in a thread of the tools' own limiter, never the server's shared pool
+    (request handling, an embedding app's sync routes). The timeout abandons the call but
+    cannot stop its thread: the thread keeps its slot until it returns, so tools that hang
+    hold at most `threads` threads and later calls wait for one (within their timeout)."""
+    borrower = object()
+    await threads.acquire_on_behalf_of(borrower)
+    loop = asyncio.get_running_loop()
+    lock = threading.Lock()
+    state = "pending"  # -> "running" (the thread took it) or "cancelled" (it never will)
+
+    def release() -> None:
+        threads.release_on_behalf_of(borrower)
+
+    def run() -> Any:
+        nonlocal state
+        with lock:
+            if state == "cancelled":
+                return None
+            state = "running"
+        try:
+            return call()
+        finally:
+            # The event loop may be gone by then (shutdown): nothing left to release.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(release)
+
+    try:
+        # The slot is held above; anyio's limiter must not bound the thread a second time.
+        return await anyio.to_thread.run_sync(
+            run, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(math.inf)
+        )
+    except BaseException:
+        with lock:
+            never_ran = state == "pending"
+            if never_ran:
+                state = "cancelled"
+        if never_ran:
+            release()
+        raise
 
 
 async def _stream_outputs(tool: Tool, tool_call_id: str, kwargs: dict[str, Any], emit: Emit) -> Any:
