@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
+import secrets
 import sys
 
 import uvicorn
@@ -49,6 +52,22 @@ def _check_models(settings: Settings) -> None:
     asyncio.run(registry.aclose())
 
 
+def _share_anonymous_key(settings: Settings) -> None:
+    """In anonymous mode, every worker must sign identity cookies with one key, or a
+    browser's identity (and its chat list) would change with the worker a request reaches.
+    Without BRIDGE_SECRET_KEY, one random key is made here and handed to the workers
+    through their environment (they start from this process's)."""
+    anonymous = not (
+        settings.bridge_auth_tokens or settings.bridge_jwt_secret or settings.bridge_jwt_jwks_url
+    )
+    if anonymous and not settings.bridge_secret_key:
+        os.environ["BRIDGE_SECRET_KEY"] = secrets.token_urlsafe(32)
+        logging.getLogger("bridge").warning(
+            "BRIDGE_SECRET_KEY is unset: the workers share a random key made at start-up; "
+            "anonymous identities end when the server restarts (set it to keep them)"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
@@ -61,12 +80,15 @@ def main(argv: list[str] | None = None) -> None:
     if workers < 1:
         sys.exit("aisdk-bridge: --workers must be at least 1")
     if workers > 1 and not settings.redis_url:
-        # Each process would keep its own chats: a resume or stop that reaches another worker
-        # would find nothing.
+        # SQLite (the default store) is one process's file, the memory store one process's
+        # memory: a resume or stop that reached another worker would find nothing.
         sys.exit(
-            f"aisdk-bridge: {workers} workers need a shared session store: set REDIS_URL, "
-            "or run one worker (the in-process memory store lives in one process)"
+            f"aisdk-bridge: {workers} workers need a shared session store: set REDIS_URL "
+            f"(BRIDGE_STORE is {settings.bridge_store}; the default SQLite store and the "
+            "memory store serve one process), or run one worker"
         )
+    if workers > 1:
+        _share_anonymous_key(settings)
     uvicorn.run(
         "bridge.app:create_app",
         factory=True,

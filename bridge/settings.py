@@ -154,8 +154,8 @@ class Settings(BaseSettings):
     bridge_jwks_cache_seconds: float = Field(default=300.0, gt=0)
     """How long fetched JWKS keys are reused (an unknown `kid` refetches at most every 10 s)."""
     bridge_secret_key: str | None = None
-    """Signs the anonymous identity cookie; unset: a random key per process (identities
-    then end with the process and differ between processes)."""
+    """Signs the anonymous identity cookie; unset: a random key made at start-up (the
+    workers of one `python -m bridge` share it; identities end when it restarts)."""
     bridge_allow_client_system: bool = False
     """Accept `system` messages from clients (only as the start of a new chat)."""
 
