@@ -6,9 +6,10 @@ spends reading streamed response bodies where every network read carries one sma
 A local server (a thread of this process with its own event loop) answers each of
 `--streams` concurrent POSTs with a chunked SSE body of events/streams one-event chunks,
 paced at `--rate` events/s per stream. The client reads them with `response.aiter_bytes()`
-(as `_transport.read_sse` does) through the SDK's `DefaultAsyncHttpxClient`, once with its
-own httpx2 stack (`sdk`) and once around `LeanTransport` (`lean`). Only the client thread's
-CPU is counted. Prints CPU seconds per 10k reads and events per read (1.0: paced).
+(as `_stream.read_sse` does) through each of the SDK's own stacks as the bridge builds them
+(`_sdk_http.sdk_http_client`, BRIDGE_PROVIDER_HTTP): `httpx` (`DefaultAsyncHttpxClient`,
+httpx2) and `aiohttp` (`DefaultAioHttpClient`). Only the client thread's CPU is counted.
+Prints CPU seconds per 10k reads and events per read (1.0: paced).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 
+import httpx2
 import openai
 
-from bridge.providers._http import LeanTransport
+from bridge.providers._sdk_http import sdk_http_client
 
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"tok "}}]}\n\n'
 CHUNK = b"%x\r\n%s\r\n" % (len(EVENT), EVENT)
@@ -57,7 +59,11 @@ class PacedServer:
         tasks = asyncio.all_tasks(self._loop)
         for task in tasks:
             task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+        async def cancelled() -> None:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self._loop.run_until_complete(cancelled())
         self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -89,7 +95,7 @@ class PacedServer:
             writer.close()
 
 
-async def _read_all(client: openai.DefaultAsyncHttpxClient, url: str, streams: int) -> int:
+async def _read_all(client: httpx2.AsyncClient, url: str, streams: int) -> int:
     async def one() -> int:
         reads = 0
         async with client.stream("POST", url, content=b"{}") as response:
@@ -101,7 +107,7 @@ async def _read_all(client: openai.DefaultAsyncHttpxClient, url: str, streams: i
 
 
 def measure(
-    make_client: Callable[[], openai.DefaultAsyncHttpxClient], url: str, streams: int, events: int
+    make_client: Callable[[], httpx2.AsyncClient], url: str, streams: int, events: int
 ) -> tuple[float, float]:
     async def run() -> tuple[float, int]:
         async with make_client() as client:
@@ -126,9 +132,9 @@ def main() -> None:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     per_stream = args.events // args.streams
-    clients: dict[str, Callable[[], openai.DefaultAsyncHttpxClient]] = {
-        "sdk": openai.DefaultAsyncHttpxClient,
-        "lean": lambda: openai.DefaultAsyncHttpxClient(transport=LeanTransport()),
+    clients: dict[str, Callable[[], httpx2.AsyncClient]] = {
+        "httpx": lambda: sdk_http_client(openai, "httpx"),
+        "aiohttp": lambda: sdk_http_client(openai, "aiohttp"),
     }
     print(
         f"CPU seconds per 10k paced reads ({args.streams} streams x {per_stream} events "
@@ -139,7 +145,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
         for name, make in clients.items():
             cpu, per_read = measure(make, url, args.streams, per_stream * args.streams)
-            print(f"  {name:5s} {cpu:.3f} CPU-s/10k reads  ({per_read:.2f} events per read)")
+            print(f"  {name:7s} {cpu:.3f} CPU-s/10k reads  ({per_read:.2f} events per read)")
 
 
 if __name__ == "__main__":

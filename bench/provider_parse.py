@@ -2,7 +2,7 @@
 event stream into provider events, per 10k upstream events.
 
     python -m bench.provider_parse [--events 20000] [--rounds 5] [--paths openai,anthropic]
-        [--http lean|sdk]
+        [--http aiohttp|httpx]
 
 Each path streams one answer of N one-word text deltas from the fake server (no pacing)
 through the real provider class and its SDK. The fake server runs in a thread of this
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge.providers._http_client import ProviderHTTP
+from bridge.providers._sdk_http import ProviderHTTP
 from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.base import ModelRequest, Provider, TextDelta
 from bridge.providers.openai_chat import OpenAIChatProvider
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument(
-        "--http", choices=["lean", "sdk"], default="lean", help="BRIDGE_PROVIDER_HTTP"
+        "--http", choices=["aiohttp", "httpx"], default="aiohttp", help="BRIDGE_PROVIDER_HTTP"
     )
     args = parser.parse_args()
     print(

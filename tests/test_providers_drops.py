@@ -16,7 +16,7 @@ import httpx2
 import pytest
 
 from bridge.errors import ProviderError, ProviderUnavailable
-from bridge.providers._transport import is_transport_failure, transport_error
+from bridge.providers._stream import is_transport_failure, transport_error
 from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.base import (
     EventError,

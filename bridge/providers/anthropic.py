@@ -45,9 +45,9 @@ from bridge.providers._convert import (
     to_json,
     unsupported_file_note,
 )
-from bridge.providers._http_client import ProviderHTTP, sdk_http_client
+from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
 from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
-from bridge.providers._transport import MALFORMED, read_sse, unreadable_event_text
+from bridge.providers._stream import MALFORMED, read_sse, timed_out, unreadable_event_text
 from bridge.providers.base import (
     EventError,
     FinishReason,
@@ -91,9 +91,9 @@ def anthropic_error(
     exc: anthropic.AnthropicError, *, provider: str, secrets: Sequence[str]
 ) -> ProviderError:
     """Map an SDK error; messages come from the parsed body (`str(exc)` quotes it whole)."""
-    if isinstance(exc, anthropic.APITimeoutError):
+    if isinstance(exc, anthropic.APITimeoutError) and timed_out(exc):
         return error_for_status(None, "request timed out", provider=provider, label=LABEL)
-    if isinstance(exc, anthropic.APIConnectionError):
+    if isinstance(exc, anthropic.APIConnectionError):  # (a timeout is one too)
         return error_for_status(
             None, "could not connect to the API", provider=provider, label=LABEL
         )
@@ -122,14 +122,14 @@ class AnthropicProvider:
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         thinking_budget: int | None = None,
         client: AsyncAnthropic | None = None,
-        http: ProviderHTTP = "lean",
+        http: ProviderHTTP = "aiohttp",
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._max_event_bytes = max_event_bytes
         self._client = client or AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,
-            timeout=timeout,
+            timeout=sdk_timeout(timeout),
             max_retries=max_retries,
             http_client=sdk_http_client(anthropic, http),
         )

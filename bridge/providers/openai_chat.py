@@ -42,9 +42,9 @@ from bridge.providers._convert import (
     stream_error,
     unsupported_file_note,
 )
-from bridge.providers._http_client import ProviderHTTP
+from bridge.providers._sdk_http import ProviderHTTP
 from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
-from bridge.providers._transport import MALFORMED, read_sse, unreadable_event_text
+from bridge.providers._stream import MALFORMED, read_sse, unreadable_event_text
 from bridge.providers.base import (
     EventError,
     FinishReason,
@@ -91,7 +91,7 @@ class OpenAIChatProvider:
         timeout: float | None = 600.0,
         max_retries: int = 2,
         client: AsyncOpenAI | None = None,
-        http: ProviderHTTP = "lean",
+        http: ProviderHTTP = "aiohttp",
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._max_event_bytes = max_event_bytes

@@ -51,9 +51,9 @@ from bridge.providers._convert import (
     to_json,
     unsupported_file_note,
 )
-from bridge.providers._http_client import ProviderHTTP, sdk_http_client
+from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
 from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
-from bridge.providers._transport import MALFORMED, read_sse, unreadable_event_text
+from bridge.providers._stream import MALFORMED, read_sse, timed_out, unreadable_event_text
 from bridge.providers.base import (
     EventError,
     FinishReason,
@@ -102,12 +102,12 @@ def make_openai_client(
     base_url: str | None,
     timeout: float | None,
     max_retries: int,
-    http: ProviderHTTP = "lean",
+    http: ProviderHTTP = "aiohttp",
 ) -> AsyncOpenAI:
     return AsyncOpenAI(
         api_key=api_key,
         base_url=base_url,
-        timeout=timeout,
+        timeout=sdk_timeout(timeout),
         max_retries=max_retries,
         http_client=sdk_http_client(openai, http),
     )
@@ -118,9 +118,9 @@ def openai_error(
 ) -> ProviderError:
     """Map an SDK error. Messages are built from the parsed error body, never from
     `str(exc)`, which quotes the whole body (and with it, for a 401, part of the key)."""
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and timed_out(exc):
         return error_for_status(None, "request timed out", provider=provider, label=LABEL)
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError):  # (a timeout is one too)
         return error_for_status(
             None, "could not connect to the API", provider=provider, label=LABEL
         )
@@ -167,7 +167,7 @@ class OpenAIResponsesProvider:
         max_retries: int = 2,
         reasoning_summary: ReasoningSummary | None = "auto",
         client: AsyncOpenAI | None = None,
-        http: ProviderHTTP = "lean",
+        http: ProviderHTTP = "aiohttp",
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._max_event_bytes = max_event_bytes

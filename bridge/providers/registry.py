@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import cast
 
 from bridge.errors import ModelNotAllowed
-from bridge.providers._http_client import ProviderHTTP, sdk_http_client
+from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
 from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.base import ModelOptions, ModelRequest, Provider, ProviderEvent
 from bridge.providers.demo import DemoProvider
@@ -198,7 +198,7 @@ class ProviderRegistry:
                     api_key=settings.azure_openai_api_key,
                     azure_endpoint=settings.azure_openai_endpoint,
                     api_version=settings.openai_api_version,
-                    timeout=timeout,
+                    timeout=sdk_timeout(timeout),
                     http_client=sdk_http_client(openai, http),
                 ),
             )

@@ -6,9 +6,9 @@ answer); the body is then read here rather than through the SDKs' typed streams,
 per-event model building was most of the bridge's CPU. Reading the body ourselves also
 means their failures are ours to classify: a body cut mid-answer (connection reset, a
 chunked body that ends early, a read timeout) is raised as `ProviderUnavailable`, which
-the runner retries with `reset-step`, whatever HTTP library the SDK uses: `httpx2`
-(current `openai` and `anthropic`), `httpx` (older ones), and the socket and TLS errors
-that leak past them.
+the runner retries with `reset-step`, whatever HTTP stack the SDK uses: `httpx2` (current
+`openai` and `anthropic`), their aiohttp transport, `httpx` (older releases), and the
+socket and TLS errors that leak past them.
 """
 
 from __future__ import annotations
@@ -30,11 +30,21 @@ _LOW_LEVEL_FAILURES: tuple[type[BaseException], ...] = (
     anyio.EndOfStream,
     anyio.BrokenResourceError,
 )
-_HTTP_LIBRARIES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2"})
+_HTTP_LIBRARIES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "aiohttp"})
 _HTTP_FAILURE_BASES = frozenset(
     # httpx(2): TransportError (network, protocol, timeouts) and DecodingError (a
-    # compressed body cut short); httpcore(2): the bases of the same failures.
-    {"TransportError", "DecodingError", "NetworkError", "ProtocolError", "TimeoutException"}
+    # compressed body cut short); httpcore(2): the bases of the same failures; aiohttp
+    # (what the SDKs' aiohttp transport lets by unmapped): its connection and payload
+    # errors.
+    {
+        "TransportError",
+        "DecodingError",
+        "NetworkError",
+        "ProtocolError",
+        "TimeoutException",
+        "ClientConnectionError",
+        "ClientPayloadError",
+    }
 )
 
 
@@ -58,6 +68,26 @@ def is_transport_failure(exc: BaseException) -> bool:
 
 def is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or "TimeoutException" in _http_library_bases(exc)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether a failure the SDK reports as a timeout is one. The SDKs' aiohttp transport
+    maps every connection error it does not know (an untrusted certificate, a refused
+    connection) to a connect timeout; the cause it keeps tells them apart."""
+    return not any(
+        isinstance(cause, (ssl.SSLError, ConnectionRefusedError))
+        or "Certificate" in type(cause).__name__
+        for cause in _chain(exc)
+    )
 
 
 def transport_error(exc: BaseException, *, provider: str, label: str) -> ProviderUnavailable:
