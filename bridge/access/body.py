@@ -3,6 +3,7 @@ pydantic, clear errors."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, TypeVar
 
@@ -19,6 +20,8 @@ from bridge.errors import (
     UnsupportedMediaType,
 )
 from protocol.messages import ChatRequest
+
+logger = logging.getLogger("bridge.access.body")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -40,6 +43,8 @@ async def read_body(request: Request, limit: int, within: float | None = None) -
     except TimeoutError:
         raise RequestTimeout(f"the request body did not arrive within {within:g} s") from None
     except ClientDisconnect:
+        # Nobody reads the answer: a line in the log, never a traceback.
+        logger.info("a client left before its request body was complete")
         raise RequestError("the client left before its request body was complete") from None
     return bytes(received)
 

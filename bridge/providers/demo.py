@@ -228,9 +228,34 @@ def city_in(text: str) -> str:
     return match.group(1) if match else "Paris"
 
 
+_PATH_WORD = re.compile(r"[\w./~-]+")
+_WORD_RUN = re.compile(r"\w+")
+
+
 def path_in(text: str) -> str:
-    match = re.search(r"[\w./~-]*\w\.\w+|/[\w./-]+", text)
-    return match.group(0) if match else "notes.txt"
+    """The first word that looks like a path: up to its last `name.ext`, or from its first
+    `/`. Linear in the text (one pass over its words, one over each word): a message is
+    client input, and a backtracking pattern here was quadratic."""
+    for found in _PATH_WORD.finditer(text):
+        word = found.group(0)
+        dot = len(word)
+        while (dot := word.rfind(".", 0, dot)) > 0:
+            if (
+                _is_word_char(word[dot - 1])
+                and dot + 1 < len(word)
+                and _is_word_char(word[dot + 1])
+            ):
+                run = _WORD_RUN.match(word, dot + 1)
+                assert run is not None
+                return word[: run.end()]
+        slash = word.find("/")
+        if slash >= 0 and slash + 1 < len(word) and "~" not in word[slash:]:
+            return word[slash:]
+    return "notes.txt"
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def example_input(schema: dict[str, Any], text: str) -> dict[str, Any]:

@@ -62,9 +62,21 @@ class Tool:
         return self.function is None
 
     def requires_approval(self, tool_input: dict[str, Any]) -> bool:
-        if callable(self.needs_approval):
-            return bool(self.needs_approval(tool_input))
-        return self.needs_approval
+        """Whether the call waits for the user. A policy sees the validated arguments (the
+        declared types, finite numbers, the declared ranges), never the model's raw input:
+        `amount > 100` cannot be dodged with `"NaN"`, a string or a negative number. It
+        fails closed: an input that does not validate never runs (its execution refuses
+        it the same way), and a policy that raises asks."""
+        if not callable(self.needs_approval):
+            return self.needs_approval
+        try:
+            arguments = self.validate(tool_input)
+        except ToolInputError:
+            return False  # refused at execution, before the function is called
+        try:
+            return bool(self.needs_approval(arguments))
+        except Exception:
+            return True
 
     def validate(self, tool_input: Any) -> dict[str, Any]:
         """The input as the function's keyword arguments; ToolInputError when invalid."""
@@ -86,7 +98,7 @@ class Tool:
 def _input_model(function: Callable[..., Any], name: str) -> tuple[type[BaseModel], str | None]:
     signature = inspect.signature(function)
     try:
-        hints = get_type_hints(function)
+        hints = get_type_hints(function, include_extras=True)  # keep Field(...) ranges
     except Exception as exc:  # a forward reference that does not resolve
         raise ToolDeclarationError(f"tool {name}: cannot resolve its type hints: {exc}") from exc
     fields: dict[str, Any] = {}
@@ -100,7 +112,10 @@ def _input_model(function: Callable[..., Any], name: str) -> tuple[type[BaseMode
             raise ToolDeclarationError(f"tool {name}: *args and **kwargs cannot be described")
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
-    model = create_model(f"{name}_input", __config__=ConfigDict(extra="forbid"), **fields)
+    # Finite numbers only: "NaN", "Infinity" or 1e999 never reach a tool or its approval
+    # policy (`amount > 100` is False for NaN).
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model = create_model(f"{name}_input", __config__=config, **fields)
     return model, context_parameter
 
 

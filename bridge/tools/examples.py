@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from bridge.tools import ToolContext, client_tool, tool
 
@@ -54,8 +56,10 @@ async def delete_file(path: str) -> str:
     return f"deleted {path} (not really: this is the demo tool)"
 
 
-@tool(needs_approval=lambda arguments: float(arguments.get("amount", 0)) > 100)
-async def transfer_money(amount: float, to: str) -> str:
+@tool(needs_approval=lambda arguments: arguments["amount"] > 100)
+async def transfer_money(
+    amount: Annotated[float, Field(gt=0, le=1_000_000)], to: Annotated[str, Field(min_length=1)]
+) -> str:
     """Send money (pretend). Amounts over 100 need the user's approval."""
     return f"sent {amount:.2f} to {to}"
 
