@@ -154,8 +154,8 @@ class Settings(BaseSettings):
     bridge_jwks_cache_seconds: float = Field(default=300.0, gt=0)
     """How long fetched JWKS keys are reused (an unknown `kid` refetches at most every 10 s)."""
     bridge_secret_key: str | None = None
-    """Signs the anonymous identity cookie; unset: a random key per process (identities
-    then end with the process and differ between processes)."""
+    """Signs the anonymous identity cookie; unset: a random key made at start-up (the
+    workers of one `python -m bridge` share it; identities end when it restarts)."""
     bridge_allow_client_system: bool = False
     """Accept `system` messages from clients (only as the start of a new chat)."""
 
@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     bridge_drain_seconds: float = Field(default=25.0, ge=0)
     """On SIGTERM, how long running generations may go on here before they are handed
     over to another process (fits Kubernetes' 30 s grace period)."""
+    bridge_end_timeout_seconds: float = Field(default=10.0, gt=0)
+    """The longest a generation's end may take (the log flushed and closed or handed over,
+    the embedder's `on_finish` and hooks); past it the end is abandoned: the log stops
+    being renewed and its lease lapses, so another process takes it over. Drain waits this
+    long at most for the generations it cancelled."""
     bridge_takeover_sweep_seconds: float = Field(default=10.0, ge=0)
     """How often each process looks for generations whose producer is gone and that no
     reader noticed (readers notice at once); 0: off."""
@@ -241,6 +246,10 @@ class Settings(BaseSettings):
     """Module path with tool declarations, e.g. `myapp.tools`."""
     bridge_max_steps: int = Field(default=8, gt=0)
     bridge_tool_timeout_seconds: float = Field(default=60.0, gt=0)
+    bridge_tool_threads: int = Field(default=16, gt=0)
+    """Threads for synchronous tools, their own (never the server's shared pool). A sync
+    tool that timed out keeps its thread until it returns; calls beyond the limit wait
+    for a thread, within their own timeout."""
     bridge_step_retries: int = Field(default=1, ge=0, le=5)
     """A step whose provider stream fails with a network or 5xx error is retried this many
     times (`reset-step` tells clients to drop the failed attempt)."""
