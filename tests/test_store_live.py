@@ -11,7 +11,7 @@ import pytest
 from bridge.store.base import SessionStore
 from bridge.store.redis.store import RedisStore
 from tests import test_store_contract as contract
-from tests.redis_server import (  # noqa: F401  (the redis and cluster backends)
+from tests.support.redis import (  # noqa: F401  (the redis and cluster backends)
     RedisServer,
     redis_cluster,
     redis_server,
@@ -49,6 +49,19 @@ async def test_steering_read_waits_for_a_push_from_another_store(backend: Backen
     await asyncio.sleep(0)  # let the read start (the result does not depend on it)
     await writer.push_steering("c", "g", b"hello")
     assert await waiting == [(1, b"hello")]
+
+
+async def test_steering_record_first_of_two_wins_then_updates(backend: Backend) -> None:
+    first = await backend.make()
+    second = await backend.make() if backend.redis_url else first
+    assert await first.steering_record("c", "s1") is None
+    assert await first.put_steering_record("c", "s1", b"queued", only_if_absent=True) is None
+    # A racing request with the same id (another process) gets the first one's record.
+    assert await second.put_steering_record("c", "s1", b"other", only_if_absent=True) == b"queued"
+    assert await second.steering_record("c", "s1") == b"queued"
+    await second.put_steering_record("c", "s1", b"delivered")  # the outcome, overwritten
+    assert await first.steering_record("c", "s1") == b"delivered"
+    assert await first.steering_record("other-chat", "s1") is None
 
 
 async def test_steering_read_with_nothing_returns_empty_after_waiting(store: SessionStore) -> None:

@@ -163,10 +163,9 @@ async def chat_page(services: Services, chat_id: str, offset: str | None, wait: 
             return page
         position, item = parse_chat_offset(page.next_offset) or (position, item)
         # Nothing yet: wait on what can change next, the open log or the feed.
-        raw = records.get(position)
-        open_log = raw is not None and not await _ended(services, chat_id, raw)
-        if open_log and raw is not None:
-            record = orjson.loads(raw)
+        current = records.get(position)
+        if current is not None and not await _ended(services, chat_id, current):
+            record = orjson.loads(current)
             await _read(services, chat_id, str(record["generationId"]), item - 2, remaining)
         else:
             arrived = await store.read_generations(

@@ -35,7 +35,7 @@ from bridge.generation.hooks import (
     GenerationHooks,
     OnFinish,
 )
-from bridge.generation.inbox import SteeringFollowUp, SteeringInbox
+from bridge.generation.inbox import SteeringFollowUp, SteeringInbox, waits_for_client
 from bridge.generation.plan import Generation
 from bridge.generation.steps import has_content
 from bridge.log.closing import SHUTDOWN_REASON, STOPPED_REASON, closing_chunks
@@ -45,6 +45,7 @@ from bridge.observe.logs import bound
 from bridge.observe.metrics import Metrics
 from bridge.settings import Settings
 from bridge.store.base import Outcome, SessionStore
+from bridge.store.steering_records import NotDeliveredReason
 from protocol.assembler import MessageAssembler
 
 # One logger for the whole producer (operators filter on this name).
@@ -165,14 +166,33 @@ async def _lifetime(
             end_scope.deadline = anyio.current_time() + end_timeout
             if not generation.handing_over:
                 with contextlib.suppress(Exception):
-                    left = await steering.close()
+                    left = await steering.close(
+                        _not_delivered_reason(outcome, stopped, steering, assembler)
+                    )
             await _end(parts, generation, writer, emit, assembler, totals, outcome, stopped)
         if end_scope.cancelled_caught:
             _abandon(parts, generation, writer, end_timeout)
             left = []  # the end did not finish: no next turn from here
     plan = generation.plan
     if left and outcome is not None and outcome is not Outcome.ABORTED and follow_up:
+        # This generation is over: it no longer counts against the next turn's limits.
+        generation.done.set()
         await follow_up(info, plan.model_id, plan.request_data, left)
+
+
+def _not_delivered_reason(
+    outcome: Outcome | None, stopped: bool, steering: SteeringInbox, assembler: MessageAssembler
+) -> NotDeliveredReason:
+    """Why the messages still queued at the end were not delivered (the AI SDK's words)."""
+    if stopped or outcome is Outcome.ABORTED:
+        return "aborted"
+    if outcome is not Outcome.FINISHED:
+        return "error"
+    if steering.stop_condition:
+        return "stop-condition"
+    if waits_for_client(assembler.message):
+        return "waiting-for-tool-results"
+    return "finished"
 
 
 async def _watch_stop(store: SessionStore, chat_id: str, generation_id: str) -> None:

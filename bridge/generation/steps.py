@@ -101,15 +101,19 @@ class StepLoop:
             finish_reason, go_on = await self.step(generation, emit, assembler, step, totals)
             # The step boundary, before the next model call: steering messages go in here.
             steering = generation.steering
+            if steering is not None and steering.ending:
+                break  # a `turn-interrupt` message: end here, it becomes the next turn
             if (
                 steering is not None
                 and step + 1 < last  # a model call is left to hear them
                 and not waits_for_client(assembler.message)
-                and await steering.deliver()
+                and await steering.deliver(step + 1 - first)
             ):
                 continue
             if not go_on:
                 break
+            if steering is not None and step + 1 == last:
+                steering.stop_condition = True
         return finish(plan, emit, totals, finish_reason)
 
     def failed(

@@ -317,6 +317,17 @@ class SessionStore(Protocol):
     async def close_steering(self, chat_id: str, generation_id: str) -> None:
         """Refuse every later `push_steering` for the generation (idempotent)."""
 
+    async def put_steering_record(
+        self, chat_id: str, steering_id: str, record: bytes, *, only_if_absent: bool = False
+    ) -> bytes | None:
+        """Store a steering message's record (small JSON: its generation, state, outcome; never
+        its parts), kept for the log's retention. With `only_if_absent` an existing record is
+        kept and returned (two steers racing with one id: the first wins); None when `record`
+        was stored."""
+
+    async def steering_record(self, chat_id: str, steering_id: str) -> bytes | None:
+        """The steering message's record, or None (never sent, or past retention)."""
+
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
         """Append `record` (JSON bytes naming the generation and the user message that
         started it) to the chat's generation feed; returns its position. Called right after

@@ -106,6 +106,23 @@ class MemoryLiveMixin:
         # endpoint refuses ended generations before it pushes.
         sequence.expires_at = min(sequence.expires_at, self._clock() + CLOSED_QUEUE_SECONDS)
 
+    async def put_steering_record(
+        self, chat_id: str, steering_id: str, record: bytes, *, only_if_absent: bool = False
+    ) -> bytes | None:
+        sequence = self._live_sequence(("steer-record", chat_id, steering_id), self._log_ttl)
+        if sequence.items and only_if_absent:
+            return sequence.items[0]
+        sequence.items[:] = [record]
+        sequence.expires_at = self._clock() + self._log_ttl
+        return None
+
+    async def steering_record(self, chat_id: str, steering_id: str) -> bytes | None:
+        key = ("steer-record", chat_id, steering_id)
+        sequence = self._live_sequences().get(key)
+        if sequence is None or sequence.expires_at <= self._clock() or not sequence.items:
+            return None
+        return sequence.items[0]
+
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
         sequence = self._live_sequence(("feed", chat_id, ""), self._history_ttl)
         sequence.expires_at = self._clock() + self._history_ttl

@@ -65,6 +65,26 @@ class RedisLive:
                 marker, 1, px=min(self._log_ttl_ms, CLOSED_QUEUE_SECONDS * 1000)
             )
 
+    async def put_steering_record(
+        self, chat_id: str, steering_id: str, record: bytes, *, only_if_absent: bool = False
+    ) -> bytes | None:
+        key = self._keys.key(chat_id, "steer-record", steering_id)
+        redis = self._connection.redis
+        async with self._connection.call():
+            if only_if_absent:
+                # SET NX GET (Redis 7): atomic, one round trip; the first of two racing
+                # steers with one id wins and the second gets its record.
+                existing: Any = await redis.set(key, record, px=self._log_ttl_ms, nx=True, get=True)
+                return bytes(existing) if existing is not None else None
+            await redis.set(key, record, px=self._log_ttl_ms)
+            return None
+
+    async def steering_record(self, chat_id: str, steering_id: str) -> bytes | None:
+        key = self._keys.key(chat_id, "steer-record", steering_id)
+        async with self._connection.call():
+            value: Any = await self._connection.redis.get(key)
+        return bytes(value) if value is not None else None
+
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
         stream = self._keys.key(chat_id, "generations")
         return await self._push(stream, None, record, self._history_ttl_ms)

@@ -464,6 +464,16 @@ class RedisStore:
     async def close_steering(self, chat_id: str, generation_id: str) -> None:
         await self._live.close_steering(chat_id, generation_id)
 
+    async def put_steering_record(
+        self, chat_id: str, steering_id: str, record: bytes, *, only_if_absent: bool = False
+    ) -> bytes | None:
+        return await self._live.put_steering_record(
+            chat_id, steering_id, record, only_if_absent=only_if_absent
+        )
+
+    async def steering_record(self, chat_id: str, steering_id: str) -> bytes | None:
+        return await self._live.steering_record(chat_id, steering_id)
+
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
         return await self._live.announce_generation(chat_id, generation_id, record)
 
