@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     bridge_recovery_max_stall_seconds: float = Field(default=300.0, gt=0)
     """A generation taken over again without any progress since this long ago is ended
     with an error instead."""
+    bridge_provider_idle_seconds: float = Field(default=120.0, gt=0)
+    """A model call that receives nothing for this long (a stalled upstream: bytes stop,
+    the connection stays open) is cut: retried as a failed step, or the answer ends."""
 
     # Tools
     bridge_tools: str | None = None

@@ -227,7 +227,9 @@ class StepLoop:
         )
         with tracing.provider_span(plan.model_id) as span:
             try:
-                await _stream_model(generation, request, transformer, emit)
+                await _stream_model(
+                    generation, request, transformer, emit, settings.bridge_provider_idle_seconds
+                )
             except ProviderError as exc:
                 tracing.mark_error(span, exc.code)
                 raise
@@ -256,22 +258,54 @@ async def _stream_model(
     request: ModelRequest,
     transformer: StepTransformer,
     emit: Emitter,
+    idle_seconds: float,
 ) -> None:
+    """The model call's events into chunks. A watchdog cuts a call that receives nothing
+    for `idle_seconds` (a stalled upstream: bytes stop, the connection stays open) and
+    raises ProviderUnavailable, so the step is retried or the answer ends; one timer per
+    call, not per event."""
     events = generation.plan.provider.stream(request)
     count = 0
+    loop = asyncio.get_running_loop()
+    last_event = loop.time()
+    stalled = False
+    scope = anyio.CancelScope()
+    watchdog: asyncio.TimerHandle | None = None
+
+    def check() -> None:
+        # Re-armed for the rest of the idle time: at most one wake-up per idle period.
+        nonlocal watchdog, stalled
+        remaining = last_event + idle_seconds - loop.time()
+        if remaining > 0:
+            watchdog = loop.call_later(remaining, check)
+        else:
+            stalled = True
+            scope.cancel()
+
+    watchdog = loop.call_later(idle_seconds, check)
     try:
-        async for event in events:
-            if isinstance(event, ev.StreamOpened) and not generation.opened.done():
-                generation.opened.set_result(None)
-            for chunk in transformer.transform(event):
-                emit(chunk)
-            count += 1
-            if count % _YIELD_EVERY == 0:
-                # Reading buffered provider data never suspends: give the flusher, the
-                # readers and other generations their turn.
-                await asyncio.sleep(0)
-                await emit.drained()
+        with scope:
+            async for event in events:
+                last_event = loop.time()
+                if isinstance(event, ev.StreamOpened) and not generation.opened.done():
+                    generation.opened.set_result(None)
+                for chunk in transformer.transform(event):
+                    emit(chunk)
+                count += 1
+                if count % _YIELD_EVERY == 0:
+                    # Reading buffered provider data never suspends: give the flusher, the
+                    # readers and other generations their turn.
+                    await asyncio.sleep(0)
+                    await emit.drained()
+                    last_event = loop.time()  # a store that is behind is not the model
+        if stalled:
+            raise ProviderUnavailable(
+                f"the model sent nothing for {idle_seconds:g} s (stalled upstream)",
+                provider=generation.plan.model_id.partition(":")[0],
+            )
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         # Closing the iterator closes the provider's HTTP response (stop, shutdown).
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
