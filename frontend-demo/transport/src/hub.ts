@@ -89,7 +89,11 @@ export class Hub {
     ]);
     // This transport needs ai 7, so the bridge may send every v7 chunk (`reset-step`, ...);
     // a client that says nothing gets only what every version accepts.
-    const merged = { [LEVEL_HEADER]: '7', ...headersObject(baseHeaders), ...headersObject(headers) };
+    const merged: Record<string, string> = {
+      [LEVEL_HEADER]: '7',
+      ...headersObject(baseHeaders),
+      ...headersObject(headers),
+    };
     if (token) merged.authorization = `Bearer ${token}`;
     return { chatId, headers: merged, body: { ...baseBody, ...body }, metadata };
   }
