@@ -34,7 +34,8 @@ from bridge.providers.openai_chat import OpenAIChatProvider
 from bridge.providers.openai_responses import OpenAIResponsesProvider
 from protocol.assembler import MessageAssembler
 from protocol.chunks import ErrorChunk, StartChunk, StartStepChunk, UIMessageChunk
-from tests.fakes import message
+from protocol.messages import UIMessage
+from tests.fakes import collect, message
 from tests.fakes.replay import ReplayServer
 from tests.node_harness import run_node
 
@@ -203,3 +204,91 @@ async def test_provider_answer_matches_the_ai_sdk(
             assert not same, f"{name}: {field} no longer differs: {differences[field]}"
         else:
             assert same, f"{name}: {field}\n AI SDK: {expected[field]}\n bridge: {actual[field]}"
+
+
+# --------------------------------------------------------------------------- later steps
+
+
+async def next_request(replay: ReplayServer, kind: str, first: bytes) -> dict[str, Any]:
+    """The body of the model call after a turn answered with `first`: what the bridge
+    sends back of that answer."""
+    answer = await bridge_answer(replay, kind, first)
+    assert answer["errors"] == []
+    conversation = [
+        message("user", "Hello"),
+        UIMessage.model_validate(answer["message"]),
+        message("user", "And then?"),
+    ]
+    replay.serve(BODIES[RECORDINGS / kind / "text.sse"])
+    provider = provider_for(kind, replay.url)
+    try:
+        await collect(provider.stream(ModelRequest(model="recorded", messages=conversation)))
+    finally:
+        await provider.aclose()
+    body: dict[str, Any] = replay.requests[-1]["body"]
+    return body
+
+
+async def test_provider_next_turn_sends_back_openai_reasoning_with_its_encrypted_content(
+    replay: ReplayServer,
+) -> None:
+    body = await next_request(
+        replay, "openai", BODIES[RECORDINGS / "openai" / "reasoning-summaries-encrypted.sse"]
+    )
+    items = [item for item in body["input"] if item.get("role") != "user"]
+    assert items[0] == {
+        "type": "reasoning",
+        "id": "rs_68a1f0c4e1a48190b2",
+        "summary": [
+            {
+                "type": "summary_text",
+                "text": "**Checking the question**\n\nThe user asks for 17 \u00d7 23.",
+            },
+            {"type": "summary_text", "text": "**Computing**\n\n17 \u00d7 23 = 391."},
+        ],
+        "encrypted_content": "gAAAAABoofDEncRyPtEdReAsOnInG0123456789abcdef==",
+    }
+    # The item it produced follows it, by id (the API refuses a reasoning item alone).
+    assert items[1]["type"] == "message"
+    assert items[1]["id"] == "msg_68a1f0c5f0c88190c3"
+    assert items[1]["content"][0]["text"] == "17 \u00d7 23 = **391**."
+
+
+@pytest.mark.parametrize(
+    ("recording", "block"),
+    [
+        (
+            "thinking-signature.sse",
+            {
+                "type": "thinking",
+                "thinking": "The user asks for 12 \u00d7 12 = 144.",
+                "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds",
+            },
+        ),
+        (
+            "redacted-thinking.sse",
+            {
+                "type": "redacted_thinking",
+                "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP",
+            },
+        ),
+    ],
+)
+async def test_provider_next_turn_sends_back_anthropic_thinking_as_it_came(
+    replay: ReplayServer, recording: str, block: dict[str, Any]
+) -> None:
+    body = await next_request(replay, "anthropic", BODIES[RECORDINGS / "anthropic" / recording])
+    assistant = body["messages"][1]
+    assert assistant["role"] == "assistant"
+    assert assistant["content"][0] == block
+
+
+async def test_provider_next_turn_leaves_provider_executed_calls_to_the_provider(
+    replay: ReplayServer,
+) -> None:
+    """A web search the API ran is shown, never sent back as a function call of ours
+    (the API has no such function and would refuse the request)."""
+    body = await next_request(replay, "openai", BODIES[RECORDINGS / "openai" / "web-search.sse"])
+    kinds = [item.get("type") for item in body["input"]]
+    assert "function_call" not in kinds
+    assert "function_call_output" not in kinds
