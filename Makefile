@@ -24,7 +24,7 @@ LATEST_TESTS := -m "not node and not browser"
 TEST_MARKS := -m "not slow"
 REDIS_ENV = REDIS_SERVER_BIN="$$(bash scripts/ensure-redis.sh)"
 
-.PHONY: help install run test test-fast test-latest chaos lock lint format bench demo tools clean
+.PHONY: help install run test test-fast test-latest chaos lock lint format bench demo tools dist dist-check clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -94,5 +94,11 @@ bench: $(STAMP) ## Bridge vs a Node reference on one Redis, same fake upstream (
 demo: $(STAMP) ## Start the bridge and the Next.js demo together (http://127.0.0.1:3000)
 	@bash scripts/demo.sh $(BRIDGE_HOST) $(BRIDGE_PORT) $(DEMO_PORT)
 
+dist: $(STAMP) ## Build the wheel and sdist and the transport's npm package into dist/
+	bash scripts/dist.sh $(PY)
+
+dist-check: tools ## Build them, install them with their dependencies into a fresh venv / npm project, smoke-test
+	DIST_FULL_INSTALL=1 $(REDIS_ENV) $(PY) -m pytest -q tests/test_dist.py
+
 clean: ## Remove caches and build output (keeps .venv and .tools)
-	rm -rf $(LATEST_VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts frontend-demo/.next
+	rm -rf $(LATEST_VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts frontend-demo/.next dist build
