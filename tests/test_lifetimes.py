@@ -32,7 +32,7 @@ from bridge.generation.hooks import (
     GenerationEnd,
     GenerationHooks,
 )
-from bridge.generation.plan import GenerationPlan
+from bridge.generation.plan import GenerationPlan, Turn
 from bridge.generation.runner import GenerationRunner
 from bridge.log.reader import follow
 from bridge.providers import base as ev
@@ -126,10 +126,12 @@ async def test_hooks_on_error_gets_the_failure_of_the_answer() -> None:
     services = with_runner(make_services(store), hooks=hooks)
     async with serving(services):
         info = GenerationInfo("gen-hooks-error-000000000000", "hook-error", "m1", time.time())
+        turn = plan_turn(request("hook-error", "hi"), [])
+        assert isinstance(turn, Turn)
         plan = GenerationPlan(
             info=info,
-            turn=plan_turn(request("hook-error", "hi"), []),
-            provider=_FailingProvider(),  # type: ignore[arg-type]
+            turn=turn,
+            provider=_FailingProvider(),
             model="x",
             model_id="failing:x",
         )
@@ -473,7 +475,7 @@ async def test_tool_threads_a_timed_out_sync_tool_keeps_its_slot_until_it_return
 
 def test_start_record_chat_failure_still_serves_the_started_generation() -> None:
     store = FaultyStore(MemoryStore())
-    server = LiveServer(create_app(make_settings(), store=store))  # type: ignore[arg-type]
+    server = LiveServer(create_app(make_settings(), store=store))
     server.start()
     try:
         store.fail("record_chat")  # after begin_generation succeeded
