@@ -183,9 +183,12 @@ def test_recovery_cap_ends_a_producer_that_crashes_every_time(
         assert replay.status_code == 200  # ended just now: within the resume grace period
         events = sse_events(replay)
     chunks = _chunks(events)
-    assert [(d["phase"], d["attempt"]) for d in _recovering(chunks)] == [
+    # Each takeover's chunk, then its producer's `resumed` (which then crashed again).
+    assert [(d["phase"], d.get("attempt")) for d in _recovering(chunks)] == [
         ("recovering", 1),
+        ("resumed", None),
         ("recovering", 2),
+        ("resumed", None),
         ("failed", 3),
     ]
     # Cut inside the tool step: the step is closed too.
@@ -253,5 +256,7 @@ def test_recovery_rolling_sigterms_during_one_answer_still_complete(
         ("recovering", n) for n in range(1, terms + 1)
     ]
     assert "failed" not in [p[0] for p in phases]
+    # Each new producer said it produces again, right after its takeover's chunk.
+    assert [p[0] for p in phases] == ["recovering", "resumed"] * terms
     text = "".join(p["text"] for p in messages[-1]["parts"] if p["type"] == "text")
     assert text == "".join(words)

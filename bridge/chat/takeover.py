@@ -45,6 +45,7 @@ from bridge.errors import (
     StoreError,
 )
 from bridge.generation.plan import TOOL_RUN_DATA_TYPE, GenerationPlan, Resumption, Turn
+from bridge.generation.resumed import RECOVERING_CHUNK_TYPE, recovering_chunk
 from bridge.log.closing import close_claimed
 from bridge.services import Services
 from bridge.store.base import Claim, GenerationInfo
@@ -66,7 +67,6 @@ logger = logging.getLogger("bridge.takeover")
 _T = TypeVar("_T")
 
 _TOOL_RESULTS = (ToolOutputAvailableChunk, ToolOutputErrorChunk, ToolOutputDeniedChunk)
-RECOVERING_CHUNK_TYPE = "data-recovering"
 # What a takeover or a step boundary writes: not the answer's progress.
 _NOT_PROGRESS = (StartStepChunk, FinishStepChunk, ResetStepChunk)
 _NOT_PROGRESS_DATA = frozenset({RECOVERING_CHUNK_TYPE, TOOL_RUN_DATA_TYPE})
@@ -86,15 +86,6 @@ class RecoveryState:
     def next(self, now: float) -> RecoveryState:
         since = now if self.progressed or self.since is None else self.since
         return RecoveryState(self.attempts + 1, since, False)
-
-
-def recovering_chunk(generation_id: str, phase: str, **data: Any) -> DataChunk:
-    return DataChunk(
-        type=RECOVERING_CHUNK_TYPE,
-        id=generation_id,
-        transient=True,
-        data={"phase": phase, **data},
-    )
 
 
 @dataclass(slots=True)

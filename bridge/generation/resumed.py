@@ -3,14 +3,29 @@ or, when it got as far as its tools, its tools are finished; then the steps go o
 
 from __future__ import annotations
 
+from typing import Any
+
 from bridge.errors import ProviderError
 from bridge.generation.emitter import Emitter, Totals
 from bridge.generation.plan import Generation, Resumption
 from bridge.generation.steps import StepLoop, finish
 from bridge.store.base import Outcome
 from protocol.assembler import MessageAssembler
-from protocol.chunks import FinishStepChunk, ResetStepChunk
+from protocol.chunks import DataChunk, FinishStepChunk, ResetStepChunk
 from protocol.messages import StepStartUIPart
+
+RECOVERING_CHUNK_TYPE = "data-recovering"
+"""A transient chunk about a takeover (bridge/chat/takeover.py): `phase` `recovering` (taken
+over), `resumed` (the new producer runs), `failed` (a recovery cap ended it)."""
+
+
+def recovering_chunk(generation_id: str, phase: str, **data: Any) -> DataChunk:
+    return DataChunk(
+        type=RECOVERING_CHUNK_TYPE,
+        id=generation_id,
+        transient=True,
+        data={"phase": phase, **data},
+    )
 
 
 async def produce_resumed(
@@ -24,6 +39,8 @@ async def produce_resumed(
     """A taken-over generation: finish the interrupted step (re-run it from the history
     and the finished steps, or finish its tools when it got that far), then go on."""
     plan = generation.plan
+    # Every reader learns the answer is produced again (it said "recovering" so far).
+    emit(recovering_chunk(plan.info.generation_id, "resumed"))
     try:
         message = resumption.message
         steps = sum(isinstance(p, StepStartUIPart) for p in message.parts)
