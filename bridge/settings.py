@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,6 +33,16 @@ class ModelOptionsSetting(BaseModel):
 
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     thinking_budget: int | None = Field(default=None, ge=1024)
+    provider_tools: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
+    """Tools the provider runs itself, each in its API's own shape (README, Providers)."""
+
+    @field_validator("provider_tools")
+    @classmethod
+    def _typed_tools(cls, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for tool in tools:
+            if not isinstance(tool.get("type"), str) or not tool["type"]:
+                raise ValueError('every provider tool needs its API\'s "type"')
+        return tools
 
 
 class Settings(BaseSettings):
@@ -85,7 +95,8 @@ class Settings(BaseSettings):
     """The Azure OpenAI API version."""
     bridge_model_options: dict[str, ModelOptionsSetting] = Field(default_factory=dict)
     """Per-model options as JSON, keyed by "provider:model": `reasoning_effort` (OpenAI
-    reasoning models), `thinking_budget` (Anthropic extended thinking, >= 1024 tokens)."""
+    reasoning models), `thinking_budget` (Anthropic extended thinking, >= 1024 tokens),
+    `provider_tools` (tools the provider runs itself, in its API's shape)."""
     bridge_providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Your own providers or agents: `name=package.module:attribute` entries, comma
     separated; served as `name:<model>`."""

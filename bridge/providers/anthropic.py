@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anthropic
 import orjson
@@ -27,6 +27,7 @@ from anthropic.types import (
     ThinkingConfigEnabledParam,
     ToolParam,
     ToolResultBlockParam,
+    ToolUnionParam,
 )
 
 from bridge.errors import ProviderError
@@ -165,10 +166,11 @@ class AnthropicProvider:
                         max_tokens=max_tokens,
                         messages=messages,
                         system=system or omit,
-                        tools=[to_tool(tool) for tool in request.tools] or omit,
+                        tools=to_tools(request) or omit,
                         thinking=thinking or omit,
                         stream=True,
                         extra_body=extra,
+                        extra_headers=_beta_headers(request),
                     )
                 )
             except anthropic.AnthropicError as exc:
@@ -654,6 +656,32 @@ class _StreamState:
 
 
 # --------------------------------------------------------------------------- request
+
+
+def to_tools(request: ModelRequest) -> list[ToolUnionParam]:
+    """The request's tools, then the server tools the model is configured with
+    (BRIDGE_MODEL_OPTIONS `provider_tools`), sent as given: they are in the API's shape."""
+    tools: list[ToolUnionParam] = [to_tool(tool) for tool in request.tools]
+    tools += [cast("ToolUnionParam", dict(tool)) for tool in request.options.provider_tools]
+    return tools
+
+
+# Server tools still in beta: the `anthropic-beta` value each needs, by its type's prefix.
+_BETAS = {
+    "web_fetch_20250910": "web-fetch-2025-09-10",
+    "code_execution_20250825": "code-execution-2025-08-25",
+    "tool_search_tool_regex_20251119": "advanced-tool-use-2025-11-20",
+    "tool_search_tool_bm25_20251119": "advanced-tool-use-2025-11-20",
+}
+
+
+def _beta_headers(request: ModelRequest) -> dict[str, str] | None:
+    betas = dict.fromkeys(
+        _BETAS[kind]
+        for tool in request.options.provider_tools
+        if (kind := str(tool.get("type"))) in _BETAS
+    )
+    return {"anthropic-beta": ",".join(betas)} if betas else None
 
 
 def to_tool(tool: ToolSpec) -> ToolParam:

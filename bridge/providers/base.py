@@ -29,7 +29,7 @@ response, so a stop really stops the provider.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -63,6 +63,11 @@ class ModelOptions:
     """OpenAI reasoning models (Responses `reasoning.effort`, Chat `reasoning_effort`)."""
     thinking_budget: int | None = None
     """Anthropic extended thinking: tokens the model may think for."""
+    provider_tools: Sequence[Mapping[str, Any]] = ()
+    """Tools the provider runs itself, offered with every request of the model, each in the
+    provider API's own shape (e.g. `{"type": "web_search"}` for OpenAI Responses,
+    `{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}` for Anthropic).
+    Their calls come back as provider-executed tool calls with their results."""
 
 
 @dataclass(frozen=True, slots=True)

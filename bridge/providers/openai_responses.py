@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import openai
 import orjson
@@ -26,10 +26,12 @@ from openai.types.responses import (
     EasyInputMessageParam,
     FunctionToolParam,
     ResponseFunctionToolCallParam,
+    ResponseIncludable,
     ResponseInputContentParam,
     ResponseInputItemParam,
     ResponseOutputMessageParam,
     ResponseReasoningItemParam,
+    ToolParam,
 )
 from openai.types.responses.response_input_item_param import FunctionCallOutput
 from openai.types.responses.response_output_text_param import ResponseOutputTextParam
@@ -191,7 +193,8 @@ class OpenAIResponsesProvider:
                         model=request.model,
                         input=to_input_items(request),
                         instructions=request.system or omit,
-                        tools=[to_tool(tool) for tool in request.tools] or omit,
+                        tools=to_tools(request) or omit,
+                        include=_include(request) or omit,
                         max_output_tokens=request.max_output_tokens or omit,
                         temperature=(
                             omit
@@ -838,6 +841,28 @@ def _usage(usage: object) -> Usage:
 
 
 # --------------------------------------------------------------------------- request
+
+
+def to_tools(request: ModelRequest) -> list[ToolParam]:
+    """The request's function tools, then the provider tools the model is configured with
+    (BRIDGE_MODEL_OPTIONS `provider_tools`), sent as given: they are in the API's shape."""
+    tools: list[ToolParam] = [to_tool(tool) for tool in request.tools]
+    tools += [cast("ToolParam", dict(tool)) for tool in request.options.provider_tools]
+    return tools
+
+
+# What a provider tool's call carries only when asked for: the sources a web search read,
+# the outputs of code the interpreter ran, the results a file search found.
+_INCLUDES: dict[str, ResponseIncludable] = {
+    "web_search": "web_search_call.action.sources",
+    "code_interpreter": "code_interpreter_call.outputs",
+    "file_search": "file_search_call.results",
+}
+
+
+def _include(request: ModelRequest) -> list[ResponseIncludable]:
+    kinds = {str(tool.get("type")) for tool in request.options.provider_tools}
+    return [include for kind, include in _INCLUDES.items() if kind in kinds]
 
 
 def to_tool(tool: ToolSpec) -> FunctionToolParam:

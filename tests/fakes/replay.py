@@ -42,7 +42,13 @@ class ReplayServer(LiveServer):
     async def _answer(self, request: Request) -> Response:
         payload = await request.body()
         with self._lock:
-            self.requests.append({"path": request.url.path, "body": orjson.loads(payload or b"{}")})
+            self.requests.append(
+                {
+                    "path": request.url.path,
+                    "headers": dict(request.headers),
+                    "body": orjson.loads(payload or b"{}"),
+                }
+            )
             body = self._bodies.popleft() if self._bodies else None
         if body is None:
             return Response(b'{"error":{"message":"nothing to replay"}}', status_code=500)
