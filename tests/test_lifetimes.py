@@ -37,6 +37,7 @@ from bridge.generation.runner import GenerationRunner
 from bridge.log.reader import follow
 from bridge.providers import base as ev
 from bridge.providers.base import ModelRequest
+from bridge.providers.registry import ProviderRegistry
 from bridge.services import Services
 from bridge.store.base import Append, GenerationInfo, Outcome
 from bridge.store.memory import MemoryStore
@@ -499,6 +500,50 @@ async def test_start_slot_is_held_for_the_generation_when_a_later_step_fails() -
         assert services.limits.generations.running() == 1  # the slot is the generation's
         await generation.done.wait()
         assert services.limits.generations.running() == 0
+
+
+class _HeldProvider:
+    """A model that accepts the request only when the test lets it."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.called = anyio.Event()
+        self.accept = anyio.Event()
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ev.ProviderEvent]:
+        self.called.set()
+        await self.accept.wait()
+        yield ev.StreamOpened()
+        yield ev.TextStart(id="t")
+        yield ev.TextDelta(id="t", delta="accepted")
+        yield ev.TextEnd(id="t")
+        yield ev.StepFinished(finish_reason="stop", usage=ev.Usage())
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_start_slot_is_held_when_the_request_goes_away_after_the_begin() -> None:
+    held = _HeldProvider()
+    services = make_services(MemoryStore())
+    services.registry = ProviderRegistry.from_settings(services.settings, {"held": held})
+    async with serving(services):
+        async with anyio.create_task_group() as group:
+            body = request("gone", "hi", model="held:x")
+            group.start_soon(start_admitted, services, body, USER)
+            await held.called.wait()  # begun: the request waits for the model to accept
+            group.cancel_scope.cancel()  # the client went away
+        assert services.runner.running == 1
+        assert services.limits.generations.running() == 1  # still the generation's
+        held.accept.set()
+        with anyio.fail_after(30):
+            await services.runner.drain(30)  # returns once the generation ended on its own
+        assert services.limits.generations.running() == 0
+        chat = await services.store.get_chat("gone")
+        assert chat is not None and chat.last_generation_id is not None
+        _, outcome = await log_of(services.store, "gone", chat.last_generation_id)
+    assert outcome is Outcome.FINISHED
 
 
 # --- takeover ------------------------------------------------------------------------------
