@@ -37,7 +37,7 @@ from bridge.generation.hooks import GenerationHooks, OnFinish
 from bridge.generation.runner import GenerationRunner
 from bridge.log.hub import LogHub
 from bridge.log.writer import LogWriter
-from bridge.observe import tracing
+from bridge.observe import memory, tracing
 from bridge.observe.metrics import Metrics
 from bridge.observe.store import measured
 from bridge.providers.base import Provider
@@ -215,6 +215,8 @@ class Bridge:
             async with anyio.create_task_group() as group:
                 group.start_soon(hub.run)
                 group.start_soon(writer.run)
+                # RSS given back once a load has passed (glibc keeps freed pages).
+                group.start_soon(memory.watch, lambda: runner.running)
                 await group.start(runner.serve)
                 # Generations left open by a process that is gone (with SQLite: this
                 # process's previous life) are taken over before the first request.
