@@ -57,7 +57,7 @@ from bench.workload import (
     token_ends,
 )
 from bench.workload import lateness as lateness_of
-from tests.redis_server import RedisServer
+from tests.support.redis import RedisServer
 
 
 @dataclass

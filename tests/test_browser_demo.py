@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.ports import free_port, port_is_free
 
 pytestmark = pytest.mark.browser
 
@@ -99,21 +100,6 @@ def _run_script(script: str) -> str:
             pytrace=False,
         )
     return path
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tree_digest(paths: list[Path], extra: str) -> str:
@@ -214,7 +200,7 @@ def node_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def bridge_url() -> str:
-    port = PREFERRED_BRIDGE_PORT if _port_is_free(PREFERRED_BRIDGE_PORT) else _free_port()
+    port = PREFERRED_BRIDGE_PORT if port_is_free(PREFERRED_BRIDGE_PORT) else free_port()
     return f"http://127.0.0.1:{port}"
 
 
@@ -274,7 +260,7 @@ def _build_step(cmd: list[str], env: dict[str, str], name: str, *, timeout: floa
 @pytest.fixture(scope="session")
 def demo_port() -> int:
     """Chosen before the bridge starts: the bridge must know the demo's origin."""
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,11 @@ import orjson
 from bridge.access.client_level import LEVEL_HEADER
 from bridge.settings import Settings
 from protocol.sse import SSEParser
-from tests.bridge_process import BridgeProcess
 from tests.bridge_server import BridgeFactory, chat_body
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import StreamError, Text
 from tests.node_harness import NodeHarness
+from tests.support.bridge_process import BridgeProcess
 
 TOKEN = "default-level-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

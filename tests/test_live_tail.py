@@ -17,7 +17,7 @@ from protocol.sse import SSEParser
 from tests.bridge_server import BridgeFactory, chat_body, openai_settings, sse_events, user_message
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Hang, LiveServer, Text
-from tests.redis_server import RedisServer
+from tests.support.redis import RedisServer
 
 Event = tuple[str, dict[str, Any]]
 

@@ -18,7 +18,7 @@ from bridge.log.hub import LogHub
 from bridge.log.reader import follow
 from bridge.log.writer import LogWriter
 from bridge.store.base import LogEntry, Outcome, SessionStore
-from tests.redis_server import (  # noqa: F401
+from tests.support.redis import (  # noqa: F401
     RedisClusterServers,
     RedisServer,
     redis_cluster,

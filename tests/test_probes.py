@@ -10,7 +10,7 @@ import signal
 import httpx
 
 from tests.bridge_server import BridgeFactory
-from tests.redis_server import RedisServer
+from tests.support.redis import RedisServer
 
 
 def test_readyz_follows_the_store_and_healthz_stays_live(

@@ -6,14 +6,8 @@ one answer still end in the whole answer, every takeover announced by `data-reco
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,61 +19,10 @@ from protocol.sse import SSEParser
 from tests.bridge_server import chat_body, sse_events
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Text, ToolCall
+from tests.support.bridge_process import BridgeProcess
 
-REPO = Path(__file__).resolve().parents[1]
-STARTUP_TIMEOUT = 60.0
 AUTH = {"authorization": "Bearer recovery-token", "x-ai-sdk-level": "7"}
 MARK = "could not be completed"
-
-
-@dataclass
-class Process:
-    proc: subprocess.Popen[str]
-    url: str
-    lines: list[str] = field(default_factory=list)
-    settled: threading.Event = field(default_factory=threading.Event)
-    ended: threading.Event = field(default_factory=threading.Event)
-    """Set when the process's output ends (it exited)."""
-    marked: threading.Event = field(default_factory=threading.Event)
-    """Set when a line holds MARK (the recovery cap ended the answer)."""
-    started: bool = False
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def watch(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "Application startup complete" in line:
-                self.started = True
-                self.settled.set()
-            if MARK in line:
-                self.marked.set()
-        self.settled.set()
-        self.ended.set()
-
-    def exited_or_marked(self, timeout: float = 60.0) -> None:
-        """Wait until the process exits or logs MARK (whichever comes first)."""
-        either = threading.Event()
-        for event in (self.ended, self.marked):
-            threading.Thread(
-                target=lambda e=event: (e.wait(timeout), either.set()), daemon=True
-            ).start()
-        assert either.wait(timeout), self.output()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -92,48 +35,26 @@ def fake() -> Iterator[OpenAIFake]:
 
 @pytest.fixture
 def launch(tmp_path: Path, fake: OpenAIFake) -> Iterator[Any]:
-    """Start bridge processes on one data directory (one after the other)."""
-    processes: list[Process] = []
-    cwd = tmp_path / "cwd"  # no developer .env is read
-    cwd.mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BRIDGE_") and k not in ("REDIS_URL", "ANTHROPIC_API_KEY")
+    """Start bridge processes on one data directory (one after the other); each is returned
+    once it started or exited."""
+    processes: list[BridgeProcess] = []
+    settings = {
+        "BRIDGE_DATA_DIR": str(tmp_path / "data"),
+        "BRIDGE_AUTH_TOKENS": "recovery-token:alice",
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": fake.base_url,
+        "BRIDGE_MODEL": "openai:gpt-test",
     }
-    env.update(
-        {
-            "BRIDGE_DATA_DIR": str(tmp_path / "data"),
-            "BRIDGE_AUTH_TOKENS": "recovery-token:alice",
-            "OPENAI_API_KEY": "test-key",
-            "OPENAI_BASE_URL": fake.base_url,
-            "BRIDGE_MODEL": "openai:gpt-test",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
 
-    def start(**extra: str) -> Process:
-        port = _free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env={**env, **extra},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        process = Process(proc, f"http://127.0.0.1:{port}")
+    def start(**extra: str) -> BridgeProcess:
+        process = BridgeProcess({**settings, **extra}, name=str(len(processes)), workdir=tmp_path)
         processes.append(process)
-        threading.Thread(target=process.watch, daemon=True).start()
-        assert process.settled.wait(STARTUP_TIMEOUT), process.output()
+        process.spawn().wait_settled()
         return process
 
     yield start
     for process in processes:
-        process.kill()
+        process.close()
 
 
 def _chunks(events: list[tuple[str | None, str]]) -> list[dict[str, Any]]:
@@ -149,29 +70,28 @@ def test_recovery_cap_ends_a_producer_that_crashes_every_time(
 ) -> None:
     fake.enqueue([Text("Let me crash."), ToolCall("crash", "{}")])
     settings = {"BRIDGE_TOOLS": "tests.crash_tools", "BRIDGE_RECOVERY_MAX_TAKEOVERS": "2"}
-    first: Process = launch(**settings)
+    first: BridgeProcess = launch(**settings)
     assert first.started, first.output()
     with (
         httpx.Client(base_url=first.url, timeout=60, headers=AUTH) as client,
         contextlib.suppress(httpx.TransportError),
     ):
         client.post("/api/chat", json=chat_body("crashing", "crash please"))
-    assert first.proc.wait(30) == 17  # the tool took the process down
+    assert first.wait_exit(30) == 17  # the tool took the process down
 
     # Each next process takes the answer over at start-up, runs the tool again, dies.
     exits = []
-    survivor: Process | None = None
+    survivor: BridgeProcess | None = None
     for _ in range(4):
-        process: Process = launch(**settings)
-        process.exited_or_marked()
-        if process.marked.is_set():
+        process: BridgeProcess = launch(**settings)
+        if process.wait_line(MARK, 60):  # else the process exited
             survivor = process
             break
-        exits.append(process.proc.wait(30))
+        exits.append(process.wait_exit(30))
     assert exits == [17, 17]
     assert survivor is not None, "the cap did not end the crashing answer"
     assert survivor.started, survivor.output()
-    assert survivor.proc.poll() is None
+    assert survivor.returncode is None
 
     with httpx.Client(base_url=survivor.url, timeout=60, headers=AUTH) as client:
         chat = client.get("/api/chat/crashing/messages").json()
@@ -209,7 +129,7 @@ def test_recovery_rolling_sigterms_during_one_answer_still_complete(
         fake.enqueue([Text(words)], token_delay=0.01)
     terms = 10
     settings = {"BRIDGE_DRAIN_SECONDS": "0"}
-    process: Process = launch(**settings)
+    process: BridgeProcess = launch(**settings)
     assert process.started, process.output()
     generation_id = ""
     with (
@@ -224,8 +144,8 @@ def test_recovery_rolling_sigterms_during_one_answer_still_complete(
             if deltas >= 20:
                 break
     for round_number in range(terms):
-        process.proc.send_signal(signal.SIGTERM)
-        assert process.proc.wait(60) in (0, -signal.SIGTERM), process.output()
+        process.terminate()
+        assert process.wait_exit(60) in (0, -signal.SIGTERM), process.output()
         process = launch(**settings)
         assert process.started, process.output()
         if round_number == terms - 1:

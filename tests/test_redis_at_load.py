@@ -18,13 +18,13 @@ import pytest
 from tests.bridge_server import BridgeFactory, chat_body
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Delay, Text
-from tests.redis_server import (  # noqa: F401
+from tests.session_client import read_stream
+from tests.support.redis import (  # noqa: F401
     RedisClusterServers,
     RedisServer,
     redis_cluster,
     redis_server,
 )
-from tests.session_client import read_stream
 from tests.ws_client import RawSocket, resume_frame, ws_url
 
 pytestmark = pytest.mark.redis

@@ -1,5 +1,5 @@
 """Facts about `RedisStore` that the contract cannot see: key layout, round trips, TTLs,
-connection handling. Runs against the real test server (tests/redis_server.py)."""
+connection handling. Runs against the real test server (tests/support/redis.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from redis.crc import key_slot
 from bridge.store.base import Append, LogRead, OffsetConflict, Outcome, StoreError
 from bridge.store.redis.connection import cluster_url
 from bridge.store.redis.store import RedisOptions, RedisStore
-from tests.redis_server import RedisServer, redis_server  # noqa: F401
+from tests.support.redis import RedisServer, redis_server  # noqa: F401
 from tests.test_store_contract import (
     HOSTILE_CHAT_IDS,
     START,

@@ -18,8 +18,8 @@ import pytest
 from tests.bridge_server import BridgeFactory
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Hang, LiveServer, Text
-from tests.fault_proxy import FaultProxy
 from tests.node_harness import NodeSetupError, node_binary
+from tests.support.proxy import FaultProxy
 
 pytestmark = pytest.mark.node
 

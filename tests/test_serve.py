@@ -6,12 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,28 +17,10 @@ import pytest
 
 from bridge.settings import Settings
 from tests.bridge_server import chat_body, sse_events
-from tests.redis_server import RedisServer
-
-_START_SECONDS = 60.0
-_STATE_SECONDS = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """The machine's environment without any bridge setting, plus `extra`."""
-    settings = {"HOST", "PORT", "REDIS_URL", "FORWARDED_ALLOW_IPS"}
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("BRIDGE_", "OPENAI_", "ANTHROPIC_")) and name not in settings
-    }
-    env.update(BRIDGE_DEMO_TOKEN_DELAY_MS="1", **extra)
-    return env
+from tests.support.bridge_process import BridgeProcess, bridge_environment
+from tests.support.ports import free_port
+from tests.support.redis import RedisServer, process_state
+from tests.support.waiting import wait_until
 
 
 def test_settings_port_and_host_fall_back_to_paas_variables(
@@ -70,9 +49,9 @@ def test_settings_port_rejects_a_kubernetes_service_address(
 
 def test_serve_refuses_several_workers_without_redis(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bridge", "--port", str(_free_port())],
+        [sys.executable, "-m", "bridge", "--port", str(free_port())],
         cwd=tmp_path,
-        env=_clean_env(BRIDGE_WORKERS="2"),
+        env=bridge_environment(BRIDGE_WORKERS="2"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -82,53 +61,29 @@ def test_serve_refuses_several_workers_without_redis(tmp_path: Path) -> None:
     assert "2 workers need a shared session store: set REDIS_URL" in result.stderr
 
 
-class _Workers:
-    """A `python -m bridge --workers 2` process tree and its log."""
-
-    def __init__(self, process: subprocess.Popen[bytes], log: Path, url: str) -> None:
-        self.process = process
-        self.log = log
-        self.url = url
-
-    def worker_pids(self) -> list[int]:
-        text = self.log.read_text(errors="replace")
-        return [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", text)]
-
-    def wait_until_ready(self) -> list[int]:
-        deadline = time.monotonic() + _START_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the bridge exited:\n{self.log.read_text()}")
-            if self.log.read_text(errors="replace").count("Application startup complete") >= 2:
-                return self.worker_pids()
-            time.sleep(0.05)
-        pytest.fail(f"two workers did not start:\n{self.log.read_text()}")
-
-
 @pytest.fixture
-def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[_Workers]:
-    port = _free_port()
-    log = tmp_path / "bridge.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "--workers", "2", "--port", str(port)],
-            cwd=tmp_path,  # no .env of the developer's
-            env=_clean_env(REDIS_URL=redis_server.url, BRIDGE_KEY_PREFIX=f"workers{port}"),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    workers = _Workers(process, log, f"http://127.0.0.1:{port}")
+def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[BridgeProcess]:
+    """`python -m bridge --workers 2` on the shared Redis, both workers started."""
+    bridge = BridgeProcess(
+        {
+            "REDIS_URL": redis_server.url,
+            "BRIDGE_KEY_PREFIX": f"workers{tmp_path.name}",
+            "BRIDGE_DEMO_TOKEN_DELAY_MS": "1",
+        },
+        workdir=tmp_path,
+        args=["--workers", "2"],
+    )
     try:
-        yield workers
+        bridge.spawn().wait_ready(workers=2)
+        yield bridge
     finally:
-        for pid in workers.worker_pids():
+        for pid in bridge.worker_pids():
             _signal(pid, signal.SIGCONT)
-        process.terminate()
+        bridge.terminate()
         try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+            bridge.wait_exit()
+        finally:
+            bridge.close()
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:
@@ -139,13 +94,7 @@ def _signal(pid: int, signum: signal.Signals) -> None:
 def _pause(pid: int) -> None:
     """SIGSTOP a worker and wait until it is stopped: then only the other one accepts."""
     os.kill(pid, signal.SIGSTOP)
-    deadline = time.monotonic() + _STATE_SECONDS
-    while time.monotonic() < deadline:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] in ("T", "t"):
-            return
-        time.sleep(0.01)
-    pytest.fail(f"worker {pid} did not stop")
+    wait_until(lambda: process_state(pid) in ("T", "t"), 10, f"worker {pid} stopped")
 
 
 def _answer(url: str, chat_id: str, text: str) -> str:
@@ -167,8 +116,8 @@ def _stored_answer(url: str, chat_id: str) -> str:
 
 
 @pytest.mark.redis
-def test_serve_workers_share_one_redis(two_workers: _Workers) -> None:
-    first, second = two_workers.wait_until_ready()
+def test_serve_workers_share_one_redis(two_workers: BridgeProcess) -> None:
+    first, second = two_workers.worker_pids()
     assert first != second
     url = two_workers.url
 

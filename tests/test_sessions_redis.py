@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.bridge_process import BridgeProcess
 from tests.bridge_server import BridgeFactory, chat_body
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import LiveServer, Text
-from tests.redis_server import RedisServer
 from tests.session_client import read_stream
+from tests.support.bridge_process import BridgeProcess
+from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -128,10 +128,10 @@ def doomed_bridge(
         }
     )
     try:
-        bridge.wait_ready()
+        bridge.spawn().wait_ready()
         yield bridge, prefix
     finally:
-        bridge.stop()
+        bridge.close()
 
 
 async def test_a_crashed_producer_is_taken_over_by_a_reader(

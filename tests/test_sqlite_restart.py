@@ -5,15 +5,7 @@ same directory is refused."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,94 +15,33 @@ import pytest
 
 from protocol.sse import SSEParser
 from tests.bridge_server import chat_body, sse_events
+from tests.support.bridge_process import BridgeProcess
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN_DELAY_MS = "20"
-STARTUP_TIMEOUT = 60.0
-
-
-@dataclass
-class BridgeProcess:
-    proc: subprocess.Popen[str]
-    url: str
-    lines: list[str] = field(default_factory=list)
-    settled: threading.Event = field(default_factory=threading.Event)
-    """Set when the app has started, or the process has exited."""
-    started: bool = False
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def watch(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "Application startup complete" in line:
-                self.started = True
-                self.settled.set()
-        self.settled.set()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def launch(tmp_path: Path) -> Iterator[Any]:
     """Start `python -m bridge` processes on one data directory; all are killed at the end."""
     processes: list[BridgeProcess] = []
-    data_dir = tmp_path / "data"
-    cwd = tmp_path / "cwd"  # an empty directory: no developer .env is read
-    cwd.mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BRIDGE_")
-        and k not in ("REDIS_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+    settings = {
+        "BRIDGE_DATA_DIR": str(tmp_path / "data"),
+        # One user across both processes (anonymous identities are per browser).
+        "BRIDGE_AUTH_TOKENS": "restart-token:alice",
+        "BRIDGE_DEMO_TOKEN_DELAY_MS": TOKEN_DELAY_MS,
     }
-    env.update(
-        {
-            "BRIDGE_DATA_DIR": str(data_dir),
-            # One user across both processes (anonymous identities are per browser).
-            "BRIDGE_AUTH_TOKENS": "restart-token:alice",
-            "BRIDGE_DEMO_TOKEN_DELAY_MS": TOKEN_DELAY_MS,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
 
     def start(*, expect_start: bool = True) -> BridgeProcess:
-        port = _free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        bridge = BridgeProcess(proc, f"http://127.0.0.1:{port}")
+        bridge = BridgeProcess(settings, name=str(len(processes)), workdir=tmp_path)
         processes.append(bridge)
-        threading.Thread(target=bridge.watch, daemon=True).start()
-        assert bridge.settled.wait(STARTUP_TIMEOUT), bridge.output()
+        started = bridge.spawn().wait_settled()
         if expect_start:
-            assert bridge.started, bridge.output()
+            assert started, bridge.output()
         return bridge
 
     yield start
     for bridge in processes:
-        bridge.kill()
+        bridge.close()
 
 
 AUTH = {"authorization": "Bearer restart-token"}
@@ -189,9 +120,9 @@ def test_sqlite_bridge_second_process_on_the_same_data_dir_is_refused(launch: An
 
     second: BridgeProcess = launch(expect_start=False)
 
-    assert second.proc.wait(timeout=30) != 0
+    assert second.wait_exit() != 0
     assert not second.started
     assert "in use by another process" in second.output()
-    assert f"pid {first.proc.pid}" in second.output()
+    assert f"pid {first.pid}" in second.output()
     with httpx.Client(base_url=first.url, timeout=60, headers=AUTH) as client:
         assert client.get("/healthz").json()["store"] == "sqlite"

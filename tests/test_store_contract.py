@@ -37,7 +37,7 @@ from bridge.store.base import (
 from bridge.store.memory import MemoryStore
 from bridge.store.redis.store import RedisStore
 from bridge.store.sqlite.store import SQLiteStore
-from tests.redis_server import (  # noqa: F401
+from tests.support.redis import (  # noqa: F401
     RedisClusterServers,
     RedisServer,
     redis_cluster,

@@ -16,10 +16,10 @@ import pytest
 from protocol.assembler import MessageAssembler
 from protocol.chunks import parse_chunk
 from protocol.messages import TextUIPart
-from tests.bridge_process import BridgeProcess
 from tests.bridge_server import chat_body
-from tests.redis_server import RedisServer
 from tests.session_client import StreamResult, read_stream
+from tests.support.bridge_process import BridgeProcess
+from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.processes import BridgeProcess, RedisProcess, start_bridges
-from tests.chaos.tcp_proxy import TcpProxy
-from tests.redis_server import find_redis_server
+from tests.support.bridge_process import BridgeProcess, start_bridges
+from tests.support.proxy import TcpProxy
+from tests.support.redis import RedisServer, require_redis_server
 
 LEASE_SECONDS = 2
 HEARTBEAT_SECONDS = 1
@@ -21,7 +21,7 @@ TOKEN_DELAY_MS = 10
 
 @dataclass
 class Cluster:
-    redis: RedisProcess
+    redis: RedisServer
     bridges: list[BridgeProcess]
     tool_record: Path
     proxy: TcpProxy | None = None
@@ -43,17 +43,11 @@ ClusterFactory = Callable[..., Cluster]
 
 
 @pytest.fixture
-def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
-    binary = find_redis_server()
-    if binary is None:
-        pytest.fail(
-            "redis-server not found on PATH and REDIS_SERVER_BIN is not set; "
-            "run scripts/ensure-redis.sh",
-            pytrace=False,
-        )
+def redis_process(tmp_path: Path) -> Iterator[RedisServer]:
+    binary = require_redis_server()
     workdir = tmp_path / "redis"
     workdir.mkdir()
-    server = RedisProcess(binary, workdir)
+    server = RedisServer(binary, workdir)
     server.start()
     try:
         yield server
@@ -62,7 +56,7 @@ def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
-def make_cluster(redis_process: RedisProcess, tmp_path: Path) -> Iterator[ClusterFactory]:
+def make_cluster(redis_process: RedisServer, tmp_path: Path) -> Iterator[ClusterFactory]:
     """`make_cluster(via_proxy=False, **settings)`: two bridges (`a` produces, `b`
     survives) on the test's redis-server; `settings` are extra environment variables."""
     made: list[Cluster] = []
@@ -84,7 +78,7 @@ def make_cluster(redis_process: RedisProcess, tmp_path: Path) -> Iterator[Cluste
             "CHAOS_TOOL_RECORD": str(record),
             **settings,
         }
-        bridges = [BridgeProcess(name, tmp_path, environment) for name in ("a", "b")]
+        bridges = [BridgeProcess(environment, name=name, workdir=tmp_path) for name in ("a", "b")]
         cluster = Cluster(redis_process, bridges, record, proxy)
         made.append(cluster)
         start_bridges(bridges)

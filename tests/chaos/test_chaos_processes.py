@@ -19,7 +19,6 @@ from tests.chaos.checks import (
     tool_parts,
 )
 from tests.chaos.conftest import ClusterFactory
-from tests.chaos.processes import wait_until
 from tests.chaos.readers import Delivery, Progress, follow_sse
 from tests.chaos.scenario import (
     BUDGET,
@@ -28,6 +27,7 @@ from tests.chaos.scenario import (
     blocking,
     chat_id_for,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.chaos]
 
