@@ -13,8 +13,9 @@ The same bytes go
 
 What the user sees after the first step is compared: text, reasoning, tool calls (name,
 input, provider-executed, state, output or error), sources, files and errors (the provider's
-own error text must be in the bridge's). Where the bridge deliberately differs, DIFFERENCES
-names the field and why, and the test checks the difference is still there.
+own error text must be in the bridge's), and the step's finish reason and usage. Where the
+bridge deliberately differs, DIFFERENCES names the field and why, and the test checks the
+difference is still there.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ _MALFORMED = (
     "SyntaxError); the bridge says which provider sent an event it cannot read and its size, "
     "never quoting provider output into the chat."
 )
+_MALFORMED_FINISH = (
+    "The step's finish reason after an unreadable event: the AI SDK's Responses provider "
+    "makes it `error` (so the calls it read end the answer unanswered); the bridge keeps the "
+    "API's own (`tool-calls`), so the calls it read are answered and the answer goes on."
+)
 _UNKNOWN_BLOCK = (
     "An unknown block type: the AI SDK's schema rejects the event and shows a type validation "
     "error; the bridge skips what it does not know (with a debug log), so a new block type the "
@@ -61,7 +67,7 @@ _NO_SUCH_TOOL = (
 )
 
 DIFFERENCES: dict[str, dict[str, str]] = {
-    "openai/malformed-event.sse": {"errors": _MALFORMED},
+    "openai/malformed-event.sse": {"errors": _MALFORMED, "finishReason": _MALFORMED_FINISH},
     "openai-chat/malformed-chunk.sse": {"errors": _MALFORMED},
     "anthropic/malformed-event.sse": {"errors": _MALFORMED},
     "anthropic/unknown-block-and-event.sse": {"errors": _UNKNOWN_BLOCK},
@@ -116,14 +122,51 @@ async def bridge_answer(replay: ReplayServer, kind: str, body: bytes) -> dict[st
     apply([StartChunk(message_id="m"), StartStepChunk()])
     request = ModelRequest(model="recorded", messages=[message("user", "Hello")], tools=tools)
     events: AsyncIterator[Any] = provider.stream(request)
+    finish: str | None = None
+    usage: dict[str, int | None] | None = None
     try:
         async for event in events:
             apply(transformer.transform(event))
     except ProviderError as exc:
         apply(closing_chunks(error_text=exc.message, step_open=True))
+        finish = "error"
     finally:
         await provider.aclose()
-    return {"message": assembler.to_dict(), "errors": errors}
+    if transformer.finished is not None:
+        finish = finish or transformer.finished.finish_reason
+        step = transformer.finished.usage
+        usage = {
+            "input": step.input_tokens,
+            "output": step.output_tokens,
+            "reasoning": step.reasoning_tokens,
+            "cachedInput": step.cached_input_tokens,
+        }
+    return {
+        "message": assembler.to_dict(),
+        "errors": errors,
+        "finishReason": finish,
+        "usage": usage,
+    }
+
+
+def reference_usage(usage: dict[str, Any] | None) -> dict[str, int | None] | None:
+    """The AI SDK's usage in the bridge's terms (None: the SDK reports none)."""
+    if not usage or usage.get("inputTokens") is None:
+        return None
+    return {
+        "input": usage.get("inputTokens"),
+        "output": usage.get("outputTokens"),
+        "reasoning": (usage.get("outputTokenDetails") or {}).get("reasoningTokens"),
+        "cachedInput": (usage.get("inputTokenDetails") or {}).get("cacheReadTokens"),
+    }
+
+
+def comparable_usage(usage: dict[str, int | None] | None) -> dict[str, int] | None:
+    """A count the provider did not report is None in the bridge and 0 in the AI SDK's
+    usage: both read as 0 here, and a usage with no count at all as none."""
+    if usage is None or all(count is None for count in usage.values()):
+        return None
+    return {name: count or 0 for name, count in usage.items()}
 
 
 def summary(answer: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +197,10 @@ def summary(answer: dict[str, Any]) -> dict[str, Any]:
         ],
         "files": [(part["mediaType"], part["url"]) for part in parts if part["type"] == "file"],
         "errors": answer.get("errors", []),
+        # A call the AI SDK failed before any output has no finish reason: its answer is
+        # the error, as the bridge's `finish{finishReason: "error"}` says.
+        "finishReason": answer.get("finishReason") or ("error" if answer.get("errors") else None),
+        "usage": comparable_usage(answer.get("usage")),
     }
 
 
@@ -191,7 +238,7 @@ async def test_provider_answer_matches_the_ai_sdk(
     theirs = reference[name]
     assert "failed" not in theirs, theirs.get("failed")
     body = BODIES[recording]
-    expected = summary(theirs)
+    expected = summary({**theirs, "usage": reference_usage(theirs.get("usage"))})
     actual = summary(await bridge_answer(replay, recording.parent.name, body))
     differences = DIFFERENCES.get(name, {})
     for field in expected:

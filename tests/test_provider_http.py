@@ -164,7 +164,7 @@ def clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_provider_http_setting_picks_each_sdk_stack(mode: ProviderHTTP) -> None:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None,
         openai_base_url="http://127.0.0.1:9/v1",
         anthropic_api_key="k",
@@ -173,16 +173,15 @@ async def test_provider_http_setting_picks_each_sdk_stack(mode: ProviderHTTP) ->
         bridge_provider_http=mode,
     )
     registry = ProviderRegistry.from_settings(settings)
+    client_class = "DefaultAioHttpClient" if mode == "aiohttp" else "DefaultAsyncHttpxClient"
     expected: dict[str, Any] = {
-        sdk: getattr(
-            sdk, "DefaultAioHttpClient" if mode == "aiohttp" else "DefaultAsyncHttpxClient"
-        )
-        for sdk in (openai, anthropic)
+        "openai": getattr(openai, client_class),
+        "anthropic": getattr(anthropic, client_class),
     }
     try:
         for name in ("openai", "openai-chat", "anthropic", "azure"):
             sdk_client = registry.providers[name]._client  # type: ignore[attr-defined]
-            sdk = anthropic if name == "anthropic" else openai
+            sdk = "anthropic" if name == "anthropic" else "openai"
             assert type(sdk_client._client) is expected[sdk], name
             assert sdk_client.timeout.connect == CONNECT_TIMEOUT, name
             assert sdk_client.timeout.read == settings.provider_timeout_seconds, name
@@ -198,7 +197,7 @@ async def test_provider_http_setting_picks_each_sdk_stack(mode: ProviderHTTP) ->
 
 def test_provider_http_setting_refuses_an_unknown_stack() -> None:
     with pytest.raises(ValueError, match="bridge_provider_http"):
-        Settings(_env_file=None, bridge_provider_http="lean")  # type: ignore[call-arg,arg-type]
+        Settings(_env_file=None, bridge_provider_http="lean")
 
 
 # --------------------------------------------------------------------------- TLS, proxies

@@ -54,7 +54,7 @@ def replay() -> Iterator[ReplayServer]:
 
 
 def registry_for(replay: ReplayServer, model: str, tools: list[dict[str, Any]]) -> ProviderRegistry:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None,
         openai_base_url=replay.url + "/v1",
         anthropic_api_key="k",
@@ -127,6 +127,6 @@ async def test_provider_tools_of_another_model_are_not_offered(replay: ReplaySer
 @pytest.mark.parametrize("tool", [{}, {"type": ""}, {"type": 3}])
 def test_provider_tools_setting_refuses_a_tool_without_its_type(tool: dict[str, Any]) -> None:
     with pytest.raises(ValidationError, match="provider tool needs"):
-        Settings(  # type: ignore[call-arg]
+        Settings(
             _env_file=None, bridge_model_options={"openai:m": {"provider_tools": [tool]}}
         )

@@ -321,6 +321,7 @@ class _StreamState:
         self._hosted: set[str] = set()  # provider-executed calls started
         self._cited: set[str] = set()
         self._saw_tool_call = False
+        self._refused = False  # the answer came as a refusal: finishes content-filter
 
     def _item_id(self, event: dict[str, Any]) -> str:
         index = _int(event.get("output_index"))
@@ -338,6 +339,7 @@ class _StreamState:
         kind = event.get("type")
         match kind:
             case "response.output_text.delta" | "response.refusal.delta":
+                self._refused = self._refused or kind == "response.refusal.delta"
                 item_id = self._item_id(event)
                 delta = _str(event.get("delta"))
                 out = self._open_text_block(item_id)
@@ -731,7 +733,10 @@ class _StreamState:
         reason: FinishReason
         if kind == "response.completed":
             raw = "completed"
-            reason = "tool-calls" if self._saw_tool_call else "stop"
+            if self._saw_tool_call:
+                reason = "tool-calls"
+            else:
+                reason = "content-filter" if self._refused else "stop"
         else:
             details = response.get("incomplete_details") or _EMPTY
             raw = _str(details.get("reason")) or "incomplete"

@@ -10,7 +10,8 @@
 // `execute`: the step ends at their calls), `: provider-tools: a,b` the provider-defined
 // tools the request offered. One process answers for every recording.
 //
-// Prints one JSON document: {"<recording>": {"message": UIMessage, "errors": [text...]}}.
+// Prints one JSON document: {"<recording>": {"message": UIMessage, "errors": [text...],
+// "finishReason": ..., "usage": ...}}.
 
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
@@ -111,7 +112,9 @@ async function answer(path) {
   for await (const state of readUIMessageStream({ stream, terminateOnError: false })) {
     message = state;
   }
-  return { message: message ?? null, errors };
+  const finishReason = await result.finishReason.catch(() => null);
+  const usage = await result.usage.catch(() => null);
+  return { message: message ?? null, errors, finishReason, usage };
 }
 
 const results = {};
