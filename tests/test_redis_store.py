@@ -16,6 +16,7 @@ from bridge.store.base import Append, LogRead, OffsetConflict, Outcome, StoreErr
 from bridge.store.redis.connection import cluster_url
 from bridge.store.redis.store import RedisOptions, RedisStore
 from tests.support.redis import RedisServer, redis_server  # noqa: F401
+from tests.support.waiting import until
 from tests.test_store_contract import (
     HOSTILE_CHAT_IDS,
     START,
@@ -264,11 +265,20 @@ async def test_ttls_are_set_on_every_key(backend: Backend, admin: aioredis.Redis
 # --- stop across processes -----------------------------------------------------------------
 
 
-async def test_stop_reaches_a_waiter_in_another_store(backend: Backend) -> None:
+async def subscriptions(admin: aioredis.Redis, store: RedisStore) -> int:
+    """How many subscriptions the server has on the store's channels (one per store)."""
+    ((_, count),) = await admin.pubsub_numsub(store.keys.stop_channel)
+    return int(count)
+
+
+async def test_stop_reaches_a_waiter_in_another_store(
+    backend: Backend, admin: aioredis.Redis
+) -> None:
     producer, other = await make(backend), await make(backend)
     info = await begin(producer)
     waiter = asyncio.create_task(producer.wait_for_stop(info.chat_id, info.generation_id))
-    await asyncio.sleep(0.1)
+    # The waiter's store subscribed: the stop below travels as a message, not as the key.
+    await until(lambda: subscriptions(admin, producer), 5, "the producer's subscription")
     assert not waiter.done()
 
     await other.request_stop(info.chat_id, info.generation_id)
@@ -290,7 +300,7 @@ async def test_stop_listener_recovers_from_a_lost_subscription(
     store = await make(backend)
     info = await begin(store)
     waiter = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
-    await asyncio.sleep(0.1)
+    await until(lambda: subscriptions(admin, store), 5, "the store's subscription")
 
     await admin.client_kill_filter(_type="pubsub")
     # Published while the listener is (likely) disconnected: only the key tells.
@@ -299,7 +309,7 @@ async def test_stop_listener_recovers_from_a_lost_subscription(
     await asyncio.wait_for(waiter, 5)
     second = await begin(store, "chat-2")
     later = asyncio.create_task(store.wait_for_stop(second.chat_id, second.generation_id))
-    await asyncio.sleep(0.3)
+    await until(lambda: subscriptions(admin, store), 5, "the store subscribed again")
     await store.request_stop(second.chat_id, second.generation_id)
     await asyncio.wait_for(later, 5)
 
@@ -315,11 +325,16 @@ async def clients(admin: aioredis.Redis) -> list[dict[str, str]]:
 async def test_waiting_readers_hold_no_connection(backend: Backend, admin: aioredis.Redis) -> None:
     store = await make(backend, max_connections=2)
     info = await begin(store)
+    before = (await command_calls(admin)).get("xrevrange", 0)
     readers = [
         asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
         for _ in range(50)
     ]
-    await asyncio.sleep(0.2)  # let them all reach their wait
+
+    async def all_waiting() -> bool:  # each read's first range read is done: it waits
+        return (await command_calls(admin)).get("xrevrange", 0) - before >= 50
+
+    await until(all_waiting, 5, "50 reads waiting")
 
     # Nobody blocks on the server; the one subscription is all the waiting costs: the
     # admin client, at most the pool's 2 command connections, 1 subscription.
