@@ -22,6 +22,7 @@ from bridge.access.limits import Limits, retry_after_header
 from bridge.access.redaction import redact_tokens_in_access_log
 from bridge.api import (
     chat_routes,
+    durable_routes,
     live_routes,
     meta_routes,
     poll_routes,
@@ -153,6 +154,7 @@ class Bridge:
             ws_routes,
             steer_routes,
             live_routes,
+            durable_routes,
         ):
             self.router.include_router(module.router)
         redact_tokens_in_access_log()
@@ -259,6 +261,9 @@ async def _bridge_error(request: Request, exc: Exception) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidRequest):
         extra["details"] = exc.details
+    running = getattr(exc, "running_generation_id", None)
+    if isinstance(running, str):
+        extra["generationId"] = running  # a 409 of the busy policy `reject`
     if isinstance(exc, Draining):
         headers["retry-after"] = str(exc.retry_after_seconds)
     if isinstance(exc, LimitExceeded):

@@ -254,6 +254,10 @@ class Settings(BaseSettings):
     bridge_provider_idle_seconds: float = Field(default=120.0, gt=0)
     """A model call that receives nothing for this long (a stalled upstream: bytes stop,
     the connection stays open) is cut: retried as a failed step, or the answer ends."""
+    bridge_busy_policy: Literal["reject", "queue", "interrupt", "steer"] = "reject"
+    """What a new message does while the chat's answer runs (per request: the
+    `x-bridge-busy` header or a `busy` body field): 409, the next turn, stop the answer and
+    answer it, or steer the running answer."""
 
     # Tools
     bridge_tools: str | None = None

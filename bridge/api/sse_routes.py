@@ -21,7 +21,7 @@ from bridge.access.client_level import (
 )
 from bridge.api.gate import POST_CHAT, RESUME, Admitted, unused_chat_resume
 from bridge.api.schemas import STREAM_ERRORS, error_answers
-from bridge.chat.admission import start_admitted
+from bridge.chat.busy import busy_policy, start_turn
 from bridge.chat.operations import follow_generation, generation_to_resume, parse_cursor
 from bridge.errors import GenerationNotFound, StoreError
 from bridge.log.hub import HandedOver
@@ -50,8 +50,11 @@ def _stream_response(
     skip_through: int = 0,
     resumed_at: float | None = None,
     compact_replay: bool = False,
+    entries: AsyncIterator[list[LogEntry] | None] | None = None,
 ) -> StreamingResponse:
-    followed = follow_generation(services, chat_id, generation_id, after, skip_through=skip_through)
+    followed = entries or follow_generation(
+        services, chat_id, generation_id, after, skip_through=skip_through
+    )
     if protocol == "ui" and compact_replay:
         followed = compacted(followed)
     if resumed_at is not None:
@@ -78,16 +81,21 @@ async def post_chat(
     level = client_level_of(request, services.settings)
     check_request_level(level, services.tools)
     chat_request = validate(ChatRequest, admitted.body)
-    generation = await start_admitted(services, chat_request, admitted.user)
-    return _stream_response(
+    # A chat whose answer runs: the busy policy (bridge/chat/busy.py) says what happens.
+    policy = busy_policy(request.headers, chat_request, services.settings.bridge_busy_policy)
+    started = await start_turn(services, chat_request, admitted.user, policy)
+    response = _stream_response(
         services,
         chat_request.id,
-        generation.generation_id,
+        started.generation_id,
         -1,
         protocol,
         level,
-        skip_through=generation.prelude_end,
+        skip_through=started.skip_through,
+        entries=started.entries,
     )
+    response.headers.update(started.headers)
+    return response
 
 
 @router.get("/api/chat/{chat_id}/stream")
