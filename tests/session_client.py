@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,22 +53,31 @@ async def read_stream(
     json: Any = None,
     headers: dict[str, str] | None = None,
     stop_after: int | None = None,
+    streaming: asyncio.Event | None = None,
 ) -> StreamResult:
-    """Read an SSE response; with `stop_after`, hang up after that many chunk events."""
+    """Read an SSE response; with `stop_after`, hang up after that many chunk events.
+    `streaming` is set once a text delta was read (the answer is being produced) or the
+    response ended: what a concurrent step of the test waits on."""
     parser = SSEParser()
     async with client.stream(method, url, json=json, headers=headers) as response:
         result = StreamResult(status=response.status_code, headers=dict(response.headers))
-        if response.status_code != 200:
-            await response.aread()
-            result.raw = response.content
-            return result
-        async for piece in response.aiter_raw():
-            result.raw += piece
-            for event in parser.feed(piece):
-                if event.data is not None:
-                    result.events.append((event.id, event.data))
-                elif event.comment is not None:
-                    result.comments.append(event.comment)
-            if stop_after is not None and len(result.events) >= stop_after:
-                break
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                result.raw = response.content
+                return result
+            async for piece in response.aiter_raw():
+                result.raw += piece
+                for event in parser.feed(piece):
+                    if event.data is not None:
+                        result.events.append((event.id, event.data))
+                        if streaming is not None and '"text-delta"' in event.data:
+                            streaming.set()
+                    elif event.comment is not None:
+                        result.comments.append(event.comment)
+                if stop_after is not None and len(result.events) >= stop_after:
+                    break
+        finally:
+            if streaming is not None:
+                streaming.set()
     return result

@@ -55,10 +55,17 @@ async def test_two_instances_serve_identical_sequences(
     first, second = pair
     fake.enqueue([Text(WORDS)], token_delay=0.005)
     async with httpx.AsyncClient(timeout=30) as client:
+        streaming = asyncio.Event()
         producer = asyncio.create_task(
-            read_stream(client, "POST", f"{first.url}/api/chat", json=chat_body("shared", "go"))
+            read_stream(
+                client,
+                "POST",
+                f"{first.url}/api/chat",
+                json=chat_body("shared", "go"),
+                streaming=streaming,
+            )
         )
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(streaming.wait(), 10)  # the answer is being produced
         readers = [
             read_stream(client, "GET", f"{server.url}/api/chat/shared/stream?cursor=-1")
             for server in (first, second, second)
@@ -79,10 +86,17 @@ async def test_stop_from_another_instance_reaches_the_provider(
     first, second = pair
     fake.enqueue([Text(WORDS * 4)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
+        streaming = asyncio.Event()
         producer = asyncio.create_task(
-            read_stream(client, "POST", f"{first.url}/api/chat", json=chat_body("stop-x", "go"))
+            read_stream(
+                client,
+                "POST",
+                f"{first.url}/api/chat",
+                json=chat_body("stop-x", "go"),
+                streaming=streaming,
+            )
         )
-        await asyncio.sleep(0.4)
+        await asyncio.wait_for(streaming.wait(), 10)  # the answer is being produced
         stop = await client.post(f"{second.url}/api/chat/stop-x/stop")
         result = await producer
         history = (await client.get(f"{second.url}/api/chat/stop-x/messages")).json()
@@ -100,10 +114,17 @@ async def test_busy_chat_is_409_on_every_instance(
     first, second = pair
     fake.enqueue([Text(WORDS)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
+        streaming = asyncio.Event()
         producer = asyncio.create_task(
-            read_stream(client, "POST", f"{first.url}/api/chat", json=chat_body("busy-x", "go"))
+            read_stream(
+                client,
+                "POST",
+                f"{first.url}/api/chat",
+                json=chat_body("busy-x", "go"),
+                streaming=streaming,
+            )
         )
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(streaming.wait(), 10)  # the answer is being produced
         second_post = await client.post(f"{second.url}/api/chat", json=chat_body("busy-x", "again"))
         await producer
     assert second_post.status_code == 409
