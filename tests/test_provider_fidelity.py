@@ -66,7 +66,20 @@ _NO_SUCH_TOOL = (
     "it and may retry), as the tool part's error only, not as an error of the answer."
 )
 
+_DOCUMENT_SOURCE = (
+    "A citation of a document: the AI SDK looks the document up in its prompt and shows no "
+    "source when it is not there (this recording's prompt has none); the bridge shows the "
+    "source with the title the citation carries."
+)
+_MCP_APPROVAL = (
+    "An MCP approval request from OpenAI: the AI SDK shows a tool part waiting for approval; "
+    "the bridge does not take MCP approvals through its approval flow yet (README: use "
+    '`"require_approval": "never"`) and skips the request.'
+)
+
 DIFFERENCES: dict[str, dict[str, str]] = {
+    "anthropic/document-citations.sse": {"sources": _DOCUMENT_SOURCE},
+    "openai/mcp-approval-request.sse": {"tools": _MCP_APPROVAL},
     "openai/malformed-event.sse": {"errors": _MALFORMED, "finishReason": _MALFORMED_FINISH},
     "openai-chat/malformed-chunk.sse": {"errors": _MALFORMED},
     "anthropic/malformed-event.sse": {"errors": _MALFORMED},

@@ -211,7 +211,7 @@ async def test_citations_become_sources(fake: AnthropicFake, provider: Anthropic
         ("max_tokens", "length"),
         ("refusal", "content-filter"),
         ("tool_use", "tool-calls"),
-        ("pause_turn", "other"),
+        ("pause_turn", "stop"),  # as the AI SDK reports it
     ],
 )
 async def test_finish_reasons(

@@ -84,7 +84,7 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "model_context_window_exceeded": "length",
     "tool_use": "tool-calls",
     "refusal": "content-filter",
-    "pause_turn": "other",
+    "pause_turn": "stop",  # a long server-tool turn paused: as the AI SDK reports it
 }
 
 
