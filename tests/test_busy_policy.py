@@ -19,6 +19,7 @@ from tests import gated_tools
 from tests.bridge_server import BridgeFactory, openai_settings
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Hang, LiveServer, Text, ToolCall
+from tests.node_harness import NodeHarness
 from tests.support.redis import RedisServer
 from tests.test_steering import TOOLS, Posting, gate_name, input_roles, stored, types_of
 
@@ -243,6 +244,58 @@ def test_busy_queue_across_two_processes_sharing_redis(
     assert response.headers["x-bridge-busy"] == "queued"
     assert "".join(str(c.get("delta", "")) for c in chunks) == "From the phone, answered."
     assert [m["role"] for m in stored(second, "busy-redis")] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+
+
+@pytest.mark.node
+def test_busy_queue_with_the_real_ai_client(
+    node: NodeHarness, bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
+    """A second device (the SDK's own `Chat`, stock body) sends while the answer runs: it is
+    told `queued` (onData), then gets the answer to its own message."""
+    posting, gate = running_hold(bridge, openai_fake, "busy-node")
+    openai_fake.enqueue([Text("First done.")])
+    openai_fake.enqueue([Text("Answered after the first.")])
+    result: dict[str, Any] = {}
+
+    def second_device() -> None:
+        result.update(
+            node.chat(
+                {
+                    "api": f"{bridge.url}/api/chat",
+                    "chatId": "busy-node",
+                    "loadMessages": False,
+                    "headers": {"x-bridge-busy": "queue", **LEVEL_7},
+                    "steps": [
+                        {"op": "send", "text": "from the phone", "wait": False},
+                        {"op": "waitEvent", "type": "data", "timeoutMs": 20000},
+                        {"op": "wait", "timeoutMs": 60000},
+                        {"op": "settle"},
+                    ],
+                }
+            )
+        )
+
+    device = threading.Thread(target=second_device, daemon=True)
+    device.start()
+    deadline = threading.Event()
+    while not any(c["type"] == "data-steering-queued" for c in list(posting.chunks)):
+        assert not deadline.wait(0.05) and posting.is_alive()
+    gated_tools.open_gate(gate)
+    posting.finish()
+    device.join(90)
+    assert result.get("ok", True), result.get("error")
+    busy = [e["part"] for e in result["events"] if e["type"] == "data"]
+    assert busy[0]["type"] == "data-busy" and busy[0]["data"]["state"] == "queued"
+    messages = result["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    text = "".join(p.get("text", "") for p in messages[-1]["parts"] if p["type"] == "text")
+    assert text == "Answered after the first."
+    assert [m["role"] for m in stored(bridge, "busy-node")] == [
         "user",
         "assistant",
         "user",
