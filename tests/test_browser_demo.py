@@ -474,3 +474,21 @@ def test_leaving_a_chat_mid_answer_does_not_stop_it(scenario: Any, transport: st
 
 def test_transport_switch_is_kept_in_the_url_and_in_storage(scenario: Any) -> None:
     scenario("switch")
+
+
+def test_sidebar_first_paint_lists_the_browsers_own_chats(demo: str) -> None:
+    """The page is rendered on the server with the browser's cookie: the chat list in its
+    first paint (before any script runs) is that browser's, not a stranger's empty one."""
+    mine = f"first-paint-{time.monotonic_ns()}"
+    with httpx.Client(base_url=demo, timeout=60) as browser:
+        body = {
+            "id": mine,
+            "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+        }
+        assert browser.post("/api/chat", json=body).status_code == 200  # the cookie comes
+        assert browser.cookies
+        page = browser.get(f"/chat/another-{mine}")
+        assert page.status_code == 200
+        assert f'data-chat-id="{mine}"' in page.text
+    stranger = httpx.get(f"{demo}/chat/another-{mine}", timeout=60)
+    assert f'data-chat-id="{mine}"' not in stranger.text

@@ -1,5 +1,6 @@
 // Server-side access to the bridge, used by server components to render the first paint.
 // The browser never calls these: it goes through the `/api/*` rewrite of next.config.ts.
+import { cookies } from 'next/headers';
 import type { ChatSummary, ModelList, StoredChat } from './types';
 
 const TIMEOUT_MS = 5000;
@@ -14,9 +15,12 @@ export type Loaded<T> = { data: T; error: string | null };
 async function getJson<T>(path: string, fallback: T): Promise<Loaded<T>> {
   const url = `${bridgeUrl()}${path}`;
   try {
+    // The browser's cookie (its anonymous identity, or a session): the chat list and the
+    // history are that browser's, on the first paint as after it.
+    const cookie = (await cookies()).toString();
     const response = await fetch(url, {
       cache: 'no-store',
-      headers: { accept: 'application/json' },
+      headers: { accept: 'application/json', ...(cookie ? { cookie } : {}) },
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
     if (!response.ok) {
