@@ -484,3 +484,49 @@ def test_a_client_leaving_mid_body_logs_no_error(
         assert time.monotonic() < deadline, "the server never noticed the client leaving"
         time.sleep(0.02)
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_refused_request_leaves_the_chat_id_unclaimed(bridge_factory: BridgeFactory) -> None:
+    server = bridge_factory(bridge_auth_tokens=TOKENS)
+    refused = httpx.post(
+        f"{server.url}/api/chat",
+        json=chat_body("unclaimed", "hi", model="nope:x"),
+        headers=ALICE,
+        timeout=30,
+    )
+    taken = httpx.post(
+        f"{server.url}/api/chat", json=chat_body("unclaimed", "mine"), headers=BOB, timeout=30
+    )
+    assert refused.status_code == 400
+    assert taken.status_code == 200
+
+
+def test_a_tool_output_for_a_tool_this_process_does_not_declare_is_refused(
+    bridge_factory: BridgeFactory, redis_server: Any
+) -> None:
+    """A call waiting for the browser, answered on a process that does not declare that
+    tool (another deployment, a tool since removed): the output is refused."""
+    shared = {
+        "redis_url": redis_server.url,
+        "bridge_key_prefix": f"tools{uuid.uuid4().hex[:8]}",
+        "bridge_auth_tokens": TOKENS,
+        "bridge_demo_token_delay_ms": 0,
+    }
+    declaring = bridge_factory(**shared, bridge_tools="bridge.tools.examples")
+    other = bridge_factory(**shared)
+    asked = httpx.post(
+        f"{declaring.url}/api/chat",
+        json=chat_body("where", "use get_location"),
+        headers=ALICE,
+        timeout=30,
+    )
+    assert asked.status_code == 200
+    history = httpx.get(f"{declaring.url}/api/chat/where/messages", headers=ALICE).json()
+    user, assistant = history["messages"]
+    part = next(p for p in assistant["parts"] if p["type"] == "tool-get_location")
+    assert part["state"] == "input-available"
+    part.update(state="output-available", output={"city": "Atlantis"})
+    body = {"id": "where", "messages": [user, assistant], "trigger": "submit-message"}
+    answered = httpx.post(f"{other.url}/api/chat", json=body, headers=ALICE, timeout=30)
+    assert answered.status_code == 400
+    assert answered.json()["error"]["code"] == "approval_rejected"

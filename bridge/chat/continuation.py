@@ -117,10 +117,13 @@ def merge_answers(
 
 def _check_client_output(part: AnyToolUIPart, old: AnyToolUIPart, tools: ToolBox) -> None:
     declared = tools.get(old.tool_name)
-    if old.provider_executed or (declared is not None and not declared.client_side):
+    # Fails closed: only a browser tool this process declares takes an output from the
+    # client (not a server tool, nor one this process does not know: removed since, or
+    # another deployment's).
+    if old.provider_executed or declared is None or not declared.client_side:
         raise ApprovalRejected(
-            f"tool call {part.tool_call_id[:80]}: {old.tool_name} runs on the server; "
-            "its output cannot come from the client"
+            f"tool call {part.tool_call_id[:80]}: {old.tool_name} is not a browser tool of "
+            "this server; its output cannot come from the client"
         )
     if old.state != "input-available":
         raise ApprovalRejected(

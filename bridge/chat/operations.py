@@ -82,13 +82,12 @@ async def start_generation(
     chat_id = chat_request.id
     if not services.runner.accepting:
         raise Draining("this server is shutting down; retry the request")
-    # The claim answers with the owner: a chat owned by someone else looks like no chat.
-    if not may_use(await services.store.claim_chat(chat_id, user), user):
-        raise NotFound(f"chat {chat_id} not found")
     # Read before the history: the generation begins only if nothing changed the chat
     # since (another generation began or ended: two approval answers racing, an answer
     # ending just after this request read the history).
     chat = await services.store.get_chat(chat_id)
+    if chat is not None and chat.owner is not None and not may_use(chat.owner, user):
+        raise NotFound(f"chat {chat_id} not found")  # someone else's looks like no chat
     revision = chat.revision if chat is not None else 0
 
     provider, model, model_id = services.registry.choose(chat_request.model)
@@ -107,6 +106,10 @@ async def start_generation(
         allow_client_system=services.settings.bridge_allow_client_system,
     )
     check_history_size(turn.history, services.settings)
+    # Claimed only now that the turn is accepted: a refused request leaves the id free.
+    # The claim answers with the owner: a chat taken meanwhile looks like no chat.
+    if not may_use(await services.store.claim_chat(chat_id, user), user):
+        raise NotFound(f"chat {chat_id} not found")
     info = GenerationInfo(
         generation_id=new_generation_id(),
         chat_id=chat_id,
