@@ -352,3 +352,65 @@ async def test_provider_next_turn_leaves_provider_executed_calls_to_the_provider
     kinds = [item.get("type") for item in body["input"]]
     assert "function_call" not in kinds
     assert "function_call_output" not in kinds
+
+
+# --------------------------------------------------------------------------- without Node
+
+# What the streams must give, checked on the bridge alone (the suite above needs
+# Node; these run everywhere): recording -> summary field -> expected value.
+BRIDGE_FACTS: list[tuple[str, str, Any]] = [
+    ("openai/rotating-item-ids.sse", "text", "The answer is shown once."),
+    ("openai/reasoning-rotating-ids.sse", "reasoning", ["Thinking it over."]),
+    ("openai-chat/mistral-content-parts.sse", "reasoning", ["Compute 6*7. It is 42."]),
+    ("openai-chat/mistral-content-parts.sse", "text", "6 \u00d7 7 = 42."),
+    ("anthropic/no-event-lines.sse", "text", "Served by a compatible endpoint."),
+    ("anthropic/web-search.sse", "text", "It is sunny, 24 \u00b0C."),
+    ("anthropic/unknown-block-and-event.sse", "errors", []),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "expected"), BRIDGE_FACTS, ids=[f"{n}:{f}" for n, f, _ in BRIDGE_FACTS]
+)
+async def test_provider_recorded_stream_gives_the_expected_answer(
+    replay: ReplayServer, name: str, field: str, expected: Any
+) -> None:
+    answer = summary(await bridge_answer(replay, name.split("/")[0], BODIES[RECORDINGS / name]))
+    assert answer[field] == expected
+
+
+async def test_provider_nested_error_event_shows_the_providers_message(
+    replay: ReplayServer,
+) -> None:
+    answer = await bridge_answer(
+        replay, "openai", BODIES[RECORDINGS / "openai/error-mid-stream.sse"]
+    )
+    (error,) = answer["errors"]
+    assert error.endswith("The server had an error processing your request.")
+    assert "unknown error" not in error
+
+
+async def test_provider_parallel_wrapper_becomes_its_calls(replay: ReplayServer) -> None:
+    answer = summary(
+        await bridge_answer(replay, "openai", BODIES[RECORDINGS / "openai/parallel-wrapper.sse"])
+    )
+    assert [(tool["name"], tool["input"]) for tool in answer["tools"]] == [
+        ("get_weather", {"city": "Paris"}),
+        ("get_time", {"timezone": "Europe/Paris"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "openai/malformed-event.sse",
+        "openai-chat/malformed-chunk.sse",
+        "anthropic/malformed-event.sse",
+    ],
+)
+async def test_provider_malformed_event_keeps_the_other_calls(
+    replay: ReplayServer, name: str
+) -> None:
+    answer = summary(await bridge_answer(replay, name.split("/")[0], BODIES[RECORDINGS / name]))
+    assert len(answer["errors"]) == 1
+    assert [tool["name"] for tool in answer["tools"]] == ["get_weather", "get_time"]
