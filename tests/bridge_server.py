@@ -10,6 +10,7 @@ import pytest
 
 from bridge.app import create_app
 from bridge.settings import Settings
+from bridge.store.base import SessionStore
 from protocol.sse import SSEParser
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import LiveServer
@@ -40,8 +41,8 @@ def make_settings(**overrides: Any) -> Settings:
 def bridge_factory() -> Iterator[BridgeFactory]:
     servers: list[LiveServer] = []
 
-    def start(**overrides: Any) -> LiveServer:
-        server = LiveServer(create_app(make_settings(**overrides)))
+    def start(*, store: SessionStore | None = None, **overrides: Any) -> LiveServer:
+        server = LiveServer(create_app(make_settings(**overrides), store=store))
         server.start()
         servers.append(server)
         return server

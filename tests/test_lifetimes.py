@@ -47,9 +47,9 @@ from protocol.chunks import StartChunk, TextDeltaChunk, encode_chunk
 from tests.bridge_server import chat_body, make_settings
 from tests.fakes.server import LiveServer
 from tests.faulty_store import FaultyStore
+from tests.support.clock import Clock
 from tests.test_survival import (
     USER,
-    Clock,
     _kill_producer,
     log_of,
     make_services,

@@ -9,11 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge.store.memory import MemoryStore
 from protocol.sse import SSEParser
 from tests.bridge_server import BridgeFactory, chat_body, openai_settings
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Delay, HttpError, LiveServer, StreamError, Text
 from tests.session_client import StreamResult, read_stream
+from tests.support.clock import Clock
 
 WORDS = " ".join(f"word{index}" for index in range(120))
 
@@ -124,11 +126,13 @@ async def test_resume_from_an_offset_sends_only_what_follows(
 async def test_resume_past_retention_is_410(
     bridge_factory: BridgeFactory, openai_fake: OpenAIFake
 ) -> None:
-    server = bridge_factory(**openai_settings(openai_fake, bridge_log_ttl_seconds=1))
+    clock = Clock()
+    store = MemoryStore(log_ttl_seconds=1, clock=clock)
+    server = bridge_factory(store=store, **openai_settings(openai_fake, bridge_log_ttl_seconds=1))
     async with httpx.AsyncClient(timeout=30) as client:
         full = await post(client, server, "retention")
         generation = full.headers["x-bridge-generation-id"]
-        await asyncio.sleep(2.2)
+        clock.advance(2.2)  # past the log's retention
         response = await client.get(
             f"{server.url}/api/chat/retention/stream?generation={generation}&cursor=2"
         )

@@ -36,18 +36,9 @@ from protocol.chunks import parse_chunk
 from protocol.messages import ChatRequest, TextUIPart, UIMessage
 from tests.bridge_server import chat_body, make_settings
 from tests.faulty_store import FaultyStore
+from tests.support.clock import Clock
 
 USER = "anonymous"
-
-
-class Clock:
-    """Unix time that tests move forward (to let a lease lapse without waiting)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 def make_services(store: Any, **overrides: Any) -> Services:
