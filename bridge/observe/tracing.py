@@ -166,7 +166,7 @@ def configure_from_environment() -> bool:
     # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself; the
     # bridge's name only when neither names the service.
     resource = Resource.create()
-    if resource.attributes.get("service.name", "").startswith("unknown_service"):
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource.create({"service.name": "aisdk-bridge"}))
     provider = TracerProvider(resource=resource)
     for exporter in exporters:
