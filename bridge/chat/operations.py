@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from bridge.access.identity import is_anonymous
@@ -79,9 +80,44 @@ async def start_generation(
     is the generation's from then on, whatever happens to this request). A failure after
     that point (announcing it, recording the chat in the owner's list) is logged: the
     generation runs and is served, never answered as if it had not started."""
-    chat_id = chat_request.id
     if not services.runner.accepting:
         raise Draining("this server is shutting down; retry the request")
+    async with _start_gate(services.runner):
+        generation = await _begin(services, chat_request, user, started)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.shield(generation.opened), timeout=services.settings.bridge_heartbeat_seconds
+        )
+    return generation
+
+
+_STARTS_AT_ONCE = 16
+"""Starts of a process that run their round trips (claim, chat, history, begin, record) at
+once; the others wait their turn in arrival order. Under a burst (200 chats at once) the
+starts otherwise advance in lockstep, each round trip one pass of the event loop over all
+of them, so every one of them ends (and streams its first token) only when the last one
+does; in turns the first ones stream while the later ones start. The provider's answer is
+awaited outside the turn: a slow provider never holds it."""
+
+_gates: weakref.WeakKeyDictionary[object, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _start_gate(runner: object) -> asyncio.Semaphore:
+    """The turn of starts of one runner (one app, one event loop)."""
+    gate = _gates.get(runner)
+    if gate is None:
+        gate = _gates[runner] = asyncio.Semaphore(_STARTS_AT_ONCE)
+    return gate
+
+
+async def _begin(
+    services: Services,
+    chat_request: ChatRequest,
+    user: str,
+    started: Callable[[Generation], None] | None,
+) -> Generation:
+    """The start's round trips: claim, the revision, the history, begin, announce."""
+    chat_id = chat_request.id
     # Read before the history: the generation begins only if nothing changed the chat
     # since (another generation began or ended: two approval answers racing, an answer
     # ending just after this request read the history).
@@ -148,10 +184,6 @@ async def start_generation(
             )
         elif isinstance(outcome, BaseException):
             raise outcome
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(
-            asyncio.shield(generation.opened), timeout=services.settings.bridge_heartbeat_seconds
-        )
     return generation
 
 
