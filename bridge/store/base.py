@@ -51,6 +51,10 @@ from bridge.errors import (
 
 JSONDict = dict[str, Any]
 
+FEED_MAX_RECORDS = 256
+"""A chat's generation feed keeps its latest records only, and no longer than the logs
+they name (a tail starting reads them all): its size never follows what clients send."""
+
 
 class Outcome(StrEnum):
     """How a generation ended."""

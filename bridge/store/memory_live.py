@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bridge.store.base import FEED_MAX_RECORDS
+
 _SWEEP_SECONDS = 60.0
 CLOSED_QUEUE_SECONDS = 300.0
 """How long a closed steering queue (and its refusal) is kept."""
@@ -23,16 +25,24 @@ class _Sequence:
     items: list[bytes] = field(default_factory=list)
     closed: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: int = 0
+    """Items trimmed from the front (positions stay those of the whole sequence)."""
 
-    def push(self, item: bytes) -> int:
+    def push(self, item: bytes, keep: int = 0) -> int:
+        """Append; with `keep`, only the last `keep` items stay."""
         self.items.append(item)
+        if keep and len(self.items) > keep:
+            trimmed = len(self.items) - keep
+            del self.items[:trimmed]
+            self.dropped += trimmed
         self.changed.set()
         self.changed = asyncio.Event()
-        return len(self.items)
+        return self.dropped + len(self.items)
 
     def after(self, position: int) -> list[tuple[int, bytes]]:
-        start = max(position, 0)
-        return [(start + i + 1, item) for i, item in enumerate(self.items[start:])]
+        start = max(position - self.dropped, 0)
+        first = self.dropped + start
+        return [(first + i + 1, item) for i, item in enumerate(self.items[start:])]
 
 
 class MemoryLiveMixin:
@@ -124,11 +134,12 @@ class MemoryLiveMixin:
         return sequence.items[0]
 
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
-        sequence = self._live_sequence(("feed", chat_id, ""), self._history_ttl)
-        sequence.expires_at = self._clock() + self._history_ttl
-        return sequence.push(record)
+        # Capped, and kept as long as the logs it names (not the history's 30 days).
+        sequence = self._live_sequence(("feed", chat_id, ""), self._log_ttl)
+        sequence.expires_at = self._clock() + self._log_ttl
+        return sequence.push(record, keep=FEED_MAX_RECORDS)
 
     async def read_generations(
         self, chat_id: str, after: int, *, wait: float = 0.0
     ) -> list[tuple[int, bytes]]:
-        return await self._live_read(("feed", chat_id, ""), self._history_ttl, after, wait)
+        return await self._live_read(("feed", chat_id, ""), self._log_ttl, after, wait)

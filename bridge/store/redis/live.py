@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from bridge.store.base import FEED_MAX_RECORDS
 from bridge.store.redis import scripts
 from bridge.store.redis.connection import Connection
 from bridge.store.redis.keys import Keys
@@ -86,21 +87,24 @@ class RedisLive:
         return bytes(value) if value is not None else None
 
     async def announce_generation(self, chat_id: str, generation_id: str, record: bytes) -> int:
+        # Capped (MAXLEN), and kept as long as the logs it names (not the history's TTL).
         stream = self._keys.key(chat_id, "generations")
-        return await self._push(stream, None, record, self._history_ttl_ms)
+        return await self._push(stream, None, record, self._log_ttl_ms, keep=FEED_MAX_RECORDS)
 
     async def read_generations(
         self, chat_id: str, after: int, *, wait: float = 0.0
     ) -> list[tuple[int, bytes]]:
         return await self._wait_read(self._keys.key(chat_id, "generations"), after, wait)
 
-    async def _push(self, stream: str, marker: str | None, item: bytes, ttl_ms: int) -> int:
+    async def _push(
+        self, stream: str, marker: str | None, item: bytes, ttl_ms: int, *, keep: int = 0
+    ) -> int:
         async with self._connection.call():
             position: Any = await scripts.run(
                 self._connection.redis,
                 scripts.PUSH,
                 [stream, marker or stream],
-                [item, ttl_ms, "1" if marker else "0", self._keys.steer_channel],
+                [item, ttl_ms, "1" if marker else "0", self._keys.steer_channel, keep],
             )
         return int(position)
 

@@ -185,13 +185,20 @@ return 1
 """
 
 # KEYS: stream, closed marker (or the stream again when there is none). ARGV: item, ttl ms,
-# whether to check the marker ("1"/"0"), the channel to name the stream on. Returns the new
-# position, 0 when closed. The PUBLISH is in the script: one round trip, and a waiter is
-# never told of an item the stream does not hold yet.
+# whether to check the marker ("1"/"0"), the channel to name the stream on, the entries to
+# keep (MAXLEN; "0": all). Returns the new position (one past the last entry's, so trimming
+# never reuses one), 0 when closed. The PUBLISH is in the script: one round trip, and a
+# waiter is never told of an item the stream does not hold yet.
 _PUSH_LUA = """
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local n = redis.call('XLEN', KEYS[1]) + 1
-redis.call('XADD', KEYS[1], '0-' .. n, 'm', ARGV[1])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local n = 1
+if last then n = tonumber(string.match(last[1], '%-(%d+)$')) + 1 end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], '0-' .. n, 'm', ARGV[1])
+else
+  redis.call('XADD', KEYS[1], '0-' .. n, 'm', ARGV[1])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PUBLISH', ARGV[4], KEYS[1])
 return n
