@@ -10,7 +10,7 @@ import orjson
 
 from tests.bridge_server import BridgeFactory, openai_settings
 from tests.fakes.openai_server import OpenAIFake
-from tests.fakes.server import Hang, Text
+from tests.fakes.server import Delay, Text
 from tests.ws_client import RawSocket, send_frame, ws_url
 
 
@@ -18,12 +18,14 @@ def live_frame(request_id: str, chat_id: str, **extra: Any) -> dict[str, Any]:
     return {"type": "live", "requestId": request_id, "id": chat_id, **extra}
 
 
-def steer_frame(request_id: str, chat_id: str, text: str, mode: str = "queue") -> dict[str, Any]:
+def steer_frame(
+    request_id: str, chat_id: str, text: str, mode: str = "queue", message_id: str = "s1"
+) -> dict[str, Any]:
     return {
         "type": "steer",
         "requestId": request_id,
         "id": chat_id,
-        "message": {"id": "s1", "role": "user", "parts": [{"type": "text", "text": text}]},
+        "message": {"id": message_id, "role": "user", "parts": [{"type": "text", "text": text}]},
         "mode": mode,
     }
 
@@ -64,11 +66,13 @@ async def test_websocket_live_frame_follows_turns_from_another_socket(
     assert positions[-1] == f"{second.generation_id}:{len(second.chunks) - 1}"
 
 
-async def test_websocket_steer_frame_interrupts_the_running_answer(
+async def test_websocket_steer_frame_interrupt_waits_for_a_call_with_output(
     bridge_factory: BridgeFactory, openai_fake: OpenAIFake
 ) -> None:
+    """The AI SDK's interrupt rule on the socket too: a model call that has produced output
+    is never cut; the message is delivered at the next step boundary."""
     server = bridge_factory(**openai_settings(openai_fake))
-    openai_fake.enqueue([Text("Rambling on and on"), Hang()])
+    openai_fake.enqueue([Text("Rambling on and on"), Delay(1.5), Text(" and on.")])
     openai_fake.enqueue([Text("Stopped rambling.")])
     async with await RawSocket.open(ws_url(server.url)) as socket:
         await socket.send(send_frame("turn", "ws-steer", "talk"))
@@ -78,9 +82,17 @@ async def test_websocket_steer_frame_interrupts_the_running_answer(
         steered = await socket.request(steer_frame("st", "ws-steer", "Stop", "interrupt"))
         assert steered.final == "end"
         answer = await socket.wait_for("turn")
-        refused = await socket.request(steer_frame("late", "ws-steer", "again"))
+        # A new message once it ended is refused (the same id again would be a retry).
+        refused = await socket.request(steer_frame("late", "ws-steer", "again", message_id="s2"))
     types = [chunk["type"] for chunk in answer.chunks]
     assert types.count("steering-message") == 1
+    # Queued while the first call streamed (the premise), which went on to its end.
+    assert types.index("data-steering-queued") < types.index("text-end")
+    assert openai_fake.disconnects == 0
+    first_text = "".join(
+        c["delta"] for c in answer.chunks[: types.index("text-end")] if c["type"] == "text-delta"
+    )
+    assert first_text == "Rambling on and on and on."
     assert answer.chunks[-1]["finishReason"] == "stop"
     assert refused.final == "error"
     assert "nothing is running" in refused.frames[-1]["errorText"]
