@@ -53,14 +53,18 @@ async def read_stream(
     json: Any = None,
     headers: dict[str, str] | None = None,
     stop_after: int | None = None,
+    started: asyncio.Event | None = None,
     streaming: asyncio.Event | None = None,
 ) -> StreamResult:
     """Read an SSE response; with `stop_after`, hang up after that many chunk events.
-    `streaming` is set once a text delta was read (the answer is being produced) or the
-    response ended: what a concurrent step of the test waits on."""
+    What a concurrent step of the test waits on: `started` is set once the response headers
+    came (for a POST: the generation began), `streaming` once a text delta was read (the
+    answer is being produced); both also when the response ended."""
     parser = SSEParser()
     async with client.stream(method, url, json=json, headers=headers) as response:
         result = StreamResult(status=response.status_code, headers=dict(response.headers))
+        if started is not None:
+            started.set()
         try:
             if response.status_code != 200:
                 await response.aread()
@@ -78,6 +82,7 @@ async def read_stream(
                 if stop_after is not None and len(result.events) >= stop_after:
                     break
         finally:
-            if streaming is not None:
-                streaming.set()
+            for event in (started, streaming):
+                if event is not None:
+                    event.set()
     return result

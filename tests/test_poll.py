@@ -38,10 +38,15 @@ def poll_url(server: LiveServer, chat_id: str, **params: Any) -> str:
 
 
 async def post(
-    client: httpx.AsyncClient, server: LiveServer, chat_id: str, text: str = "hi"
+    client: httpx.AsyncClient,
+    server: LiveServer,
+    chat_id: str,
+    text: str = "hi",
+    *,
+    streaming: asyncio.Event | None = None,
 ) -> StreamResult:
     return await read_stream(
-        client, "POST", f"{server.url}/api/chat", json=chat_body(chat_id, text)
+        client, "POST", f"{server.url}/api/chat", json=chat_body(chat_id, text), streaming=streaming
     )
 
 
@@ -167,8 +172,9 @@ async def test_poll_follows_a_running_generation_to_its_end(
 ) -> None:
     openai_fake.enqueue([Text(WORDS)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
-        streaming = asyncio.create_task(post(client, bridge, "follow"))
-        await asyncio.sleep(0.2)
+        text_flows = asyncio.Event()
+        streaming = asyncio.create_task(post(client, bridge, "follow", streaming=text_flows))
+        await asyncio.wait_for(text_flows.wait(), 10)  # the generation runs
         head = (await client.get(poll_url(bridge, "follow"))).json()
         pages, items = await poll_to_the_end(
             client, bridge, "follow", head["generationId"], head["cursor"]
@@ -286,8 +292,9 @@ async def test_poll_of_an_ended_generation(
     )
     openai_fake.enqueue([Text(WORDS * 3)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
-        streaming = asyncio.create_task(post(client, server, "ended"))
-        await asyncio.sleep(0.3)
+        text_flows = asyncio.Event()
+        streaming = asyncio.create_task(post(client, server, "ended", streaming=text_flows))
+        await asyncio.wait_for(text_flows.wait(), 10)  # part of the answer is out
         assert (await client.post(f"{server.url}/api/chat/ended/stop")).json()["stopped"]
         sse = await streaming
         generation = sse.headers["x-bridge-generation-id"]

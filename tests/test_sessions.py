@@ -172,8 +172,9 @@ async def test_stop_closes_the_provider_and_keeps_the_partial_answer(
 ) -> None:
     openai_fake.enqueue([Text(WORDS * 5)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
-        streaming = asyncio.create_task(post(client, bridge, "stop-1"))
-        await asyncio.sleep(0.4)
+        text_flows = asyncio.Event()
+        streaming = asyncio.create_task(post(client, bridge, "stop-1", streaming=text_flows))
+        await asyncio.wait_for(text_flows.wait(), 10)  # part of the answer is out
         stop = await client.post(f"{bridge.url}/api/chat/stop-1/stop")
         result = await streaming
         again = await client.post(f"{bridge.url}/api/chat/stop-1/stop")
@@ -200,8 +201,9 @@ async def test_stop_before_the_first_token_works(
 ) -> None:
     openai_fake.enqueue([Delay(10), Text("too late")])
     async with httpx.AsyncClient(timeout=30) as client:
-        streaming = asyncio.create_task(post(client, bridge, "stop-early"))
-        await asyncio.sleep(0.3)
+        began = asyncio.Event()
+        streaming = asyncio.create_task(post(client, bridge, "stop-early", started=began))
+        await asyncio.wait_for(began.wait(), 10)  # the generation began, no token yet
         stop = await client.post(f"{bridge.url}/api/chat/stop-early/stop")
         result = await streaming
     assert stop.json()["stopped"] is True

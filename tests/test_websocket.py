@@ -20,6 +20,7 @@ from tests.fakes.server import Delay, HttpError, LiveServer, Text
 from tests.node_harness import NodeHarness
 from tests.session_client import read_stream
 from tests.support.redis import RedisServer
+from tests.support.waiting import until
 from tests.ws_client import RawSocket, resume_frame, send_frame, ws_url
 
 WORDS = " ".join(f"word{index}" for index in range(150))
@@ -142,14 +143,16 @@ def test_websocket_stop_sends_abort_which_reaches_the_provider(
 
 async def _wait_for_history(server: LiveServer, chat_id: str) -> list[dict[str, Any]]:
     """The stored history once no generation is active (a stop is asynchronous)."""
+    body: dict[str, Any] = {}
     async with httpx.AsyncClient(timeout=10) as client:
-        for _ in range(100):
-            body = (await client.get(f"{server.url}/api/chat/{chat_id}/messages")).json()
-            if body["activeGenerationId"] is None:
-                messages: list[dict[str, Any]] = body["messages"]
-                return messages
-            await asyncio.sleep(0.05)
-    raise AssertionError("the generation did not end")
+
+        async def ended() -> bool:
+            body.update((await client.get(f"{server.url}/api/chat/{chat_id}/messages")).json())
+            return body["activeGenerationId"] is None
+
+        await until(ended, 5, f"the generation of {chat_id} ended")
+    messages: list[dict[str, Any]] = body["messages"]
+    return messages
 
 
 @pytest.mark.node
@@ -310,7 +313,7 @@ async def test_websocket_resume_without_an_active_generation_is_no_active(
 async def test_websocket_sends_keep_alives_on_an_idle_socket(bridge_factory: BridgeFactory) -> None:
     server = bridge_factory(bridge_ws_ping_seconds=0.1)
     async with await RawSocket.open(ws_url(server.url)) as socket:
-        await asyncio.sleep(0.55)
+        await asyncio.sleep(0.55)  # the idle period is what the test is about
     assert 3 <= len(socket.keep_alives) <= 6
     assert set(socket.keep_alives) == {KEEPALIVE_FRAME.decode()}
 
