@@ -127,6 +127,4 @@ async def test_provider_tools_of_another_model_are_not_offered(replay: ReplaySer
 @pytest.mark.parametrize("tool", [{}, {"type": ""}, {"type": 3}])
 def test_provider_tools_setting_refuses_a_tool_without_its_type(tool: dict[str, Any]) -> None:
     with pytest.raises(ValidationError, match="provider tool needs"):
-        Settings(
-            _env_file=None, bridge_model_options={"openai:m": {"provider_tools": [tool]}}
-        )
+        Settings(_env_file=None, bridge_model_options={"openai:m": {"provider_tools": [tool]}})
