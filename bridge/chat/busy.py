@@ -120,11 +120,19 @@ async def _when_busy(
             f"a generation is running and this message cannot wait for it ({exc})", running
         ) from None
     try:
-        answer, _ = await queue_steering(
+        answer, queued = await queue_steering(
             services, chat_request.id, message, _MODES[policy], running
         )
     except NothingRunning:
         return None
+    if not queued and answer["state"] == "not-delivered" and not answer.get("nextTurn"):
+        # A retry of a message that was settled without a turn of its own (stopped, or
+        # refused at an answer's end): it will not run; the client sends it anew.
+        raise GenerationRunning(
+            f"message {message.id[:80]!r} was not delivered ({answer['outcome']['reason']}); "
+            "send it again with a new id",
+            running,
+        )
     headers = {
         BUSY_HEADER: _STATES[policy],
         "x-bridge-steering-id": message.id,
