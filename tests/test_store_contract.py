@@ -2,7 +2,8 @@
 
 Each test gets a `Backend`: a factory of started stores that share state (for Redis: one
 key prefix, unique per test, on the real test server) and a way to let time pass (a fake
-clock for the memory store, real time against short Redis TTLs).
+clock for the memory and SQLite stores; for Redis, which expires keys on its own clock, the
+keys' TTLs are shortened as that much time would have: `age_keys`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from bridge.store.sqlite.store import SQLiteStore
 from tests.support.redis import (  # noqa: F401
     RedisClusterServers,
     RedisServer,
+    age_keys,
     redis_cluster,
     redis_server,
 )
@@ -112,7 +114,7 @@ class Backend:
         if self.redis_url is None:
             self.clock.now += seconds
         else:
-            await asyncio.sleep(seconds)  # Redis expires keys on its own clock
+            await age_keys(self.redis_url, self.prefix, seconds)  # Redis keeps its own clock
 
     async def close(self) -> None:
         for store in self.stores:
@@ -352,9 +354,9 @@ async def test_end_generation_updates_chat_and_drops_lease(
 async def test_end_generation_clears_active_only_if_it_names_the_generation(
     backend: Backend,
 ) -> None:
-    store = await backend.make(lease_seconds=0.3)
+    store = await backend.make(lease_seconds=3)
     old = await begin(store)
-    await backend.advance(0.5)  # the old producer is presumed dead
+    await backend.advance(5)  # the old producer is presumed dead
     new = await begin(store)
     epoch = await take_over(backend, store, old)
 
@@ -477,12 +479,12 @@ async def test_begin_after_end_starts_new_generation(store: SessionStore) -> Non
 
 
 async def test_begin_after_lease_expiry_replaces_dead_generation(backend: Backend) -> None:
-    store = await backend.make(lease_seconds=0.3)
+    store = await backend.make(lease_seconds=3)
     dead = await begin(store)
     await append_range(store, dead, 1, 2)
     assert await store.producer_alive(dead.chat_id, dead.generation_id)
 
-    await backend.advance(0.5)
+    await backend.advance(5)
     assert not await store.producer_alive(dead.chat_id, dead.generation_id)
     fresh = await begin(store)
 
@@ -501,24 +503,24 @@ async def test_begin_existing_generation_id_conflicts(store: SessionStore) -> No
 
 
 async def test_lease_is_kept_alive_by_appends_and_renewals(backend: Backend) -> None:
-    store = await backend.make(lease_seconds=0.4)
+    store = await backend.make(lease_seconds=4)
     info = await begin(store)
 
-    await backend.advance(0.25)
+    await backend.advance(2.5)
     await append_range(store, info, 1, 1)
-    await backend.advance(0.25)
+    await backend.advance(2.5)
     await store.renew_lease(info.chat_id, info.generation_id, epoch=1)
-    await backend.advance(0.25)
-    assert await store.producer_alive(info.chat_id, info.generation_id)  # 0.75s after begin
+    await backend.advance(2.5)
+    assert await store.producer_alive(info.chat_id, info.generation_id)  # 7.5 s after begin
 
-    await backend.advance(0.5)
+    await backend.advance(5)
     assert not await store.producer_alive(info.chat_id, info.generation_id)
 
 
 async def test_lapsed_lease_is_not_revived(backend: Backend) -> None:
-    store = await backend.make(lease_seconds=0.3)
+    store = await backend.make(lease_seconds=3)
     info = await begin(store)
-    await backend.advance(0.5)
+    await backend.advance(5)
 
     assert not await store.renew_lease(info.chat_id, info.generation_id, epoch=1)
     with pytest.raises(Fenced):
@@ -529,7 +531,7 @@ async def test_lapsed_lease_is_not_revived(backend: Backend) -> None:
 
 
 async def test_renew_lease_reports_whether_the_epoch_holds(backend: Backend) -> None:
-    store = await backend.make(lease_seconds=0.4)
+    store = await backend.make(lease_seconds=4)
     info = await begin(store)
 
     assert await store.renew_lease(info.chat_id, info.generation_id, epoch=1)
@@ -541,9 +543,9 @@ async def test_renew_lease_reports_whether_the_epoch_holds(backend: Backend) -> 
 
 
 async def test_fenced_producer_cannot_append_renew_or_end(backend: Backend) -> None:
-    store = await backend.make(lease_seconds=0.3)
+    store = await backend.make(lease_seconds=3)
     info = await begin(store)
-    await backend.advance(0.5)
+    await backend.advance(5)
     epoch = await take_over(backend, store, info)
 
     with pytest.raises(Fenced):
@@ -562,9 +564,9 @@ async def test_fenced_producer_cannot_append_renew_or_end(backend: Backend) -> N
 
 
 async def test_lapsed_lease_unclaimed_refuses_the_producer(backend: Backend) -> None:
-    store = await backend.make(lease_seconds=0.3)
+    store = await backend.make(lease_seconds=3)
     info = await begin(store)
-    await backend.advance(0.5)
+    await backend.advance(5)
 
     with pytest.raises(Fenced):
         await store.end_generation(
@@ -684,40 +686,40 @@ async def test_messages_replaced_by_begin_and_end(store: SessionStore) -> None:
 
 
 async def test_log_expires_after_log_ttl_once_ended(backend: Backend) -> None:
-    store = await backend.make(log_ttl_seconds=0.5)
+    store = await backend.make(log_ttl_seconds=5)
     info = await begin(store)
     await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
-    await backend.advance(0.2)
+    await backend.advance(2)
     assert (await store.read(info.chat_id, info.generation_id, -1)).ended
 
-    await backend.advance(0.5)
+    await backend.advance(5)
 
     with pytest.raises(GenerationNotFound):
         await store.read(info.chat_id, info.generation_id, -1)
 
 
 async def test_log_ttl_of_running_log_is_refreshed_by_appends(backend: Backend) -> None:
-    store = await backend.make(log_ttl_seconds=0.5, lease_seconds=10)
+    store = await backend.make(log_ttl_seconds=5, lease_seconds=100)
     info = await begin(store)
 
-    await backend.advance(0.3)
+    await backend.advance(3)
     await append_range(store, info, 1, 1)
-    await backend.advance(0.3)  # 0.6s after begin, 0.3s after the append
+    await backend.advance(3)  # 6 s after begin, 3 s after the append
     assert (await store.read(info.chat_id, info.generation_id, -1)).entries == expected(1)
 
-    await backend.advance(0.5)
+    await backend.advance(5)
     with pytest.raises(GenerationNotFound):
         await store.read(info.chat_id, info.generation_id, -1)
 
 
 async def test_history_and_chat_expire_after_history_ttl(backend: Backend) -> None:
-    store = await backend.make(history_ttl_seconds=0.5)
+    store = await backend.make(history_ttl_seconds=5)
     await store.claim_chat("chat-1", "alice")
     await store.save_messages("chat-1", [{"id": "u1"}])
-    await backend.advance(0.2)
+    await backend.advance(2)
     assert await store.load_messages("chat-1") == [{"id": "u1"}]
 
-    await backend.advance(0.5)
+    await backend.advance(5)
 
     assert await store.load_messages("chat-1") == []
     assert await store.get_chat("chat-1") is None
@@ -925,9 +927,9 @@ async def test_memory_store_forgets_stop_waits_that_ended_without_stop() -> None
 
 
 async def test_end_of_a_replaced_generation_keeps_the_newer_history(backend: Backend) -> None:
-    store = await backend.make(lease_seconds=0.3)
+    store = await backend.make(lease_seconds=3)
     dead = await begin(store, messages=[{"id": "old", "role": "user", "parts": []}])
-    await backend.advance(0.5)
+    await backend.advance(5)
     newer_history = [{"id": "new", "role": "user", "parts": []}]
     await begin(store, messages=newer_history)
 
@@ -964,10 +966,10 @@ async def test_live_read_wakes_on_append_and_reaches_the_end(store: SessionStore
 
 
 async def test_live_read_of_an_expired_log_raises(backend: Backend) -> None:
-    store = await backend.make(log_ttl_seconds=0.3, lease_seconds=10)
+    store = await backend.make(log_ttl_seconds=3, lease_seconds=100)
     info = await begin(store)
     await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
-    await backend.advance(0.6)
+    await backend.advance(6)
     with pytest.raises(GenerationNotFound):
         await store.read(info.chat_id, info.generation_id, 0, wait=0.2, live=True)
 

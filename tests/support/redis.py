@@ -18,10 +18,13 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+from bridge.store.redis.connection import cluster_url
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
@@ -241,3 +244,23 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
         yield cluster
     finally:
         cluster.close()
+
+
+async def age_keys(url: str, prefix: str, seconds: float) -> None:
+    """Move time forward for the keys under `prefix`, as Redis sees it: `seconds` come off
+    every TTL, and a key whose TTL runs out is deleted, as Redis would expire it. Redis
+    expires keys on its own clock, which a test cannot inject; this stands in for sleeping."""
+    plain = cluster_url(url)
+    client: Any = aioredis.RedisCluster.from_url(plain) if plain else aioredis.Redis.from_url(url)
+    lapse = round(seconds * 1000)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            remaining = int(await client.pttl(key))
+            if remaining < 0:  # no TTL (or gone meanwhile)
+                continue
+            if remaining <= lapse:
+                await client.delete(key)
+            else:
+                await client.pexpire(key, remaining - lapse)
+    finally:
+        await client.aclose()
