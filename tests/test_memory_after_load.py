@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from bench.workload import run_chat
-from bridge.observe.memory import can_trim
+from bridge.observe.memory import AfterLoad, can_trim
 from tests.support.bridge_process import BridgeProcess
 from tests.support.ports import free_port
 from tests.support.redis import RedisServer, redis_server  # noqa: F401
@@ -127,3 +127,16 @@ def test_memory_after_load_returns_to_baseline(
         )
     finally:
         bridge.close()
+
+
+def test_memory_trim_waits_for_the_load_to_fall() -> None:
+    """The decision alone: a trim once RSS grew and the load fell to a quarter of its peak,
+    never while the load goes on, and not again before RSS grows anew."""
+    mb = 1 << 20
+    state = AfterLoad(rss=100 * mb, growth=32 * mb)
+    assert not state.due(running=40, rss=400 * mb)  # the load goes on
+    assert not state.due(running=20, rss=450 * mb)  # half of the peak: still a load
+    assert state.due(running=10, rss=450 * mb)  # a quarter of the peak: it passed
+    state.trimmed(running=10, rss=120 * mb)
+    assert not state.due(running=0, rss=140 * mb)  # grown less than 32 MB since
+    assert state.due(running=0, rss=160 * mb)
