@@ -34,8 +34,10 @@ def test_otel_environment_console_exporter_prints_the_generation_spans(
     answer = httpx.post(f"{bridge.url}/api/chat", json=chat_body("traced", "hi"), timeout=60)
     assert answer.status_code == 200
     generation_id = answer.headers["x-bridge-generation-id"]
-    assert bridge.wait_line('"name": "generation scripted"', DEADLINE_SECONDS)
+    # The spans' JSON is read line by line: wait for the lines asserted on below.
+    assert bridge.wait_line(f'"bridge.generation.id": "{generation_id}"', DEADLINE_SECONDS)
     assert bridge.wait_line('"name": "chat scripted"', DEADLINE_SECONDS)
+    assert bridge.wait_line('"service.name": "bridge-under-test"', DEADLINE_SECONDS)
     log = bridge.output()
     names = [line.strip() for line in log.splitlines() if line.strip().startswith('"name"')]
     assert f'"bridge.generation.id": "{generation_id}"' in log, log[-3000:]
