@@ -61,6 +61,12 @@ def openai_fake() -> Iterator[OpenAIFake]:
     fake.stop()
 
 
+@pytest.fixture
+def fake(openai_fake: OpenAIFake) -> OpenAIFake:
+    """`openai_fake` under the short name the session tests use."""
+    return openai_fake
+
+
 def openai_settings(fake: OpenAIFake, **extra: Any) -> dict[str, Any]:
     """Bridge settings that send `openai:gpt-test` to the fake."""
     return {

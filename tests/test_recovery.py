@@ -26,14 +26,6 @@ MARK = "could not be completed"
 
 
 @pytest.fixture
-def fake() -> Iterator[OpenAIFake]:
-    server = OpenAIFake(api_key="test-key")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def launch(tmp_path: Path, fake: OpenAIFake) -> Iterator[Any]:
     """Start bridge processes on one data directory (one after the other); each is returned
     once it started or exited."""

@@ -26,14 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def fake() -> Iterator[OpenAIFake]:
-    server = OpenAIFake(api_key="test-key")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def pair(
     bridge_factory: BridgeFactory, fake: OpenAIFake, redis_server: RedisServer
 ) -> tuple[LiveServer, LiveServer]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,14 +21,6 @@ from tests.node_harness import NodeHarness
 from tests.support.redis import RedisServer
 
 TOOLS = "tests.gated_tools"
-
-
-@pytest.fixture
-def fake() -> Iterator[OpenAIFake]:
-    server = OpenAIFake(api_key="test-key")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
