@@ -24,30 +24,16 @@ from tests.support.redis import (  # noqa: F401
     redis_cluster,
     redis_server,
 )
-from tests.test_store_contract import Backend, begin, chunk, expected
+from tests.test_store_contract import Backend, backend_of, begin, chunk, expected
 
 HEARTBEAT = 5.0
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    url = None
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        url = server.url
-    elif request.param == "cluster":
-        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
-        url = cluster.url
-    backend = Backend(request.param, url)
+    backend = backend_of(request)
     yield backend
     await backend.close()
-
-
-@pytest.fixture
-async def admin(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:  # noqa: F811
-    client = aioredis.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def command_calls(admin: aioredis.Redis) -> dict[str, int]:

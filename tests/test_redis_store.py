@@ -35,13 +35,6 @@ async def backend(redis_server: RedisServer) -> AsyncIterator[Backend]:  # noqa:
     await backend.close()
 
 
-@pytest.fixture
-async def admin(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:  # noqa: F811
-    client = aioredis.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
 async def make(backend: Backend, **options: float) -> RedisStore:
     store = await backend.make(**options)
     assert isinstance(store, RedisStore)

@@ -121,8 +121,8 @@ class Backend:
             await store.close()
 
 
-@pytest.fixture(params=["memory", "redis", "cluster", "sqlite"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+def backend_of(request: pytest.FixtureRequest) -> Backend:
+    """The backend named by the fixture's parameter (its servers from their fixtures)."""
     url = None
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
@@ -133,6 +133,12 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     backend = Backend(request.param, url)
     if request.param == "sqlite":
         backend.data_dir = request.getfixturevalue("tmp_path")
+    return backend
+
+
+@pytest.fixture(params=["memory", "redis", "cluster", "sqlite"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    backend = backend_of(request)
     yield backend
     await backend.close()
 
