@@ -50,6 +50,7 @@ from tests.fakes import (
 )
 from tests.fakes import ToolCall as FakeToolCall
 from tests.fakes import Usage as FakeUsage
+from tests.support.waiting import until
 
 API_KEY = "sk-ant-api03-SECRETSECRETSECRET-AAAA"
 PNG_B64 = "iVBORw0KGgo="
@@ -515,7 +516,7 @@ async def test_cancelled_task_closes_the_upstream_stream(
 ) -> None:
     fake.enqueue([Text("Hello"), Hang()])
     task = asyncio.create_task(collect(provider.stream(ask())))
-    await asyncio.sleep(0.3)
+    await until(lambda: fake.requests, 5, "the request reaching the fake")
     task.cancel()
 
     with pytest.raises(asyncio.CancelledError):

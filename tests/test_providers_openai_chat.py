@@ -42,6 +42,7 @@ from tests.fakes import (
 )
 from tests.fakes import ToolCall as FakeToolCall
 from tests.fakes import Usage as FakeUsage
+from tests.support.waiting import until
 
 API_KEY = "gsk_local-SECRETSECRETSECRET"
 PNG = "data:image/png;base64,iVBORw0KGgo="
@@ -326,7 +327,7 @@ async def test_cancel_while_waiting_for_tokens(
 ) -> None:
     fake.enqueue([Hang()])
     task = asyncio.create_task(collect(provider.stream(ask())))
-    await asyncio.sleep(0.3)
+    await until(lambda: fake.requests, 5, "the request reaching the fake")
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
