@@ -125,9 +125,20 @@ def test_steering_queue_is_delivered_at_the_step_boundary(
     assert "data-steering-queued" in types
     # After the tool step's end, before the next model call.
     at = types.index("steering-message")
-    assert types[at - 1 : at + 2] == ["finish-step", "steering-message", "start-step"] or types[
-        at - 2 : at + 2
-    ] == ["finish-step", "message-metadata", "steering-message", "start-step"]
+    # The outcome (transient) and the message, right before the step that receives it.
+    assert types[at - 2 : at + 2] == [
+        "finish-step",
+        "data-steering-outcome",
+        "steering-message",
+        "start-step",
+    ] or types[at - 3 : at + 2] == [
+        "finish-step",
+        "message-metadata",
+        "data-steering-outcome",
+        "steering-message",
+        "start-step",
+    ]
+    assert chunks[at - 1]["data"] == {"type": "delivered", "id": "s1", "stepNumber": 1}
     assert types.index("data-steering-queued") < at
     assert chunks[at]["parts"] == [{"type": "text", "text": "Be brief"}]
     assert chunks[-1] == {**chunks[-1], "type": "finish", "finishReason": "stop"}

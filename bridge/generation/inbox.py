@@ -182,6 +182,10 @@ class SteeringInbox:
             record = delivered_record(request.id, self._generation_id, request.mode, step_number)
             with contextlib.suppress(Exception):  # the log below says it all the same
                 await record_outcome(self._store, self._chat_id, record)
+            # Every device following the log reads the outcome too (transient), just before
+            # the message itself, which stays right before the step's `start-step`.
+            self._emit_outcome({"type": "delivered", "id": request.id, "stepNumber": step_number})
+        for request in now:
             self._emit(SteeringMessageChunk(id=request.id, parts=list(request.parts)))
         return True
 
@@ -201,15 +205,14 @@ class SteeringInbox:
             except Exception:
                 logger.warning("could not record the outcome of steering %s", request.id)
             # Every device following the log learns it too (transient: never stored).
-            self._emit(
-                DataChunk(
-                    type=OUTCOME_CHUNK_TYPE,
-                    id=request.id,
-                    transient=True,
-                    data={"type": "not-delivered", "id": request.id, "reason": reason},
-                )
-            )
+            self._emit_outcome({"type": "not-delivered", "id": request.id, "reason": reason})
         return left
+
+    def _emit_outcome(self, outcome: dict[str, Any]) -> None:
+        self._own_chunks += 1
+        self._emit(
+            DataChunk(type=OUTCOME_CHUNK_TYPE, id=outcome["id"], transient=True, data=outcome)
+        )
 
     async def _catch_up(self, *, announce: bool = True) -> None:
         items = await self._store.read_steering(self._chat_id, self._generation_id, self._cursor)
