@@ -30,6 +30,7 @@ from bridge.api import (
     steer_routes,
     ws_routes,
 )
+from bridge.chat.busy import BUSY_RESPONSE_HEADERS
 from bridge.chat.steer import start_follow_up_turn
 from bridge.chat.takeover import sweep, sweep_once
 from bridge.errors import BridgeError, Draining, InvalidRequest, LimitExceeded
@@ -309,12 +310,18 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.bridge_cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
             allow_headers=["*"],
             # Credentials (cookies, auth headers a browser adds itself) only for origins
             # listed one by one: with "*" any site could act as the user.
             allow_credentials=not any_origin,
-            expose_headers=[sse_routes.GENERATION_HEADER, "retry-after"],
+            # A page reads what the busy policy did and where a Durable Streams read goes on.
+            expose_headers=[
+                sse_routes.GENERATION_HEADER,
+                "retry-after",
+                *BUSY_RESPONSE_HEADERS,
+                *durable_routes.RESPONSE_HEADERS,
+            ],
         )
 
     @app.exception_handler(RequestValidationError)

@@ -301,3 +301,28 @@ def test_busy_queue_with_the_real_ai_client(
         "user",
         "assistant",
     ]
+
+
+def test_busy_and_durable_headers_are_exposed_to_cross_origin_pages(
+    bridge_factory: BridgeFactory, openai_fake: OpenAIFake
+) -> None:
+    origin = "http://page.example"
+    server = bridge_factory(**openai_settings(openai_fake, bridge_cors_origins=[origin]))
+    openai_fake.enqueue([Text("Hi.")])
+    response = httpx.post(
+        f"{server.url}/api/chat",
+        json={"id": "busy-cors", "message": user("hi", "u1")},
+        headers={"origin": origin, **LEVEL_7},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    exposed = {h.strip() for h in response.headers["access-control-expose-headers"].split(",")}
+    assert {
+        "x-bridge-busy",
+        "x-bridge-steering-id",
+        "x-bridge-running-generation-id",
+        "stream-next-offset",
+        "stream-cursor",
+        "stream-up-to-date",
+        "stream-closed",
+    } <= exposed

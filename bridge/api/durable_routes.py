@@ -54,6 +54,14 @@ _BASE_HEADERS = {
     "cross-origin-resource-policy": "cross-origin",
 }
 _MAX_GENERATION_ID = 200
+RESPONSE_HEADERS = (
+    "stream-next-offset",
+    "stream-cursor",
+    "stream-up-to-date",
+    "stream-closed",
+    "etag",
+)
+"""Exposed to cross-origin pages (CORS)."""
 
 PageOf = Callable[[str | None, float], Awaitable[Page]]
 

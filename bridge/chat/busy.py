@@ -41,6 +41,7 @@ BusyPolicy = Literal["reject", "queue", "interrupt", "steer"]
 BUSY_HEADER = "x-bridge-busy"
 BUSY_FIELD = "busy"
 BUSY_CHUNK_TYPE = "data-busy"
+BUSY_RESPONSE_HEADERS = (BUSY_HEADER, "x-bridge-steering-id", "x-bridge-running-generation-id")
 _MODES: dict[str, SteeringMode] = {"steer": "queue", "queue": "turn", "interrupt": "turn-interrupt"}
 _STATES = {"steer": "steered", "queue": "queued", "interrupt": "interrupting"}
 _ATTEMPTS = 3
