@@ -380,11 +380,11 @@ def test_provider_error_bodies_do_not_quote_the_upstream(
     assert error["message"] == "the model provider refused the request (HTTP 400)"
 
 
-def test_jwks_failure_does_not_name_the_jwks_url(bridge_factory: BridgeFactory) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    jwks = f"http://127.0.0.1:{port}/internal/jwks.json"
+def test_jwks_failure_does_not_name_the_jwks_url(
+    bridge_factory: BridgeFactory, openai_fake: OpenAIFake
+) -> None:
+    # A real server that answers 404 for the JWKS (its error names the URL).
+    jwks = f"{openai_fake.base_url}/internal/jwks.json"
     server = bridge_factory(bridge_jwt_jwks_url=jwks)
     # An RS256 token: its key would come from the JWKS (which cannot be fetched).
     parts = [{"alg": "RS256", "kid": "k1", "typ": "JWT"}, {"sub": "x", "exp": 2**31}]
@@ -396,7 +396,8 @@ def test_jwks_failure_does_not_name_the_jwks_url(bridge_factory: BridgeFactory) 
     )
     response = httpx.get(f"{server.url}/api/chats", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 401
-    assert "internal" not in response.text and str(port) not in response.text
+    assert "internal" not in response.text and "jwks" not in response.text
+    assert str(openai_fake.base_url.split(":")[-1].split("/")[0]) not in response.text
 
 
 @pytest.fixture

@@ -72,12 +72,13 @@ def test_approval_policy_that_raises_asks() -> None:
     assert pay.requires_approval({"amount": 5}) is True
 
 
-def test_demo_model_path_matching_is_linear(bridge_factory: BridgeFactory) -> None:
+def test_demo_model_path_matching_is_linear(bridge_processes: Any) -> None:
     """A message shaped for the old backtracking pattern (a long run of word characters
-    with no `name.ext` in it) is answered at once: the old pattern took hours on it."""
-    server = bridge_factory(bridge_tools=TOOLS, bridge_demo_token_delay_ms=0)
+    with no `name.ext` in it) is answered at once; the old pattern held the process's event
+    loop for hours on it (a process of its own: the regex holds the GIL)."""
+    bridge = bridge_processes(BRIDGE_TOOLS=TOOLS, BRIDGE_DEMO_TOKEN_DELAY_MS="0")
     text = "delete " + "a" * 1_000_000
-    response = httpx.post(f"{server.url}/api/chat", json=chat_body("regex", text), timeout=60)
+    response = httpx.post(f"{bridge.url}/api/chat", json=chat_body("regex", text), timeout=60)
     chunks = _chunks(response)
     assert response.status_code == 200
     requests = [c for c in chunks if c["type"] == "tool-approval-request"]
