@@ -428,7 +428,10 @@ async def test_post_poll_of_a_continuation_skips_the_prelude(
 ) -> None:
     """The client continuing a message holds it: its pages leave out the chunks that rebuild
     it, and folding them onto its copy gives the stored message."""
-    server = bridge_factory(bridge_tools="bridge.tools.examples", bridge_demo_token_delay_ms=0)
+    # An ai 7 reader: every chunk of the log (ai 6's pages leave out the v7-only ones).
+    server = bridge_factory(
+        bridge_tools="bridge.tools.examples", bridge_demo_token_delay_ms=0, bridge_client_level=7
+    )
     async with httpx.AsyncClient(timeout=30) as client:
         first = (
             await client.post(
