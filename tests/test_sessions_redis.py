@@ -15,7 +15,7 @@ import pytest
 from tests.bridge_server import BridgeFactory, chat_body
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import LiveServer, Text
-from tests.session_client import read_stream
+from tests.session_client import StreamResult, read_stream
 from tests.support.bridge_process import BridgeProcess
 from tests.support.redis import RedisServer
 
@@ -41,23 +41,31 @@ def pair(
     return bridge_factory(**settings), bridge_factory(**settings)
 
 
+async def answering(
+    client: httpx.AsyncClient, server: LiveServer, chat_id: str
+) -> asyncio.Task[StreamResult]:
+    """POST a turn and return once its answer is streaming; the task reads it to the end."""
+    streaming = asyncio.Event()
+    producer = asyncio.create_task(
+        read_stream(
+            client,
+            "POST",
+            f"{server.url}/api/chat",
+            json=chat_body(chat_id, "go"),
+            streaming=streaming,
+        )
+    )
+    await asyncio.wait_for(streaming.wait(), 10)
+    return producer
+
+
 async def test_two_instances_serve_identical_sequences(
     pair: tuple[LiveServer, LiveServer], fake: OpenAIFake
 ) -> None:
     first, second = pair
     fake.enqueue([Text(WORDS)], token_delay=0.005)
     async with httpx.AsyncClient(timeout=30) as client:
-        streaming = asyncio.Event()
-        producer = asyncio.create_task(
-            read_stream(
-                client,
-                "POST",
-                f"{first.url}/api/chat",
-                json=chat_body("shared", "go"),
-                streaming=streaming,
-            )
-        )
-        await asyncio.wait_for(streaming.wait(), 10)  # the answer is being produced
+        producer = await answering(client, first, "shared")
         readers = [
             read_stream(client, "GET", f"{server.url}/api/chat/shared/stream?cursor=-1")
             for server in (first, second, second)
@@ -78,17 +86,7 @@ async def test_stop_from_another_instance_reaches_the_provider(
     first, second = pair
     fake.enqueue([Text(WORDS * 4)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
-        streaming = asyncio.Event()
-        producer = asyncio.create_task(
-            read_stream(
-                client,
-                "POST",
-                f"{first.url}/api/chat",
-                json=chat_body("stop-x", "go"),
-                streaming=streaming,
-            )
-        )
-        await asyncio.wait_for(streaming.wait(), 10)  # the answer is being produced
+        producer = await answering(client, first, "stop-x")
         stop = await client.post(f"{second.url}/api/chat/stop-x/stop")
         result = await producer
         history = (await client.get(f"{second.url}/api/chat/stop-x/messages")).json()
@@ -106,17 +104,7 @@ async def test_busy_chat_is_409_on_every_instance(
     first, second = pair
     fake.enqueue([Text(WORDS)], token_delay=0.01)
     async with httpx.AsyncClient(timeout=30) as client:
-        streaming = asyncio.Event()
-        producer = asyncio.create_task(
-            read_stream(
-                client,
-                "POST",
-                f"{first.url}/api/chat",
-                json=chat_body("busy-x", "go"),
-                streaming=streaming,
-            )
-        )
-        await asyncio.wait_for(streaming.wait(), 10)  # the answer is being produced
+        producer = await answering(client, first, "busy-x")
         second_post = await client.post(f"{second.url}/api/chat", json=chat_body("busy-x", "again"))
         await producer
     assert second_post.status_code == 409

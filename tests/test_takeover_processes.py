@@ -24,6 +24,9 @@ from tests.support.redis import RedisServer
 pytestmark = pytest.mark.redis
 
 PROMPT = "tell me a long story"
+# These readers fold the log as ai 7 does (`reset-step` applied, every offset once): they
+# declare it, as the resilient transport does.
+AI_7 = {"x-ai-sdk-level": "7"}
 
 
 def _env(redis_server: RedisServer, prefix: str, **extra: str) -> dict[str, str]:
@@ -79,7 +82,7 @@ async def test_takeover_after_sigkill_completes_the_answer_once(
     env = _env(redis_server, f"t{uuid.uuid4().hex[:8]}")
     doomed: BridgeProcess = bridge_processes(**env)
     survivor: BridgeProcess = bridge_processes(**env)
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=AI_7) as client:
         expected = await _reference(client, survivor)
         body = chat_body("killed", PROMPT)
         first = await read_stream(
@@ -109,7 +112,7 @@ async def test_sigterm_drains_then_hands_over_and_refuses_new_answers(
     env = _env(redis_server, f"t{uuid.uuid4().hex[:8]}", BRIDGE_DRAIN_SECONDS="0.5")
     leaving: BridgeProcess = bridge_processes(**env)
     staying: BridgeProcess = bridge_processes(**env)
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=AI_7) as client:
         expected = await _reference(client, staying)
         body = chat_body("drained", PROMPT)
         async with client.stream("POST", f"{leaving.url}/api/chat", json=body) as response:
@@ -170,7 +173,7 @@ async def test_takeover_after_sigkill_during_a_tool_never_runs_it_again(
     env = _env(redis_server, f"t{uuid.uuid4().hex[:8]}", BRIDGE_TOOLS="bridge.tools.examples")
     doomed: BridgeProcess = bridge_processes(**env)
     survivor: BridgeProcess = bridge_processes(**env)
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=AI_7) as client:
         body = chat_body("tool-kill", "use slow_report")
         raw = b""
         async with client.stream("POST", f"{doomed.url}/api/chat", json=body) as response:

@@ -472,6 +472,9 @@ def test_resume_of_a_continuation_rebuilds_the_whole_message(
     result = node.chat(
         {
             "api": f"{server.url}/api/chat",
+            # An ai 7 client that says so gets the approval answer replayed
+            # (`tool-approval-response`, which an undeclared client is not sent).
+            "headers": {"x-ai-sdk-level": "7"},
             "chatId": "resume-continuation",
             "auto": "approvals",
             "steps": [
