@@ -285,7 +285,7 @@ async def test_takeover_reruns_the_interrupted_step_after_reset_step() -> None:
     # The takeover is announced (transient `data-recovering` chunks: taken over, resumed),
     # then the cut step restarts before anything else.
     assert resumed[0] == "data-recovering"
-    assert [kind for kind in resumed if kind != "data-recovering"][0] == "reset-step"
+    assert next(kind for kind in resumed if kind != "data-recovering") == "reset-step"
     assert folded_text(entries) == expected
     stored = UIMessage.model_validate(history[-1])
     assert "".join(p.text for p in stored.parts if isinstance(p, TextUIPart)) == expected
