@@ -479,7 +479,9 @@ def test_resilient_transport_steer_interrupts_the_answer_on_each_tier(
     openai_fake: OpenAIFake,
     tier: str,
 ) -> None:
-    openai_fake.enqueue([Text("Rambling on and on"), Hang()])
+    # A model call that has produced nothing yet is the one an interrupt cuts (a call with
+    # output runs to its end and the message is delivered at the step boundary).
+    openai_fake.enqueue([Hang()])
     openai_fake.enqueue([Text("Steered.")])
     server = bridge_factory(
         **BRIDGE,
@@ -496,10 +498,11 @@ def test_resilient_transport_steer_interrupts_the_answer_on_each_tier(
             chat_id,
             [
                 {"op": "send", "text": "go", "wait": False},
-                {"op": "waitChunks", "n": 6},  # start, start-step, text-start, deltas
+                {"op": "waitChunks", "n": 2},  # start, start-step: the model is called
                 {"op": "steer", "text": "Stop rambling", "mode": "interrupt"},
                 {"op": "settle"},
-                {"op": "steer", "text": "Too late"},
+                # A new message (its own id; the same id would be a retry of the first).
+                {"op": "steer", "text": "Too late", "id": "steer-2"},
             ],
         ),
     )
@@ -509,6 +512,8 @@ def test_resilient_transport_steer_interrupts_the_answer_on_each_tier(
     assert late == {**late, "queued": False, "status": 409}
     assistant = output["messages"][-1]
     kinds = [part["type"] for part in assistant["parts"]]
-    assert kinds == ["step-start", "text", "steering-message", "step-start", "text"]
-    assert assistant["parts"][2]["parts"] == [{"type": "text", "text": "Stop rambling"}]
+    # The silent call was cut; the message opens the step that answers it.
+    assert kinds == ["step-start", "steering-message", "step-start", "text"]
+    assert assistant["parts"][1]["parts"] == [{"type": "text", "text": "Stop rambling"}]
+    assert assistant["parts"][-1]["text"] == "Steered."
     assert assistant["parts"] == stored(server, chat_id)[-1]["parts"]
