@@ -1,65 +1,20 @@
-"""`openai:<model>`: the OpenAI Responses API. The official SDK makes the request (auth,
-base URL, retries, errors of a non-2xx answer); the event stream is read from the raw body
-(`with_streaming_response`) and parsed with orjson, at a fraction of the CPU of the SDK's
-typed events.
-
-Item ids (`msg_…`, `rs_…`, `fc_…`) are handed back in `providerMetadata.openai.itemId`, so
-the next request can refer to the reasoning items of earlier steps (the API keeps them
-when `store` is on, its default): reasoning models work better when they see their own
-reasoning across tool calls.
-
-Also home of what both OpenAI providers share: the client and the error mapping.
-"""
+"""The Responses stream: its events (parsed JSON) mapped to provider events, one
+response at a time (`_StreamState`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any
 
-import openai
 import orjson
-from openai import AsyncOpenAI, Omit, omit
-from openai.types.responses import (
-    EasyInputMessageParam,
-    FunctionToolParam,
-    ResponseFunctionToolCallParam,
-    ResponseIncludable,
-    ResponseInputContentParam,
-    ResponseInputItemParam,
-    ResponseOutputMessageParam,
-    ResponseReasoningItemParam,
-    ToolParam,
-)
-from openai.types.responses.response_input_item_param import FunctionCallOutput
-from openai.types.responses.response_output_text_param import ResponseOutputTextParam
-from openai.types.shared_params import Reasoning
 
-from bridge.errors import ProviderError
 from bridge.providers._convert import (
-    AssistantStep,
-    Deadline,
-    SystemTurn,
-    UserContent,
-    UserTurn,
-    conversation_turns,
-    error_for_status,
-    file_kind,
-    file_text,
-    metadata_value,
     stream_error,
     to_json,
-    unsupported_file_note,
 )
-from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
-from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
-from bridge.providers._stream import MALFORMED, read_sse, timed_out, unreadable_event_text
 from bridge.providers.base import (
-    EventError,
     FinishReason,
-    ModelRequest,
     ProviderEvent,
     ProviderMetadata,
     ReasoningDelta,
@@ -67,7 +22,6 @@ from bridge.providers.base import (
     ReasoningStart,
     Source,
     StepFinished,
-    StreamOpened,
     TextDelta,
     TextEnd,
     TextStart,
@@ -75,189 +29,13 @@ from bridge.providers.base import (
     ToolInputDelta,
     ToolInputStart,
     ToolResult,
-    ToolSpec,
     Usage,
 )
-from protocol.messages import FileUIPart, ReasoningUIPart, TextUIPart
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("bridge.providers.openai_responses")
 
 LABEL = "OpenAI"
-ReasoningSummary = Literal["auto", "concise", "detailed"]
-
-# Model families that reason. They take `reasoning` and reject `temperature`; other models
-# reject `reasoning`. ("gpt-5-chat" is the non-reasoning chat variant.)
-_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex")
-
-
-def is_reasoning_model(model: str) -> bool:
-    name = model.lower().rsplit("/", 1)[-1]
-    return name.startswith(_REASONING_PREFIXES) and not name.startswith("gpt-5-chat")
-
-
-# --------------------------------------------------------------------------- shared
-
-
-def make_openai_client(
-    *,
-    api_key: str,
-    base_url: str | None,
-    timeout: float | None,
-    max_retries: int,
-    http: ProviderHTTP = "aiohttp",
-) -> AsyncOpenAI:
-    return AsyncOpenAI(
-        api_key=api_key,
-        base_url=base_url,
-        timeout=sdk_timeout(timeout),
-        max_retries=max_retries,
-        http_client=sdk_http_client(openai, http),
-    )
-
-
-def openai_error(
-    exc: openai.OpenAIError, *, provider: str, secrets: Sequence[str]
-) -> ProviderError:
-    """Map an SDK error. Messages are built from the parsed error body, never from
-    `str(exc)`, which quotes the whole body (and with it, for a 401, part of the key)."""
-    if isinstance(exc, openai.APITimeoutError) and timed_out(exc):
-        return error_for_status(None, "request timed out", provider=provider, label=LABEL)
-    if isinstance(exc, openai.APIConnectionError):  # (a timeout is one too)
-        return error_for_status(
-            None, "could not connect to the API", provider=provider, label=LABEL
-        )
-    if isinstance(exc, openai.APIStatusError):
-        return error_for_status(
-            exc.status_code,
-            _body_message(exc.body),
-            provider=provider,
-            label=LABEL,
-            secrets=secrets,
-        )
-    if isinstance(exc, openai.APIError):
-        # An error object inside the stream (`data: {"error": {...}}`).
-        return stream_error(
-            exc.type or exc.code,
-            _body_message(exc.body) or exc.message,
-            provider=provider,
-            label=LABEL,
-            secrets=secrets,
-        )
-    return ProviderError(f"{LABEL} client error: {type(exc).__name__}", provider=provider)
-
-
-def _body_message(body: object) -> str | None:
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
-    return body if isinstance(body, str) and body else None
-
-
-# --------------------------------------------------------------------------- provider
-
-
-class OpenAIResponsesProvider:
-    name = "openai"
-
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        base_url: str | None = None,
-        timeout: float | None = 600.0,
-        max_retries: int = 2,
-        reasoning_summary: ReasoningSummary | None = "auto",
-        client: AsyncOpenAI | None = None,
-        http: ProviderHTTP = "aiohttp",
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-    ) -> None:
-        self._max_event_bytes = max_event_bytes
-        self._client = client or make_openai_client(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, http=http
-        )
-        self._secrets = [api_key]
-        self._timeout = timeout
-        self._reasoning_summary = reasoning_summary
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
-        deadline = Deadline(self._timeout)
-        reasoning = is_reasoning_model(request.model)
-        async with AsyncExitStack() as stack:
-            try:
-                response = await stack.enter_async_context(
-                    self._client.responses.with_streaming_response.create(
-                        model=request.model,
-                        input=to_input_items(request),
-                        instructions=request.system or omit,
-                        tools=to_tools(request) or omit,
-                        include=_include(request) or omit,
-                        max_output_tokens=request.max_output_tokens or omit,
-                        temperature=(
-                            omit
-                            if reasoning or request.temperature is None
-                            else request.temperature
-                        ),
-                        reasoning=_reasoning(
-                            reasoning, self._reasoning_summary, request.options.reasoning_effort
-                        ),
-                        stream=True,
-                    )
-                )
-            except openai.OpenAIError as exc:
-                raise openai_error(exc, provider=self.name, secrets=self._secrets) from exc
-
-            state = _StreamState(frozenset(tool.name for tool in request.tools))
-            opened = False
-            # After the final event the loop reads on to the end of the body, which lets
-            # the connection go back to the pool rather than be closed.
-            # Closed by the stack (before the response) however the loop is left.
-            stream = await stack.enter_async_context(
-                aclosing(
-                    read_sse(
-                        response.http_response,
-                        deadline,
-                        provider=self.name,
-                        label=LABEL,
-                        max_event_bytes=self._max_event_bytes,
-                    )
-                )
-            )
-            async for events in stream:
-                for _, data in events:
-                    if state.finished or data.startswith(b"[DONE]"):
-                        continue
-                    event = _read_event(data)
-                    if not opened:
-                        opened = True
-                        created = event.get("response") if event is not None else None
-                        response_id = created.get("id") if isinstance(created, dict) else None
-                        yield StreamOpened(
-                            response_id=_str(response_id) or None, model=request.model
-                        )
-                    produced = None
-                    if event is not None:
-                        try:
-                            produced = state.handle(event)
-                        except MALFORMED:
-                            produced = None
-                    if produced is None:
-                        # As the AI SDK does: the event is reported, the step goes on.
-                        yield EventError(unreadable_event_text(data, label=LABEL))
-                        continue
-                    for out in produced:
-                        yield out
-        if state.finished:
-            return
-        raise error_for_status(
-            None,
-            "the stream ended before the response completed",
-            provider=self.name,
-            label=LABEL,
-        )
+NAME = "openai"  # the provider's name (`OpenAIResponsesProvider.name`)
 
 
 def _read_event(data: bytes) -> dict[str, Any] | None:
@@ -267,9 +45,6 @@ def _read_event(data: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
-
-
-# --------------------------------------------------------------------------- events
 
 
 _EMPTY: dict[str, Any] = {}
@@ -389,7 +164,7 @@ class _StreamState:
                 raise stream_error(
                     error.get("code"),
                     error.get("message") or "the response failed",
-                    provider=OpenAIResponsesProvider.name,
+                    provider=NAME,
                     label=LABEL,
                 )
             case "error":
@@ -400,7 +175,7 @@ class _StreamState:
                 raise stream_error(
                     fields.get("code") or fields.get("type"),
                     fields.get("message"),
-                    provider=OpenAIResponsesProvider.name,
+                    provider=NAME,
                     label=LABEL,
                 )
         if isinstance(event.get("error"), dict):
@@ -409,7 +184,7 @@ class _StreamState:
             raise stream_error(
                 error.get("type") or error.get("code"),
                 error.get("message"),
-                provider=OpenAIResponsesProvider.name,
+                provider=NAME,
                 label=LABEL,
             )
         if isinstance(kind, str) and kind not in _KNOWN_SKIPPED:
@@ -843,180 +618,3 @@ def _usage(usage: object) -> Usage:
         reasoning_tokens=_int(output_details.get("reasoning_tokens")),
         cached_input_tokens=_int(input_details.get("cached_tokens")),
     )
-
-
-# --------------------------------------------------------------------------- request
-
-
-def to_tools(request: ModelRequest) -> list[ToolParam]:
-    """The request's function tools, then the provider tools the model is configured with
-    (BRIDGE_MODEL_OPTIONS `provider_tools`), sent as given: they are in the API's shape."""
-    tools: list[ToolParam] = [to_tool(tool) for tool in request.tools]
-    tools += [cast("ToolParam", dict(tool)) for tool in request.options.provider_tools]
-    return tools
-
-
-# What a provider tool's call carries only when asked for: the sources a web search read,
-# the outputs of code the interpreter ran, the results a file search found.
-_INCLUDES: dict[str, ResponseIncludable] = {
-    "web_search": "web_search_call.action.sources",
-    "code_interpreter": "code_interpreter_call.outputs",
-    "file_search": "file_search_call.results",
-}
-
-
-def _include(request: ModelRequest) -> list[ResponseIncludable]:
-    kinds = {str(tool.get("type")) for tool in request.options.provider_tools}
-    return [include for kind, include in _INCLUDES.items() if kind in kinds]
-
-
-def to_tool(tool: ToolSpec) -> FunctionToolParam:
-    # strict: False, as the schemas come from tool authors and strict mode accepts only a
-    # subset of JSON schema (every property required, no additionalProperties).
-    return {
-        "type": "function",
-        "name": tool.name,
-        "description": tool.description,
-        "parameters": tool.input_schema,
-        "strict": False,
-    }
-
-
-def to_input_items(request: ModelRequest) -> list[ResponseInputItemParam]:
-    items: list[ResponseInputItemParam] = []
-    for turn in conversation_turns(request.messages):
-        if isinstance(turn, SystemTurn):
-            items.append(EasyInputMessageParam(type="message", role="system", content=turn.text))
-        elif isinstance(turn, UserTurn):
-            items.append(
-                EasyInputMessageParam(type="message", role="user", content=_user_content(turn))
-            )
-        else:
-            items.extend(_step_items(turn))
-    return items
-
-
-def _user_content(turn: UserTurn) -> list[ResponseInputContentParam]:
-    content: list[ResponseInputContentParam] = []
-    for part in turn.parts:
-        content.append(_content_part(part))
-    return content
-
-
-def _content_part(part: UserContent) -> ResponseInputContentParam:
-    if isinstance(part, TextUIPart):
-        return {"type": "input_text", "text": part.text}
-    return _file_part(part)
-
-
-def _file_part(part: FileUIPart) -> ResponseInputContentParam:
-    kind = file_kind(part.media_type)
-    is_data = part.url.startswith("data:")
-    if kind == "image":
-        return {"type": "input_image", "image_url": part.url, "detail": "auto"}
-    if kind == "pdf" and is_data:
-        return {
-            "type": "input_file",
-            "filename": part.filename or "document.pdf",
-            "file_data": part.url,
-        }
-    if kind in ("pdf", "text") and not is_data:
-        return {"type": "input_file", "file_url": part.url}
-    if kind == "text" and (text := file_text(part)) is not None:
-        return {"type": "input_text", "text": text}
-    return {"type": "input_text", "text": unsupported_file_note(part)}
-
-
-def _step_items(step: AssistantStep) -> list[ResponseInputItemParam]:
-    items: list[ResponseInputItemParam] = []
-    outputs: list[ResponseInputItemParam] = []
-    reasoning: ResponseReasoningItemParam | None = None
-    for part in step.parts:
-        if isinstance(part, ReasoningUIPart):
-            merged = _reasoning_item(part, reasoning)
-            if merged is not None and merged is not reasoning:
-                items.append(merged)
-            reasoning = merged
-            continue
-        reasoning = None
-        if isinstance(part, TextUIPart):
-            items.append(_assistant_text(part))
-            continue
-        call = ResponseFunctionToolCallParam(
-            type="function_call",
-            call_id=part.tool_call_id,
-            name=part.tool_name,
-            arguments=part.input_json,
-        )
-        item_id = metadata_value(part.provider_metadata, "openai", "itemId")
-        if isinstance(item_id, str):
-            call["id"] = item_id
-        items.append(call)
-        outputs.append(
-            FunctionCallOutput(
-                type="function_call_output", call_id=part.tool_call_id, output=part.result.text
-            )
-        )
-    return [*_drop_orphan_reasoning(items), *outputs]
-
-
-def _assistant_text(part: TextUIPart) -> ResponseInputItemParam:
-    item_id = metadata_value(part.provider_metadata, "openai", "itemId")
-    if isinstance(item_id, str):
-        text: ResponseOutputTextParam = {
-            "type": "output_text",
-            "text": part.text,
-            "annotations": [],
-        }
-        return ResponseOutputMessageParam(
-            type="message", role="assistant", id=item_id, status="completed", content=[text]
-        )
-    return EasyInputMessageParam(type="message", role="assistant", content=part.text)
-
-
-def _reasoning_item(
-    part: ReasoningUIPart, current: ResponseReasoningItemParam | None
-) -> ResponseReasoningItemParam | None:
-    """Reasoning goes back only as the item the API produced (by id). The summary parts of
-    one item arrive as consecutive reasoning parts and are merged back into `current`."""
-    item_id = metadata_value(part.provider_metadata, "openai", "itemId")
-    if not isinstance(item_id, str):
-        return current  # another provider's reasoning, or not kept: the API cannot take it
-    item = current
-    if item is None or item["id"] != item_id:
-        item = ResponseReasoningItemParam(type="reasoning", id=item_id, summary=[])
-    if part.text:
-        item["summary"] = [*item["summary"], {"type": "summary_text", "text": part.text}]
-    encrypted = metadata_value(part.provider_metadata, "openai", "encryptedContent")
-    if isinstance(encrypted, str):
-        item["encrypted_content"] = encrypted
-    return item
-
-
-def _drop_orphan_reasoning(items: list[ResponseInputItemParam]) -> list[ResponseInputItemParam]:
-    """The API rejects a reasoning item not followed by the item it produced ("provided
-    without its required following item"). That happens when the id of the message or
-    function call after it was not kept; the reasoning is then dropped rather than the
-    request failing."""
-    kept: list[ResponseInputItemParam] = []
-    for index, item in enumerate(items):
-        if item.get("type") == "reasoning":
-            following = items[index + 1] if index + 1 < len(items) else None
-            if following is None or following.get("type") == "reasoning" or "id" not in following:
-                continue
-        kept.append(item)
-    return kept
-
-
-def _reasoning(
-    reasoning_model: bool, summary: ReasoningSummary | None, effort: str | None
-) -> Reasoning | Omit:
-    """The `reasoning` parameter: only for reasoning models (the others reject it)."""
-    if not reasoning_model or (summary is None and effort is None):
-        return omit
-    value = Reasoning()
-    if summary is not None:
-        value["summary"] = summary
-    if effort is not None:
-        value["effort"] = effort  # type: ignore[typeddict-item]
-    return value

@@ -1,58 +1,19 @@
-"""`anthropic:<model>`: the Anthropic Messages API. The SDK makes the request (auth,
-retries, errors of a non-2xx answer); the event stream is read from the raw body
-(`with_streaming_response`) and parsed with orjson, which costs a fraction of the SDK's
-typed events. Leaving the `async with` closes the HTTP response, so a stop reaches
-Anthropic at once.
-
-Thinking blocks come back on later turns only with their signature (Anthropic verifies
-it), which `ReasoningEnd` hands out as `providerMetadata.anthropic.signature`.
-"""
+"""The Messages stream: its events (parsed JSON) mapped to provider events, one
+message at a time (`_StreamState`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import anthropic
 import orjson
-from anthropic import AsyncAnthropic, omit
-from anthropic.types import (
-    Base64ImageSourceParam,
-    ContentBlockParam,
-    DocumentBlockParam,
-    MessageParam,
-    ThinkingConfigEnabledParam,
-    ToolParam,
-    ToolResultBlockParam,
-    ToolUnionParam,
-)
 
-from bridge.errors import ProviderError
 from bridge.providers._convert import (
-    AssistantStep,
-    Deadline,
-    SystemTurn,
-    ToolExchange,
-    UserTurn,
-    conversation_turns,
-    error_for_status,
-    file_kind,
-    metadata_value,
-    parse_data_url,
-    stream_error,
     to_json,
-    unsupported_file_note,
 )
-from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
-from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
-from bridge.providers._stream import MALFORMED, read_sse, timed_out, unreadable_event_text
 from bridge.providers.base import (
-    EventError,
     FinishReason,
-    ModelRequest,
     ProviderEvent,
     ReasoningDelta,
     ReasoningEnd,
@@ -67,15 +28,10 @@ from bridge.providers.base import (
     ToolInputDelta,
     ToolInputStart,
     ToolResult,
-    ToolSpec,
     Usage,
 )
-from protocol.messages import FileUIPart, ReasoningUIPart, TextUIPart
 
-logger = logging.getLogger(__name__)
-
-LABEL = "Anthropic"
-DEFAULT_MAX_TOKENS = 4096
+logger = logging.getLogger("bridge.providers.anthropic")
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -88,139 +44,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
-def anthropic_error(
-    exc: anthropic.AnthropicError, *, provider: str, secrets: Sequence[str]
-) -> ProviderError:
-    """Map an SDK error; messages come from the parsed body (`str(exc)` quotes it whole)."""
-    if isinstance(exc, anthropic.APITimeoutError) and timed_out(exc):
-        return error_for_status(None, "request timed out", provider=provider, label=LABEL)
-    if isinstance(exc, anthropic.APIConnectionError):  # (a timeout is one too)
-        return error_for_status(
-            None, "could not connect to the API", provider=provider, label=LABEL
-        )
-    if isinstance(exc, anthropic.APIStatusError):
-        if exc.status_code < 400:
-            # An `error` event inside a 200 stream (overloaded, api_error, …).
-            return stream_error(
-                exc.type, exc.api_message, provider=provider, label=LABEL, secrets=secrets
-            )
-        return error_for_status(
-            exc.status_code, exc.api_message, provider=provider, label=LABEL, secrets=secrets
-        )
-    return ProviderError(f"{LABEL} client error: {type(exc).__name__}", provider=provider)
-
-
-class AnthropicProvider:
-    name = "anthropic"
-
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        base_url: str | None = None,
-        timeout: float | None = 600.0,
-        max_retries: int = 2,
-        default_max_tokens: int = DEFAULT_MAX_TOKENS,
-        thinking_budget: int | None = None,
-        client: AsyncAnthropic | None = None,
-        http: ProviderHTTP = "aiohttp",
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-    ) -> None:
-        self._max_event_bytes = max_event_bytes
-        self._client = client or AsyncAnthropic(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=sdk_timeout(timeout),
-            max_retries=max_retries,
-            http_client=sdk_http_client(anthropic, http),
-        )
-        self._secrets = [api_key]
-        self._timeout = timeout
-        self._default_max_tokens = default_max_tokens
-        self._thinking_budget = thinking_budget
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
-        deadline = Deadline(self._timeout)
-        system, messages = to_messages(request)
-        max_tokens = request.max_output_tokens or self._default_max_tokens
-        thinking: ThinkingConfigEnabledParam | None = None
-        budget = request.options.thinking_budget or self._thinking_budget
-        if budget:
-            # The budget counts against max_tokens: add it, so the answer keeps its share.
-            thinking = {"type": "enabled", "budget_tokens": budget}
-            max_tokens += budget
-        # This SDK no longer declares `temperature`; the API takes it (not with thinking).
-        extra = (
-            {"temperature": request.temperature}
-            if request.temperature is not None and thinking is None
-            else None
-        )
-        async with AsyncExitStack() as stack:
-            try:
-                response = await stack.enter_async_context(
-                    self._client.messages.with_streaming_response.create(
-                        model=request.model,
-                        max_tokens=max_tokens,
-                        messages=messages,
-                        system=system or omit,
-                        tools=to_tools(request) or omit,
-                        thinking=thinking or omit,
-                        stream=True,
-                        extra_body=extra,
-                        extra_headers=_beta_headers(request),
-                    )
-                )
-            except anthropic.AnthropicError as exc:
-                raise anthropic_error(exc, provider=self.name, secrets=self._secrets) from exc
-
-            state = _StreamState()
-            # After message_stop the loop reads on to the end of the body, which lets the
-            # connection go back to the pool rather than be closed.
-            # Closed by the stack (before the response) however the loop is left.
-            stream = await stack.enter_async_context(
-                aclosing(
-                    read_sse(
-                        response.http_response,
-                        deadline,
-                        provider=self.name,
-                        label=LABEL,
-                        max_event_bytes=self._max_event_bytes,
-                    )
-                )
-            )
-            async for events in stream:
-                for name, data in events:
-                    if name == "ping" or state.finished:
-                        continue  # what the SDK skips too
-                    event = _read_event(data)
-                    # Some Anthropic-compatible servers send no `event:` lines: the type is
-                    # the payload's own.
-                    if name == "error" or (event is not None and event.get("type") == "error"):
-                        raise _stream_error(event or {}, secrets=self._secrets)
-                    produced = None
-                    if event is not None:
-                        try:
-                            produced = state.handle(event, request.model)
-                        except MALFORMED:
-                            produced = None
-                    if produced is None:
-                        # As the AI SDK does: the event is reported, the step goes on.
-                        produced = [
-                            *state.open(request.model),
-                            EventError(unreadable_event_text(data, label=LABEL)),
-                        ]
-                    for out in produced:
-                        yield out
-        if state.finished:
-            return
-        raise error_for_status(
-            None, "the stream ended before message_stop", provider=self.name, label=LABEL
-        )
-
-
 def _read_event(data: bytes) -> dict[str, Any] | None:
     """An event's JSON object, or None when it is not one."""
     try:
@@ -228,23 +51,6 @@ def _read_event(data: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _stream_error(event: dict[str, Any], *, secrets: Sequence[str]) -> ProviderError:
-    """An `error` event inside a 200 stream (overloaded_error, api_error, …)."""
-    error = event.get("error")
-    fields = error if isinstance(error, dict) else {}
-    kind, message = fields.get("type"), fields.get("message")
-    return stream_error(
-        kind if isinstance(kind, str) else None,
-        message if isinstance(message, str) else None,
-        provider=AnthropicProvider.name,
-        label=LABEL,
-        secrets=secrets,
-    )
-
-
-# --------------------------------------------------------------------------- events
 
 
 @dataclass(slots=True)
@@ -653,175 +459,3 @@ class _StreamState:
             reason = "tool-calls"
         out.append(StepFinished(finish_reason=reason, usage=self._usage(), raw_finish_reason=raw))
         return out
-
-
-# --------------------------------------------------------------------------- request
-
-
-def to_tools(request: ModelRequest) -> list[ToolUnionParam]:
-    """The request's tools, then the server tools the model is configured with
-    (BRIDGE_MODEL_OPTIONS `provider_tools`), sent as given: they are in the API's shape."""
-    tools: list[ToolUnionParam] = [to_tool(tool) for tool in request.tools]
-    tools += [cast("ToolUnionParam", dict(tool)) for tool in request.options.provider_tools]
-    return tools
-
-
-# Server tools still in beta: the `anthropic-beta` value each needs, by its type's prefix.
-_BETAS = {
-    "web_fetch_20250910": "web-fetch-2025-09-10",
-    "code_execution_20250825": "code-execution-2025-08-25",
-    "tool_search_tool_regex_20251119": "advanced-tool-use-2025-11-20",
-    "tool_search_tool_bm25_20251119": "advanced-tool-use-2025-11-20",
-}
-
-
-def _beta_headers(request: ModelRequest) -> dict[str, str] | None:
-    betas = dict.fromkeys(
-        _BETAS[kind]
-        for tool in request.options.provider_tools
-        if (kind := str(tool.get("type"))) in _BETAS
-    )
-    return {"anthropic-beta": ",".join(betas)} if betas else None
-
-
-def to_tool(tool: ToolSpec) -> ToolParam:
-    return {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
-
-
-Role = Literal["user", "assistant"]
-
-
-def to_messages(request: ModelRequest) -> tuple[str | None, list[MessageParam]]:
-    """The system prompt (request's plus any system messages) and the messages, with
-    consecutive same-role turns merged: the API wants user and assistant to alternate."""
-    system = [request.system] if request.system else []
-    turns: list[tuple[Role, list[ContentBlockParam]]] = []
-
-    def add(role: Role, blocks: list[ContentBlockParam]) -> None:
-        if not blocks:
-            return
-        if turns and turns[-1][0] == role:
-            turns[-1][1].extend(blocks)
-        else:
-            turns.append((role, blocks))
-
-    for turn in conversation_turns(request.messages):
-        if isinstance(turn, SystemTurn):
-            system.append(turn.text)
-        elif isinstance(turn, UserTurn):
-            add("user", _user_blocks(turn))
-        else:
-            add("assistant", _assistant_blocks(turn))
-            # Results go in the user turn right after the assistant turn that called.
-            add("user", [_tool_result(call) for call in turn.tool_exchanges])
-    _trim_final_assistant(turns)
-    messages: list[MessageParam] = []
-    for role, blocks in turns:
-        if role == "user":
-            messages.append({"role": "user", "content": blocks})
-        else:
-            messages.append({"role": "assistant", "content": blocks})
-    return ("\n\n".join(system) or None), messages
-
-
-def _tool_result(call: ToolExchange) -> ContentBlockParam:
-    block: ToolResultBlockParam = {
-        "type": "tool_result",
-        "tool_use_id": call.tool_call_id,
-        "content": call.result.text,
-    }
-    if call.result.is_error:
-        block["is_error"] = True  # errors and denials: the model should not trust the text
-    return block
-
-
-def _user_blocks(turn: UserTurn) -> list[ContentBlockParam]:
-    blocks: list[ContentBlockParam] = []
-    for part in turn.parts:
-        if isinstance(part, TextUIPart):
-            blocks.append({"type": "text", "text": part.text})
-        else:
-            blocks.append(_file_block(part))
-    return blocks
-
-
-_IMAGE_TYPES: dict[str, Literal["image/jpeg", "image/png", "image/gif", "image/webp"]] = {
-    "image/jpeg": "image/jpeg",
-    "image/jpg": "image/jpeg",
-    "image/png": "image/png",
-    "image/gif": "image/gif",
-    "image/webp": "image/webp",
-}
-
-
-def _file_block(part: FileUIPart) -> ContentBlockParam:
-    kind = file_kind(part.media_type)
-    data = parse_data_url(part.url)
-    if data is None and kind in ("image", "pdf") and part.url.startswith(("http://", "https://")):
-        if kind == "image":
-            return {"type": "image", "source": {"type": "url", "url": part.url}}
-        return {"type": "document", "source": {"type": "url", "url": part.url}}
-    if data is not None:
-        image_type = _IMAGE_TYPES.get(data.media_type)
-        if kind == "image" and image_type is not None:
-            source: Base64ImageSourceParam = {
-                "type": "base64",
-                "media_type": image_type,
-                "data": data.data,
-            }
-            return {"type": "image", "source": source}
-        if kind == "pdf":
-            return {
-                "type": "document",
-                "source": {"type": "base64", "media_type": "application/pdf", "data": data.data},
-            }
-        if kind == "text":
-            block: DocumentBlockParam = {
-                "type": "document",
-                "source": {"type": "text", "media_type": "text/plain", "data": data.text()},
-            }
-            if part.filename:
-                block["title"] = part.filename
-            return block
-    return {"type": "text", "text": unsupported_file_note(part)}
-
-
-def _assistant_blocks(step: AssistantStep) -> list[ContentBlockParam]:
-    blocks: list[ContentBlockParam] = []
-    for part in step.parts:
-        if isinstance(part, ReasoningUIPart):
-            redacted = metadata_value(part.provider_metadata, "anthropic", "redactedData")
-            signature = metadata_value(part.provider_metadata, "anthropic", "signature")
-            if isinstance(redacted, str):
-                blocks.append({"type": "redacted_thinking", "data": redacted})
-            elif isinstance(signature, str) and signature:
-                blocks.append({"type": "thinking", "thinking": part.text, "signature": signature})
-            # Without a signature the API would reject the block: it is left out.
-        elif isinstance(part, TextUIPart):
-            blocks.append({"type": "text", "text": part.text})
-        else:
-            blocks.append(
-                {
-                    "type": "tool_use",
-                    "id": part.tool_call_id,
-                    "name": part.tool_name,
-                    "input": part.input_object,
-                }
-            )
-    return blocks
-
-
-def _trim_final_assistant(turns: list[tuple[Role, list[ContentBlockParam]]]) -> None:
-    """A final assistant turn is a prefill, which must not end with whitespace."""
-    if not turns or turns[-1][0] != "assistant":
-        return
-    blocks = turns[-1][1]
-    last = blocks[-1] if blocks else None
-    if last is not None and last.get("type") == "text":
-        text = str(last.get("text", "")).rstrip()
-        if text:
-            blocks[-1] = {"type": "text", "text": text}
-        else:
-            blocks.pop()
-            if not blocks:
-                turns.pop()
