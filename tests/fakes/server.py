@@ -525,9 +525,10 @@ class _SSEStream(Response):
             return
         drop = pump.result()
         if drop is not None:
+            # Counted before the drop, so a client that sees the cut sees it counted.
+            self._fake._on_cut()
             self._drop(scope, drop)
             await watch  # the server saw the connection go: the response ends unfinished
-            self._fake._on_cut()
             return
         watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
