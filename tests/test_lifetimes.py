@@ -48,6 +48,7 @@ from tests.bridge_server import chat_body, make_settings
 from tests.fakes.server import LiveServer
 from tests.faulty_store import FaultyStore
 from tests.support.clock import Clock
+from tests.support.waiting import until
 from tests.test_survival import (
     USER,
     _kill_producer,
@@ -339,6 +340,39 @@ async def test_hub_read_failure_of_one_log_detaches_its_readers_only(
     assert received == [0, 1, 2]  # the detached reader caught up with its own read
     assert outcome is Outcome.FINISHED  # the process's generations were not cancelled
     assert _records(caplog, "its readers catch up on their own")
+
+
+async def test_hub_subscription_failure_is_contained_and_subscribed_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FaultyStore(MemoryStore())
+    store.fail("watch_logs", error=RuntimeError)  # the subscription breaks at once
+    services = make_services(store, delay_ms=5)
+    async with serving(services):
+        running = await start_generation(services, request("running", "a long one"), USER)
+        await until(lambda: store.calls.get("watch_logs", 0) >= 2, 30, "a second subscription")
+        # A log written by another process reaches its reader through the new subscription.
+        info = GenerationInfo("gen-foreign-000000000000000001", "foreign", "m1", time.time())
+        epoch = await store.begin_generation(
+            info, encode_chunk(StartChunk(message_id="m1")), [], plan=b"{}"
+        )
+        reader = follow(services.hub, "foreign", info.generation_id, -1, heartbeat=30)
+        received: list[int] = []
+        with anyio.fail_after(30):
+            async for batch in reader:
+                assert batch is not None
+                received.extend(entry.offset for entry in batch)
+                if received[-1] == 0:
+                    chunk = encode_chunk(TextDeltaChunk(id="t", delta="one"))
+                    await store.append("foreign", info.generation_id, 1, [chunk], epoch=epoch)
+                if received[-1] == 1:
+                    break
+            await reader.aclose()
+            await running.done.wait()
+        _, outcome = await log_of(store, "running", running.generation_id)
+    assert received == [0, 1]
+    assert outcome is Outcome.FINISHED  # the process's generations were not cancelled
+    assert _records(caplog, "the log-change subscription failed")
 
 
 # --- sync tools on their own threads -------------------------------------------------------

@@ -32,6 +32,10 @@ from bridge.store.base import LogEntry, Outcome, SessionStore
 
 logger = logging.getLogger("bridge.hub")
 
+RESUBSCRIBE_FIRST_PAUSE = 0.5
+RESUBSCRIBE_MAX_PAUSE = 10.0
+"""Back-off between attempts to subscribe again after the subscription failed."""
+
 _Key = tuple[str, str]
 Fetch = Callable[[], Coroutine[Any, Any, None]]
 
@@ -268,10 +272,28 @@ class LogHub:
             self._group = group
             self._started.set()
             try:
-                await self.store.watch_logs(self)
+                await self._watch()
             finally:
                 self._group = None
                 group.cancel_scope.cancel()
+
+    async def _watch(self) -> None:
+        """The store's log-change notifications for as long as the store is open. A failure
+        of the subscription itself is logged and the watch begins again after a pause that
+        doubles up to a limit: meanwhile every reader still catches up on its own (its
+        quiet-heartbeat probe reads what a lost notification would have told it), so one
+        broken subscription never ends the lifespan and every generation of the process."""
+        pause = RESUBSCRIBE_FIRST_PAUSE
+        while True:
+            try:
+                await self.store.watch_logs(self)
+                return
+            except Exception:
+                logger.exception(
+                    "the log-change subscription failed: subscribing again in %.1f s", pause
+                )
+            await anyio.sleep(pause)  # a back-off, not a wait for anything
+            pause = min(pause * 2, RESUBSCRIBE_MAX_PAUSE)
 
     async def started(self) -> None:
         await self._started.wait()
