@@ -219,10 +219,16 @@ async def head_chat(
     )
 
 
+# Not operations of the API (one function for several methods would also give the schema
+# duplicate operation ids): left out of /openapi.json.
 @router.api_route(
-    "/api/ds/chat/{chat_id}/generation/{generation_id}", methods=["PUT", "POST", "DELETE"]
+    "/api/ds/chat/{chat_id}/generation/{generation_id}",
+    methods=["PUT", "POST", "DELETE"],
+    include_in_schema=False,
 )
-@router.api_route("/api/ds/chat/{chat_id}/live", methods=["PUT", "POST", "DELETE"])
+@router.api_route(
+    "/api/ds/chat/{chat_id}/live", methods=["PUT", "POST", "DELETE"], include_in_schema=False
+)
 async def no_writes(admitted: Annotated[Admitted, Depends(DS_WRITE)]) -> Response:
     """Only the bridge's producers write its logs."""
     body = {"error": {"code": "method_not_allowed", "message": "these streams are read-only"}}
