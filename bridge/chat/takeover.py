@@ -181,7 +181,8 @@ async def recover(services: Services, chat_id: str, generation_id: str) -> None:
         if recovered is None:
             return
         claim = recovered
-    if claim.stop_requested:
+
+    async def close() -> None:
         await close_claimed(
             services.store,
             chat_id,
@@ -190,6 +191,9 @@ async def recover(services: Services, chat_id: str, generation_id: str) -> None:
             state.assembler,
             step_open=state.step_open,
         )
+
+    if claim.stop_requested:
+        await close()
         return
     try:
         plan, first_step = await _plan_from(services, chat_id, generation_id, claim)
@@ -199,25 +203,11 @@ async def recover(services: Services, chat_id: str, generation_id: str) -> None:
         return
     except BridgeError as exc:
         logger.warning("generation %s cannot go on here: %s", generation_id, exc.message)
-        await close_claimed(
-            services.store,
-            chat_id,
-            generation_id,
-            claim,
-            state.assembler,
-            step_open=state.step_open,
-        )
+        await close()
         return
     except (ValueError, KeyError, TypeError):
         logger.exception("generation %s: unreadable plan", generation_id)
-        await close_claimed(
-            services.store,
-            chat_id,
-            generation_id,
-            claim,
-            state.assembler,
-            step_open=state.step_open,
-        )
+        await close()
         return
     resumption = Resumption(
         epoch=claim.epoch,
