@@ -119,6 +119,10 @@ class SteeringInbox:
         self._wait = wait_seconds
         self._cursor = 0
         self._pending: list[SteeringRequest] = []
+        self._accepting = anyio.Lock()
+        """Held while items read from the queue become pending: the watcher advances the
+        cursor before it awaits the store, so a boundary reading at that moment would skip a
+        message it cannot see yet (and call the model without it)."""
         self._model_call: anyio.CancelScope | None = None
         self._call_started_at = 0
         self._own_chunks = 0
@@ -219,6 +223,10 @@ class SteeringInbox:
         await self._accept(items, announce=announce)
 
     async def _accept(self, items: list[tuple[int, bytes]], *, announce: bool = True) -> None:
+        async with self._accepting:
+            await self._accept_locked(items, announce=announce)
+
+    async def _accept_locked(self, items: list[tuple[int, bytes]], *, announce: bool) -> None:
         for position, data in items:
             if position <= self._cursor:
                 continue
