@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bridge.providers._convert import Deadline
+from bridge.providers._deadline import Deadline
 
 
 async def _items(gates: list[asyncio.Event]) -> AsyncIterator[int]:

@@ -16,7 +16,8 @@ from bridge.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from bridge.providers._convert import parse_data_url, redact
+from bridge.providers._errors import redact
+from bridge.providers._files import parse_data_url
 from bridge.providers.base import (
     ModelRequest,
     ReasoningDelta,

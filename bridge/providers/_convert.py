@@ -1,5 +1,4 @@
-"""What the providers share: the conversation cut into provider-neutral turns, data URLs,
-tool outputs as text, safe error messages and the whole-stream deadline.
+"""The conversation cut into provider-neutral turns, and tool outputs as text.
 
 Every provider API wants the same history in a different shape. `conversation_turns` does
 the part that is the same for all of them: it walks the UI messages once, splits each
@@ -11,23 +10,11 @@ own request types.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import json
-import re
-import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-from bridge.errors import (
-    ProviderAuthError,
-    ProviderBadRequest,
-    ProviderError,
-    ProviderRateLimited,
-    ProviderUnavailable,
-)
 from protocol.messages import (
     DynamicToolUIPart,
     FileUIPart,
@@ -40,9 +27,6 @@ from protocol.messages import (
 )
 
 ProviderMetadata = dict[str, dict[str, Any]]
-T = TypeVar("T")
-
-# --------------------------------------------------------------------------- turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,215 +202,3 @@ def metadata_value(metadata: ProviderMetadata | None, provider: str, key: str) -
         return None
     scoped = metadata.get(provider)
     return scoped.get(key) if isinstance(scoped, dict) else None
-
-
-# --------------------------------------------------------------------------- files
-
-FileKind = Literal["image", "pdf", "text", "other"]
-
-
-@dataclass(frozen=True, slots=True)
-class DataURL:
-    media_type: str
-    data: str
-    """Base64."""
-
-    def text(self) -> str:
-        return base64.b64decode(self.data).decode("utf-8", errors="replace")
-
-
-_DATA_URL = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(?:;[^,;]*)*),(?P<data>.*)$", re.DOTALL)
-
-
-def parse_data_url(url: str) -> DataURL | None:
-    """`data:[<type>][;base64],<data>` → media type and base64 data; None otherwise."""
-    match = _DATA_URL.match(url)
-    if match is None:
-        return None
-    media_type = match["type"].strip().lower() or "text/plain"
-    params = [p.strip().lower() for p in match["params"].split(";") if p.strip()]
-    payload = match["data"]
-    if "base64" in params:
-        try:
-            raw = base64.b64decode(urllib.parse.unquote(payload), validate=False)
-        except (binascii.Error, ValueError):
-            return None
-    else:
-        raw = urllib.parse.unquote_to_bytes(payload)
-    return DataURL(media_type=media_type, data=base64.b64encode(raw).decode("ascii"))
-
-
-def file_kind(media_type: str) -> FileKind:
-    media_type = media_type.lower()
-    if media_type.startswith("image/"):
-        return "image"
-    if media_type == "application/pdf":
-        return "pdf"
-    if media_type.startswith("text/") or media_type in {"application/json", "application/xml"}:
-        return "text"
-    return "other"
-
-
-def file_text(part: FileUIPart) -> str | None:
-    """The content of a text file sent as a data URL, as a labelled block of text."""
-    data = parse_data_url(part.url)
-    if data is None:
-        return None
-    name = part.filename or "attachment"
-    return f"[file {name} ({part.media_type})]\n{data.text()}"
-
-
-def unsupported_file_note(part: FileUIPart) -> str:
-    """A file the provider cannot read becomes a note instead of an error, so one odd
-    attachment does not make the whole chat unusable."""
-    name = part.filename or "attachment"
-    return f"[file {name} ({part.media_type}) omitted: this model cannot read that file type]"
-
-
-# --------------------------------------------------------------------------- errors
-
-_KEY_LIKE = re.compile(r"\b(?:sk|gsk|xai|key|api[_-]?key)[-_][A-Za-z0-9_\-*.]{6,}", re.IGNORECASE)
-_MAX_MESSAGE = 500
-
-
-def redact(text: str, secrets: Sequence[str | None] = ()) -> str:
-    """Remove the configured secrets and anything shaped like an API key (upstream error
-    messages quote the key, e.g. "Incorrect API key provided: sk-abc***wxyz")."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    text = _KEY_LIKE.sub("[redacted]", text)
-    if len(text) > _MAX_MESSAGE:
-        text = text[: _MAX_MESSAGE - 1] + "…"
-    return text
-
-
-def error_for_status(
-    status: int | None,
-    detail: str | None,
-    *,
-    provider: str,
-    label: str,
-    secrets: Sequence[str | None] = (),
-) -> ProviderError:
-    """The ProviderError for an HTTP status the provider answered with (None: no answer,
-    e.g. a timeout or a stream cut short)."""
-    suffix = f": {redact(detail, secrets)}" if detail else ""
-    status_text = f" (HTTP {status})" if status is not None else ""
-    if status in (401, 403):
-        return ProviderAuthError(
-            f"{label} rejected the credentials{status_text}{suffix}",
-            provider=provider,
-            upstream_status=status,
-        )
-    if status == 429:
-        return ProviderRateLimited(
-            f"{label} is rate limiting requests{status_text}{suffix}",
-            provider=provider,
-            upstream_status=status,
-        )
-    if status is not None and 400 <= status < 500 and status != 408:
-        return ProviderBadRequest(
-            f"{label} refused the request{status_text}{suffix}",
-            provider=provider,
-            upstream_status=status,
-        )
-    return ProviderUnavailable(
-        f"{label} failed{status_text}{suffix}", provider=provider, upstream_status=status
-    )
-
-
-def stream_error(
-    kind: str | None,
-    detail: str | None,
-    *,
-    provider: str,
-    label: str,
-    secrets: Sequence[str | None] = (),
-) -> ProviderError:
-    """The ProviderError for an error the provider reported inside a stream, by its
-    error type or code (both APIs use similar words)."""
-    text = redact(detail or "unknown error", secrets)
-    kind = (kind or "").lower()
-    message = f"{label} stream error ({kind or 'error'}): {text}"
-    if "rate_limit" in kind:
-        return ProviderRateLimited(message, provider=provider)
-    if "auth" in kind or "permission" in kind:
-        return ProviderAuthError(message, provider=provider)
-    if "overloaded" in kind or "server_error" in kind or kind == "api_error":
-        return ProviderUnavailable(message, provider=provider)
-    if "invalid" in kind:
-        return ProviderBadRequest(message, provider=provider)
-    return ProviderError(message, provider=provider)
-
-
-# --------------------------------------------------------------------------- streaming
-
-
-class Deadline:
-    """The whole-stream time limit (`PROVIDER_TIMEOUT_SECONDS`).
-
-    The SDKs' own timeouts are per read, so a provider trickling tokens forever would
-    never time out. The limit is applied around each read only (not across our `yield`s),
-    so the time the consumer spends between events is never cancelled by it.
-
-    One timer for the whole stream rather than a timeout scope per read: a read is made
-    per event, and at paced rates the scope's set-up was a visible share of the CPU. The
-    timer cancels the reading task only while it is inside a read; one that fires between
-    reads makes the next read fail at once.
-    """
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self._at = None if seconds is None else asyncio.get_running_loop().time() + seconds
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._reading = False
-        self._expired = False
-        self._cancelled = False
-
-    async def next(self, iterator: AsyncIterator[T]) -> T | None:
-        """The next item, None at the end; TimeoutError past the deadline."""
-        if self._at is None:
-            try:
-                return await anext(iterator)
-            except StopAsyncIteration:
-                return None
-        if self._expired:
-            raise TimeoutError
-        if self._timer is None:
-            self._task = asyncio.current_task()
-            self._timer = asyncio.get_running_loop().call_at(self._at, self._expire)
-        task = self._task
-        assert task is not None
-        cancelling = task.cancelling()
-        self._reading = True
-        try:
-            return await anext(iterator)
-        except StopAsyncIteration:
-            return None
-        except asyncio.CancelledError:
-            if self._cancelled:
-                self._cancelled = False
-                # Ours, unless somebody else cancelled the task as well.
-                if task.uncancel() <= cancelling:
-                    raise TimeoutError from None
-            raise
-        finally:
-            self._reading = False
-
-    def _expire(self) -> None:
-        self._expired = True
-        if self._reading and self._task is not None:
-            self._cancelled = True
-            self._task.cancel()
-
-    def close(self) -> None:
-        """Drop the timer (the stream ended before the deadline)."""
-        if self._timer is not None:
-            self._timer.cancel()
-
-    def error(self, *, provider: str, label: str) -> ProviderUnavailable:
-        return ProviderUnavailable(
-            f"{label} did not finish within {self.seconds:g} s", provider=provider
-        )

@@ -21,7 +21,7 @@ import anyio
 import orjson
 
 from bridge.errors import ProviderError, ProviderUnavailable
-from bridge.providers._convert import Deadline
+from bridge.providers._deadline import Deadline
 from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder, SSEEvent
 
 _LOW_LEVEL_FAILURES: tuple[type[BaseException], ...] = (

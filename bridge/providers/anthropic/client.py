@@ -7,6 +7,9 @@ Anthropic at once.
 Thinking blocks come back on later turns only with their signature (Anthropic verifies
 it), which `ReasoningEnd` hands out as `providerMetadata.anthropic.signature`.
 
+A taken-over step whose partial output is text only is continued with that text as an
+assistant prefill (`accepts_prefill`), not generated again.
+
 This module: the provider (the SDK call, the stream read) and the error mapping; the
 request is built in `request.py`, the stream's events mapped in `events.py`.
 """
@@ -24,11 +27,8 @@ from anthropic.types import (
 )
 
 from bridge.errors import ProviderError
-from bridge.providers._convert import (
-    Deadline,
-    error_for_status,
-    stream_error,
-)
+from bridge.providers._deadline import Deadline
+from bridge.providers._errors import error_for_status, stream_error
 from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
 from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
 from bridge.providers._stream import MALFORMED, read_sse, timed_out, unreadable_event_text
@@ -97,6 +97,12 @@ class AnthropicProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    def accepts_prefill(self, request: ModelRequest) -> bool:
+        """A final assistant message is a prefill: the model continues its text (sent
+        without its trailing whitespace, which the API refuses; `request.py`). Not with
+        extended thinking, which the API does not allow to be prefilled."""
+        return not (request.options.thinking_budget or self._thinking_budget)
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
         deadline = Deadline(self._timeout)

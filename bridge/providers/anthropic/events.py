@@ -9,9 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
-from bridge.providers._convert import (
-    to_json,
-)
+from bridge.providers._convert import to_json
 from bridge.providers.base import (
     FinishReason,
     ProviderEvent,

@@ -21,11 +21,9 @@ from bridge.providers._convert import (
     ToolExchange,
     UserTurn,
     conversation_turns,
-    file_kind,
     metadata_value,
-    parse_data_url,
-    unsupported_file_note,
 )
+from bridge.providers._files import file_kind, parse_data_url, unsupported_file_note
 from bridge.providers.base import (
     ModelRequest,
     ToolSpec,

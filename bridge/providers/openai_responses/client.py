@@ -23,11 +23,8 @@ import openai
 from openai import AsyncOpenAI, omit
 
 from bridge.errors import ProviderError
-from bridge.providers._convert import (
-    Deadline,
-    error_for_status,
-    stream_error,
-)
+from bridge.providers._deadline import Deadline
+from bridge.providers._errors import error_for_status, stream_error
 from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
 from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
 from bridge.providers._stream import MALFORMED, read_sse, timed_out, unreadable_event_text

@@ -9,10 +9,8 @@ from typing import Any
 
 import orjson
 
-from bridge.providers._convert import (
-    stream_error,
-    to_json,
-)
+from bridge.providers._convert import to_json
+from bridge.providers._errors import stream_error
 from bridge.providers.base import (
     FinishReason,
     ProviderEvent,

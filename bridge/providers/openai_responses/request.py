@@ -27,11 +27,9 @@ from bridge.providers._convert import (
     UserContent,
     UserTurn,
     conversation_turns,
-    file_kind,
-    file_text,
     metadata_value,
-    unsupported_file_note,
 )
+from bridge.providers._files import file_kind, file_text, unsupported_file_note
 from bridge.providers.base import (
     ModelRequest,
     ToolSpec,
