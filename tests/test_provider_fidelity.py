@@ -269,11 +269,16 @@ async def test_provider_answer_matches_the_ai_sdk(
 # --------------------------------------------------------------------------- later steps
 
 
-async def next_request(replay: ReplayServer, kind: str, first: bytes) -> dict[str, Any]:
+async def next_request(
+    replay: ReplayServer, kind: str, first: bytes, outputs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The body of the model call after a turn answered with `first`: what the bridge
-    sends back of that answer."""
+    sends back of that answer. `outputs` answers its client tool calls, by tool name."""
     answer = await bridge_answer(replay, kind, first)
     assert answer["errors"] == []
+    for part in answer["message"]["parts"]:
+        if outputs is not None and part["type"].startswith("tool-"):
+            part.update(state="output-available", output=outputs[part["type"][5:]])
     conversation = [
         message("user", "Hello"),
         UIMessage.model_validate(answer["message"]),
@@ -341,6 +346,73 @@ async def test_provider_next_turn_sends_back_anthropic_thinking_as_it_came(
     assistant = body["messages"][1]
     assert assistant["role"] == "assistant"
     assert assistant["content"][0] == block
+
+
+async def test_provider_next_turn_sends_the_parallel_wrapper_back_as_the_api_issued_it(
+    replay: ReplayServer,
+) -> None:
+    """The expanded calls' ids (`<call id>_<i>`) were never issued by the API: the wrapper
+    goes back as the one call it sent (its call id, item id and arguments) with one output,
+    the results joined in call order."""
+    recording = BODIES[RECORDINGS / "openai" / "parallel-wrapper.sse"]
+    body = await next_request(
+        replay,
+        "openai",
+        recording,
+        outputs={"get_weather": {"temperature": 21}, "get_time": "14:05"},
+    )
+    arguments = (
+        '{"tool_uses":[{"recipient_name":"functions.get_weather","parameters":{"city":"Paris"}},'
+        '{"recipient_name":"functions.get_time","parameters":{"timezone":"Europe/Paris"}}]}'
+    )
+    assert body["input"] == [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello"}]},
+        {
+            "type": "function_call",
+            "call_id": "call_Pa9rL3",
+            "name": "parallel",
+            "arguments": arguments,
+            "id": "fc_68a1f0cae4f08190b8",
+        },
+        {
+            "type": "function_call_output",
+            "call_id": "call_Pa9rL3",
+            "output": '{"temperature":21}\n14:05',
+        },
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "And then?"}],
+        },
+    ]
+
+
+async def test_provider_next_turn_sends_an_incomplete_parallel_group_as_separate_calls(
+    replay: ReplayServer,
+) -> None:
+    """Without every expanded call's result the wrapper cannot be answered as one: the
+    calls that have one go back under their own ids (as the AI SDK sends them)."""
+    answer = await bridge_answer(
+        replay, "openai", BODIES[RECORDINGS / "openai" / "parallel-wrapper.sse"]
+    )
+    weather = next(p for p in answer["message"]["parts"] if p["type"] == "tool-get_weather")
+    weather.update(state="output-available", output="sunny")
+    replay.serve(BODIES[RECORDINGS / "openai" / "text.sse"])
+    provider = provider_for("openai", replay.url)
+    conversation = [message("user", "Hello"), UIMessage.model_validate(answer["message"])]
+    try:
+        await collect(provider.stream(ModelRequest(model="recorded", messages=conversation)))
+    finally:
+        await provider.aclose()
+    assert replay.requests[-1]["body"]["input"][1:] == [
+        {
+            "type": "function_call",
+            "call_id": "call_Pa9rL3_0",
+            "name": "get_weather",
+            "arguments": '{"city":"Paris"}',
+        },
+        {"type": "function_call_output", "call_id": "call_Pa9rL3_0", "output": "sunny"},
+    ]
 
 
 async def test_provider_next_turn_leaves_provider_executed_calls_to_the_provider(

@@ -3,7 +3,8 @@ configured provider tools, and the parameters that depend on the model."""
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
 from openai import Omit, omit
 from openai.types.responses import (
@@ -24,6 +25,7 @@ from openai.types.shared_params import Reasoning
 from bridge.providers._convert import (
     AssistantStep,
     SystemTurn,
+    ToolExchange,
     UserContent,
     UserTurn,
     conversation_turns,
@@ -131,7 +133,16 @@ def _step_items(step: AssistantStep) -> list[ResponseInputItemParam]:
     items: list[ResponseInputItemParam] = []
     outputs: list[ResponseInputItemParam] = []
     reasoning: ResponseReasoningItemParam | None = None
+    wrappers = _parallel_wrappers(step)
     for part in step.parts:
+        wrapper = _wrapper_of(part, wrappers)
+        if wrapper is not None:
+            reasoning = None
+            if wrapper.call_id not in wrappers.sent:
+                wrappers.sent.add(wrapper.call_id)
+                items.append(wrapper.call)
+                outputs.append(wrapper.output)
+            continue
         if isinstance(part, ReasoningUIPart):
             merged = _reasoning_item(part, reasoning)
             if merged is not None and merged is not reasoning:
@@ -158,6 +169,94 @@ def _step_items(step: AssistantStep) -> list[ResponseInputItemParam]:
             )
         )
     return [*_drop_orphan_reasoning(items), *outputs]
+
+
+@dataclass(slots=True)
+class _Wrapper:
+    """A `parallel` call the API issued, which the stream expanded into its calls (events:
+    `parallelToolCall`)."""
+
+    call_id: str
+    call: ResponseFunctionToolCallParam
+    output: FunctionCallOutput
+
+
+@dataclass(slots=True)
+class _Wrappers:
+    by_call: dict[str, _Wrapper] = field(default_factory=dict)
+    sent: set[str] = field(default_factory=set)
+
+
+def _parallel_wrappers(step: AssistantStep) -> _Wrappers:
+    """The step's `parallel` wrappers whose expanded calls all have their result, each
+    rebuilt as the one call the API issued (its call id, item id and arguments) with one
+    output: the results' texts joined by newlines, in call order.
+
+    Sent back this way rather than as the expanded calls: the API issued only the wrapper
+    (its `call_id` and `fc_` item are the ones it knows), and a reasoning item that
+    preceded it must be followed by that item, which an id-less call made up here cannot
+    be. The AI SDK's provider does the same when the API keeps the conversation
+    (`previous_response_id`); without it, it sends the expanded calls under their made-up
+    ids. A group with a call missing (or inconsistent metadata) goes as separate calls."""
+    groups: dict[str, dict[int, tuple[ToolExchange, dict[str, Any]]]] = {}
+    heads: dict[str, dict[str, Any]] = {}
+    invalid: set[str] = set()
+    for part in step.tool_exchanges:
+        meta = _parallel_metadata(part)
+        if meta is None:
+            continue
+        call_id = meta["toolCallId"]
+        group = groups.setdefault(call_id, {})
+        first = heads.setdefault(call_id, meta)
+        same = all(first[key] == meta[key] for key in ("itemId", "toolName", "count"))
+        if not same or meta["index"] in group:
+            invalid.add(call_id)
+        group[meta["index"]] = (part, meta)
+        if "input" in meta:
+            heads[call_id] = meta
+    wrappers = _Wrappers()
+    for call_id, group in groups.items():
+        head = heads[call_id]
+        if call_id in invalid or "input" not in head or len(group) != head["count"]:
+            continue
+        ordered = [group[index][0] for index in sorted(group)]
+        call = ResponseFunctionToolCallParam(
+            type="function_call",
+            call_id=call_id,
+            name=head["toolName"],
+            arguments=head["input"],
+            id=head["itemId"],
+        )
+        output = FunctionCallOutput(
+            type="function_call_output",
+            call_id=call_id,
+            output="\n".join(part.result.text for part in ordered),
+        )
+        wrappers.by_call.update(
+            {part.tool_call_id: _Wrapper(call_id, call, output) for part in ordered}
+        )
+    return wrappers
+
+
+def _parallel_metadata(part: ToolExchange) -> dict[str, Any] | None:
+    meta = metadata_value(part.provider_metadata, "openai", "parallelToolCall")
+    if not isinstance(meta, dict):
+        return None
+    index, count = meta.get("index"), meta.get("count")
+    well_formed = (
+        all(isinstance(meta.get(key), str) for key in ("itemId", "toolCallId", "toolName"))
+        and isinstance(meta.get("input", ""), str)
+        and isinstance(index, int)
+        and isinstance(count, int)
+        and 0 <= index < count
+    )
+    return meta if well_formed else None
+
+
+def _wrapper_of(part: object, wrappers: _Wrappers) -> _Wrapper | None:
+    if not isinstance(part, ToolExchange):
+        return None
+    return wrappers.by_call.get(part.tool_call_id)
 
 
 def _assistant_text(part: TextUIPart) -> ResponseInputItemParam:
