@@ -172,6 +172,32 @@ async def test_writer_renews_leases_in_the_same_round_trip(backend: Backend) -> 
     assert await store.producer_alive(quiet.chat_id, quiet.generation_id)
 
 
+async def test_writer_asks_for_a_renewal_once_per_interval_not_with_every_batch() -> None:
+    store = await Backend("memory", None).make(lease_seconds=30)
+    asked: list[bool] = []
+    append_many = store.append_many
+
+    async def recording(appends: Any) -> Any:
+        asked.extend(append.renew for append in appends)
+        return await append_many(appends)
+
+    store.append_many = recording  # type: ignore[method-assign]
+    hub = LogHub(store)
+    writer = LogWriter(store, hub, flush_interval=0, lease_renew_interval=600)
+    info = await begin(store)
+    log = writer.open(info.chat_id, info.generation_id, epoch=1)
+    for offset in (1, 2, 3):
+        log.write(chunk(offset))
+        await writer.flush_once()
+    assert asked == [False, False, False]  # chunks within the interval: no renewal
+    log.renew_at = 0.0  # the interval has passed
+    log.write(chunk(4))
+    await writer.flush_once()
+    await writer.flush_once()  # nothing buffered and the renewal done: no round trip
+    assert asked == [False, False, False, True]
+    assert log.renew_at > 0.0
+
+
 async def test_writer_delivers_fencing_to_the_generation(backend: Backend) -> None:
     store = await backend.make(lease_seconds=0.3)
     hub = LogHub(store)

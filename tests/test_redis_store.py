@@ -15,7 +15,7 @@ from redis.crc import key_slot
 from bridge.store.base import Append, LogRead, OffsetConflict, Outcome, StoreError
 from bridge.store.redis.connection import cluster_url
 from bridge.store.redis.store import RedisOptions, RedisStore
-from tests.support.redis import RedisServer, redis_server  # noqa: F401
+from tests.support.redis import RedisServer, redis_cluster, redis_server  # noqa: F401
 from tests.support.waiting import until
 from tests.test_store_contract import (
     HOSTILE_CHAT_IDS,
@@ -162,6 +162,48 @@ async def test_append_many_is_one_script_call_and_one_notification(
     for info, line in zip(logs, lines, strict=True):
         assert line.startswith(b"2 ")
         assert info.generation_id.encode() in line and info.chat_id.encode() in line
+
+
+async def test_append_many_pushes_expiries_only_when_a_renewal_is_asked(
+    backend: Backend, admin: aioredis.Redis
+) -> None:
+    # A cluster runs the per-log script, a single server the batch script: both obey it.
+    store = await make(backend)
+    logs = [await begin(store, f"chat-{index}") for index in range(2)]
+    quiet = [Append(i.chat_id, i.generation_id, 1, [b"one"], 1, renew=False) for i in logs]
+    assert await store.append_many(quiet) == [None, None]  # loads the script(s)
+    later = [Append(i.chat_id, i.generation_id, 2, [b"two"], 1, renew=False) for i in logs]
+    calls = await calls_during(admin, store.append_many(later))
+    assert calls["xadd"] == 2
+    assert calls.get("pexpire", 0) == 0
+    renewing = [Append(i.chat_id, i.generation_id, 3, [b"three"], 1) for i in logs]
+    calls = await calls_during(admin, store.append_many(renewing))
+    assert calls["pexpire"] == 4  # the lease and the log, of each
+    read = await store.read(logs[0].chat_id, logs[0].generation_id, 0)
+    assert [entry.data for entry in read.entries] == [b"one", b"two", b"three"]
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+async def test_append_many_leaves_the_lease_expiry_alone_without_a_renewal(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("redis_server" if kind == "redis" else "redis_cluster").url
+    backend = Backend(kind, url)
+    try:
+        store = await make(backend, lease_seconds=15)
+        info = await begin(store)
+        lease = store.key(info.chat_id, "lease", info.generation_id)
+        client = store._redis
+        # A lease expiry the store would never set itself: a renewal is seen replacing it.
+        await client.pexpire(lease, 600_000)
+        quiet = Append(info.chat_id, info.generation_id, 1, [b"one"], 1, renew=False)
+        assert await store.append_many([quiet]) == [None]
+        assert await client.pttl(lease) > 15_000
+        renewing = Append(info.chat_id, info.generation_id, 2, [b"two"], 1)
+        assert await store.append_many([renewing]) == [None]
+        assert 0 < await client.pttl(lease) <= 15_000
+    finally:
+        await backend.close()
 
 
 async def test_append_conflict_runs_no_write(backend: Backend, admin: aioredis.Redis) -> None:

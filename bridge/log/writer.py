@@ -153,13 +153,23 @@ class GenerationLog:
             del self._pending[: len(self._in_flight)]
         elif not renew_due:
             return None
-        return Append(self.chat_id, self.generation_id, self._acked, self._in_flight, self.epoch)
+        return Append(
+            self.chat_id,
+            self.generation_id,
+            self._acked,
+            self._in_flight,
+            self.epoch,
+            renew=renew_due,
+        )
 
-    def acknowledged(self, renew_at: float) -> list[LogEntry]:
+    def acknowledged(self, renew_at: float | None) -> list[LogEntry]:
+        """The round trip stored the chunks in flight; `renew_at`: it renewed the lease too,
+        the next renewal is due then (None: it did not, the one scheduled stays)."""
         entries = [LogEntry(self._acked + i, data) for i, data in enumerate(self._in_flight)]
         self._acked += len(self._in_flight)
         self._in_flight = []
-        self.renew_at = renew_at
+        if renew_at is not None:
+            self.renew_at = renew_at
         self._progress.set()
         return entries
 
@@ -292,9 +302,9 @@ class LogWriter:
             logger.exception("a batch of %d appends failed unexpectedly; one by one", len(batch))
             results = [await self._send_alone(append) for append in appends]
         renew_at = loop.time() + self._renew_interval
-        for (log, _), result in zip(batch, results, strict=True):
+        for (log, append), result in zip(batch, results, strict=True):
             if result is None:
-                entries = log.acknowledged(renew_at)
+                entries = log.acknowledged(renew_at if append.renew else None)
                 if entries:
                     self._publish(log, entries)
             else:

@@ -138,6 +138,10 @@ class Append:
     first_offset: int
     chunks: Sequence[bytes]
     epoch: int
+    renew: bool = True
+    """Push the lease's (and the log's) expiry forward too. The writer asks for it once per
+    renewal interval, not with every batch: a store may skip the expiry writes otherwise
+    (the epoch and the offset are checked all the same)."""
 
 
 class LogListener(Protocol):

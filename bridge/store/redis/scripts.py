@@ -78,6 +78,8 @@ DONE, FENCED, NOT_FOUND, ENDED, CONFLICT = 0, 1, 2, 3, 4
 # KEYS: log, lease. ARGV: first offset, epoch, lease ms, log ttl ms, notify channel,
 # notify message, chunk... No chunk: a lease renewal, checked the same way. The epoch is
 # checked in the same script as the offset: a fenced producer can never write (CONTRACT).
+# A lease ms of 0: store the chunks without pushing the expiries forward (the writer renews
+# once per renewal interval, not with every batch: two writes fewer per chunk at low rates).
 _APPEND_LUA = (
     _NEXT_OFFSET_LUA
     + """
@@ -92,8 +94,10 @@ if next ~= first then return {4, next} end
 for i = 7, #ARGV do
   redis.call('XADD', KEYS[1], '0-' .. (first + i - 6), 'c', ARGV[i])
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[3] ~= '0' then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
 if count > 0 then redis.call('PUBLISH', ARGV[5], (first + count - 1) .. ' ' .. ARGV[6]) end
 return {0, next}
 """
@@ -102,7 +106,8 @@ return {0, next}
 # The writer's whole batch in one script on a single server (a cluster runs `_APPEND_LUA`
 # per log: the logs live in different slots). KEYS: log and lease of each log, in pairs.
 # ARGV: lease ms, log ttl ms, notify channel, then per log: first offset, epoch, chunk
-# count, notify message, chunks. Each log is checked and written exactly as `_APPEND_LUA`
+# count, renew (1: push the expiries forward, 0: not, as a lease ms of 0 above), notify
+# message, chunks. Each log is checked and written exactly as `_APPEND_LUA`
 # does; returns {code, next offset before the call} per log, and publishes one notification
 # naming every log that got chunks.
 _APPEND_BATCH_LUA = (
@@ -113,7 +118,7 @@ local at = 4
 for pair = 1, #KEYS / 2 do
   local log, lease = KEYS[2 * pair - 1], KEYS[2 * pair]
   local first, epoch, count = tonumber(ARGV[at]), ARGV[at + 1], tonumber(ARGV[at + 2])
-  local notice, chunks = ARGV[at + 3], at + 4
+  local renew, notice, chunks = ARGV[at + 3], ARGV[at + 4], at + 5
   at = chunks + count
   local code, next = 0, next_offset(log)
   if next == -1 then code = 2
@@ -125,8 +130,10 @@ for pair = 1, #KEYS / 2 do
     for i = 0, count - 1 do
       redis.call('XADD', log, '0-' .. (first + i + 1), 'c', ARGV[chunks + i])
     end
-    redis.call('PEXPIRE', lease, ARGV[1])
-    redis.call('PEXPIRE', log, ARGV[2])
+    if renew == '1' then
+      redis.call('PEXPIRE', lease, ARGV[1])
+      redis.call('PEXPIRE', log, ARGV[2])
+    end
     if count > 0 then notices[#notices + 1] = (first + count - 1) .. ' ' .. notice end
   end
   results[#results + 1] = code

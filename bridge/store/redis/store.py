@@ -231,7 +231,7 @@ class RedisStore:
         args: list[Any] = [
             item.first_offset,
             item.epoch,
-            self._lease_ms,
+            self._lease_ms if item.renew else 0,
             self._log_ttl_ms,
             self.keys.log_channel,
             notice(item.chat_id, item.generation_id),
@@ -245,7 +245,7 @@ class RedisStore:
         for item in appends:
             keys.append(self.key(item.chat_id, "log", item.generation_id))
             keys.append(self.key(item.chat_id, "lease", item.generation_id))
-            args.extend((item.first_offset, item.epoch, len(item.chunks)))
+            args.extend((item.first_offset, item.epoch, len(item.chunks), int(item.renew)))
             args.append(notice(item.chat_id, item.generation_id))
             args.extend(item.chunks)
         return keys, args
