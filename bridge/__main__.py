@@ -16,6 +16,7 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
+from bridge.access.header_timeout import HeaderTimeoutProtocol
 from bridge.observe.logs import log_config
 from bridge.providers.registry import ModelConfigError, ProviderRegistry
 from bridge.settings import Settings
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
             args.proxy_headers if args.proxy_headers is not None else settings.bridge_proxy_headers
         ),
         forwarded_allow_ips=args.forwarded_allow_ips or settings.bridge_forwarded_allow_ips,
+        # uvicorn's own HTTP/1.1 protocol with a deadline on each request's headers
+        # (BRIDGE_HEADER_TIMEOUT_SECONDS): a slowloris client cannot hold connections.
+        http=HeaderTimeoutProtocol,
         # Applied in every worker process (a `logging.basicConfig` here would reach only the
         # supervisor): the bridge's records and uvicorn's, access log included, one format.
         log_config=log_config(settings.bridge_log_format, level),

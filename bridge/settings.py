@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     request and WebSocket handshake gets 400 (DNS rebinding). Unset: any host with a
     token or JWT, only loopback names (localhost, 127.0.0.1, ::1) in anonymous mode; `*`:
     any host."""
+    bridge_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long a request's line and headers may take to arrive (from the connection's
+    start, or the request's first byte) before the connection is closed, with a 408 when a
+    request had begun: a slow or silent client never holds a connection longer
+    (`python -m bridge` only; an embedding app's server has its own)."""
     bridge_body_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long a request body may take to arrive in full before the request is answered
     408 (a slow or stalled client never holds a request open longer)."""
