@@ -23,7 +23,8 @@ from bridge.providers.base import (
     ToolInputStart,
     ToolSpec,
 )
-from bridge.providers.demo import DemoProvider, example_input
+from bridge.providers.demo import LONG_ANSWER, DemoProvider, example_input
+from bridge.settings import Settings
 from tests.fakes import collect, message, of_type
 
 WEATHER = ToolSpec(
@@ -278,3 +279,17 @@ def test_example_input_handles_nested_and_typed_properties() -> None:
         "tags": [],
         "options": {"path": "/tmp/report.pdf"},
     }
+
+
+def test_demo_long_answer_describes_the_default_settings() -> None:
+    """The long answer tells a first-time user where their chats are kept: it must say
+    what the settings do by default, and name only public endpoints."""
+    fields = Settings.model_fields
+    assert fields["bridge_store"].default == "auto"  # auto without REDIS_URL: SQLite
+    assert f"`{fields['bridge_data_dir'].default}/bridge.sqlite3`" in LONG_ANSWER
+    assert "SQLite" in LONG_ANSWER and "memory" not in LONG_ANSWER
+    assert fields["bridge_log_ttl_seconds"].default == 24 * 3600  # "after a day"
+    assert fields["bridge_history_ttl_seconds"].default == 30 * 24 * 3600  # "for a month"
+    assert "after a day" in LONG_ANSWER and "for a month" in LONG_ANSWER
+    assert "/api/chat/${chatId}/stream" in LONG_ANSWER
+    assert "bridge.follow" not in LONG_ANSWER

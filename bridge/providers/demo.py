@@ -315,16 +315,16 @@ def _input_tokens(request: ModelRequest) -> int:
 LONG_ANSWER = """\
 ## How this bridge streams a chat
 
-When you send a message, the browser posts the conversation to the bridge. The bridge \
-starts a *generation*: a background task that calls the model, step after step, and \
-writes every chunk it produces to a log before any client sees it. The HTTP response you \
-are reading right now is only one reader of that log.
+When you send a message, the browser posts it to the bridge. The bridge starts a \
+*generation*: a background task that calls the model, step after step, and writes every \
+chunk it produces to a log before any client sees it. The HTTP response you are reading \
+right now is only one reader of that log.
 
 That design has a few pleasant consequences:
 
-1. **Reloading the page does not lose the answer.** The client reconnects, names the \
-generation it was following, and the bridge replays the log from the start before it \
-continues with live chunks.
+1. **Reloading the page does not lose the answer.** The client asks for the chat's running \
+stream again, and the bridge replays the log from the start before it continues with \
+live chunks.
 2. **Several tabs can follow one chat.** Each one is just another reader of the same log, \
 so they all see the same tokens in the same order.
 3. **Stopping is explicit.** Closing a tab does not stop the model; pressing *Stop* does, \
@@ -337,19 +337,20 @@ the user first when a tool needs approval, and waits for the browser when the to
 on the client. Then it calls the model again with the results, until the model answers \
 in plain text or the step limit is reached.
 
-```python
-async for chunk in bridge.follow(chat_id, offset=0):
-    render(chunk)
+```ts
+// What `useChat({ resume: true })` does after a reload: read the running answer again.
+const response = await fetch(`/api/chat/${chatId}/stream`);
 ```
 
 ### Where the chunks live
 
-By default the log is kept in the bridge's memory, which is enough for one process on \
-one machine. Point `REDIS_URL` at a Redis server and the log moves there instead: then \
-any number of bridge processes can share the work, a client can reconnect to a different \
-process than the one that started the generation, and a restart does not forget the \
-chats that were running. Old logs expire on their own after a day, and the message \
-history of each chat is kept for a month unless you change the settings.
+By default the log and the history are kept in SQLite, in `data/bridge.sqlite3`: a \
+restarted bridge finds every chat, and an answer that was running when its process died \
+is taken over and finished. Point `REDIS_URL` at a Redis server and they move there \
+instead: then any number of bridge processes can share the work, and a client can \
+reconnect to a different process than the one that started the generation. Old logs \
+expire on their own after a day, and the message history of each chat is kept for a \
+month unless you change the settings.
 
 ### Why a demo model
 
