@@ -2,6 +2,7 @@
 (proxies that buffer whole responses): every answer is one short JSON document.
 
     GET  /api/chat/{id}/poll?cursor=<offset>&wait=<seconds>[&generation=<id>]
+    GET  /api/chat/{id}/poll?steering=<message id>&wait=<seconds>  (a queued message's turn)
     POST /api/chat/poll?wait=<seconds>   (the POST /api/chat body: start, then a first page)
 
 A page (protocol/poll.py) holds the chunks after `cursor` (the offset of the last chunk the
@@ -11,6 +12,13 @@ up to `wait` seconds (capped by BRIDGE_MAX_POLL_WAIT_SECONDS), maybe empty. With
 to read (no active generation, none ended within the resume grace period) the answer is
 200 `{"generationId": null, "chunks": [], "cursor": <cursor>, "done": true}`: one shape
 for every answer keeps clients and caches simple.
+
+The POST applies the busy policy as POST /api/chat does (bridge/chat/busy.py, the same
+`x-bridge-busy` response headers). A message queued as the next turn waits up to `wait` for
+that turn: once it started, the page is the turn's first page; before, the page is
+`{"generationId": null, "chunks": [{"offset": -1, "chunk": data-busy queued}], "done":
+false}` and the client polls `?steering=<its message id>` until the turn's page comes (or a
+`data-busy` dropped page with `done: true`).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import math
 from contextlib import aclosing
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, Request, Response
 
 from bridge.access.body import CHAT_REQUEST_BODY, validate
@@ -31,8 +40,9 @@ from bridge.access.client_level import (
 )
 from bridge.api.gate import POLL, POST_POLL, Admitted, unused_chat_resume
 from bridge.api.schemas import STREAM_ERRORS, error_answers
-from bridge.chat.admission import start_admitted
+from bridge.chat.busy import Queued, busy_policy, queued_of, start_turn, turn_started
 from bridge.chat.operations import follow_generation, generation_to_resume, parse_cursor
+from bridge.chat.steer import SteeringNotFound
 from bridge.errors import GenerationGone, GenerationNotFound, RequestError
 from bridge.log.hub import HandedOver
 from bridge.services import Services, services_of
@@ -132,6 +142,7 @@ async def poll_chat(
     cursor: str | None = None,
     wait: str | None = None,
     generation: str | None = None,
+    steering: str | None = None,
 ) -> Response:
     # Parameters are plain strings checked here, so every bad value is the same 400.
     services = services_of(request)
@@ -140,6 +151,13 @@ async def poll_chat(
     if generation is not None and not 0 < len(generation) <= MAX_GENERATION_ID_LENGTH:
         raise RequestError("generation must be a generation id")
     level = client_level_of(request, services.settings)
+    if steering is not None:
+        if not 0 < len(steering) <= MAX_GENERATION_ID_LENGTH or generation is not None:
+            raise RequestError("steering must be a message id (and comes without generation)")
+        if not admitted.visible:  # someone else's chat answers as an unknown message
+            raise SteeringNotFound(f"no queued message {steering[:80]!r} in chat {chat_id}")
+        queued = await queued_of(services, chat_id, steering)
+        return await _queued_page(services, chat_id, queued, wait_seconds, level)
     generation_id = (
         await generation_to_resume(services, chat_id, generation, after)
         if admitted.visible
@@ -164,7 +182,34 @@ async def post_chat_poll(
     level = client_level_of(request, services.settings)
     check_request_level(level, services.tools)
     chat_request = validate(ChatRequest, admitted.body)
-    generation = await start_admitted(services, chat_request, admitted.user)
-    generation_id = generation.generation_id
-    read = await read_page(services, chat_request.id, generation_id, -1, wait_seconds)
-    return _page(generation_id, read, -1, level, prelude_end=generation.prelude_end)
+    # A chat whose answer runs: the busy policy, as on POST /api/chat.
+    policy = busy_policy(request.headers, chat_request, services.settings.bridge_busy_policy)
+    started = await start_turn(services, chat_request, admitted.user, policy)
+    if started.queued is not None:
+        response = await _queued_page(
+            services, chat_request.id, started.queued, wait_seconds, level
+        )
+    else:
+        generation_id = started.generation_id
+        read = await read_page(services, chat_request.id, generation_id, -1, wait_seconds)
+        response = _page(generation_id, read, -1, level, prelude_end=started.skip_through)
+    response.headers.update(started.headers)
+    return response
+
+
+async def _queued_page(
+    services: Services, chat_id: str, queued: Queued, wait: float, level: RequestLevel
+) -> Response:
+    """A queued message's page: its turn's first page once the turn started (waiting up to
+    `wait`), else the `data-busy` chunk (queued, or dropped with `done`)."""
+    started_at = anyio.current_time()
+    found = await turn_started(services, chat_id, queued, wait)
+    if found is not None and found[0] is not None:
+        turn = found[0]
+        left = max(wait - (anyio.current_time() - started_at), 0.0)
+        read = await read_page(services, chat_id, turn, -1, left)
+        return _page(turn, read, -1, level)
+    dropped = found is not None
+    chunk = queued.chunk("dropped", found[1]) if found is not None else queued.chunk()
+    body = encode_poll_page(None, [(-1, chunk)], -1, done=dropped)
+    return Response(body, media_type="application/json", headers=POLL_HEADERS)

@@ -17,6 +17,15 @@ One anyio task group per socket:
 The socket going away cancels the group: request tasks stop reading, generations go on
 (the runner owns them). Only an `abort` frame stops a generation, as the stop endpoint
 does.
+
+A `send` applies the busy policy as POST /api/chat does (bridge/chat/busy.py; the policy
+from the frame's `headers` `x-bridge-busy` or its body's `busy`). Since `sequence` is the
+log offset, what happened is told in `start` frames (a bridge extension the stock client
+ignores): `start {busy: {policy, state, steeringId, runningGenerationId}}` first; for
+`steer` its `generationId` is the running generation, read from its start; for `queue` /
+`interrupt` a second `start {generationId}` names the turn once it began, then its chunks;
+a queued message that will not run gets one chunk, `data-busy` dropped, then `end`. An
+`abort` of a request still waiting stops nothing (the message stays queued).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Literal
 
 import anyio
 import anyio.abc
+import orjson
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -46,7 +56,7 @@ from bridge.api.gate import (
     unused_chat_resume,
 )
 from bridge.api.ws_live_routes import serve_live_frame
-from bridge.chat.admission import start_admitted
+from bridge.chat.busy import BUSY_HEADER, busy_policy, start_turn, turn_started
 from bridge.chat.operations import follow_generation, generation_to_resume, stop_generation
 from bridge.errors import (
     BridgeError,
@@ -300,12 +310,42 @@ class SocketSession:
 
     async def _send_turn(self, request: _Request, frame: WsSendFrame) -> None:
         chat_request = _chat_request(frame)
+        default = self._settings.bridge_busy_policy
+        headers = {name.lower(): value for name, value in frame.headers.items()}
+        policy = busy_policy(headers, chat_request, default)
         # Shielded: a socket closing while the generation is being set up must not leave it
         # half-begun (it is bounded by the wait for the provider, one heartbeat at most).
         with anyio.CancelScope(shield=True):
-            generation = await start_admitted(self._services, chat_request, self._user)
-        request.generation_id = generation.generation_id
-        await self._stream(request, after=-1, prelude_end=generation.prelude_end)
+            started = await start_turn(self._services, chat_request, self._user, policy)
+        rid = request.request_id
+        busy: dict[str, str] | None = None
+        if BUSY_HEADER in started.headers:
+            busy = {
+                "policy": policy,
+                "state": started.headers[BUSY_HEADER],
+                "steeringId": started.headers["x-bridge-steering-id"],
+                "runningGenerationId": started.headers["x-bridge-running-generation-id"],
+            }
+        queued = started.queued
+        if queued is not None and busy is not None:
+            await self._send(_busy_start_frame(rid, busy))
+            found: tuple[str | None, str | None] | None = None
+            with request.reading:
+                found = await turn_started(self._services, request.chat_id, queued)
+            if found is None:  # aborted while waiting: the message stays queued
+                return
+            turn, reason = found
+            if turn is None:
+                await self._send(
+                    encode_chunk_frame(rid, 0, queued.chunk("dropped", reason)),
+                    encode_end_frame(rid),
+                )
+                return
+            request.generation_id = turn
+            busy = None  # said in the first `start` frame
+        else:
+            request.generation_id = started.generation_id
+        await self._stream(request, after=-1, prelude_end=started.skip_through, busy=busy)
 
     async def _resume(self, request: _Request, frame: WsResumeFrame, visible: bool) -> None:
         after = frame.last_sequence if frame.last_sequence is not None else -1
@@ -320,12 +360,19 @@ class SocketSession:
         request.generation_id = generation_id
         await self._stream(request, after)
 
-    async def _stream(self, request: _Request, after: int, prelude_end: int = 0) -> None:
+    async def _stream(
+        self,
+        request: _Request,
+        after: int,
+        prelude_end: int = 0,
+        busy: dict[str, str] | None = None,
+    ) -> None:
         generation_id = request.generation_id
         assert generation_id is not None
         rid = request.request_id
         with request.reading:
-            await self._send(encode_start_frame(rid, generation_id, prelude_end))
+            start = encode_start_frame(rid, generation_id, prelude_end)
+            await self._send(start if busy is None else _busy_start_frame(rid, busy, start))
             entries = follow_generation(
                 self._services, request.chat_id, generation_id, after, transport="websocket"
             )
@@ -349,6 +396,12 @@ class SocketSession:
         if request.aborted:
             with anyio.move_on_after(STOP_WAIT_SECONDS, shield=True):
                 await stop_generation(self._services, request.chat_id, generation_id)
+
+
+def _busy_start_frame(request_id: str, busy: dict[str, str], start: bytes = b"") -> bytes:
+    """A `start` frame saying what the busy policy did (with `start`'s keys, if given)."""
+    frame = orjson.loads(start) if start else {"type": "start", "requestId": request_id}
+    return orjson.dumps({**frame, "busy": busy})
 
 
 router = APIRouter()

@@ -17,11 +17,17 @@ The response says what happened: the header `x-bridge-busy` (`steered`, `queued`
 message that will not run (a stop cleared the queue) ends the response with `data-busy`
 `{"state": "dropped", "reason"}`. Works across processes: the queue, the records and the
 chat's feed are in the store.
+
+Every transport applies the policy through `start_turn`; what a queued message's response
+waits for is `queued_turn` (the SSE stream), `turn_started` (the WebSocket `send` frame and
+the long-poll POST, which tell the client in their own way: a `start` frame or a page).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -30,7 +36,13 @@ import orjson
 
 from bridge.chat.admission import start_admitted
 from bridge.chat.operations import follow_generation
-from bridge.chat.steer import NothingRunning, check_steering_message, queue_steering, read_record
+from bridge.chat.steer import (
+    NothingRunning,
+    SteeringNotFound,
+    check_steering_message,
+    queue_steering,
+    read_record,
+)
 from bridge.errors import ChatBusy, ChatConflict, GenerationNotFound, RequestError
 from bridge.generation.inbox import SteeringMode
 from bridge.services import Services
@@ -56,6 +68,33 @@ class GenerationRunning(ChatConflict):
         self.running_generation_id = running_generation_id
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A message waiting as the next turn (policy `queue` or `interrupt`)."""
+
+    steering_id: str
+    running_generation_id: str
+    policy: BusyPolicy
+
+    def busy_data(self, state: str = "queued", reason: str | None = None) -> dict[str, Any]:
+        """The `data-busy` chunk's data (and the WebSocket `start` frame's `busy`)."""
+        if state != "queued":
+            return {"policy": self.policy, "state": state, "reason": reason or "finished"}
+        return {
+            "policy": self.policy,
+            "state": "queued",
+            "runningGenerationId": self.running_generation_id,
+            "messageId": self.steering_id,
+        }
+
+    def chunk(self, state: str = "queued", reason: str | None = None) -> bytes:
+        """The transient `data-busy` chunk, encoded."""
+        data = self.busy_data(state, reason)
+        return orjson.dumps(
+            {"type": BUSY_CHUNK_TYPE, "id": self.steering_id, "transient": True, "data": data}
+        )
+
+
 @dataclass(slots=True)
 class Started:
     """What a POST /api/chat answers with."""
@@ -67,6 +106,8 @@ class Started:
     entries: AsyncIterator[list[LogEntry] | None] | None = None
     """The response's log entries when it does not simply follow `generation_id`."""
     headers: dict[str, str] = field(default_factory=dict)
+    queued: Queued | None = None
+    """Set when the message waits as the next turn (`entries` is then its SSE stream)."""
 
 
 def busy_policy(headers: Mapping[str, str], chat_request: ChatRequest, default: str) -> BusyPolicy:
@@ -121,12 +162,12 @@ async def _when_busy(
             f"a generation is running and this message cannot wait for it ({exc})", running
         ) from None
     try:
-        answer, queued = await queue_steering(
+        answer, pushed = await queue_steering(
             services, chat_request.id, message, _MODES[policy], running
         )
     except NothingRunning:
         return None
-    if not queued and answer["state"] == "not-delivered" and not answer.get("nextTurn"):
+    if not pushed and answer["state"] == "not-delivered" and not answer.get("nextTurn"):
         # A retry of a message that was settled without a turn of its own (stopped, or
         # refused at an answer's end): it will not run; the client sends it anew.
         raise GenerationRunning(
@@ -141,8 +182,9 @@ async def _when_busy(
     }
     if policy == "steer":
         return Started(running, headers=headers)
-    entries = _queued_turn(services, chat_request.id, message.id, running, policy, answer)
-    return Started(running, entries=entries, headers=headers)
+    queued = Queued(message.id, running, policy)
+    entries = queued_turn(services, chat_request.id, queued)
+    return Started(running, entries=entries, headers=headers, queued=queued)
 
 
 def _new_message(chat_request: ChatRequest) -> UIMessage:
@@ -153,49 +195,57 @@ def _new_message(chat_request: ChatRequest) -> UIMessage:
     raise GenerationRunning("a generation is running; regenerate once it ended", None)
 
 
-def _busy_entry(data: dict[str, Any], steering_id: str) -> list[LogEntry]:
-    chunk = {"type": BUSY_CHUNK_TYPE, "id": steering_id, "transient": True, "data": data}
-    return [LogEntry(-1, orjson.dumps(chunk))]
-
-
-async def _queued_turn(
-    services: Services,
-    chat_id: str,
-    steering_id: str,
-    running: str,
-    policy: BusyPolicy,
-    answer: dict[str, Any],
+async def queued_turn(
+    services: Services, chat_id: str, queued: Queued
 ) -> AsyncIterator[list[LogEntry] | None]:
-    """The response of a queued message: `data-busy`, keep-alives while the running answer
-    goes on, then the turn the message started (or `data-busy` dropped)."""
-    yield _busy_entry(
-        {
-            "policy": policy,
-            "state": "queued",
-            "runningGenerationId": running,
-            "messageId": steering_id,
-        },
-        steering_id,
-    )
+    """The SSE response of a queued message: `data-busy`, keep-alives while the running
+    answer goes on, then the turn the message started (or `data-busy` dropped)."""
+    yield [LogEntry(-1, queued.chunk())]
     turn: str | None = None
     reason: str | None = None
-    async for event in _wait_for_turn(services, chat_id, steering_id, running):
-        if isinstance(event, tuple):
-            turn, reason = event
-            break
-        yield None
+    waiting = _wait_for_turn(services, chat_id, queued.steering_id, queued.running_generation_id)
+    async with aclosing(waiting):
+        async for event in waiting:
+            if isinstance(event, tuple):
+                turn, reason = event
+                break
+            yield None
     if turn is None:
-        yield _busy_entry(
-            {"policy": policy, "state": "dropped", "reason": reason or "finished"}, steering_id
-        )
+        yield [LogEntry(-1, queued.chunk("dropped", reason))]
         return
     async for batch in follow_generation(services, chat_id, turn, -1):
         yield batch
 
 
+async def turn_started(
+    services: Services, chat_id: str, queued: Queued, seconds: float = math.inf
+) -> tuple[str | None, str | None] | None:
+    """Wait up to `seconds` for the queued message's turn: (its generation id, None) once it
+    started, (None, the reason) when it will not run, None when `seconds` passed first."""
+    with anyio.move_on_after(seconds):
+        waiting = _wait_for_turn(
+            services, chat_id, queued.steering_id, queued.running_generation_id
+        )
+        async with aclosing(waiting):
+            async for event in waiting:
+                if isinstance(event, tuple):
+                    return event
+    return None
+
+
+async def queued_of(services: Services, chat_id: str, steering_id: str) -> Queued:
+    """A message queued as a next turn, from its record (a long-poll client asking for the
+    turn of the message it sent; raises SteeringNotFound for an unknown id)."""
+    record = await read_record(services, chat_id, steering_id)
+    if record is None or record.get("mode") not in ("turn", "turn-interrupt"):
+        raise SteeringNotFound(f"no queued message {steering_id[:80]!r} in chat {chat_id}")
+    policy: BusyPolicy = "queue" if record.get("mode") == "turn" else "interrupt"
+    return Queued(steering_id, str(record.get("generationId") or ""), policy)
+
+
 async def _wait_for_turn(
     services: Services, chat_id: str, steering_id: str, running: str
-) -> AsyncIterator[tuple[str | None, str | None] | None]:
+) -> AsyncGenerator[tuple[str | None, str | None] | None]:
     """None per heartbeat while waiting; last, (the next turn's generation id or None, the
     reason it will not run)."""
     store = services.store

@@ -4,7 +4,8 @@ and handed it over).
 Whoever notices (a reader's follow loop, the stop endpoint, the periodic sweep) calls
 `recover`. It claims the generation (`claim_generation`: a new epoch and the lease, exactly
 one winner among all processes), rebuilds the assistant message from the log and either
-goes on producing it here (the runner re-runs the interrupted step after `reset-step`, or
+goes on producing it here (the runner continues the interrupted step's partial text where
+the provider accepts an assistant prefill, else re-runs the step after `reset-step`, or
 finishes the step's tools when it got that far, and carries on) or, when a stop was asked
 for or the plan cannot be carried out here, closes it (bridge/log/recovery.py).
 
@@ -45,6 +46,7 @@ from bridge.errors import (
     StoreError,
 )
 from bridge.generation.plan import TOOL_RUN_DATA_TYPE, GenerationPlan, Resumption, Turn
+from bridge.generation.prefill import open_text_tail
 from bridge.generation.resumed import RECOVERING_CHUNK_TYPE, recovering_chunk
 from bridge.log.closing import close_claimed
 from bridge.services import Services
@@ -55,6 +57,8 @@ from protocol.chunks import (
     FinishStepChunk,
     ResetStepChunk,
     StartStepChunk,
+    TextEndChunk,
+    TextStartChunk,
     ToolOutputAvailableChunk,
     ToolOutputDeniedChunk,
     ToolOutputErrorChunk,
@@ -98,6 +102,9 @@ class LogState:
     tools_begun: bool
     started_tools: frozenset[str]
     recovery: RecoveryState = RecoveryState()
+    open_text: str | None = None
+    """The chunk id of the open step's text part when it is all the step produced and
+    still open: the step may be continued rather than re-run."""
 
 
 async def read_log_state(services: Services, chat_id: str, generation_id: str) -> LogState:
@@ -106,6 +113,7 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
     assembler = MessageAssembler()
     step_open = tools_begun = False
     started: set[str] = set()
+    open_text: set[str] = set()  # text parts of the open step without their text-end
     recovery = RecoveryState()
     after = -1
     while True:
@@ -132,10 +140,17 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
                 recovery = dataclasses.replace(recovery, progressed=True)
             if isinstance(chunk, StartStepChunk):
                 step_open, tools_begun = True, False
+                open_text.clear()
             elif isinstance(chunk, FinishStepChunk):
                 step_open, tools_begun = False, False
+                open_text.clear()
             elif isinstance(chunk, ResetStepChunk):
                 tools_begun = False
+                open_text.clear()
+            elif isinstance(chunk, TextStartChunk):
+                open_text.add(chunk.id)
+            elif isinstance(chunk, TextEndChunk):
+                open_text.discard(chunk.id)
             elif isinstance(chunk, DataChunk) and chunk.type == TOOL_RUN_DATA_TYPE:
                 started.add(str(chunk.id))
                 tools_begun = tools_begun or step_open
@@ -143,7 +158,18 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
                 tools_begun = tools_begun or step_open
         if read.ended or not read.entries:
             break
-    return LogState(assembler, after + 1, step_open, tools_begun, frozenset(started), recovery)
+    state = LogState(assembler, after + 1, step_open, tools_begun, frozenset(started), recovery)
+    if (
+        step_open
+        and not tools_begun
+        and len(open_text) == 1
+        and assembler.error_text is None
+        and open_text_tail(assembler.message) is not None
+    ):
+        # Only text so far, its part still open: no tool call, no reasoning (a thinking
+        # block's signature cannot be prefilled), no source or file, no error.
+        state.open_text = next(iter(open_text))
+    return state
 
 
 async def recover(services: Services, chat_id: str, generation_id: str) -> None:
@@ -217,6 +243,8 @@ async def recover(services: Services, chat_id: str, generation_id: str) -> None:
         tools_begun=state.tools_begun,
         started_tools=state.started_tools,
         first_step=first_step,
+        open_text=state.open_text,
+        assembler=state.assembler if state.open_text is not None else None,
     )
     runner.resume(plan, resumption)
 

@@ -17,6 +17,7 @@ from bridge.observe import tracing
 from bridge.providers.base import Provider
 from bridge.store.base import GenerationInfo
 from bridge.tools import ToolBox
+from protocol.assembler import MessageAssembler
 from protocol.messages import StepStartUIPart, UIMessage
 
 TOOL_RUN_DATA_TYPE = "data-tool-run"
@@ -138,3 +139,9 @@ class Resumption:
     """Tool calls whose `data-tool-run` marker is in the log."""
     first_step: int
     """Steps the message had before this generation began (a continued message's)."""
+    open_text: str | None = None
+    """The chunk id of the open step's text part when that part, still streaming, is all the
+    step produced: the step can be continued from its text (an assistant prefill) where
+    the provider accepts one, instead of re-run (bridge/generation/prefill.py)."""
+    assembler: MessageAssembler | None = None
+    """The assembler that folded the log, set with `open_text`: it knows the open part."""

@@ -1,5 +1,7 @@
-"""Continuing a taken-over generation: the interrupted step is re-run (after `reset-step`)
-or, when it got as far as its tools, its tools are finished; then the steps go on."""
+"""Continuing a taken-over generation: the interrupted step is continued from its partial
+text where the provider accepts an assistant prefill (bridge/generation/prefill.py), else
+re-run (after `reset-step`), or, when it got as far as its tools, its tools are finished;
+then the steps go on."""
 
 from __future__ import annotations
 
@@ -36,8 +38,9 @@ async def produce_resumed(
     totals: Totals,
     resumption: Resumption,
 ) -> Outcome:
-    """A taken-over generation: finish the interrupted step (re-run it from the history
-    and the finished steps, or finish its tools when it got that far), then go on."""
+    """A taken-over generation: finish the interrupted step (continue its partial text,
+    or re-run it from the history and the finished steps, or finish its tools when it got
+    that far), then go on."""
     plan = generation.plan
     # Every reader learns the answer is produced again (it said "recovering" so far).
     emit(recovering_chunk(plan.info.generation_id, "resumed"))
@@ -45,10 +48,17 @@ async def produce_resumed(
         message = resumption.message
         steps = sum(isinstance(p, StepStartUIPart) for p in message.parts)
         if resumption.step_open and not resumption.tools_begun:
-            # Readers drop the unfinished attempt, like the stored message.
-            emit(ResetStepChunk())
+            continued = resumption.open_text
+            if continued is not None and not (
+                continued.startswith(f"s{steps - 1}-")  # a part of this step's model call
+                and loop.accepts_prefill(generation, assembler)
+            ):
+                continued = None
+            if continued is None:
+                # Readers drop the unfinished attempt, like the stored message.
+                emit(ResetStepChunk())
             finish_reason, proceed = await loop.step(
-                generation, emit, assembler, steps - 1, totals, restart=True
+                generation, emit, assembler, steps - 1, totals, restart=True, continued=continued
             )
             if not proceed:
                 return finish(plan, emit, totals, finish_reason)

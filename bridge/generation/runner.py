@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -30,7 +31,7 @@ from bridge.generation.tool_phase import ToolPhase
 from bridge.log.writer import LogWriter
 from bridge.observe.metrics import Metrics
 from bridge.settings import Settings
-from bridge.store.base import Outcome, SessionStore
+from bridge.store.base import JSONDict, Outcome, SessionStore
 from protocol.assembler import MessageAssembler
 from protocol.chunks import StartChunk, encode_chunk
 from protocol.replay import message_to_chunks
@@ -89,9 +90,14 @@ class GenerationRunner:
                 self._group = None
 
     async def start(
-        self, plan: GenerationPlan, *, expected_revision: int | None = None
+        self,
+        plan: GenerationPlan,
+        *,
+        expected_revision: int | None = None,
+        history: Sequence[JSONDict] | None = None,
     ) -> Generation:
-        """Record the generation as the chat's active one and start it."""
+        """Record the generation as the chat's active one and start it. `history`: the
+        turn's history already dumped by the caller (a turn's history is dumped once)."""
         if not self.accepting or self._group is None:
             raise Draining("this server is shutting down; retry the request")
         start = StartChunk(message_id=plan.turn.message_id)
@@ -99,7 +105,9 @@ class GenerationRunner:
             epoch = await self._store.begin_generation(
                 plan.info,
                 encode_chunk(start),
-                [message.dump() for message in plan.turn.history],
+                history
+                if history is not None
+                else [message.dump() for message in plan.turn.history],
                 expected_revision=expected_revision,
                 plan=plan.dump(),
             )
@@ -135,7 +143,8 @@ class GenerationRunner:
         self._metrics.takeovers.inc()
         if not generation.opened.done():
             generation.opened.set_result(None)
-        assembler = MessageAssembler(message=resumption.message)
+        # The log's own assembler when the open text part may be continued: it knows it.
+        assembler = resumption.assembler or MessageAssembler(message=resumption.message)
         loop = self._loop
 
         async def produce(emit: Emitter, totals: Totals) -> Outcome:

@@ -14,13 +14,14 @@ from bridge.errors import ProviderError, ProviderUnavailable
 from bridge.generation.emitter import Emitter, Totals, message_metadata
 from bridge.generation.inbox import waits_for_client
 from bridge.generation.plan import Generation, GenerationPlan
+from bridge.generation.prefill import PrefillTransformer, open_text_tail
 from bridge.generation.tool_phase import ToolPhase, input_check
 from bridge.generation.transform import StepTransformer
 from bridge.log.closing import closing_chunks
 from bridge.observe import tracing
 from bridge.observe.metrics import Metrics
 from bridge.providers import base as ev
-from bridge.providers.base import ModelRequest
+from bridge.providers.base import ModelRequest, accepts_prefill
 from bridge.settings import Settings
 from bridge.store.base import Outcome
 from protocol.assembler import MessageAssembler
@@ -149,9 +150,17 @@ class StepLoop:
         totals: Totals,
         *,
         restart: bool = False,
+        continued: str | None = None,
     ) -> tuple[ev.FinishReason, bool]:
         with tracing.step_span(step):
-            return await self._step_body(generation, emit, assembler, step, totals, restart=restart)
+            return await self._step_body(
+                generation, emit, assembler, step, totals, restart=restart, continued=continued
+            )
+
+    def accepts_prefill(self, generation: Generation, assembler: MessageAssembler) -> bool:
+        """Whether the model would continue the message's partial text (an assistant
+        prefill) rather than answer anew."""
+        return accepts_prefill(generation.plan.provider, self._request(generation, assembler))
 
     async def _step_body(
         self,
@@ -162,16 +171,25 @@ class StepLoop:
         totals: Totals,
         *,
         restart: bool = False,
+        continued: str | None = None,
     ) -> tuple[ev.FinishReason, bool]:
         """One model call and the tools it asked for. Returns the finish reason and whether
         the loop goes on (tool results for the model to read). `restart`: the step was
-        opened (and reset) already, by the producer this generation was taken over from."""
+        opened (and reset) already, by the producer this generation was taken over from.
+        `continued`: the step was opened and not reset: the model continues its open text
+        part of this chunk id (bridge/generation/prefill.py)."""
         plan = generation.plan
         if not restart:
             emit(StartStepChunk())
         retries = self._settings.bridge_step_retries
+        tail = open_text_tail(assembler.message) if continued is not None else None
         while True:
-            transformer = StepTransformer(step, input_check(plan))
+            transformer: StepTransformer
+            if continued is not None and tail is not None:
+                transformer = PrefillTransformer(step, input_check(plan), continued, tail)
+                continued = None  # a retry (after `reset-step`) starts the step anew
+            else:
+                transformer = StepTransformer(step, input_check(plan))
             try:
                 if generation.steering is None:
                     await self._call_model(generation, assembler, transformer, emit)
@@ -209,22 +227,7 @@ class StepLoop:
     ) -> None:
         plan = generation.plan
         settings = self._settings
-        conversation: list[UIMessage] = list(plan.turn.base)
-        in_progress = assembler.message
-        if has_content(in_progress):
-            # Without the step-start of the step being asked for: it has no content yet.
-            parts = in_progress.parts
-            if parts and isinstance(parts[-1], StepStartUIPart):
-                in_progress = in_progress.model_copy(update={"parts": parts[:-1]})
-            conversation.append(in_progress)
-        request = ModelRequest(
-            model=plan.model,
-            messages=conversation,
-            system=settings.bridge_system_prompt,
-            tools=plan.tools.specs,
-            max_output_tokens=settings.bridge_max_output_tokens,
-            temperature=settings.bridge_temperature,
-        )
+        request = self._request(generation, assembler)
         with tracing.provider_span(plan.model_id) as span:
             try:
                 await _stream_model(
@@ -241,6 +244,28 @@ class StepLoop:
                     output_tokens=finished.usage.output_tokens,
                     finish_reason=finished.finish_reason,
                 )
+
+    def _request(self, generation: Generation, assembler: MessageAssembler) -> ModelRequest:
+        """The model call: the conversation so far, the in-progress message included (its
+        open step's partial text, if any, is then a prefill)."""
+        plan = generation.plan
+        settings = self._settings
+        conversation: list[UIMessage] = list(plan.turn.base)
+        in_progress = assembler.message
+        if has_content(in_progress):
+            # Without the step-start of the step being asked for: it has no content yet.
+            parts = in_progress.parts
+            if parts and isinstance(parts[-1], StepStartUIPart):
+                in_progress = in_progress.model_copy(update={"parts": parts[:-1]})
+            conversation.append(in_progress)
+        return ModelRequest(
+            model=plan.model,
+            messages=conversation,
+            system=settings.bridge_system_prompt,
+            tools=plan.tools.specs,
+            max_output_tokens=settings.bridge_max_output_tokens,
+            temperature=settings.bridge_temperature,
+        )
 
 
 def finish(plan: GenerationPlan, emit: Emitter, totals: Totals, reason: ev.FinishReason) -> Outcome:

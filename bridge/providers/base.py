@@ -247,3 +247,12 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release the HTTP client."""
         ...
+
+
+def accepts_prefill(provider: Provider, request: ModelRequest) -> bool:
+    """Whether the provider continues a request that ends with a partial assistant text
+    (the API's assistant prefill) from that text, rather than answering anew. A provider
+    says so with an `accepts_prefill(request) -> bool` method; without one, it does not.
+    A taken-over step is continued this way instead of re-run (bridge/generation/prefill.py)."""
+    check = getattr(provider, "accepts_prefill", None)
+    return callable(check) and check(request) is True

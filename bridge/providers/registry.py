@@ -27,7 +27,13 @@ from typing import cast
 from bridge.errors import ModelNotAllowed
 from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
 from bridge.providers.anthropic import AnthropicProvider
-from bridge.providers.base import ModelOptions, ModelRequest, Provider, ProviderEvent
+from bridge.providers.base import (
+    ModelOptions,
+    ModelRequest,
+    Provider,
+    ProviderEvent,
+    accepts_prefill,
+)
 from bridge.providers.demo import DemoProvider
 from bridge.providers.openai_chat import OpenAIChatProvider
 from bridge.providers.openai_responses import OpenAIResponsesProvider
@@ -94,6 +100,9 @@ class _WithOptions:
 
     def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         return self._provider.stream(replace(request, options=self._options))
+
+    def accepts_prefill(self, request: ModelRequest) -> bool:
+        return accepts_prefill(self._provider, replace(request, options=self._options))
 
     async def aclose(self) -> None:
         """The wrapped provider belongs to the registry, which closes it."""

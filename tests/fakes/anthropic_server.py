@@ -7,12 +7,18 @@ The real wire format (checked against the `anthropic` SDK's `types/raw_*_event.p
 reason, output usage), `message_stop`; an `error` event inside the stream; errors before
 it as `{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}`.
 
+Assistant prefill, as the API documents it: a request whose last message is the assistant's
+is continued from that message's text. Here the turn's script is the whole answer, and the
+text the prefill already holds is skipped (the rest streams as more text of the first text
+block); `prefills` counts such requests. A prefill that ends with whitespace is refused with
+the API's 400, as the real API does.
+
 Use: `base_url=fake.url` (the SDK adds `/v1/messages`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -59,6 +65,9 @@ _DEFAULT_ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
+_TRAILING_WHITESPACE = "final assistant content cannot end with trailing whitespace"
+
+
 class AnthropicFake(ScriptedFake):
     def key_of(self, request: Request) -> str | None:
         # The API takes `x-api-key`; recent SDKs send the key as a bearer token instead.
@@ -67,8 +76,27 @@ class AnthropicFake(ScriptedFake):
     def routes(self) -> list[Route]:
         return [Route("/v1/messages", self._messages, methods=["POST"])]
 
+    prefills = 0
+    """Requests that ended with an assistant prefill (continued, not answered anew)."""
+
     async def _messages(self, request: Request) -> Response:
         return await self.handle(request, self._render)
+
+    async def handle(
+        self, request: Request, render: Callable[[Turn, Any], Iterator[Output]]
+    ) -> Response:
+        body = await request.json() if await request.body() else None
+        prefill = prefill_text(body)
+        if prefill is not None and prefill != prefill.rstrip():
+            await self._record(request)
+            return self.error_response(
+                HttpError(
+                    400, "messages: final assistant content cannot end with trailing whitespace"
+                )
+            )
+        if prefill is not None:
+            self.prefills += 1
+        return await super().handle(request, render)
 
     def error_response(self, error: HttpError) -> Response:
         kind, message = _DEFAULT_ERRORS.get(
@@ -87,11 +115,30 @@ class AnthropicFake(ScriptedFake):
         return _MessagesRenderer(self, turn, body).render()
 
 
+def prefill_text(body: Any) -> str | None:
+    """The text of a final assistant message (the prefill), None without one."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
+        return None
+    content = messages[-1].get("content")
+    if isinstance(content, str):
+        return content
+    blocks = content if isinstance(content, list) else []
+    last = blocks[-1] if blocks else None
+    return (
+        str(last.get("text", "")) if isinstance(last, dict) and last.get("type") == "text" else ""
+    )
+
+
 class _MessagesRenderer:
     def __init__(self, fake: AnthropicFake, turn: Turn, body: dict[str, Any]) -> None:
         self.fake = fake
         self.turn = turn
         self.body = body
+        # The script's text the prefill already holds: not sent again.
+        prefill = prefill_text(body) or ""
+        script = "".join("".join(s.deltas) for s in turn.steps if isinstance(s, Text))
+        self.skip = len(prefill) if script.startswith(prefill) else 0
         self.index = -1
         self.open: str | None = None  # kind of the open content block
         self.deltas = 0
@@ -212,11 +259,26 @@ class _MessagesRenderer:
         return self.event({"type": "content_block_delta", "index": self.index, "delta": delta})
 
     def text(self, step: Text) -> Iterator[Output]:
+        pieces = step.deltas
+        if self.skip:
+            pieces = self.unsent(pieces)
+            if not pieces:
+                return
         if self.open != "text":
             yield from self.start_block({"type": "text", "text": ""})
-        for piece in step.deltas:
+        for piece in pieces:
             yield self.delta({"type": "text_delta", "text": piece})
             yield from self.token()
+
+    def unsent(self, pieces: tuple[str, ...]) -> tuple[str, ...]:
+        """The pieces past the prefill's text."""
+        kept = []
+        for piece in pieces:
+            cut = min(self.skip, len(piece))
+            self.skip -= cut
+            if piece[cut:]:
+                kept.append(piece[cut:])
+        return tuple(kept)
 
     def citation(self, step: Citation) -> Iterator[Output]:
         if self.open != "text":

@@ -7,6 +7,9 @@ Anthropic at once.
 Thinking blocks come back on later turns only with their signature (Anthropic verifies
 it), which `ReasoningEnd` hands out as `providerMetadata.anthropic.signature`.
 
+A taken-over step whose partial output is text only is continued with that text as an
+assistant prefill (`accepts_prefill`), not generated again.
+
 This module: the provider (the SDK call, the stream read) and the error mapping; the
 request is built in `request.py`, the stream's events mapped in `events.py`.
 """
@@ -94,6 +97,12 @@ class AnthropicProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    def accepts_prefill(self, request: ModelRequest) -> bool:
+        """A final assistant message is a prefill: the model continues its text (sent
+        without its trailing whitespace, which the API refuses; `request.py`). Not with
+        extended thinking, which the API does not allow to be prefilled."""
+        return not (request.options.thinking_budget or self._thinking_budget)
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
         deadline = Deadline(self._timeout)
