@@ -16,8 +16,8 @@ from tests import gated_tools
 from tests.bridge_server import BridgeFactory, openai_settings
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Hang, LiveServer, Text
-from tests.test_busy_policy import running_hold, user
-from tests.test_steering import TOOLS, Posting, stored
+from tests.test_busy_policy import Background, running_hold, user
+from tests.test_steering import TOOLS, Posting, input_roles, stored
 from tests.ws_client import RawSocket, ws_url
 
 
@@ -216,3 +216,46 @@ async def test_busy_websocket_send_reject_steer_and_dropped(
     assert "abort" in [c["type"] for c in steered_reply.chunks]  # the stopped answer
     # Stopped: nothing started a turn for the queued message.
     assert [m["role"] for m in stored(bridge, "ws-busy")] == ["user", "assistant"]
+
+
+def test_busy_several_queued_messages_become_one_next_turn_in_order(
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
+    """Three messages queued during one answer (two SSE POSTs, one long-poll POST) are one
+    next turn: one user message holding their parts in the order they were queued, answered
+    by one model call; every sender follows that same turn."""
+    posting, gate = running_hold(bridge, openai_fake, "busy-many")
+    openai_fake.enqueue([Text("First done.")])
+    openai_fake.enqueue([Text("One answer for all three.")])
+    first = Background(bridge, {"id": "busy-many", "message": user("second", "u2")}, "queue")
+    first.start()
+    wait_queued(posting, 1)
+    second = Background(bridge, {"id": "busy-many", "message": user("third", "u3")}, "queue")
+    second.start()
+    wait_queued(posting, 2)
+    polled = post_poll(bridge, {"id": "busy-many", "message": user("fourth", "u4")}, "queue")
+    assert polled.status_code == 200 and polled.json()["generationId"] is None
+    wait_queued(posting, 3)
+    gated_tools.open_gate(gate)
+    posting.finish()
+    answers = [first.finish(), second.finish()]
+    turn_page = poll(bridge, "busy-many", steering="u4", wait=10)
+    polled_chunks = follow_pages(bridge, "busy-many", turn_page)
+    turns = {response.headers["x-bridge-running-generation-id"] for response, _ in answers}
+    assert len(turns) == 1  # all queued behind the same answer
+    for response, chunks in answers:
+        assert response.status_code == 200
+        assert chunks[0]["data"]["state"] == "queued"
+        assert text_of(chunks) == "One answer for all three."
+    assert text_of(polled_chunks) == "One answer for all three."
+    starts = {c["messageId"] for _, chunks in answers for c in chunks if c["type"] == "start"}
+    assert len(starts) == 1  # one turn, followed by every sender
+    assert len(openai_fake.requests) == 3  # the first answer's two calls, then one
+    assert input_roles(openai_fake.requests[2].json)[-1] == ("user", "secondthirdfourth")
+    messages = stored(bridge, "busy-many")
+    assert [(m["role"], m["id"]) for m in messages][2] == ("user", "u2")
+    assert [p["text"] for p in messages[2]["parts"]] == ["second", "third", "fourth"]
+    assert len(messages) == 4
+    for steering_id in ("u2", "u3", "u4"):
+        record = httpx.get(f"{bridge.url}/api/chat/busy-many/steer/{steering_id}").json()
+        assert record["nextTurn"] == turn_page["generationId"]
