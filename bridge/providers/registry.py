@@ -26,7 +26,6 @@ from typing import cast
 
 from bridge.errors import ModelNotAllowed
 from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
-from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.base import (
     ModelOptions,
     ModelRequest,
@@ -35,8 +34,6 @@ from bridge.providers.base import (
     accepts_prefill,
 )
 from bridge.providers.demo import DemoProvider
-from bridge.providers.openai_chat import OpenAIChatProvider
-from bridge.providers.openai_responses import OpenAIResponsesProvider
 from bridge.settings import Endpoint, Settings
 
 logger = logging.getLogger(__name__)
@@ -116,6 +113,9 @@ def _endpoint_provider(
     key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
     if endpoint.api_key_env and not key:
         logger.warning("endpoint %s: %s is not set", name, endpoint.api_key_env)
+    from bridge.providers.openai_chat import OpenAIChatProvider
+    from bridge.providers.openai_responses import OpenAIResponsesProvider
+
     kind = OpenAIResponsesProvider if endpoint.api == "responses" else OpenAIChatProvider
     return kind(
         api_key=key or PLACEHOLDER_KEY,
@@ -179,6 +179,10 @@ class ProviderRegistry:
         http = settings.bridge_provider_http
         max_event_bytes = settings.bridge_provider_max_event_bytes
         if settings.openai_api_key or settings.openai_base_url:
+            # Each SDK is imported only when its provider is configured (start-up time).
+            from bridge.providers.openai_chat import OpenAIChatProvider
+            from bridge.providers.openai_responses import OpenAIResponsesProvider
+
             key = settings.openai_api_key or PLACEHOLDER_KEY
             base_url = settings.openai_base_url
             providers["openai"] = OpenAIResponsesProvider(
@@ -199,6 +203,8 @@ class ProviderRegistry:
             import openai
             from openai import AsyncAzureOpenAI
 
+            from bridge.providers.openai_chat import OpenAIChatProvider
+
             providers["azure"] = OpenAIChatProvider(
                 api_key=settings.azure_openai_api_key,
                 timeout=timeout,
@@ -214,6 +220,10 @@ class ProviderRegistry:
         for name, endpoint in settings.bridge_endpoints.items():
             providers[name] = _endpoint_provider(name, endpoint, timeout, http, max_event_bytes)
         if settings.anthropic_api_key:
+            # Imported only when configured: the SDK takes seconds to import, and a bridge
+            # that serves no Anthropic model should not start that much slower.
+            from bridge.providers.anthropic import AnthropicProvider
+
             providers["anthropic"] = AnthropicProvider(
                 api_key=settings.anthropic_api_key,
                 base_url=settings.anthropic_base_url,
