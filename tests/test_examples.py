@@ -3,12 +3,16 @@ README's block verbatim, and the example runs."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
 import os
 import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +21,13 @@ import orjson
 import pytest
 
 from bridge.app import create_app
+from bridge.settings import Settings
 from tests.bridge_server import chat_body, make_settings, sse_events
-from tests.fakes.server import LiveServer
-from tests.node_harness import NodeHarness, node_binary
+from tests.fakes.openai_server import OpenAIFake
+from tests.fakes.server import Cut, LiveServer, Text
+from tests.node_harness import ensure_node_deps, node_binary
 from tests.support.ports import free_port
+from tests.test_browser_demo import _run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -92,25 +99,83 @@ def test_examples_nextjs_snippets_are_the_readme_blocks() -> None:
     assert history in README
 
 
-@pytest.fixture(scope="module")
-def nextjs_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+# The app is built once per Node version the README names: 20 (the minimum: npm gives it
+# ai 6, so the README's snippet goes without the `x-ai-sdk-level` header, as the example's
+# README says) and 22 (ai 7, the packages the example pins).
+AI6_PACKAGES = {"ai": "6.0.325", "@ai-sdk/react": "3.0.328"}  # @ai-sdk/react 3 pins this ai
+LEVEL_HEADER_LINE = re.compile(r"^ *headers: \{ 'x-ai-sdk-level': '7' \},.*\n", re.MULTILINE)
+DEMO_MODULES = ROOT / "frontend-demo" / "node_modules"
+PLAYWRIGHT = DEMO_MODULES / "playwright-core"
+BROWSER_SCRIPT = NEXTJS / "e2e" / "chat.mjs"
+
+
+@dataclass(frozen=True)
+class NextjsBuild:
+    """The example built for a bridge at `bridge_url`, to be served by `node`."""
+
+    app: Path
+    bridge_url: str
+    node: str
+    client: int  # the major version of `ai` the app (and the Node client driving it) runs
+
+    def env(self) -> dict[str, str]:
+        path = f"{Path(self.node).parent}{os.pathsep}{os.environ['PATH']}"
+        return {**os.environ, "PATH": path, "NEXT_TELEMETRY_DISABLED": "1"}
+
+
+def node20_binary() -> str:
+    """A Node 20: $AISDK_NODE20, else the `node` on PATH when it is 20 (it fails, never skips)."""
+    candidate = os.environ.get("AISDK_NODE20") or shutil.which("node")
+    version = run_ok([candidate, "--version"]).stdout.strip() if candidate else ""
+    assert version.startswith("v20."), (
+        f"the README's minimum Node (20) is needed: set AISDK_NODE20 (found {candidate} {version})"
+    )
+    return str(candidate)
+
+
+def ai6_modules(node: str) -> Path:
+    """The example's packages with ai 6, installed by Node 20's npm once per manifest."""
+    manifest = orjson.loads((NEXTJS / "package.json").read_bytes())
+    manifest["dependencies"].update(AI6_PACKAGES)
+    manifest["engines"] = {"node": ">=20.9"}
+    text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    home = ROOT / ".tools" / "nextjs-ai6" / hashlib.sha256(text).hexdigest()[:16]
+    if not (home / "node_modules" / ".installed").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "package.json").write_bytes(text)
+        env = {**os.environ, "PATH": f"{Path(node).parent}{os.pathsep}{os.environ['PATH']}"}
+        run_ok(["npm", "install", "--no-audit", "--no-fund"], cwd=home, env=env)
+        (home / "node_modules" / ".installed").touch()
+    return home / "node_modules"
+
+
+@pytest.fixture(scope="module", params=[20, 22], ids=["node20", "node22"])
+def nextjs_build(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> NextjsBuild:
     """The example built in a copy of its own, against a bridge on a port chosen now.
 
-    Its packages are the demo's (the same versions, already installed): linked in, and built
-    with webpack, which follows the link (Turbopack keeps to the project's directory)."""
-    node = node_binary()
-    demo_modules = ROOT / "frontend-demo" / "node_modules"
-    env = {**os.environ, "PATH": f"{Path(node).parent}:{os.environ['PATH']}"}
-    if not (demo_modules / "next").exists():
+    Node 22 links in the demo's packages (the versions the example pins, already installed);
+    Node 20 gets ai 6 (what its npm installs). Built with webpack, which follows the link
+    (Turbopack keeps to the project's directory)."""
+    node = node20_binary() if request.param == 20 else node_binary()
+    env = {**os.environ, "PATH": f"{Path(node).parent}{os.pathsep}{os.environ['PATH']}"}
+    if not (DEMO_MODULES / "next").exists():
         run_ok(["npm", "ci", "--no-audit", "--no-fund"], cwd=ROOT / "frontend-demo", env=env)
-    app = tmp_path_factory.mktemp("nextjs") / "app"
-    shutil.copytree(NEXTJS, app, ignore=shutil.ignore_patterns("node_modules", ".next"))
-    (app / "node_modules").symlink_to(demo_modules)
-    bridge_port = free_port()
-    bridge_url = f"http://127.0.0.1:{bridge_port}"
+    app = tmp_path_factory.mktemp(f"nextjs{request.param}") / "app"
+    shutil.copytree(NEXTJS, app, ignore=shutil.ignore_patterns("node_modules", ".next", "e2e"))
+    if request.param == 20:
+        chat = app / "app" / "chat" / "[id]" / "chat.tsx"
+        source, dropped = LEVEL_HEADER_LINE.subn("", chat.read_text())
+        assert dropped == 1, "the example no longer declares its ai level"
+        chat.write_text(source)
+        (app / "node_modules").symlink_to(ai6_modules(node))
+    else:
+        (app / "node_modules").symlink_to(DEMO_MODULES)
+    bridge_url = f"http://127.0.0.1:{free_port()}"
     build_env = {**env, "BRIDGE_URL": bridge_url, "NEXT_TELEMETRY_DISABLED": "1"}
     run_ok([node, "node_modules/next/dist/bin/next", "build", "--webpack"], cwd=app, env=build_env)
-    return app, bridge_url
+    return NextjsBuild(app, bridge_url, node, 6 if request.param == 20 else 7)
 
 
 def run_ok(argv: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -121,21 +186,17 @@ def run_ok(argv: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess
     return result
 
 
-@pytest.mark.node
-def test_examples_nextjs_builds_and_serves_a_chat_with_its_history(
-    nextjs_build: tuple[Path, str], node: NodeHarness
-) -> None:
-    app, bridge_url = nextjs_build
-    port = int(bridge_url.rsplit(":", 1)[1])
-    bridge = LiveServer(create_app(make_settings(bridge_demo_token_delay_ms=0)))
-    bridge.port = port  # the port the example was built for
+@contextlib.contextmanager
+def serving(build: NextjsBuild, settings: Settings) -> Iterator[str]:
+    """The bridge on the port the example was built for, and `next start`: the site's URL."""
+    bridge = LiveServer(create_app(settings))
+    bridge.port = int(build.bridge_url.rsplit(":", 1)[1])
     bridge.start()
     next_port = free_port()
-    env = {**os.environ, "PATH": f"{Path(node.binary).parent}:{os.environ['PATH']}"}
     server = subprocess.Popen(
-        [node.binary, "node_modules/next/dist/bin/next", "start", "-p", str(next_port)],
-        cwd=app,
-        env={**env, "NEXT_TELEMETRY_DISABLED": "1"},
+        [build.node, "node_modules/next/dist/bin/next", "start", "-p", str(next_port)],
+        cwd=build.app,
+        env=build.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -143,34 +204,115 @@ def test_examples_nextjs_builds_and_serves_a_chat_with_its_history(
     site = f"http://127.0.0.1:{next_port}"
     try:
         wait_until_up(server, site)
-        with httpx.Client(base_url=site, timeout=60) as browser:
-            home = browser.get("/", follow_redirects=False)
-            assert home.status_code == 307
-            chat_path = home.headers["location"]
-            assert re.fullmatch(r"/chat/[0-9a-f-]{36}", chat_path)
-            chat_id = chat_path.rsplit("/", 1)[1]
-            # The real ai 7 client, through the example's rewrite.
-            result = node.chat(
-                {
-                    "api": f"{site}/api/chat",
-                    "chatId": f"{chat_id}-client",
-                    "steps": [{"op": "send", "text": "hi"}],
-                }
-            )
-            assert result["status"] == "ready", result["error"]
-            # A browser: its cookie from the bridge, through the rewrite ...
-            sent = browser.post("/api/chat", json=chat_body(chat_id, "Hello there"))
-            assert sent.status_code == 200
-            assert browser.cookies
-            # ... and the page, rendered on the server, shows the history it owns.
-            page = browser.get(chat_path)
-            assert page.status_code == 200
-            assert "Hello there" in page.text
-            assert "Demo model" in page.text
+        yield site
     finally:
         server.kill()
         server.wait(30)
         bridge.stop()
+
+
+def drive_chat(build: NextjsBuild, scenario: dict[str, Any]) -> Any:
+    """The real `ai` client of the build's version (tests/node), on the build's Node."""
+    ensure_node_deps()
+    result = subprocess.run(
+        [build.node, str(ROOT / "tests" / "node" / "chat-client.mjs"), "--scenario", "-"],
+        input=orjson.dumps(scenario),
+        capture_output=True,
+        timeout=120,
+        env={**build.env(), "NODE_NO_WARNINGS": "1", "AI_SDK_CLIENT": str(build.client)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return orjson.loads(result.stdout)
+
+
+@pytest.mark.node
+def test_examples_nextjs_builds_and_serves_a_chat_with_its_history(
+    nextjs_build: NextjsBuild,
+) -> None:
+    with (
+        serving(nextjs_build, make_settings(bridge_demo_token_delay_ms=0)) as site,
+        httpx.Client(base_url=site, timeout=60) as browser,
+    ):
+        home = browser.get("/", follow_redirects=False)
+        assert home.status_code == 307
+        chat_path = home.headers["location"]
+        assert re.fullmatch(r"/chat/[0-9a-f-]{36}", chat_path)
+        chat_id = chat_path.rsplit("/", 1)[1]
+        # The real ai client, through the example's rewrite.
+        result = drive_chat(
+            nextjs_build,
+            {
+                "api": f"{site}/api/chat",
+                "chatId": f"{chat_id}-client",
+                "steps": [{"op": "send", "text": "hi"}],
+            },
+        )
+        assert result["status"] == "ready", result["error"]
+        # A browser: its cookie from the bridge, through the rewrite ...
+        sent = browser.post("/api/chat", json=chat_body(chat_id, "Hello there"))
+        assert sent.status_code == 200
+        assert browser.cookies
+        # ... and the page, rendered on the server, shows the history it owns.
+        page = browser.get(chat_path)
+        assert page.status_code == 200
+        assert "Hello there" in page.text
+        assert "Demo model" in page.text
+
+
+@pytest.mark.node
+@pytest.mark.browser
+def test_examples_nextjs_survives_a_retried_step_on_default_settings(
+    nextjs_build: NextjsBuild, chromium: str
+) -> None:
+    """A provider cut mid-answer, retried by the bridge on its default settings: the real
+    client (Node) and the app in Chromium each end with the retried answer, never an error."""
+    fake = OpenAIFake(api_key="k")
+    fake.start()
+    for _ in range(2):  # one cut-then-answer for the Node client, one for the browser
+        fake.enqueue([Text("doomed attempt "), Cut()])
+        fake.enqueue([Text("recovered")])
+    settings = make_settings(
+        openai_api_key="k", openai_base_url=fake.base_url, bridge_model="openai:gpt-test"
+    )
+    try:
+        with serving(nextjs_build, settings) as site:
+            result = drive_chat(
+                nextjs_build,
+                {
+                    "api": f"{site}/api/chat",
+                    "chatId": "retried-by-client",
+                    "sendOnlyLastMessage": True,
+                    "steps": [{"op": "send", "text": "go"}],
+                },
+            )
+            assert result["status"] == "ready", result["error"]
+            answer = result["messages"][1]["parts"]
+            assert "".join(p.get("text", "") for p in answer).endswith("recovered")
+            page = subprocess.run(
+                [
+                    nextjs_build.node,
+                    str(BROWSER_SCRIPT),
+                    *("--base-url", site, "--chromium", chromium),
+                    *("--playwright", str(PLAYWRIGHT), "--text", "go", "--expect", "recovered"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                env=nextjs_build.env(),
+                check=False,
+            )
+    finally:
+        fake.stop()
+    verdict = orjson.loads(page.stdout.strip().splitlines()[-1]) if page.stdout.strip() else {}
+    assert verdict.get("ok"), f"{verdict}\n{page.stderr[-3000:]}"
+    assert verdict["status"] == "ready"
+    assert len(fake.requests) == 4  # each turn's provider call, cut, then called again
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    return _run_script("ensure-chromium.sh")
 
 
 def wait_until_up(server: subprocess.Popen[str], site: str) -> None:

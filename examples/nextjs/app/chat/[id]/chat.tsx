@@ -4,7 +4,7 @@
 // app/chat/[id]/chat.tsx
 import { useChat } from '@ai-sdk/react';
 import { DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalResponses, type UIMessage } from 'ai';
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 
 const transport = new DefaultChatTransport({
   api: '/api/chat',
@@ -31,12 +31,14 @@ export function Chat({ id, initialMessages }: { id: string; initialMessages: UIM
   };
 // README: end
   const [input, setInput] = useState('');
+  const [hydrated, setHydrated] = useState(false); // tells a test the page is live
+  useEffect(() => setHydrated(true), []);
   return (
-    <main>
+    <main data-status={status} data-hydrated={hydrated}>
       {messages.map(message => (
         <p key={message.id} data-role={message.role}>
           <b>{message.role}:</b>{' '}
-          {message.parts.map(part => (part.type === 'text' ? part.text : '')).join('')}
+          <span>{message.parts.map(part => (part.type === 'text' ? part.text : '')).join('')}</span>
         </p>
       ))}
       <form
