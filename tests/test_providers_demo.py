@@ -23,8 +23,9 @@ from bridge.providers.base import (
     ToolInputStart,
     ToolSpec,
 )
-from bridge.providers.demo import LONG_ANSWER, DemoProvider, example_input
+from bridge.providers.demo import LONG_ANSWER, DemoProvider, example_input, plan_reply
 from bridge.settings import Settings
+from protocol.messages import FileUIPart, TextUIPart, UIMessage
 from tests.fakes import collect, message, of_type
 
 WEATHER = ToolSpec(
@@ -293,3 +294,20 @@ def test_demo_long_answer_describes_the_default_settings() -> None:
     assert "after a day" in LONG_ANSWER and "for a month" in LONG_ANSWER
     assert "/api/chat/${chatId}/stream" in LONG_ANSWER
     assert "bridge.follow" not in LONG_ANSWER
+
+
+def test_demo_answer_names_the_files_of_the_message() -> None:
+    png = "data:image/png;base64,iVBORw0KGgo="  # 8 bytes
+    pdf = "data:application/pdf;base64,JVBERi0xLjQK"  # 9 bytes
+    user = UIMessage(
+        id="u1",
+        role="user",
+        parts=[
+            TextUIPart(text="what is in these?"),
+            FileUIPart(media_type="image/png", url=png, filename="dot.png"),
+            FileUIPart(media_type="application/pdf", url=pdf, filename="note.pdf"),
+        ],
+    )
+    text = plan_reply(ModelRequest(model="demo:x", messages=[user])).text
+    named = "**dot.png** (image/png, 8 bytes), **note.pdf** (application/pdf, 9 bytes)"
+    assert f"Attached: {named}." in text

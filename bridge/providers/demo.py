@@ -10,7 +10,8 @@ of the request:
 * an offered `get_weather` and "weather" in the text → `get_weather({"city": …})`;
 * an offered `delete_file` and "delete" → a `delete_file` call (the approval demo);
 * otherwise a short reasoning block and a markdown answer: a long one (~400 tokens) when
-  the text says "long", with a source when it says "sources".
+  the text says "long", with a source when it says "sources"; the short one names the
+  files the message carries (what reached the provider: name, media type, size).
 
 Tokens are emitted one by one, `token_delay` seconds apart; a stop ends the stream at once.
 """
@@ -43,6 +44,7 @@ from bridge.providers.base import (
 )
 from protocol.messages import (
     DynamicToolUIPart,
+    FileUIPart,
     StepStartUIPart,
     TextUIPart,
     ToolUIPart,
@@ -157,7 +159,11 @@ def plan_reply(request: ModelRequest) -> DemoReply:
         f"The user wrote {len(tokens(text))} words. I am the scripted demo model, "
         "so I answer from a template."
     )
-    body = LONG_ANSWER if re.search(r"\blong\b", lower) else _short_answer(text)
+    body = (
+        LONG_ANSWER
+        if re.search(r"\blong\b", lower)
+        else _short_answer(text) + _files_line(last_user_files(request.messages))
+    )
     if sources:
         body += f"\n\nMore in the [AI SDK documentation]({DEMO_SOURCE_URL}) [1]."
     return DemoReply(reasoning=reasoning, text=LABEL + body, sources=sources)
@@ -180,6 +186,24 @@ def _short_answer(text: str) -> str:
         "model. Meanwhile, ask this one for something *long*, for the *weather* or for "
         "*sources*."
     )
+
+
+def _files_line(files: Sequence[FileUIPart]) -> str:
+    if not files:
+        return ""
+    named = ", ".join(
+        f"**{part.filename or 'unnamed'}** ({part.media_type}, {_data_url_bytes(part.url)} bytes)"
+        for part in files
+    )
+    return f"\n\nAttached: {named}."
+
+
+def _data_url_bytes(url: str) -> int | str:
+    """The size of a base64 data URL's content, without decoding it; `?` for a link."""
+    head, comma, data = url.partition(",")
+    if not comma or not head.startswith("data:") or not head.endswith(";base64"):
+        return "?"
+    return len(data) * 3 // 4 - data[-2:].count("=")
 
 
 def _answer_with_results(results: list[tuple[str, Any, bool]]) -> DemoReply:
@@ -221,6 +245,13 @@ def last_user_text(messages: Sequence[UIMessage]) -> str:
         if message.role == "user":
             return " ".join(p.text for p in message.parts if isinstance(p, TextUIPart))
     return ""
+
+
+def last_user_files(messages: Sequence[UIMessage]) -> list[FileUIPart]:
+    for message in reversed(messages):
+        if message.role == "user":
+            return [p for p in message.parts if isinstance(p, FileUIPart)]
+    return []
 
 
 def city_in(text: str) -> str:
