@@ -697,6 +697,15 @@ async def test_log_expires_after_log_ttl_once_ended(backend: Backend) -> None:
     await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
     await backend.advance(2)
     assert (await store.read(info.chat_id, info.generation_id, -1)).ended
+async def test_messages_history_size_is_the_stored_json_size(store: SessionStore) -> None:
+    assert await store.history_size("chat-1") == 0
+    messages: list[dict[str, Any]] = [{"id": "u1", "parts": [{"text": "hi ü"}]}, {"id": "a1"}]
+    await store.save_messages("chat-1", messages)
+    assert await store.history_size("chat-1") == len(orjson.dumps(messages))
+    info = await begin(store, messages=[{"id": "u2"}])
+    assert await store.history_size(info.chat_id) == len(b'[{"id":"u2"}]')
+
+
 
     await backend.advance(5)
 

@@ -338,15 +338,18 @@ async def test_takeover_of_a_stopped_generation_ends_it_with_abort() -> None:
 async def test_revision_a_message_planned_before_another_answer_ended_is_refused() -> None:
     store = FaultyStore(MemoryStore())
     async with serving(make_services(store, delay_ms=5)) as services:
-        running = await start_generation(services, request("rev", "a long one"), USER)
+        first = await start_generation(services, request("rev", "a long one"), USER)
+        await first.done.wait()
 
-        async def end_the_running_answer() -> None:
-            await store.request_stop("rev", running.generation_id)
-            await running.done.wait()
+        async def another_turn_meanwhile() -> None:
+            other = await start_generation(services, request("rev", "meanwhile"), USER)
+            await other.done.wait()
 
-        # `{id, message}`: the history is read, then the running answer ends, then the new
-        # generation would begin on the history read before that end.
-        store.before("load_messages", end_the_running_answer)
+        # `{id, message}`: the chat's revision is read, then another turn begins and ends
+        # while the history is read, then the new generation would begin on the history
+        # read before that turn. (A request that finds an answer running is refused at once,
+        # before the history is read: 409.)
+        store.before("load_messages", another_turn_meanwhile)
         body = {"id": "rev", "message": chat_body("rev", "next")["messages"][0]}
         with pytest.raises(StaleRevision):
             await start_generation(services, ChatRequest.model_validate(body), USER)

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bridge.errors import LimitExceeded, PayloadTooLarge
 from bridge.settings import Settings
-from protocol.messages import UIMessage
 
 if TYPE_CHECKING:
     from bridge.generation.plan import Generation
@@ -174,21 +173,31 @@ class Limits:
         )
 
 
-def check_history_size(history: list[UIMessage], settings: Settings) -> None:
-    """A turn whose history would pass the chat's limits is refused (413)."""
+def check_history_size(history: Sequence[Mapping[str, Any]], settings: Settings) -> None:
+    """A turn whose history (its messages dumped, as they are stored) would pass the chat's
+    limits is refused (413). The size is that of the history's JSON as stored, the size
+    `check_stored_history_size` reads before the next turn parses it."""
     if len(history) > settings.bridge_max_history_messages:
         raise PayloadTooLarge(
             f"the chat's history would have {len(history)} messages "
             f"(at most {settings.bridge_max_history_messages}); start a new chat"
         )
-    limit = settings.bridge_max_history_bytes
-    size = 0
-    for message in history:
-        size += len(orjson.dumps(message.dump()))
-        if size > limit:
-            raise PayloadTooLarge(
-                f"the chat's history would be larger than {limit} bytes; start a new chat"
-            )
+    if len(orjson.dumps(history)) > settings.bridge_max_history_bytes:
+        raise PayloadTooLarge(
+            f"the chat's history would be larger than {settings.bridge_max_history_bytes} "
+            "bytes; start a new chat"
+        )
+
+
+def check_stored_history_size(size: int, settings: Settings) -> None:
+    """A stored history larger than the limit (the limit lowered since, or a history grown
+    another way) is refused before anything parses it (413): its parse alone would cost the
+    event loop time in proportion to it."""
+    if size > settings.bridge_max_history_bytes:
+        raise PayloadTooLarge(
+            f"the chat's history is larger than {settings.bridge_max_history_bytes} bytes; "
+            "start a new chat"
+        )
 
 
 def retry_after_header(seconds: float) -> str:

@@ -214,7 +214,7 @@ async def may_access(services: Services, user: str, chat_id: str) -> bool:
     chat = await store.get_chat(chat_id)
     if chat is not None and chat.owner is not None:
         return may_use(chat.owner, user)
-    return not await store.load_messages(chat_id)
+    return await store.history_size(chat_id) == 0  # its size: the history is not parsed
 
 
 def _body_chat_id(body: Any) -> str | None:

@@ -11,11 +11,19 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from bridge.access.identity import is_anonymous
-from bridge.access.limits import check_history_size
+from bridge.access.limits import check_history_size, check_stored_history_size
 from bridge.chat.continuation import resolve_turn
 from bridge.chat.feed import announce_started
 from bridge.chat.takeover import recover as take_over
-from bridge.errors import Draining, GenerationGone, GenerationNotFound, NotFound, RequestError
+from bridge.errors import (
+    ChatBusy,
+    ChatConflict,
+    Draining,
+    GenerationGone,
+    GenerationNotFound,
+    NotFound,
+    RequestError,
+)
 from bridge.generation.ids import new_generation_id
 from bridge.generation.plan import Generation, GenerationPlan
 from bridge.log.reader import follow
@@ -125,6 +133,9 @@ async def _begin(
     if chat is not None and chat.owner is not None and not may_use(chat.owner, user):
         raise NotFound(f"chat {chat_id} not found")  # someone else's looks like no chat
     revision = chat.revision if chat is not None else 0
+    if chat is not None and chat.active_generation_id is not None:
+        # Refused before the history is read: a busy chat's 409 costs no parse of it.
+        await _refuse_when_running(services, chat_id, chat.active_generation_id)
 
     provider, model, model_id = services.registry.choose(chat_request.model)
 
@@ -141,7 +152,8 @@ async def _begin(
         tools,
         allow_client_system=services.settings.bridge_allow_client_system,
     )
-    check_history_size(turn.history, services.settings)
+    history = [message.dump() for message in turn.history]  # the only dump of the turn
+    check_history_size(history, services.settings)
     # Claimed only now that the turn is accepted: a refused request leaves the id free.
     # The claim answers with the owner: a chat taken meanwhile looks like no chat.
     if not may_use(await services.store.claim_chat(chat_id, user), user):
@@ -163,7 +175,7 @@ async def _begin(
         decisions=decisions,
         user=user,
     )
-    generation = await services.runner.start(plan, expected_revision=revision)
+    generation = await services.runner.start(plan, expected_revision=revision, history=history)
     if started is not None:
         started(generation)
     # The chat's live tails and its owner's chat list learn of it while the provider is
@@ -245,8 +257,22 @@ def chat_title(messages: list[UIMessage], length: int = 80) -> str:
     return "New chat"
 
 
+async def _refuse_when_running(services: Services, chat_id: str, active: str) -> None:
+    """409 (as `runner.start` answers it, a `ChatBusy` its cause) when the chat's active
+    generation is alive; one whose producer is gone is replaced by the begin."""
+    if await services.store.producer_alive(chat_id, active):
+        raise ChatConflict(
+            "this chat already has a generation running; resume it with "
+            f"GET /api/chat/{chat_id}/stream or stop it first"
+        ) from ChatBusy(active)
+
+
 async def _stored_history(services: Services, chat_id: str) -> list[UIMessage]:
-    return [UIMessage.model_validate(item) for item in await services.store.load_messages(chat_id)]
+    """The stored history, parsed once for the turn; one past the size limit is refused
+    before it is loaded."""
+    store = services.store
+    check_stored_history_size(await store.history_size(chat_id), services.settings)
+    return [UIMessage.model_validate(item) for item in await store.load_messages(chat_id)]
 
 
 def follow_generation(

@@ -166,28 +166,27 @@ async def _check_room(
     BRIDGE_MAX_HISTORY_MESSAGES and BRIDGE_MAX_HISTORY_BYTES (delivered, they become part of
     the history), and the id names no message of the history."""
     settings = services.settings
-    history = await services.store.load_messages(chat_id)
+    store = services.store
+    # The sizes first (the stored history's without parsing it): a history past the limit
+    # is refused before it is loaded.
+    queued = await store.read_steering(chat_id, generation_id, 0)
+    total = await store.history_size(chat_id) + size + sum(len(data) for _, data in queued)
+    limit = settings.bridge_max_history_bytes
+    if total > limit:
+        raise PayloadTooLarge(
+            f"the chat's history with the steering messages would be larger than {limit} bytes"
+        )
+    history = await store.load_messages(chat_id)
     if any(item.get("id") == steering_id for item in history):
         raise SteeringIdConflict(
             f"the chat already has a message with id {steering_id[:80]!r}; "
             "give the steering message a new id"
         )
-    queued = await services.store.read_steering(chat_id, generation_id, 0)
     count = len(history) + len(queued) + 1
     if count > settings.bridge_max_history_messages:
         raise PayloadTooLarge(
             f"the chat's history with the steering messages would have {count} messages "
             f"(at most {settings.bridge_max_history_messages})"
-        )
-    total = size + sum(len(data) for _, data in queued)
-    limit = settings.bridge_max_history_bytes
-    for item in history:
-        total += len(orjson.dumps(item))
-        if total > limit:
-            break
-    if total > limit:
-        raise PayloadTooLarge(
-            f"the chat's history with the steering messages would be larger than {limit} bytes"
         )
 
 

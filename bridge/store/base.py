@@ -188,6 +188,10 @@ class SessionStore(Protocol):
     async def save_messages(self, chat_id: str, messages: Sequence[JSONDict]) -> None:
         """Replace the stored history."""
 
+    async def history_size(self, chat_id: str) -> int:
+        """The stored history's size in bytes, its JSON as stored (0 when none), read
+        without loading it: a history past the limits is refused before it is parsed."""
+
     # --- generations -------------------------------------------------------------------
 
     async def begin_generation(

@@ -172,6 +172,10 @@ class MemoryStore(MemoryLiveMixin):
         messages: list[JSONDict] = orjson.loads(history.data)
         return messages
 
+    async def history_size(self, chat_id: str) -> int:
+        history = self._live(self._histories, chat_id)
+        return 0 if history is None else len(history.data)
+
     async def save_messages(self, chat_id: str, messages: Sequence[JSONDict]) -> None:
         self._maybe_sweep()
         self._save_history(chat_id, messages)

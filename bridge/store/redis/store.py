@@ -174,6 +174,11 @@ class RedisStore:
         messages: list[JSONDict] = orjson.loads(data)
         return messages
 
+    async def history_size(self, chat_id: str) -> int:
+        async with self._call():
+            size = await self._redis.strlen(self.key(chat_id, "messages"))
+        return int(size)
+
     async def save_messages(self, chat_id: str, messages: Sequence[JSONDict]) -> None:
         data = orjson.dumps(list(messages))
         async with self._call():

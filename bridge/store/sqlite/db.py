@@ -522,6 +522,14 @@ class Reader:
         ).fetchone()
         return None if row is None else bytes(row[0])
 
+    def history_size(self, chat_id: str, now: float) -> int:
+        # length() of a BLOB reads the record's header, not the history itself.
+        row = self.conn.execute(
+            "SELECT length(data) FROM histories WHERE chat_id = ? AND expires_at > ?",
+            (chat_id, now),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
     def read(
         self, chat_id: str, generation_id: str, start: int, limit: int, now: float
     ) -> LogSlice:

@@ -182,6 +182,9 @@ class SQLiteStore(MemoryLiveMixin):
         messages: list[JSONDict] = orjson.loads(data)
         return messages
 
+    async def history_size(self, chat_id: str) -> int:
+        return await self._read(self._db_reader.history_size, chat_id, self._clock())
+
     async def save_messages(self, chat_id: str, messages: Sequence[JSONDict]) -> None:
         await self._maybe_sweep()
         history = orjson.dumps(list(messages))
