@@ -219,11 +219,15 @@ async def test_busy_websocket_send_reject_steer_and_dropped(
 
 
 def test_busy_several_queued_messages_become_one_next_turn_in_order(
-    bridge: LiveServer, openai_fake: OpenAIFake
+    bridge_factory: BridgeFactory, openai_fake: OpenAIFake
 ) -> None:
     """Three messages queued during one answer (two SSE POSTs, one long-poll POST) are one
     next turn: one user message holding their parts in the order they were queued, answered
-    by one model call; every sender follows that same turn."""
+    by one model call; every sender follows that same turn. A heartbeat longer than the
+    requests' own timeout: a sender that learnt its turn only from its record (written once
+    the model call was accepted) or after a heartbeat would never end in time."""
+    settings = openai_settings(openai_fake, bridge_tools=TOOLS, bridge_heartbeat_seconds=100)
+    bridge = bridge_factory(**settings)
     posting, gate = running_hold(bridge, openai_fake, "busy-many")
     openai_fake.enqueue([Text("First done.")])
     openai_fake.enqueue([Text("One answer for all three.")])

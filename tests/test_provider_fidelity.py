@@ -71,15 +71,9 @@ _DOCUMENT_SOURCE = (
     "source when it is not there (this recording's prompt has none); the bridge shows the "
     "source with the title the citation carries."
 )
-_MCP_APPROVAL = (
-    "An MCP approval request from OpenAI: the AI SDK shows a tool part waiting for approval; "
-    "the bridge does not take MCP approvals through its approval flow yet (README: use "
-    '`"require_approval": "never"`) and skips the request.'
-)
 
 DIFFERENCES: dict[str, dict[str, str]] = {
     "anthropic/document-citations.sse": {"sources": _DOCUMENT_SOURCE},
-    "openai/mcp-approval-request.sse": {"tools": _MCP_APPROVAL},
     "openai/malformed-event.sse": {"errors": _MALFORMED, "finishReason": _MALFORMED_FINISH},
     "openai-chat/malformed-chunk.sse": {"errors": _MALFORMED},
     "anthropic/malformed-event.sse": {"errors": _MALFORMED},

@@ -25,6 +25,7 @@ the long-poll POST, which tell the client in their own way: a `start` frame or a
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
@@ -270,26 +271,31 @@ async def _wait_for_turn(
         if read.ended:
             break
     # Ended: its producer starts the next turn right after storing the history.
-    yield await _next_turn(services, chat_id, steering_id, 2 * heartbeat)
+    yield await _next_turn(services, chat_id, steering_id, running, 2 * heartbeat)
 
 
 async def _next_turn(
-    services: Services, chat_id: str, steering_id: str, seconds: float
+    services: Services, chat_id: str, steering_id: str, running: str, seconds: float
 ) -> tuple[str | None, str | None]:
     """The turn the ended generation's producer starts with the message (woken by the
     chat's feed), within `seconds`."""
     store = services.store
+    # Every message left at the end goes into one turn, whose user message has the id of the
+    # first of them: any id of the ended generation's queue names that turn (the records'
+    # `nextTurn` say it too, but only once the turn's model call was accepted).
+    queued_ids = {steering_id}
+    for _, data in await store.read_steering(chat_id, running, 0):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            queued_ids.add(str(orjson.loads(data)["id"]))
     arrived = await store.read_generations(chat_id, 0)
     cursor = 0
     with anyio.move_on_after(seconds):
         while True:
-            # The turn's announcement names its user message: the queued one's id (the
-            # record's `nextTurn` says it too, a moment later).
             for position, data in arrived:
                 cursor = position
                 announced = orjson.loads(data)
                 user = announced.get("userMessage") or {}
-                if user.get("id") == steering_id:
+                if user.get("id") in queued_ids:
                     return str(announced["generationId"]), None
             record = await read_record(services, chat_id, steering_id) or {}
             if record.get("nextTurn"):

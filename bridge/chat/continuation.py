@@ -152,4 +152,5 @@ def _check_approval(part: AnyToolUIPart, old: AnyToolUIPart | None) -> ApprovalD
         input=old.input,
         approved=answer.approved,
         reason=answer.reason,
+        provider_executed=bool(old.provider_executed),
     )

@@ -54,6 +54,8 @@ class ApprovalDecision:
     input: Any
     approved: bool
     reason: str | None
+    provider_executed: bool = False
+    """A call the provider runs itself once approved (the bridge only passes the answer on)."""
 
 
 @dataclass(slots=True)

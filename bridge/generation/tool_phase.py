@@ -49,7 +49,7 @@ class ToolPhase:
         None: the step called no tool (the answer is done). True: results were added, call
         the model again. False: the turn waits for the client (approval or browser tool)."""
         to_run: list[_Call] = []
-        waiting = False
+        waiting = bool(transformer.provider_approvals)
         for call in transformer.tool_calls:
             if call.provider_executed:
                 continue
@@ -78,6 +78,8 @@ class ToolPhase:
         the model hears about them."""
         approved = []
         for decision in plan.decisions:
+            if decision.provider_executed and decision.approved:
+                continue  # the provider runs it, told on the next request
             if decision.approved:
                 approved.append((decision.tool_call_id, decision.tool_name, decision.input))
             else:
@@ -97,7 +99,11 @@ class ToolPhase:
         waiting = False
         results = False
         for part in last_step:
-            if not isinstance(part, ToolUIPart | DynamicToolUIPart) or part.provider_executed:
+            if not isinstance(part, ToolUIPart | DynamicToolUIPart):
+                continue
+            if part.provider_executed:
+                # A call of the provider's own waiting for the user's approval.
+                waiting = waiting or part.state == "approval-requested"
                 continue
             call_id = part.tool_call_id
             tool = plan.tools.get(part.tool_name)

@@ -19,6 +19,7 @@ from protocol.chunks import (
     TextDeltaChunk,
     TextEndChunk,
     TextStartChunk,
+    ToolApprovalRequestChunk,
     ToolInputAvailableChunk,
     ToolInputDeltaChunk,
     ToolInputErrorChunk,
@@ -48,6 +49,8 @@ class StepTransformer:
         """Complete tool calls whose input parsed as a JSON object, in order."""
         self.parsed_inputs: dict[str, Any] = {}
         self.input_errors = 0
+        self.provider_approvals: list[ev.ToolApprovalRequest] = []
+        """Calls of the provider's own waiting for the user's approval."""
         """Tool calls answered with `tool-input-error` (the model is told and may retry)."""
         self.finished: ev.StepFinished | None = None
         self.opened = False
@@ -91,6 +94,10 @@ class StepTransformer:
                     yield ToolOutputAvailableChunk(
                         tool_call_id=call_id, output=output, provider_executed=True
                     )
+            case ev.ToolApprovalRequest(tool_call_id=call_id, approval_id=approval_id):
+                # The provider runs the call once approved: the turn waits for the answer.
+                self.provider_approvals.append(event)
+                yield ToolApprovalRequestChunk(approval_id=approval_id, tool_call_id=call_id)
             case ev.Source():
                 yield self._source(event)
             case ev.File(media_type=media_type, url=url):

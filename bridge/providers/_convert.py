@@ -66,6 +66,16 @@ class ToolExchange:
         return dict(value) if isinstance(value, dict) else {}
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalAnswer:
+    """The user's answer to a provider's request for approval of a call it runs itself
+    (OpenAI's remote MCP); only the provider that asked can use it."""
+
+    approval_id: str
+    approved: bool
+    provider_metadata: ProviderMetadata | None = None
+
+
 UserContent = TextUIPart | FileUIPart
 AssistantContent = TextUIPart | ReasoningUIPart | ToolExchange
 
@@ -85,6 +95,8 @@ class AssistantStep:
     """The content of one model call, in the order the model produced it."""
 
     parts: list[AssistantContent] = field(default_factory=list)
+    approvals: list[ApprovalAnswer] = field(default_factory=list)
+    """Answers to the provider's approval requests in this step, in order."""
 
     @property
     def tool_exchanges(self) -> list[ToolExchange]:
@@ -125,7 +137,7 @@ def _assistant_turns(message: UIMessage) -> list[Turn]:
 
     def flush() -> None:
         nonlocal step
-        if step.parts:
+        if step.parts or step.approvals:
             turns.append(step)
         step = AssistantStep()
 
@@ -138,6 +150,9 @@ def _assistant_turns(message: UIMessage) -> list[Turn]:
         elif isinstance(part, ReasoningUIPart):
             step.parts.append(part)
         elif isinstance(part, ToolUIPart | DynamicToolUIPart):
+            answer = approval_answer(part)
+            if answer is not None:
+                step.approvals.append(answer)
             exchange = tool_exchange(part)
             if exchange is not None:
                 step.parts.append(exchange)
@@ -167,6 +182,14 @@ def tool_exchange(part: ToolUIPart | DynamicToolUIPart) -> ToolExchange | None:
         result=result,
         provider_metadata=part.call_provider_metadata,
     )
+
+
+def approval_answer(part: ToolUIPart | DynamicToolUIPart) -> ApprovalAnswer | None:
+    """The user's answer to the provider's approval request for its own call, once given."""
+    approval = part.approval
+    if not part.provider_executed or approval is None or approval.approved is None:
+        return None
+    return ApprovalAnswer(approval.id, approval.approved, part.call_provider_metadata)
 
 
 def tool_result(part: ToolUIPart | DynamicToolUIPart) -> ToolResult | None:

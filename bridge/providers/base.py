@@ -181,6 +181,17 @@ class ToolResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolApprovalRequest:
+    """The provider asks the user's approval before it runs a call of its own (OpenAI's
+    remote MCP `mcp_approval_request`): the call came as a `ToolCall` with
+    `provider_executed=True`; the turn waits for the answer, which goes back to the
+    provider on the next request under `approval_id`."""
+
+    tool_call_id: str
+    approval_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     source_type: Literal["url", "document"]
     id: str
@@ -227,6 +238,7 @@ ProviderEvent = (
     | ToolInputDelta
     | ToolCall
     | ToolResult
+    | ToolApprovalRequest
     | Source
     | File
     | EventError

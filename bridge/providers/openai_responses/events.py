@@ -23,6 +23,7 @@ from bridge.providers.base import (
     TextDelta,
     TextEnd,
     TextStart,
+    ToolApprovalRequest,
     ToolCall,
     ToolInputDelta,
     ToolInputStart,
@@ -215,7 +216,11 @@ class _StreamState:
             self._hosted.add(item_id)
             name = _HOSTED_TOOL_NAMES[kind]
             return [ToolInputStart(item_id, name, provider_executed=True)]
-        if isinstance(kind, str) and kind not in ("mcp_call", "mcp_list_tools"):
+        if isinstance(kind, str) and kind not in (
+            "mcp_call",
+            "mcp_list_tools",
+            "mcp_approval_request",
+        ):
             logger.debug("Responses stream: output item %s ignored", kind)
         return []
 
@@ -268,6 +273,8 @@ class _StreamState:
             return self._hosted_done(kind, item)
         if kind == "mcp_call":
             return self._mcp_call(item)
+        if kind == "mcp_approval_request":
+            return self._mcp_approval_request(item)
         return []
 
     def _hosted_done(self, kind: str, item: dict[str, Any]) -> list[ProviderEvent]:
@@ -364,6 +371,32 @@ class _StreamState:
             ToolInputStart(item_id, name, provider_executed=True),
             ToolCall(item_id, name, arguments, provider_executed=True),
             ToolResult(item_id, output=output),
+        ]
+
+    def _mcp_approval_request(self, item: dict[str, Any]) -> list[ProviderEvent]:
+        """A remote MCP call the API runs once the user approves it (`require_approval`):
+        a provider-executed call waiting for approval, as the AI SDK shows it, under the
+        request's id; the answer goes back as `mcp_approval_response` (request.py). The AI
+        SDK makes up a call id; the request's own id serves here, so the part is the same
+        whichever process reads the stream."""
+        item_id = _str(item.get("id"))
+        if not item_id:
+            return []
+        approval_id = _str(item.get("approval_request_id")) or item_id
+        name = f"mcp.{_str(item.get('name'))}"
+        arguments = _str(item.get("arguments")) or "{}"
+        return [
+            ToolInputStart(item_id, name, provider_executed=True),
+            ToolCall(
+                item_id,
+                name,
+                arguments,
+                provider_executed=True,
+                provider_metadata={
+                    "openai": {"itemId": item_id, "serverLabel": item.get("server_label")}
+                },
+            ),
+            ToolApprovalRequest(item_id, approval_id),
         ]
 
     def _summary_part(self, item_id: str, index: int) -> list[ProviderEvent]:

@@ -18,7 +18,11 @@ from openai.types.responses import (
     ResponseReasoningItemParam,
     ToolParam,
 )
-from openai.types.responses.response_input_item_param import FunctionCallOutput
+from openai.types.responses.response_input_item_param import (
+    FunctionCallOutput,
+    ItemReference,
+    McpApprovalResponse,
+)
 from openai.types.responses.response_output_text_param import ResponseOutputTextParam
 from openai.types.shared_params import Reasoning
 
@@ -166,6 +170,19 @@ def _step_items(step: AssistantStep) -> list[ResponseInputItemParam]:
         outputs.append(
             FunctionCallOutput(
                 type="function_call_output", call_id=part.tool_call_id, output=part.result.text
+            )
+        )
+    for answer in step.approvals:
+        if metadata_value(answer.provider_metadata, "openai", "itemId") is None:
+            continue  # another provider's request: this API never issued it
+        # The request by reference (the API stored it with its response), then the answer,
+        # as the AI SDK sends them.
+        outputs.append(ItemReference(type="item_reference", id=answer.approval_id))
+        outputs.append(
+            McpApprovalResponse(
+                type="mcp_approval_response",
+                approval_request_id=answer.approval_id,
+                approve=answer.approved,
             )
         )
     return [*_drop_orphan_reasoning(items), *outputs]
