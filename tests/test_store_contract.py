@@ -4,6 +4,14 @@ Each test gets a `Backend`: a factory of started stores that share state (for Re
 key prefix, unique per test, on the real test server) and a way to let time pass (a fake
 clock for the memory and SQLite stores; for Redis, which expires keys on its own clock, the
 keys' TTLs are shortened as that much time would have: `age_keys`).
+
+A test of a wake-up (a blocked read woken by an append, a stop wait by a stop, either by
+`close`) first waits until its waiter is blocked, never for a while: `blocked(store, task)`
+returns once the store hears of changes (`listening`: for Redis, its pub/sub subscription,
+started on first use, is up, so the change itself wakes the waiter rather than the
+subscription's start) and the task is parked on its wake-up event. Every store parks its
+waiters on an `asyncio.Event`; `tests/support/waiting.parked` sees a task suspended in
+`Event.wait` by walking the coroutines it awaits, so no store needs a hook for tests.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from tests.support.redis import (  # noqa: F401
     redis_cluster,
     redis_server,
 )
+from tests.support.waiting import parked, until
 
 START = b'{"type":"start","messageId":"msg-1"}'
 HOSTILE_CHAT_IDS = [
@@ -174,6 +183,22 @@ async def read_to_end(store: SessionStore, info: GenerationInfo, after: int = -1
         after = result.entries[-1].offset
 
 
+async def listening(store: SessionStore) -> None:
+    """Until `store` hears of changes made by any store: a wait for a stop already requested
+    returns only once the waiter could have heard of it (Redis checks the stop key only while
+    its subscription is up, and starts it on first use; memory and SQLite return at once)."""
+    generation_id = f"listening-{uuid.uuid4().hex}"
+    await store.request_stop("listening", generation_id)
+    await asyncio.wait_for(store.wait_for_stop("listening", generation_id), 10)
+
+
+async def blocked(store: SessionStore, *waiters: asyncio.Task[Any]) -> None:
+    """Until each waiter (a blocking call on `store`) is parked on its wake-up event, with
+    the store listening: what the test does next is what wakes them."""
+    await listening(store)
+    await parked(*waiters)
+
+
 def expected(count: int) -> list[LogEntry]:
     """The log of a generation with `count` chunks appended after the start chunk."""
     return [LogEntry(0, START)] + [LogEntry(i, chunk(i)) for i in range(1, count + 1)]
@@ -250,23 +275,20 @@ async def test_read_unknown_generation_raises_not_found(store: SessionStore) -> 
 
 async def test_read_blocking_wakes_on_append(store: SessionStore) -> None:
     info = await begin(store)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
-    await asyncio.sleep(0.1)
-    assert not reader.done()
+    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=60))
+    await blocked(store, reader)
 
-    appended_at = loop.time()
     await append_range(store, info, 1, 2)
-    result = await asyncio.wait_for(reader, 5)
+    result = await asyncio.wait_for(reader, 10)
 
-    assert loop.time() - appended_at < 1
+    # Woken by the append: a read whose wait ran out would have returned nothing.
     assert result == LogRead(expected(2)[1:], ended=False)
 
 
 async def test_read_blocking_wakes_on_end(store: SessionStore) -> None:
     info = await begin(store)
-    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=10))
-    await asyncio.sleep(0.1)
+    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=60))
+    await blocked(store, reader)
 
     await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.ERROR, None, epoch=1)
 
@@ -297,27 +319,31 @@ async def test_read_blocking_returns_at_once_when_data_is_there(store: SessionSt
 
 async def test_read_two_readers_see_identical_sequences(store: SessionStore) -> None:
     info = await begin(store)
+    seen: list[list[LogEntry]] = [[], []]
 
-    async def follow() -> list[LogEntry]:
-        seen: list[LogEntry] = []
+    async def follow(into: list[LogEntry]) -> None:
         after = -1
         while True:
             result = await store.read(info.chat_id, info.generation_id, after, limit=3, wait=5)
-            seen += result.entries
+            into += result.entries
             if result.ended:
-                return seen
+                return
             if result.entries:
                 after = result.entries[-1].offset
 
-    readers = [asyncio.create_task(follow()) for _ in range(2)]
+    async def both_read(count: int) -> None:
+        await until(lambda: all(len(into) >= count for into in seen), 10, f"{count} entries read")
+
+    readers = [asyncio.create_task(follow(into)) for into in seen]
     for first in range(1, 20, 4):
         await append_range(store, info, first, first + 3)
-        await asyncio.sleep(0.01)
+        # Both read this batch (over two reads of 3) before the next: they follow a growing log.
+        await both_read(first + 4)
     await store.end_generation(
         info.chat_id, info.generation_id, 21, Outcome.FINISHED, None, epoch=1
     )
 
-    seen = await asyncio.wait_for(asyncio.gather(*readers), 10)
+    await asyncio.wait_for(asyncio.gather(*readers), 10)
     assert seen[0] == seen[1] == expected(20)
 
 
@@ -671,6 +697,15 @@ async def test_messages_save_and_load_round_trip(store: SessionStore) -> None:
     assert await store.load_messages("chat-1") == []
 
 
+async def test_messages_history_size_is_the_stored_json_size(store: SessionStore) -> None:
+    assert await store.history_size("chat-1") == 0
+    messages: list[dict[str, Any]] = [{"id": "u1", "parts": [{"text": "hi ü"}]}, {"id": "a1"}]
+    await store.save_messages("chat-1", messages)
+    assert await store.history_size("chat-1") == len(orjson.dumps(messages))
+    info = await begin(store, messages=[{"id": "u2"}])
+    assert await store.history_size(info.chat_id) == len(b'[{"id":"u2"}]')
+
+
 async def test_messages_replaced_by_begin_and_end(store: SessionStore) -> None:
     await store.save_messages("chat-1", [{"id": "old"}])
     info = await begin(store, messages=[{"id": "u1"}])
@@ -697,15 +732,6 @@ async def test_log_expires_after_log_ttl_once_ended(backend: Backend) -> None:
     await store.end_generation(info.chat_id, info.generation_id, 1, Outcome.FINISHED, None, epoch=1)
     await backend.advance(2)
     assert (await store.read(info.chat_id, info.generation_id, -1)).ended
-async def test_messages_history_size_is_the_stored_json_size(store: SessionStore) -> None:
-    assert await store.history_size("chat-1") == 0
-    messages: list[dict[str, Any]] = [{"id": "u1", "parts": [{"text": "hi ü"}]}, {"id": "a1"}]
-    await store.save_messages("chat-1", messages)
-    assert await store.history_size("chat-1") == len(orjson.dumps(messages))
-    info = await begin(store, messages=[{"id": "u2"}])
-    assert await store.history_size(info.chat_id) == len(b'[{"id":"u2"}]')
-
-
 
     await backend.advance(5)
 
@@ -747,12 +773,11 @@ async def test_history_and_chat_expire_after_history_ttl(backend: Backend) -> No
 async def test_request_stop_wakes_waiter(store: SessionStore) -> None:
     info = await begin(store)
     waiter = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
-    await asyncio.sleep(0.1)
-    assert not waiter.done()
+    await blocked(store, waiter)
 
     await store.request_stop(info.chat_id, info.generation_id)
 
-    await asyncio.wait_for(waiter, 5)
+    await asyncio.wait_for(waiter, 10)
 
 
 async def test_request_stop_before_waiting_is_seen(store: SessionStore) -> None:
@@ -766,29 +791,35 @@ async def test_request_stop_before_waiting_is_seen(store: SessionStore) -> None:
 
 async def test_request_stop_wakes_only_that_generation(store: SessionStore) -> None:
     stopped, other = await begin(store, "chat-1"), await begin(store, "chat-2")
-    waiter = asyncio.create_task(store.wait_for_stop(other.chat_id, other.generation_id))
-    await asyncio.sleep(0.1)
+    stopped_waiter = asyncio.create_task(
+        store.wait_for_stop(stopped.chat_id, stopped.generation_id)
+    )
+    other_waiter = asyncio.create_task(store.wait_for_stop(other.chat_id, other.generation_id))
+    await blocked(store, stopped_waiter, other_waiter)
 
     await store.request_stop(stopped.chat_id, stopped.generation_id)
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(stopped_waiter, 10)
 
-    assert not waiter.done()
-    waiter.cancel()
-    await asyncio.gather(waiter, return_exceptions=True)
+    # The stop reached its own waiter, so one delivered to the other would have reached it
+    # too (same notice, same turn); a round trip to the store gives it a turn to finish.
+    assert not await store.stop_requested(other.chat_id, other.generation_id)
+    assert not other_waiter.done()
+    other_waiter.cancel()
+    await asyncio.gather(other_waiter, return_exceptions=True)
 
 
 async def test_wait_for_stop_is_cancellable_and_can_wait_again(store: SessionStore) -> None:
     info = await begin(store)
     first = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
-    await asyncio.sleep(0.1)
+    await blocked(store, first)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
 
     second = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
-    await asyncio.sleep(0.1)
+    await blocked(store, second)
     await store.request_stop(info.chat_id, info.generation_id)
-    await asyncio.wait_for(second, 5)
+    await asyncio.wait_for(second, 10)
 
 
 # --- lifecycle ---------------------------------------------------------------------------
@@ -797,15 +828,15 @@ async def test_wait_for_stop_is_cancellable_and_can_wait_again(store: SessionSto
 async def test_close_wakes_blocked_reader_and_stop_waiter(backend: Backend) -> None:
     store = await backend.make()
     info = await begin(store)
-    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=30))
+    reader = asyncio.create_task(store.read(info.chat_id, info.generation_id, 0, wait=60))
     waiter = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
-    await asyncio.sleep(0.1)
+    await blocked(store, reader, waiter)
 
     await store.close()
 
-    result = await asyncio.wait_for(reader, 5)
+    result = await asyncio.wait_for(reader, 10)
     assert result == LogRead([], ended=False)
-    await asyncio.wait_for(waiter, 5)
+    await asyncio.wait_for(waiter, 10)
 
 
 # --- hostile chat ids --------------------------------------------------------------------
@@ -865,7 +896,9 @@ async def _replay_concurrently(store: SessionStore, batches: list[int], limits: 
     for size in batches:
         await append_range(store, info, offset, offset + size - 1)
         offset += size
-        await asyncio.sleep(0)  # let readers interleave with the producer
+        # Not a wait for anything: one turn of the loop, so readers interleave with the
+        # producer in as many ways as the examples draw (the result must not depend on it).
+        await asyncio.sleep(0)
     await store.end_generation(
         info.chat_id, info.generation_id, offset, Outcome.FINISHED, None, epoch=1
     )
@@ -932,7 +965,7 @@ async def test_memory_store_forgets_stop_waits_that_ended_without_stop() -> None
     store = MemoryStore()
     info = await begin(store)
     waiter = asyncio.create_task(store.wait_for_stop(info.chat_id, info.generation_id))
-    await asyncio.sleep(0)
+    await parked(waiter)
     assert store._stops
 
     waiter.cancel()
@@ -967,12 +1000,11 @@ async def test_live_read_wakes_on_append_and_reaches_the_end(store: SessionStore
     assert first.entries == expected(0)
 
     waiting = asyncio.create_task(
-        store.read(info.chat_id, info.generation_id, 0, wait=5, live=True)
+        store.read(info.chat_id, info.generation_id, 0, wait=60, live=True)
     )
-    await asyncio.sleep(0.05)
-    assert not waiting.done()
+    await blocked(store, waiting)
     await append_range(store, info, 1, 2)
-    woken = await asyncio.wait_for(waiting, 2)
+    woken = await asyncio.wait_for(waiting, 10)
     assert woken.entries == expected(2)[1:]
 
     await store.end_generation(info.chat_id, info.generation_id, 3, Outcome.FINISHED, None, epoch=1)

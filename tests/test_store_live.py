@@ -16,7 +16,7 @@ from tests.support.redis import (  # noqa: F401  (the redis and cluster backends
     redis_cluster,
     redis_server,
 )
-from tests.test_store_contract import HOSTILE_CHAT_IDS, Backend
+from tests.test_store_contract import HOSTILE_CHAT_IDS, Backend, blocked
 
 # The contract suite's fixtures: every store, the same way.
 backend = contract.backend
@@ -45,10 +45,11 @@ async def test_steering_queue_refuses_pushes_once_closed(store: SessionStore) ->
 async def test_steering_read_waits_for_a_push_from_another_store(backend: Backend) -> None:
     reader = await backend.make()
     writer = await backend.make() if backend.redis_url else reader  # memory: one process
-    waiting = asyncio.create_task(reader.read_steering("c", "g", 0, wait=10))
-    await asyncio.sleep(0)  # let the read start (the result does not depend on it)
+    waiting = asyncio.create_task(reader.read_steering("c", "g", 0, wait=60))
+    await blocked(reader, waiting)
     await writer.push_steering("c", "g", b"hello")
-    assert await waiting == [(1, b"hello")]
+    async with asyncio.timeout(10):
+        assert await waiting == [(1, b"hello")]
 
 
 async def test_steering_record_first_of_two_wins_then_updates(backend: Backend) -> None:
@@ -94,7 +95,7 @@ async def test_redis_steering_wait_ends_when_the_store_closes(redis_server: Redi
     store = RedisStore(redis_server.url, key_prefix=f"test-{uuid.uuid4().hex}")
     await store.start()
     waiting = asyncio.create_task(store.read_steering("c", "g", 0, wait=60))
-    await asyncio.sleep(0)  # the read starts (the result does not depend on it)
+    await blocked(store, waiting)
     await store.close()
     async with asyncio.timeout(10):
         assert await waiting == []
