@@ -41,6 +41,10 @@ INTERNAL_ERROR_TEXT = "An internal error occurred."
 
 _YIELD_EVERY = 16
 
+PAUSED_TURN = "pause_turn"
+"""The stop reason of a model that paused a long turn of its own (server) tools and expects
+its content back, as is, to continue it (Anthropic): the loop goes on with another call."""
+
 
 class StepLoop:
     """Produces a generation's answer, step after step."""
@@ -215,6 +219,9 @@ class StepLoop:
         if totals.seen:
             emit(MessageMetadataChunk(message_metadata={"usage": totals.as_metadata()}))
         if go_on is None:
+            if finished is not None and finished.raw_finish_reason == PAUSED_TURN:
+                # The next model call gets the step's content back as is and goes on.
+                return finish_reason, True
             return finish_reason, False
         return ("tool-calls" if finish_reason == "stop" else finish_reason), go_on
 

@@ -39,6 +39,11 @@ class ToolResult:
     denied: bool = False
 
 
+PENDING = ToolResult(output=None, text="")
+"""The result of a call the provider ran itself and has not answered yet (a paused turn):
+the call goes back alone."""
+
+
 @dataclass(frozen=True, slots=True)
 class ToolExchange:
     """One tool call of an assistant step together with its result."""
@@ -48,6 +53,9 @@ class ToolExchange:
     input: Any
     result: ToolResult
     provider_metadata: ProviderMetadata | None = None
+    provider_executed: bool = False
+    """A call the provider ran itself (kept only for `conversation_turns(...,
+    provider_executed=True)`: a provider that takes its own calls back, as it sent them)."""
 
     @property
     def input_json(self) -> str:
@@ -106,7 +114,11 @@ class AssistantStep:
 Turn = SystemTurn | UserTurn | AssistantStep
 
 
-def conversation_turns(messages: Iterable[UIMessage]) -> list[Turn]:
+def conversation_turns(
+    messages: Iterable[UIMessage], *, provider_executed: bool = False
+) -> list[Turn]:
+    """The conversation as turns. `provider_executed`: the calls the provider ran itself
+    (with their results) are kept in their steps, else left out."""
     turns: list[Turn] = []
     for message in messages:
         if message.role == "system":
@@ -118,7 +130,7 @@ def conversation_turns(messages: Iterable[UIMessage]) -> list[Turn]:
             if parts:
                 turns.append(UserTurn(parts))
         else:
-            turns.extend(_assistant_turns(message))
+            turns.extend(_assistant_turns(message, provider_executed))
     return turns
 
 
@@ -131,7 +143,7 @@ def _user_parts(parts: Iterable[object]) -> list[UserContent]:
     return kept
 
 
-def _assistant_turns(message: UIMessage) -> list[Turn]:
+def _assistant_turns(message: UIMessage, provider_executed: bool = False) -> list[Turn]:
     turns: list[Turn] = []
     step = AssistantStep()
 
@@ -153,7 +165,7 @@ def _assistant_turns(message: UIMessage) -> list[Turn]:
             answer = approval_answer(part)
             if answer is not None:
                 step.approvals.append(answer)
-            exchange = tool_exchange(part)
+            exchange = tool_exchange(part, provider_executed=provider_executed)
             if exchange is not None:
                 step.parts.append(exchange)
         elif isinstance(part, SteeringMessageUIPart):
@@ -166,13 +178,17 @@ def _assistant_turns(message: UIMessage) -> list[Turn]:
     return turns
 
 
-def tool_exchange(part: ToolUIPart | DynamicToolUIPart) -> ToolExchange | None:
+def tool_exchange(
+    part: ToolUIPart | DynamicToolUIPart, *, provider_executed: bool = False
+) -> ToolExchange | None:
     """The call and its result, or None when the call must not be sent: without a result
     yet (streaming, waiting for approval or for the runner to execute it) or executed by
-    the provider itself."""
-    if part.provider_executed:
+    the provider itself (unless `provider_executed`)."""
+    if part.provider_executed and not provider_executed:
         return None
     result = tool_result(part)
+    if result is None and part.provider_executed and part.state == "input-available":
+        result = PENDING
     if result is None:
         return None
     return ToolExchange(
@@ -181,6 +197,7 @@ def tool_exchange(part: ToolUIPart | DynamicToolUIPart) -> ToolExchange | None:
         input=part.input,
         result=result,
         provider_metadata=part.call_provider_metadata,
+        provider_executed=part.provider_executed is True,
     )
 
 

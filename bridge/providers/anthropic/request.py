@@ -3,8 +3,9 @@ definitions and the provider tools configured (with the beta headers they need).
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
+import orjson
 from anthropic.types import (
     Base64ImageSourceParam,
     ContentBlockParam,
@@ -16,6 +17,7 @@ from anthropic.types import (
 )
 
 from bridge.providers._convert import (
+    PENDING,
     AssistantStep,
     SystemTurn,
     ToolExchange,
@@ -78,15 +80,20 @@ def to_messages(request: ModelRequest) -> tuple[str | None, list[MessageParam]]:
         else:
             turns.append((role, blocks))
 
-    for turn in conversation_turns(request.messages):
+    # The calls Anthropic ran itself go back as it sent them (a paused turn goes on).
+    conversation = conversation_turns(request.messages, provider_executed=True)
+    for index, turn in enumerate(conversation):
         if isinstance(turn, SystemTurn):
             system.append(turn.text)
         elif isinstance(turn, UserTurn):
             add("user", _user_blocks(turn))
         else:
-            add("assistant", _assistant_blocks(turn))
+            add("assistant", _assistant_blocks(turn, last=index == len(conversation) - 1))
             # Results go in the user turn right after the assistant turn that called.
-            add("user", [_tool_result(call) for call in turn.tool_exchanges])
+            add(
+                "user",
+                [_tool_result(call) for call in turn.tool_exchanges if not call.provider_executed],
+            )
     _trim_final_assistant(turns)
     messages: list[MessageParam] = []
     for role, blocks in turns:
@@ -159,7 +166,9 @@ def _file_block(part: FileUIPart) -> ContentBlockParam:
     return {"type": "text", "text": unsupported_file_note(part)}
 
 
-def _assistant_blocks(step: AssistantStep) -> list[ContentBlockParam]:
+def _assistant_blocks(step: AssistantStep, *, last: bool = False) -> list[ContentBlockParam]:
+    """`last`: the conversation's final step, a paused turn's calls without a result go
+    back too (the API runs them on); elsewhere such a call is left out."""
     blocks: list[ContentBlockParam] = []
     for part in step.parts:
         if isinstance(part, ReasoningUIPart):
@@ -172,6 +181,8 @@ def _assistant_blocks(step: AssistantStep) -> list[ContentBlockParam]:
             # Without a signature the API would reject the block: it is left out.
         elif isinstance(part, TextUIPart):
             blocks.append({"type": "text", "text": part.text})
+        elif part.provider_executed:
+            blocks += _server_tool_blocks(part, pending=last)
         else:
             blocks.append(
                 {
@@ -182,6 +193,76 @@ def _assistant_blocks(step: AssistantStep) -> list[ContentBlockParam]:
                 }
             )
     return blocks
+
+
+def _server_tool_blocks(call: ToolExchange, *, pending: bool) -> list[ContentBlockParam]:
+    """A call Anthropic ran itself and its result, as the API sent them (the AI SDK's
+    mapping back): web search and web fetch, the call alone when a paused turn left it
+    without a result. Others are left out, as before (the model then does not see them
+    on a later call)."""
+    if call.tool_name not in ("web_search", "web_fetch"):
+        return []
+    use: dict[str, Any] = {
+        "type": "server_tool_use",
+        "id": call.tool_call_id,
+        "name": call.tool_name,
+        "input": call.input if isinstance(call.input, dict) else {},
+    }
+    if call.result is PENDING:
+        return [cast("ContentBlockParam", use)] if pending else []
+    output = call.result.output
+    content: Any
+    if call.result.is_error:
+        code = _error_code(call.result.text)
+        content = {"type": f"{call.tool_name}_tool_result_error", "error_code": code}
+    elif call.tool_name == "web_search" and isinstance(output, list):
+        content = [
+            {
+                "type": item.get("type") or "web_search_result",
+                "url": item.get("url"),
+                "title": item.get("title"),
+                "page_age": item.get("pageAge"),
+                "encrypted_content": item.get("encryptedContent"),
+            }
+            for item in output
+            if isinstance(item, dict)
+        ]
+    elif call.tool_name == "web_fetch" and isinstance(output, dict):
+        document = output.get("content") or {}
+        source = document.get("source") or {}
+        content = {
+            "type": "web_fetch_result",
+            "url": output.get("url"),
+            "retrieved_at": output.get("retrievedAt"),
+            "content": {
+                "type": "document",
+                "title": document.get("title"),
+                "citations": document.get("citations"),
+                "source": {
+                    "type": source.get("type"),
+                    "media_type": source.get("mediaType"),
+                    "data": source.get("data"),
+                },
+            },
+        }
+    else:
+        return []
+    result: dict[str, Any] = {
+        "type": f"{call.tool_name}_tool_result",
+        "tool_use_id": call.tool_call_id,
+        "content": content,
+    }
+    return [cast("ContentBlockParam", use), cast("ContentBlockParam", result)]
+
+
+def _error_code(text: str) -> str:
+    """The error code of a provider tool's error result (`{"type", "errorCode"}` JSON)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return "unavailable"
+    code = value.get("errorCode") if isinstance(value, dict) else None
+    return code if isinstance(code, str) and code else "unavailable"
 
 
 def _trim_final_assistant(turns: list[tuple[Role, list[ContentBlockParam]]]) -> None:
