@@ -492,3 +492,33 @@ def test_sidebar_first_paint_lists_the_browsers_own_chats(demo: str) -> None:
         assert f'data-chat-id="{mine}"' in page.text
     stranger = httpx.get(f"{demo}/chat/another-{mine}", timeout=60)
     assert f'data-chat-id="{mine}"' not in stranger.text
+
+
+# --------------------------------------------------------------------------- first impression
+# What a user of a chat app expects beside the answer (as in vercel/chatbot), and what the
+# bridge's session semantics look like on the page.
+
+
+def test_message_actions_copy_regenerate_and_edit(scenario: Any) -> None:
+    result = scenario("actions")
+    assert [role for role, _ in result["afterEdit"]] == ["user", "assistant"]
+
+
+def test_attachments_reach_the_model_and_are_shown(scenario: Any) -> None:
+    result = scenario("attachments")
+    assert [name for name, _, _ in result["storedFiles"]] == ["dot.png", "note.pdf"]
+
+
+def test_dark_mode_follows_the_system(scenario: Any) -> None:
+    result = scenario("dark")
+    assert result["backgrounds"]["dark"]["body"] != result["backgrounds"]["light"]["body"]
+
+
+def test_queued_message_shows_queued_then_runs(scenario: Any) -> None:
+    result = scenario("queue")
+    assert result["roles"] == ["user", "assistant", "user", "assistant"]
+
+
+def test_steering_a_stopped_answer_shows_not_delivered(scenario: Any) -> None:
+    result = scenario("steer-stopped")
+    assert "not delivered" in result["pendingText"]

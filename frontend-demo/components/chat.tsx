@@ -1,8 +1,9 @@
 'use client';
 
 import { useChat } from '@ai-sdk/react';
-import { lastAssistantMessageIsCompleteWithApprovalResponses } from 'ai';
+import { lastAssistantMessageIsCompleteWithApprovalResponses, type FileUIPart } from 'ai';
 import { useCallback, useEffect, useRef, useState } from 'react';
+import { MAX_FILE_BYTES, toFileParts } from '@/lib/attachments';
 import { notifyChatsChanged, useChatList } from '@/lib/chat-list';
 import { CLIENT_TOOLS, lastStepClientToolsDone } from '@/lib/client-tools';
 import { describeError, isChatBusy, sleep, withSocketHint } from '@/lib/errors';
@@ -11,12 +12,14 @@ import type { ChatMessage, ModelList, StoredChat } from '@/lib/types';
 import { useChatTransport } from '@/lib/use-chat-transport';
 import { useConnection, usePhaseHistory } from '@/lib/use-connection';
 import { useLiveTail } from '@/lib/use-live-tail';
+import { useSessionSignals } from '@/lib/use-session-signals';
 import { useTransportChoice } from '@/lib/use-transport-choice';
 import { Composer } from './composer';
 import { ConnectionBadge, badgeLabel } from './connection-badge';
 import { EmptyState } from './empty-state';
 import { Message } from './message';
 import { ModelPicker, useModelChoice } from './model-picker';
+import { PendingMessages } from './pending-messages';
 import { TransportPicker } from './transport-picker';
 
 type Props = {
@@ -64,6 +67,7 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
   modelRef.current = model;
 
   const [notice, setNotice] = useState<string | null>(null);
+  const signals = useSessionSignals(id, setNotice);
   const connection = useConnection();
   const resyncRef = useRef<() => Promise<void>>(async () => {});
 
@@ -111,6 +115,8 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
         void resyncRef.current();
       }
     },
+    // Transient chunks: steering outcomes, recovery (see useSessionSignals).
+    onData: signals.onData,
     onFinish: () => notifyChatsChanged(),
   });
   const { messages, setMessages, resumeStream, sendMessage, regenerate, stop, error, clearError } =
@@ -204,33 +210,37 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
   }, [idle, id, resumeStream, setMessages, liveTailOpen]);
 
   const send = useCallback(
-    (text: string) => {
+    async (text: string, files: File[] = []) => {
       setNotice(null);
       clearError();
-      void sendMessage({ text });
+      const tooBig = files.find((file) => file.size > MAX_FILE_BYTES);
+      if (tooBig) {
+        setNotice(`${tooBig.name} is over ${MAX_FILE_BYTES / 1024 / 1024} MB; attach a smaller file.`);
+        return;
+      }
+      const parts = files.length > 0 ? await toFileParts(files) : undefined;
+      void sendMessage(text ? { text, files: parts } : { files: parts ?? [] });
       notifyChatsChanged();
     },
     [sendMessage, clearError],
   );
 
-  const steer = useCallback(
-    async (text: string) => {
+  // Edit and resend: the message is replaced (same id), the answers after it are dropped.
+  const edit = useCallback(
+    (messageId: string, text: string, files: FileUIPart[]) => {
       setNotice(null);
-      const response = await fetch(`/api/chat/${encodeURIComponent(id)}/steer`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          message: { id: crypto.randomUUID(), role: 'user', parts: [{ type: 'text', text }] },
-          mode: 'queue',
-        }),
-      }).catch(() => null);
-      if (response?.status === 409) {
-        setNotice(`The answer had ended; send “${text.slice(0, 60)}” as a new message.`);
-      } else if (!response?.ok) {
-        setNotice('Could not steer the answer; try again.');
-      }
+      clearError();
+      void sendMessage({ text, files, messageId });
     },
-    [id],
+    [sendMessage, clearError],
+  );
+  const regenerateAnswer = useCallback(
+    (messageId: string) => {
+      setNotice(null);
+      clearError();
+      void regenerate({ messageId });
+    },
+    [regenerate, clearError],
   );
 
   const handleStop = useCallback(async () => {
@@ -251,6 +261,16 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
   const handleDrop = useCallback(() => {
     if (connection.drop() === 0) setNotice('No connection to drop right now.');
   }, [connection]);
+
+  // A queued message began (or the page missed the turn's start while busy): follow it.
+  const { settle } = signals;
+  const queuedRunning = signals.pending.some((item) => item.kind === 'queue' && item.state === 'running');
+  useEffect(() => {
+    settle(new Set(messages.map((message) => message.id)));
+  }, [messages, settle, signals.pending]);
+  useEffect(() => {
+    if (idle && queuedRunning) void resync();
+  }, [idle, queuedRunning, resync]);
 
   // Stable (the Chat instance's method), so that unchanged messages skip re-rendering.
   const { addToolApprovalResponse } = chat;
@@ -335,6 +355,9 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
                 message={message}
                 streaming={message.id === streamingId}
                 onApproval={approve}
+                onEdit={idle ? edit : null}
+                onRegenerate={idle && message.id === lastId && message.role === 'assistant' ? regenerateAnswer : null}
+                steering={message.id === lastId ? signals.outcomes : undefined}
               />
             ))
           )}
@@ -349,6 +372,18 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
       </div>
 
       <div className="chat-footer">
+        {signals.recovery ? (
+          <div
+            className={`banner ${signals.recovery.phase === 'failed' ? 'banner-error' : 'banner-warning'}`}
+            data-testid="recovering"
+            data-phase={signals.recovery.phase}
+          >
+            {signals.recovery.phase === 'failed'
+              ? `The answer could not be recovered${signals.recovery.reason ? `: ${signals.recovery.reason}` : ''}.`
+              : `Recovering the answer${signals.recovery.attempt ? ` (attempt ${signals.recovery.attempt})` : ''}: its server went away, another one takes it over…`}
+          </div>
+        ) : null}
+        <PendingMessages items={signals.pending} onDismiss={signals.dismiss} />
         {notice ? (
           <div className="banner banner-info" data-testid="notice">
             <span>{notice}</span>
@@ -388,8 +423,15 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
           </div>
         ) : null}
         <Composer
-          onSend={send}
-          onSteer={(text) => void steer(text)}
+          onSend={(text, files) => void send(text, files)}
+          onSteer={(text) => {
+            setNotice(null);
+            void signals.steer(text);
+          }}
+          onQueue={(text) => {
+            setNotice(null);
+            void signals.queue(text, modelRef.current ? { model: modelRef.current } : {});
+          }}
           onStop={handleStop}
           canStop={canStop}
           stopping={phase === 'stopping'}

@@ -80,8 +80,8 @@ async function launch(executablePath) {
   };
 }
 
-async function newPage(browser, consoleLog) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+async function newPage(browser, consoleLog, contextOptions = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, ...contextOptions });
   const page = await context.newPage();
   // What went over the wire, to check that the chosen transport is the one used.
   page.wire = { sockets: [], posts: [] };
@@ -451,6 +451,161 @@ const scenarios = {
     run.check('the stored answer is the same', JSON.stringify(kinds(storedLast)) === JSON.stringify(kinds(clientLast)));
     const shown = await page.getByTestId('steering-message').allInnerTexts();
     run.check('the page shows it inside the answer', shown.length === 1 && shown[0].includes('one line'), shown);
+    const outcome = page.getByTestId('steering-message').getByTestId('steering-outcome');
+    await outcome.waitFor({ timeout: 30_000 });
+    run.note('outcome', await outcome.innerText());
+    run.check('it is marked delivered, at the step that read it',
+      (await outcome.getAttribute('data-outcome')) === 'delivered' && /step \d+/.test(await outcome.innerText()));
+    run.check('nothing is left pending', (await page.getByTestId('pending-message').count()) === 0);
+  },
+
+  /** A steering message the answer never read (it was stopped first): "not delivered". */
+  async 'steer-stopped'({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    await openNewChat(page, baseUrl);
+    await sendText(page, LONG_PROMPT);
+    await waitForStreamedText(page, 100);
+    await page.getByTestId('composer-input').fill('Never read');
+    await page.getByTestId('steer-button').click();
+    const pending = page.locator('[data-testid="pending-message"][data-kind="steer"]');
+    await pending.waitFor({ timeout: 10_000 });
+    run.check('the steer shows as queued first', (await pending.getAttribute('data-state')) === 'queued');
+    await page.getByTestId('stop-button').click();
+    await page.locator('[data-testid="pending-message"][data-state="not-delivered"]').waitFor({ timeout: 30_000 });
+    run.note('pendingText', await pending.innerText());
+    run.check('then not delivered, because the answer was stopped',
+      (await pending.getAttribute('data-reason')) === 'aborted', await pending.getAttribute('data-reason'));
+    run.check('it is not in the answer', (await page.getByTestId('steering-message').count()) === 0);
+  },
+
+  /** A message sent while an answer runs, queued as the next turn: shown queued, then run. */
+  async queue({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    await sendText(page, LONG_PROMPT);
+    await waitForStreamedText(page, 100);
+    await page.getByTestId('composer-input').fill('And then this one');
+    await page.getByTestId('queue-button').click();
+    const queued = page.locator('[data-testid="pending-message"][data-kind="queue"]');
+    await queued.waitFor({ timeout: 10_000 });
+    run.check('the message shows as queued while the answer runs',
+      (await queued.getAttribute('data-state')) === 'queued' &&
+        (await page.getAttribute('[data-testid="chat"]', 'data-status')) === 'streaming');
+    const deadline = Date.now() + 60_000;
+    let stored = await storedChat(baseUrl, chatId);
+    while (stored.messages.length < 4 && Date.now() < deadline) {
+      await sleep(200);
+      stored = await storedChat(baseUrl, chatId);
+    }
+    const settled = await waitForSettled(page, baseUrl, chatId);
+    const roles = settled.client.messages.map((m) => m.role);
+    run.note('roles', roles);
+    run.check('it ran as the next turn, after the first answer',
+      JSON.stringify(roles) === JSON.stringify(['user', 'assistant', 'user', 'assistant']), roles);
+    run.check('the next answer is to the queued message',
+      textOf(settled.client.messages[3]).includes('And then this one'), textOf(settled.client.messages[3]).slice(0, 200));
+    run.check('the first answer was not cut', textOf(settled.client.messages[1]).length > 1500);
+    await page.locator('[data-testid="pending-message"]').waitFor({ state: 'detached', timeout: 10_000 });
+    run.check('no longer shown as queued', true);
+  },
+
+  /** Copy, regenerate, edit and resend. */
+  async actions({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: baseUrl });
+    const chatId = await openNewChat(page, baseUrl);
+    await sendText(page, 'Hello actions');
+    const first = await waitForSettled(page, baseUrl, chatId);
+    const answer = page.locator('[data-testid="message"][data-role="assistant"]');
+    await answer.getByTestId('copy-message').click();
+    await answer.getByTestId('copy-message').getByText('Copied').waitFor({ timeout: 5_000 });
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    run.check('Copy puts the answer\'s text on the clipboard',
+      copied === textOf(first.stored.messages[1]), copied.slice(0, 120));
+
+    const firstAnswerId = first.stored.messages[1].id;
+    await answer.getByTestId('regenerate-message').click();
+    let stored = first.stored;
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(150)) {
+      stored = await storedChat(baseUrl, chatId);
+      if (stored.messages[1]?.id !== firstAnswerId && stored.activeGenerationId === null) break;
+    }
+    const regenerated = await waitForSettled(page, baseUrl, chatId);
+    run.check('Regenerate replaces the answer (a new one, the same question)',
+      regenerated.stored.messages.length === 2 && regenerated.stored.messages[1].id !== firstAnswerId &&
+        textOf(regenerated.stored.messages[1]).includes('Hello actions'),
+      regenerated.stored.messages.map((m) => m.id));
+
+    const question = page.locator('[data-testid="message"][data-role="user"]');
+    const userId = await question.getAttribute('data-message-id');
+    await question.getByTestId('edit-message').click();
+    await page.getByTestId('edit-input').fill('Hello edited');
+    await page.getByTestId('edit-save').click();
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(150)) {
+      stored = await storedChat(baseUrl, chatId);
+      if (textOf(stored.messages[0]) === 'Hello edited' && stored.activeGenerationId === null) break;
+    }
+    const edited = await waitForSettled(page, baseUrl, chatId);
+    const messages = edited.stored.messages;
+    run.note('afterEdit', messages.map((m) => [m.role, textOf(m).slice(0, 60)]));
+    run.check('Edit replaces the question in place and answers it again',
+      messages.length === 2 && messages[0].id === userId && textOf(messages[0]) === 'Hello edited' &&
+        textOf(messages[1]).includes('Hello edited'));
+    run.check('the page shows the edited chat', JSON.stringify(edited.client.messages.map((m) => m.id)) ===
+      JSON.stringify(messages.map((m) => m.id)));
+  },
+
+  /** An image and a PDF attached: stored with the message, shown, read by the model. */
+  async attachments({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    // A 1x1 PNG and a one-page PDF.
+    const png = Buffer.from(
+      'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
+      'base64',
+    );
+    const pdf = Buffer.from('%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n');
+    await page.getByTestId('attach-input').setInputFiles([
+      { name: 'dot.png', mimeType: 'image/png', buffer: png },
+      { name: 'note.pdf', mimeType: 'application/pdf', buffer: pdf },
+    ]);
+    run.check('the composer lists both files', (await page.getByTestId('composer-file').count()) === 2);
+    await sendText(page, 'What is in these files?');
+    const { stored } = await waitForSettled(page, baseUrl, chatId);
+    const files = stored.messages[0].parts.filter((part) => part.type === 'file');
+    run.note('storedFiles', files.map((f) => [f.filename, f.mediaType, f.url.slice(0, 40)]));
+    run.check('the stored question carries both files as data URLs',
+      files.length === 2 && files[0].mediaType === 'image/png' && files[1].mediaType === 'application/pdf' &&
+        files.every((f) => f.url.startsWith(`data:${f.mediaType};base64,`)));
+    const answer = textOf(stored.messages[1]);
+    run.check('the model was given both (it names them with their sizes)',
+      answer.includes(`dot.png** (image/png, ${png.length} bytes)`) &&
+        answer.includes(`note.pdf** (application/pdf, ${pdf.length} bytes)`), answer.slice(-300));
+    const question = page.locator('[data-testid="message"][data-role="user"]');
+    run.check('the question shows the image and the PDF',
+      (await question.locator('img[data-testid="attachment"]').count()) === 1 &&
+        (await question.locator('a[data-testid="attachment"]').innerText()) === 'note.pdf');
+    run.check('the composer is empty again', (await page.getByTestId('composer-file').count()) === 0);
+  },
+
+  /** The system's dark mode: every colour switches. */
+  async dark({ browser, baseUrl, run, consoleLog }) {
+    const backgrounds = {};
+    for (const colorScheme of ['light', 'dark']) {
+      const page = await newPage(browser, consoleLog, { colorScheme });
+      await openNewChat(page, baseUrl);
+      backgrounds[colorScheme] = await page.evaluate(() => ({
+        body: getComputedStyle(document.body).backgroundColor,
+        sidebar: getComputedStyle(document.querySelector('[data-testid="sidebar"]')).backgroundColor,
+        text: getComputedStyle(document.body).color,
+      }));
+      await page.context().close();
+    }
+    run.note('backgrounds', backgrounds);
+    run.check('light: a light page', backgrounds.light.body === 'rgb(247, 247, 248)', backgrounds.light);
+    run.check('dark: a dark page with light text',
+      backgrounds.dark.body === 'rgb(18, 18, 22)' && backgrounds.dark.text === 'rgb(232, 232, 238)', backgrounds.dark);
+    run.check('the sidebar switches too', backgrounds.dark.sidebar !== backgrounds.light.sidebar, backgrounds);
   },
 
   /** Stop: the bridge stops the generation; the partial answer survives a reload. */

@@ -40,3 +40,13 @@ export type StoredChat = {
   messages: ChatMessage[];
   activeGenerationId: string | null;
 };
+
+/** A steering message's outcome (`data-steering-outcome`, the AI SDK's vocabulary). */
+export type SteeringOutcome =
+  | { type: 'delivered'; id: string; stepNumber: number }
+  | { type: 'not-delivered'; id: string; reason: string };
+
+export type SteeringOutcomes = Record<string, SteeringOutcome>;
+
+/** `data-recovering`: the answer's producer was taken over (`recovering`), goes on, or gave up. */
+export type Recovery = { phase: 'recovering' | 'resumed' | 'failed'; attempt?: number; reason?: string };
