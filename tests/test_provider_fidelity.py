@@ -20,6 +20,7 @@ difference is still there.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -379,6 +380,57 @@ async def test_provider_next_turn_sends_the_parallel_wrapper_back_as_the_api_iss
             "content": [{"type": "input_text", "text": "And then?"}],
         },
     ]
+
+
+@pytest.mark.node
+async def test_provider_next_turn_parallel_wrapper_differs_from_the_ai_sdk_by_design(
+    replay: ReplayServer,
+) -> None:
+    """The AI SDK's provider, on the same recording and the same tool outputs, sends the
+    expanded calls under ids the API never issued (it re-wraps them only when the API keeps
+    the conversation, `previous_response_id`); the bridge sends the one call the API issued
+    (see above). The results the model reads are the same text, in the same order."""
+    recording = RECORDINGS / "openai" / "parallel-wrapper.sse"
+    outputs = {"get_weather": {"temperature": 21}, "get_time": "14:05"}
+    answers = run_node(
+        "provider-reference",
+        "--next",
+        json.dumps(outputs),
+        str(recording),
+        str(RECORDINGS / "openai" / "text.sse"),
+        timeout=120,
+    )
+    theirs = answers["requests"][1]["input"][1:]
+    assert theirs == [
+        {
+            "type": "function_call",
+            "call_id": "call_Pa9rL3_0",
+            "name": "get_weather",
+            "arguments": '{"city":"Paris"}',
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_Pa9rL3_1",
+            "name": "get_time",
+            "arguments": '{"timezone":"Europe/Paris"}',
+        },
+        {
+            "type": "function_call_output",
+            "call_id": "call_Pa9rL3_0",
+            "output": '{"temperature":21}',
+        },
+        {"type": "function_call_output", "call_id": "call_Pa9rL3_1", "output": "14:05"},
+    ]
+    ours = (await next_request(replay, "openai", BODIES[recording], outputs=outputs))["input"]
+    call, output = ours[1:3]
+    assert (call["call_id"], call["name"], output["call_id"]) == (
+        "call_Pa9rL3",
+        "parallel",
+        "call_Pa9rL3",
+    )
+    assert output["output"] == "\n".join(
+        item["output"] for item in theirs if item["type"] == "function_call_output"
+    )
 
 
 async def test_provider_next_turn_sends_an_incomplete_parallel_group_as_separate_calls(

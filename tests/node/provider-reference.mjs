@@ -18,7 +18,7 @@ import { basename, dirname } from 'node:path';
 import { createAnthropic } from '@ai-sdk/anthropic';
 import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
-import { jsonSchema, readUIMessageStream, streamText, tool } from 'ai';
+import { jsonSchema, readUIMessageStream, stepCountIs, streamText, tool } from 'ai';
 import { describeError, emit } from './lib.mjs';
 
 function recordedFetch(body) {
@@ -117,8 +117,50 @@ async function answer(path) {
   return { message: message ?? null, errors, finishReason, usage };
 }
 
+// `--next <outputs> <recording> <follow-up>`: the request the AI SDK makes for the step
+// after the recording's, its client tools answered with `outputs` (JSON, by tool name) and
+// the follow-up recording as that step's answer. Prints {"requests": [body, ...]}.
+async function nextRequests(outputs, path, followUp) {
+  const bodies = [await readFile(path), await readFile(followUp)];
+  const requests = [];
+  const fetch = async (_url, init) => {
+    requests.push(JSON.parse(init.body));
+    const body = bodies[Math.min(requests.length - 1, 1)];
+    return new Response(new Uint8Array(body), {
+      status: 200,
+      headers: { 'content-type': 'text/event-stream' },
+    });
+  };
+  const chosen = provider(basename(dirname(path)), fetch);
+  const tools = {};
+  for (const name of header(bodies[0].toString('utf8'), 'tools')) {
+    tools[name] = tool({
+      description: name,
+      inputSchema: jsonSchema({ type: 'object', additionalProperties: true }),
+      execute: async () => outputs[name],
+    });
+  }
+  const result = streamText({
+    model: chosen.model,
+    prompt: 'Hello',
+    tools,
+    stopWhen: stepCountIs(2),
+    maxRetries: 0,
+  });
+  await result.consumeStream();
+  return { requests };
+}
+
+if (process.argv[2] === '--next') {
+  const [, , , outputs, path, followUp] = process.argv;
+  emit(await nextRequests(JSON.parse(outputs), path, followUp));
+} else {
+  emitAnswers(process.argv.slice(2));
+}
+
+async function emitAnswers(paths) {
 const results = {};
-for (const path of process.argv.slice(2)) {
+for (const path of paths) {
   try {
     results[path] = await answer(path);
   } catch (error) {
@@ -126,3 +168,4 @@ for (const path of process.argv.slice(2)) {
   }
 }
 emit(results);
+}
