@@ -47,6 +47,7 @@ from bridge.store.base import (
     Outcome,
 )
 from bridge.store.memory_live import MemoryLiveMixin
+from bridge.store.sqlite import steering
 from bridge.store.sqlite.db import Reader, Synchronous, Writer, connect
 from bridge.store.sqlite.file_lock import ProcessLock
 from bridge.store.sqlite.rows import OpenGeneration
@@ -76,9 +77,10 @@ class _Signal:
 
 
 class SQLiteStore(MemoryLiveMixin):
-    """`SessionStore` in the SQLite file `path` (steering queues and the generation feed,
-    short-lived, are kept in memory: one process per file). `clock` gives Unix time (tests
-    fake it)."""
+    """`SessionStore` in the SQLite file `path`. Steering queues and records are in the file
+    (`steering.py`: a queued message outlives a restart); the chat's generation feed, which
+    only live tails read, is kept in memory (one process per file). `clock` gives Unix time
+    (tests fake it)."""
 
     def __init__(
         self,
@@ -104,6 +106,7 @@ class SQLiteStore(MemoryLiveMixin):
         self._log_signals: dict[_Key, _Signal] = {}
         self._tails = TailCache()
         self._stop_signals: dict[_Key, _Signal] = {}
+        self._steer_signals: dict[_Key, _Signal] = {}
         self._listeners: set[LogListener] = set()
         self._closed_event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,6 +127,7 @@ class SQLiteStore(MemoryLiveMixin):
                 synchronous=self._synchronous,
                 readonly=False,
             )
+            await self._on(self._write_thread, steering.create_tables, write_conn)
             self._writer = Writer(
                 write_conn,
                 log_ttl=self._log_ttl,
@@ -155,7 +159,7 @@ class SQLiteStore(MemoryLiveMixin):
         self._tails.clear()
         for signal in self._log_signals.values():
             signal.fire()
-        for signal in self._stop_signals.values():
+        for signal in [*self._stop_signals.values(), *self._steer_signals.values()]:
             signal.fire()
         await self._shutdown()
 
@@ -400,6 +404,77 @@ class SQLiteStore(MemoryLiveMixin):
             if signal.waiters == 0 and self._stop_signals.get(key) is signal:
                 del self._stop_signals[key]
 
+    # --- steering queues and records (in the file) -------------------------------------
+
+    async def push_steering(self, chat_id: str, generation_id: str, message: bytes) -> int | None:
+        key = (chat_id, generation_id)
+        conn = self._db_writer.conn
+
+        def write() -> int | None:
+            position = steering.push(conn, chat_id, generation_id, message, now, self._log_ttl)
+            if position is not None:
+                self._after_commit(_fire, self._steer_signals, key)
+            return position
+
+        now = self._clock()
+        return await self._write(write)
+
+    async def read_steering(
+        self, chat_id: str, generation_id: str, after: int, *, wait: float = 0.0
+    ) -> list[tuple[int, bytes]]:
+        key = (chat_id, generation_id)
+        if wait <= 0:
+            return await self._read_steering_once(key, after)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        signal = self._steer_signals.setdefault(key, _Signal())
+        signal.waiters += 1
+        try:
+            while True:
+                changed = signal.event  # taken before reading: a later push fires it
+                items = await self._read_steering_once(key, after)
+                remaining = deadline - loop.time()
+                if items or remaining <= 0 or self._closed:
+                    return items
+                try:
+                    async with asyncio.timeout(remaining):
+                        await changed.wait()
+                except TimeoutError:
+                    return []
+        finally:
+            signal.waiters -= 1
+            if signal.waiters == 0 and self._steer_signals.get(key) is signal:
+                del self._steer_signals[key]
+
+    async def close_steering(self, chat_id: str, generation_id: str) -> None:
+        conn = self._db_writer.conn
+        now = self._clock()
+        await self._write(steering.close, conn, chat_id, generation_id, now, self._log_ttl)
+
+    async def put_steering_record(
+        self, chat_id: str, steering_id: str, record: bytes, *, only_if_absent: bool = False
+    ) -> bytes | None:
+        conn = self._db_writer.conn
+        now = self._clock()
+        return await self._write(
+            steering.put_record,
+            conn,
+            chat_id,
+            steering_id,
+            record,
+            only_if_absent,
+            now,
+            self._log_ttl,
+        )
+
+    async def steering_record(self, chat_id: str, steering_id: str) -> bytes | None:
+        conn = self._db_reader.conn
+        return await self._read(steering.record, conn, chat_id, steering_id, self._clock())
+
+    async def _read_steering_once(self, key: _Key, after: int) -> list[tuple[int, bytes]]:
+        conn = self._db_reader.conn
+        return await self._read(steering.read, conn, *key, after, self._clock())
+
     # --- internals -----------------------------------------------------------------------
 
     @property
@@ -477,6 +552,7 @@ class SQLiteStore(MemoryLiveMixin):
         self._next_sweep = now + _SWEEP_INTERVAL_SECONDS
         self._tails.drop_expired(now)
         await self._write(self._db_writer.sweep, now)
+        await self._write(steering.sweep, self._db_writer.conn, now)
 
     async def _shutdown(self) -> None:
         for thread, db in ((self._write_thread, self._writer), (self._read_thread, self._reader)):
