@@ -2,7 +2,8 @@
 returned, in the form the provider API requires: on the Responses path the reasoning item
 by its id with its `encrypted_content`, followed by the function call by its item id; on
 the Anthropic path the thinking block with its signature and the redacted thinking, as
-they came. Nothing of the lost attempt (its reasoning item, its signature) goes back.
+they came. Nothing of the lost attempt (its reasoning item, its signature, its MCP
+approval request) goes back.
 
 Two bridge processes on one real Redis and a fake provider server: the first process is
 SIGKILLed while the step's model call streams, the second takes the answer over when a
@@ -23,7 +24,16 @@ import pytest
 from tests.bridge_server import chat_body
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.openai_server import OpenAIFake
-from tests.fakes.server import Hang, Reasoning, RedactedReasoning, ScriptedFake, Text, ToolCall
+from tests.fakes.server import (
+    Hang,
+    RawBytes,
+    Reasoning,
+    RedactedReasoning,
+    ScriptedFake,
+    Text,
+    ToolCall,
+    sse,
+)
 from tests.session_client import read_stream
 from tests.support.bridge_process import BridgeProcess
 from tests.support.redis import RedisServer
@@ -166,3 +176,75 @@ async def test_provider_takeover_next_anthropic_call_sends_the_rerun_thinking_as
     ]
     (result,) = results["content"]
     assert result["type"] == "tool_result" and result["tool_use_id"] == "call_weather"
+
+
+def _mcp_request(item_id: str) -> RawBytes:
+    item = {
+        "id": item_id,
+        "type": "mcp_approval_request",
+        "server_label": "deepwiki",
+        "name": "ask_question",
+        "arguments": '{"question":"What is streamText?"}',
+    }
+    return RawBytes(
+        b"".join(
+            sse({"type": kind, "output_index": 0, "item": item}, kind)
+            for kind in ("response.output_item.added", "response.output_item.done")
+        )
+    )
+
+
+async def test_provider_takeover_mcp_approval_of_the_lost_attempt_is_asked_again(
+    bridge_processes: Any, redis_server: RedisServer, responses_fake: OpenAIFake
+) -> None:
+    """An MCP approval request of a step cut by the producer's death goes with the lost
+    attempt (`reset-step`): the re-run step asks again, the turn waits for that one only,
+    and its answer is the one the API gets."""
+    fake = responses_fake
+    fake.enqueue([_mcp_request("mcpr_lost"), Hang()])
+    fake.enqueue([_mcp_request("mcpr_rerun")])
+    fake.enqueue([Text("streamText streams.")])
+    env = _env(
+        redis_server,
+        BRIDGE_MODEL="openai:gpt-5-mini",
+        OPENAI_API_KEY="sk-fake",
+        OPENAI_BASE_URL=fake.base_url,
+    )
+    doomed: BridgeProcess = bridge_processes(**env)
+    survivor: BridgeProcess = bridge_processes(**env)
+    async with httpx.AsyncClient(timeout=60, headers=AI_7) as client:
+        raw = b""
+        async with client.stream(
+            "POST", f"{doomed.url}/api/chat", json=chat_body("mcp", "Ask deepwiki")
+        ) as response:
+            assert response.status_code == 200
+            async for piece in response.aiter_raw():
+                raw += piece
+                if b"tool-approval-request" in raw:
+                    doomed.signal(signal.SIGKILL)
+                    break
+        await asyncio.to_thread(doomed.process.wait, 10)
+        resumed = await read_stream(client, "GET", f"{survivor.url}/api/chat/mcp/stream")
+        assert resumed.status == 200 and resumed.done
+        assert resumed.types[-1] == "finish" and "reset-step" in resumed.types
+        history = (await client.get(f"{survivor.url}/api/chat/mcp/messages")).json()["messages"]
+        assistant = history[-1]
+        parts = [p for p in assistant["parts"] if p["type"].startswith("tool-")]
+        assert [(p["toolCallId"], p["state"]) for p in parts] == [
+            ("mcpr_rerun", "approval-requested")
+        ]
+        parts[0]["state"] = "approval-responded"
+        parts[0]["approval"] = {**parts[0]["approval"], "approved": True}
+        body = {
+            "id": "mcp",
+            "messages": history,
+            "trigger": "submit-message",
+            "messageId": assistant["id"],
+        }
+        answered = await client.post(f"{survivor.url}/api/chat", json=body)
+        assert answered.status_code == 200
+    assert len(fake.requests) == 3
+    assert fake.requests[2].body["input"][1:] == [
+        {"type": "item_reference", "id": "mcpr_rerun"},
+        {"type": "mcp_approval_response", "approval_request_id": "mcpr_rerun", "approve": True},
+    ]
