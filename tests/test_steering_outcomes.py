@@ -89,8 +89,8 @@ def test_steering_outcome_delivered_with_its_step_and_idempotent_retry(
     assert first.status_code == 202, first.text
     assert first.json()["state"] == "queued"
     assert first.json()["outcome"] is None
-    # A retry (same id) changes nothing: its record, 200, nothing pushed twice.
-    retry = steer(bridge, "outcome-ok", steering_body("Be brief again", message_id="st-1"))
+    # A retry (same id, same content) changes nothing: its record, 200, nothing pushed twice.
+    retry = steer(bridge, "outcome-ok", steering_body("Be brief", message_id="st-1"))
     assert retry.status_code == 200
     assert retry.json()["steeringId"] == "st-1"
     gated_tools.open_gate(gate)

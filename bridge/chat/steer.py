@@ -6,8 +6,9 @@ with messages the generation could not deliver. Shared by the HTTP endpoint, the
 Every steering message has an id and a record in the store (`put_steering_record`): its
 generation, its state (`queued`, `delivered`, `not-delivered`) and its outcome in the AI
 SDK's terms (`{"type": "delivered", "id", "stepNumber"}` or `{"type": "not-delivered", "id",
-"reason"}`). A second request with the same id changes nothing and answers the first one's
-record (the AI SDK's `steer(message, {id})` is idempotent the same way).
+"reason"}`). A second request with the same id and the same content changes nothing and
+answers the first one's record (the AI SDK's `steer(message, {id})` is idempotent the same
+way); one with the same id and other content is refused (409 `steering_id_reused`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from bridge.generation.inbox import SteeringMode, SteeringRequest, parse_steerin
 from bridge.services import Services
 from bridge.store.base import GenerationInfo
 from bridge.store.steering_records import (
+    content_digest,
     not_delivered_record,
     outcome_of,
     queued_record,
     record_outcome,
+    same_content,
 )
 from protocol.messages import ChatRequest, UIMessage
 
@@ -51,6 +54,14 @@ class SteeringIdConflict(RequestError):
 
     status_code = 409
     code = "steering_id_conflict"
+
+
+class SteeringIdReused(RequestError):
+    """A steering request with the id of an earlier steering message but other content: a
+    retry carries the same message; another message needs its own id."""
+
+    status_code = 409
+    code = "steering_id_reused"
 
 
 class SteeringNotFound(RequestError):
@@ -125,9 +136,15 @@ async def queue_steering(
     or it is just ending), SteeringIdConflict when the id names a message of the history, and
     PayloadTooLarge when the history with the queued messages would pass its limits."""
     store = services.store
+    try:
+        parts = parse_steering_parts([part.dump() for part in message.parts])
+    except ValidationError as exc:
+        raise RequestError(f"invalid steering parts: {exc.errors()[0]['msg']}") from None
+    request = SteeringRequest(id=message.id, parts=parts, mode=mode)
+    digest = content_digest(request.parts_json())
     earlier = await read_record(services, chat_id, message.id)
     if earlier is not None:
-        return steering_answer(earlier, chat_id), False
+        return _retry_answer(earlier, chat_id, digest), False
     chat = await store.get_chat(chat_id)
     active = chat.active_generation_id if chat is not None else None
     if active is None or (generation_id is not None and generation_id != active):
@@ -135,19 +152,14 @@ async def queue_steering(
             f"nothing is running in chat {chat_id}: send the message as a new turn "
             "(POST /api/chat) instead"
         )
-    try:
-        parts = parse_steering_parts([part.dump() for part in message.parts])
-    except ValidationError as exc:
-        raise RequestError(f"invalid steering parts: {exc.errors()[0]['msg']}") from None
-    request = SteeringRequest(id=message.id, parts=parts, mode=mode)
     encoded = request.encode()
     await _check_room(services, chat_id, active, message.id, len(encoded))
-    record = queued_record(message.id, active, mode)
+    record = queued_record(message.id, active, mode, digest)
     first = await store.put_steering_record(
         chat_id, message.id, orjson.dumps(record), only_if_absent=True
     )
     if first is not None:  # a request with the same id got there first
-        return steering_answer(orjson.loads(first), chat_id), False
+        return _retry_answer(orjson.loads(first), chat_id, digest), False
     position = await store.push_steering(chat_id, active, encoded)
     if position is None:
         await record_outcome(
@@ -157,6 +169,17 @@ async def queue_steering(
             f"the generation {active} is ending; send the message as a new turn instead"
         )
     return steering_answer(record, chat_id), True
+
+
+def _retry_answer(record: dict[str, Any], chat_id: str, digest: str) -> dict[str, Any]:
+    """A request with the id of a recorded message: the record's answer when it carries the
+    same content (a retry changes nothing), 409 when it carries another message."""
+    if not same_content(record, digest):
+        raise SteeringIdReused(
+            f"steering message {str(record.get('id'))[:80]!r} was sent before with other "
+            "content; a retry sends the same message, a new message needs a new id"
+        )
+    return steering_answer(record, chat_id)
 
 
 async def _check_room(
