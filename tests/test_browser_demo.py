@@ -263,10 +263,35 @@ def demo_port() -> int:
     return free_port()
 
 
+@dataclass
+class BridgeProcess:
+    """The session's bridge, which a test may kill and start again (same port, same store)."""
+
+    url: str
+    cmd: list[str]
+    cwd: Path
+    env: dict[str, str]
+    server: Server
+
+    def kill_and_restart(self) -> None:
+        """SIGKILL mid-whatever, then a new process on the same SQLite file: it takes the
+        running answers over."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.server.proc.pid, signal.SIGKILL)
+        self.server.proc.wait(timeout=15)
+        self.server = _start("bridge-restarted", self.cmd, cwd=self.cwd, env=self.env)
+        _wait_http(self.server, f"{self.url}/api/models")
+
+
 @pytest.fixture(scope="session")
-def bridge(
+def bridge(bridge_process: BridgeProcess) -> str:
+    return bridge_process.url
+
+
+@pytest.fixture(scope="session")
+def bridge_process(
     bridge_url: str, demo_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[BridgeProcess]:
     python = REPO / ".venv" / "bin" / "python"
     if not python.exists():
         python = Path(sys.executable)
@@ -287,17 +312,13 @@ def bridge(
     port = bridge_url.rsplit(":", 1)[1]
     # Run from an empty directory so that a developer's .env (provider keys) is not read.
     cwd = tmp_path_factory.mktemp("bridge-cwd")
-    server = _start(
-        "bridge",
-        [str(python), "-m", "bridge", "--host", "127.0.0.1", "--port", port],
-        cwd=cwd,
-        env=env,
-    )
+    cmd = [str(python), "-m", "bridge", "--host", "127.0.0.1", "--port", port]
+    process = BridgeProcess(bridge_url, cmd, cwd, env, _start("bridge", cmd, cwd=cwd, env=env))
     try:
-        _wait_http(server, f"{bridge_url}/api/models")
-        yield bridge_url
+        _wait_http(process.server, f"{bridge_url}/api/models")
+        yield process
     finally:
-        server.stop()
+        process.server.stop()
 
 
 def _example_tools_exist() -> bool:
@@ -522,3 +543,30 @@ def test_queued_message_shows_queued_then_runs(scenario: Any) -> None:
 def test_steering_a_stopped_answer_shows_not_delivered(scenario: Any) -> None:
     result = scenario("steer-stopped")
     assert "not delivered" in result["pendingText"]
+
+
+def test_recovering_answer_shows_recovering(
+    demo: str, chromium: str, node_env: dict[str, str], bridge_process: BridgeProcess
+) -> None:
+    """The bridge is killed mid-answer and started again: the new process takes the answer
+    over (`data-recovering`), the page says so, and the answer ends complete."""
+    cmd = ["node", str(RUNNER), "recovering", "--base-url", demo, "--chromium", chromium]
+    runner = subprocess.Popen(
+        cmd, cwd=DEMO, env=node_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert runner.stdin is not None and runner.stdout is not None
+    try:
+        for line in runner.stdout:  # the scenario says when the answer is streaming
+            if line.strip() == "KILL-NOW" or line.startswith("{"):
+                break
+        assert line.strip() == "KILL-NOW", line
+        bridge_process.kill_and_restart()
+        runner.stdin.write("killed\n")
+        runner.stdin.flush()
+        verdict = json.loads(runner.stdout.read().strip().splitlines()[-1])
+    finally:
+        runner.kill()
+        runner.wait(30)
+    (LOGS / "scenario-recovering.json").write_text(json.dumps(verdict, indent=2))
+    assert verdict["ok"], verdict
+    assert verdict["recoveryPhases"][:2] == ["recovering", "resumed"]

@@ -380,7 +380,9 @@ export function Chat({ id, title, initialMessages, models, loadError, transportF
           >
             {signals.recovery.phase === 'failed'
               ? `The answer could not be recovered${signals.recovery.reason ? `: ${signals.recovery.reason}` : ''}.`
-              : `Recovering the answer${signals.recovery.attempt ? ` (attempt ${signals.recovery.attempt})` : ''}: its server went away, another one takes it over…`}
+              : signals.recovery.phase === 'resumed'
+                ? 'Recovered: the answer goes on where it was.'
+                : `Recovering the answer${signals.recovery.attempt ? ` (attempt ${signals.recovery.attempt})` : ''}: its server went away, another one takes it over…`}
           </div>
         ) : null}
         <PendingMessages items={signals.pending} onDismiss={signals.dismiss} />

@@ -509,6 +509,31 @@ const scenarios = {
     run.check('no longer shown as queued', true);
   },
 
+  /**
+   * The bridge is killed mid-answer and started again (tests/test_browser_demo.py does it
+   * when this prints KILL-NOW, and answers on stdin): the page shows the recovery.
+   */
+  async recovering({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    await sendText(page, LONG_PROMPT);
+    await waitForStreamedText(page, 200);
+    process.stdout.write('KILL-NOW\n');
+    await new Promise((resolve) => process.stdin.once('data', resolve));
+    const banner = page.getByTestId('recovering');
+    await banner.waitFor({ timeout: 60_000 });
+    run.note('bannerText', await banner.innerText());
+    const { client } = await waitForSettled(page, baseUrl, chatId);
+    const phasesSeen = await page.evaluate(() => [...(window.__recoveryPhases ?? [])]);
+    run.note('recoveryPhases', phasesSeen);
+    run.check('the page was told the answer was recovering, then resumed',
+      phasesSeen[0] === 'recovering' && phasesSeen.includes('resumed'), phasesSeen);
+    run.check('the answer ended complete', textOf(client.messages[1]).endsWith('without touching the client.'),
+      textOf(client.messages[1]).slice(-120));
+    await banner.waitFor({ state: 'detached', timeout: 15_000 });
+    run.check('the banner goes once the answer goes on', true);
+  },
+
   /** Copy, regenerate, edit and resend. */
   async actions({ browser, baseUrl, run, consoleLog }) {
     const page = await newPage(browser, consoleLog);

@@ -1,6 +1,6 @@
 'use client';
 
-import { useCallback, useState } from 'react';
+import { useCallback, useEffect, useState } from 'react';
 import type { Recovery, SteeringOutcome, SteeringOutcomes } from './types';
 
 /** A message sent while an answer runs: steered into it, or queued as the next turn. */
@@ -21,6 +21,8 @@ declare global {
     __recoveryPhases?: string[];
   }
 }
+
+const RESUMED_SHOWN_MS = 4000;
 
 function userMessage(id: string, text: string) {
   return { id, role: 'user', parts: [{ type: 'text', text }] };
@@ -61,6 +63,13 @@ export function useSessionSignals(chatId: string, notify: (text: string) => void
   const [pending, setPending] = useState<PendingMessage[]>([]);
   const [recovery, setRecovery] = useState<Recovery | null>(null);
 
+  // "Recovered" stays a moment (a replay brings `recovering` and `resumed` together), then goes.
+  useEffect(() => {
+    if (recovery?.phase !== 'resumed') return;
+    const timer = setTimeout(() => setRecovery(null), RESUMED_SHOWN_MS);
+    return () => clearTimeout(timer);
+  }, [recovery]);
+
   const update = useCallback((id: string, change: Partial<PendingMessage>) => {
     setPending((list) => list.map((item) => (item.id === id ? { ...item, ...change } : item)));
   }, []);
@@ -83,7 +92,7 @@ export function useSessionSignals(chatId: string, notify: (text: string) => void
       } else if (part.type === 'data-recovering') {
         const next = part.data as Recovery;
         (window.__recoveryPhases ??= []).push(next.phase);
-        setRecovery(next.phase === 'resumed' ? null : next);
+        setRecovery(next);
       }
     },
     [decided],
