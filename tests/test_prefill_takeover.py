@@ -1,14 +1,16 @@
 """A taken-over answer continued from its partial text (an assistant prefill) instead of
-re-run, against real `python -m bridge` processes on one SQLite file and the Anthropic fake:
-the first producer is killed (SIGKILL) or drained (SIGTERM) mid-answer, the next process
-takes it over at start-up, asks the model to continue the logged text, and the client that
-resumes gets the rest in the same text part: no `reset-step`, the text exact, and the fake
+re-run, against real `python -m bridge` processes (on one SQLite file, or two on one Redis)
+and the Anthropic fake: the first producer is killed (SIGKILL) or drained (SIGTERM)
+mid-answer, the next process takes it over (at start-up, or when the client's resume reaches
+it), asks the model to continue the logged text, and the client gets the rest in the same
+text part: no `reset-step`, the text exact, and the fake
 received a prefill, not a second full generation. Where the model cannot be prefilled
 (extended thinking on), the step is re-run as before."""
 
 from __future__ import annotations
 
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from tests.bridge_server import chat_body, sse_events
 from tests.fakes.anthropic_server import AnthropicFake, prefill_text
 from tests.fakes.server import Text
 from tests.support.bridge_process import BridgeProcess
+from tests.support.redis import RedisServer
 
 AUTH = {"authorization": "Bearer prefill-token", "x-ai-sdk-level": "7"}
 WORDS = [f"w{i} " for i in range(300)]
@@ -157,3 +160,39 @@ def test_prefill_takeover_with_thinking_reruns_the_step(launch: Any, claude: Ant
     stored = chat["messages"][-1]["parts"]
     assert "".join(p.get("text", "") for p in stored if p["type"] == "text") == ANSWER
     assert len(claude.requests) == 2 and claude.prefills == 0
+
+
+@pytest.mark.redis
+def test_prefill_takeover_by_a_reader_on_redis_continues_the_text(
+    bridge_processes: Any, redis_server: RedisServer, claude: AnthropicFake
+) -> None:
+    # Two processes on one Redis: the client resuming on the survivor is what notices the
+    # dead producer and takes the answer over there (no sweep).
+    for _ in range(3):
+        claude.enqueue([Text(WORDS)], token_delay=0.01)
+    env = {
+        "REDIS_URL": redis_server.url,
+        "BRIDGE_KEY_PREFIX": f"p{uuid.uuid4().hex[:8]}",
+        "BRIDGE_AUTH_TOKENS": "prefill-token:alice",
+        "ANTHROPIC_API_KEY": "test-key",
+        "ANTHROPIC_BASE_URL": claude.url,
+        "OPENAI_API_KEY": "",
+        "BRIDGE_MODEL": "anthropic:claude-test",
+        "BRIDGE_LEASE_SECONDS": "1",
+        "BRIDGE_HEARTBEAT_SECONDS": "0.5",
+        "BRIDGE_TAKEOVER_SWEEP_SECONDS": "0",
+    }
+    doomed: BridgeProcess = bridge_processes(**env)
+    survivor: BridgeProcess = bridge_processes(**env)
+    first = [e for e in _read_until_deltas(doomed, "redis-prefill", 20) if e[1] != "[DONE]"]
+    doomed.signal(signal.SIGKILL)
+    doomed.wait_exit(30)
+    resumed, chat = _resume(survivor, "redis-prefill", first)
+    chunks, text = _folded(first + resumed)
+
+    types = [c["type"] for c in chunks]
+    assert chunks[-1]["type"] == "finish" and "reset-step" not in types
+    assert types.count("text-start") == 1
+    assert text == ANSWER
+    assert chat["messages"][-1]["parts"][1]["text"] == ANSWER
+    assert len(claude.requests) == 2 and claude.prefills == 1
