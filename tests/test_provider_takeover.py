@@ -32,11 +32,11 @@ from tests.fakes.server import (
     ScriptedFake,
     Text,
     ToolCall,
-    sse,
 )
-from tests.session_client import read_stream
+from tests.session_client import StreamResult, read_stream
 from tests.support.bridge_process import BridgeProcess
 from tests.support.redis import RedisServer
+from tests.test_provider_tools import MCP_REQUEST, output_item
 
 pytestmark = pytest.mark.redis
 
@@ -73,30 +73,38 @@ def _env(redis_server: RedisServer, **extra: str) -> dict[str, str]:
     }
 
 
-async def _take_over(
-    bridge_processes: Any, env: dict[str, str], fake: ScriptedFake
-) -> dict[str, Any]:
-    """Start an answer on one process, SIGKILL it once the model's reasoning streams, resume
-    on a second process until the answer ends; the body of the model call after the re-run
-    step."""
+async def _killed_and_resumed(
+    client: httpx.AsyncClient, bridge_processes: Any, env: dict[str, str], chat: str, marker: bytes
+) -> tuple[BridgeProcess, StreamResult]:
+    """Start an answer on one process, SIGKILL it once `marker` streams, resume on a second
+    process until the answer ends: the survivor and what the resumed reader read."""
     doomed: BridgeProcess = bridge_processes(**env)
     survivor: BridgeProcess = bridge_processes(**env)
-    async with httpx.AsyncClient(timeout=60, headers=AI_7) as client:
-        raw = b""
-        async with client.stream(
-            "POST", f"{doomed.url}/api/chat", json=chat_body("taken", "Weather in Paris?")
-        ) as response:
-            assert response.status_code == 200
-            async for piece in response.aiter_raw():
-                raw += piece
-                if b"reasoning-delta" in raw:
-                    doomed.signal(signal.SIGKILL)
-                    break
-        await asyncio.to_thread(doomed.process.wait, 10)
-        resumed = await read_stream(client, "GET", f"{survivor.url}/api/chat/taken/stream")
+    raw = b""
+    async with client.stream(
+        "POST", f"{doomed.url}/api/chat", json=chat_body(chat, "Weather in Paris?")
+    ) as response:
+        assert response.status_code == 200
+        async for piece in response.aiter_raw():
+            raw += piece
+            if marker in raw:
+                doomed.signal(signal.SIGKILL)
+                break
+    await asyncio.to_thread(doomed.process.wait, 10)
+    resumed = await read_stream(client, "GET", f"{survivor.url}/api/chat/{chat}/stream")
     assert resumed.status == 200 and resumed.done
     assert resumed.types[-1] == "finish" and "error" not in resumed.types
     assert "reset-step" in resumed.types
+    return survivor, resumed
+
+
+async def _take_over(
+    bridge_processes: Any, env: dict[str, str], fake: ScriptedFake
+) -> dict[str, Any]:
+    """The body of the model call after the step re-run by a takeover (the first process
+    killed once the model's reasoning streams)."""
+    async with httpx.AsyncClient(timeout=60, headers=AI_7) as client:
+        await _killed_and_resumed(client, bridge_processes, env, "taken", b"reasoning-delta")
     # The lost attempt, the re-run step, the call after it: nothing else.
     assert len(fake.requests) == 3
     assert fake.pending == 0
@@ -179,19 +187,7 @@ async def test_provider_takeover_next_anthropic_call_sends_the_rerun_thinking_as
 
 
 def _mcp_request(item_id: str) -> RawBytes:
-    item = {
-        "id": item_id,
-        "type": "mcp_approval_request",
-        "server_label": "deepwiki",
-        "name": "ask_question",
-        "arguments": '{"question":"What is streamText?"}',
-    }
-    return RawBytes(
-        b"".join(
-            sse({"type": kind, "output_index": 0, "item": item}, kind)
-            for kind in ("response.output_item.added", "response.output_item.done")
-        )
-    )
+    return output_item({**MCP_REQUEST, "id": item_id}, 0)
 
 
 async def test_provider_takeover_mcp_approval_of_the_lost_attempt_is_asked_again(
@@ -210,23 +206,10 @@ async def test_provider_takeover_mcp_approval_of_the_lost_attempt_is_asked_again
         OPENAI_API_KEY="sk-fake",
         OPENAI_BASE_URL=fake.base_url,
     )
-    doomed: BridgeProcess = bridge_processes(**env)
-    survivor: BridgeProcess = bridge_processes(**env)
     async with httpx.AsyncClient(timeout=60, headers=AI_7) as client:
-        raw = b""
-        async with client.stream(
-            "POST", f"{doomed.url}/api/chat", json=chat_body("mcp", "Ask deepwiki")
-        ) as response:
-            assert response.status_code == 200
-            async for piece in response.aiter_raw():
-                raw += piece
-                if b"tool-approval-request" in raw:
-                    doomed.signal(signal.SIGKILL)
-                    break
-        await asyncio.to_thread(doomed.process.wait, 10)
-        resumed = await read_stream(client, "GET", f"{survivor.url}/api/chat/mcp/stream")
-        assert resumed.status == 200 and resumed.done
-        assert resumed.types[-1] == "finish" and "reset-step" in resumed.types
+        survivor, _ = await _killed_and_resumed(
+            client, bridge_processes, env, "mcp", b"tool-approval-request"
+        )
         history = (await client.get(f"{survivor.url}/api/chat/mcp/messages")).json()["messages"]
         assistant = history[-1]
         parts = [p for p in assistant["parts"] if p["type"].startswith("tool-")]

@@ -156,7 +156,7 @@ MCP_CALL = {
 }
 
 
-def _output_item(item: dict[str, Any], index: int) -> RawBytes:
+def output_item(item: dict[str, Any], index: int) -> RawBytes:
     """An output item the fake has no step for, added and done (its real events)."""
     return RawBytes(
         sse(
@@ -185,9 +185,9 @@ def test_provider_mcp_approval_goes_through_the_approval_flow(
         bridge_model="openai:gpt-test",
         bridge_model_options={"openai:gpt-test": {"provider_tools": [mcp]}},
     )
-    openai_fake.enqueue([_output_item(MCP_REQUEST, 0)])
+    openai_fake.enqueue([output_item(MCP_REQUEST, 0)])
     after = (
-        [_output_item(MCP_CALL, 0), Text("streamText streams.")]
+        [output_item(MCP_CALL, 0), Text("streamText streams.")]
         if approved
         else [Text("I will not ask.")]
     )
