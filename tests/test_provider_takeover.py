@@ -73,6 +73,15 @@ def _env(redis_server: RedisServer, **extra: str) -> dict[str, str]:
     }
 
 
+def _responses_env(redis_server: RedisServer, fake: OpenAIFake) -> dict[str, str]:
+    return _env(
+        redis_server,
+        BRIDGE_MODEL="openai:gpt-5-mini",
+        OPENAI_API_KEY="sk-fake",
+        OPENAI_BASE_URL=fake.base_url,
+    )
+
+
 async def _killed_and_resumed(
     client: httpx.AsyncClient, bridge_processes: Any, env: dict[str, str], chat: str, marker: bytes
 ) -> tuple[BridgeProcess, StreamResult]:
@@ -119,12 +128,7 @@ async def test_provider_takeover_next_responses_call_sends_the_rerun_reasoning_a
     fake.enqueue([Reasoning("Lost thinking.", encrypted_content="enc-lost"), Hang()])
     fake.enqueue([Reasoning("Check the weather.", encrypted_content="enc-rerun"), CALL])
     fake.enqueue([Text("It is sunny in Paris.")])
-    env = _env(
-        redis_server,
-        BRIDGE_MODEL="openai:gpt-5-mini",
-        OPENAI_API_KEY="sk-fake",
-        OPENAI_BASE_URL=fake.base_url,
-    )
+    env = _responses_env(redis_server, fake)
     body = await _take_over(bridge_processes, env, fake)
     # The fake numbers its ids in order: the lost attempt's response (1) and reasoning
     # (2), the re-run's response (3), reasoning (4) and function call (5).
@@ -200,12 +204,7 @@ async def test_provider_takeover_mcp_approval_of_the_lost_attempt_is_asked_again
     fake.enqueue([_mcp_request("mcpr_lost"), Hang()])
     fake.enqueue([_mcp_request("mcpr_rerun")])
     fake.enqueue([Text("streamText streams.")])
-    env = _env(
-        redis_server,
-        BRIDGE_MODEL="openai:gpt-5-mini",
-        OPENAI_API_KEY="sk-fake",
-        OPENAI_BASE_URL=fake.base_url,
-    )
+    env = _responses_env(redis_server, fake)
     async with httpx.AsyncClient(timeout=60, headers=AI_7) as client:
         survivor, _ = await _killed_and_resumed(
             client, bridge_processes, env, "mcp", b"tool-approval-request"
