@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +19,18 @@ from protocol.sse import SSEParser
 from tests.bridge_server import chat_body, sse_events
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Text, ToolCall
-from tests.support.bridge_process import BridgeProcess
+from tests.support.bridge_process import BridgeProcess, BridgeProcesses
 
 AUTH = {"authorization": "Bearer recovery-token", "x-ai-sdk-level": "7"}
 MARK = "could not be completed"
 
 
 @pytest.fixture
-def launch(tmp_path: Path, fake: OpenAIFake) -> Iterator[Any]:
+def launch(
+    bridge_processes: BridgeProcesses, tmp_path: Path, fake: OpenAIFake
+) -> Callable[..., BridgeProcess]:
     """Start bridge processes on one data directory (one after the other); each is returned
     once it started or exited."""
-    processes: list[BridgeProcess] = []
     settings = {
         "BRIDGE_DATA_DIR": str(tmp_path / "data"),
         "BRIDGE_AUTH_TOKENS": "recovery-token:alice",
@@ -37,16 +38,7 @@ def launch(tmp_path: Path, fake: OpenAIFake) -> Iterator[Any]:
         "OPENAI_BASE_URL": fake.base_url,
         "BRIDGE_MODEL": "openai:gpt-test",
     }
-
-    def start(**extra: str) -> BridgeProcess:
-        process = BridgeProcess({**settings, **extra}, name=str(len(processes)), workdir=tmp_path)
-        processes.append(process)
-        process.spawn().wait_settled()
-        return process
-
-    yield start
-    for process in processes:
-        process.close()
+    return lambda **extra: bridge_processes.settled(**{**settings, **extra})
 
 
 def _chunks(events: list[tuple[str | None, str]]) -> list[dict[str, Any]]:

@@ -4,7 +4,9 @@
 The environment is this machine's without any bridge or provider setting, plus the test's
 settings; the working directory is an empty one, so no developer's `.env` is read. Output is
 read line by line as it comes: waits are on log lines ("Application startup complete", a
-message the test expects) or the output's end (the process exited), each with a bound.
+message the test expects) or the output's end (the process exited), each with a bound. uvicorn
+logs its start-up a moment before its socket accepts connections, so a start-up wait also
+waits (bounded) until a TCP connection to the port is accepted.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 60.0
@@ -97,14 +102,18 @@ class BridgeProcess:
         return self
 
     def wait_ready(self, seconds: float = START_SECONDS, *, workers: int = 1) -> None:
-        """Until the app started (in `workers` workers); fails with the output when the
-        process exits first or takes longer than `seconds`."""
-        if not self.wait_line(STARTED, seconds, count=workers):
+        """Until the app started (in `workers` workers) and its port accepts connections;
+        fails with the output when the process exits first or takes longer than `seconds`."""
+        if not self.wait_settled(seconds, workers=workers):
             raise AssertionError(f"bridge {self.name} exited:\n{self.output()}")
 
-    def wait_settled(self, seconds: float = START_SECONDS) -> bool:
-        """Until the app started (True) or the process exited without starting (False)."""
-        return self.wait_line(STARTED, seconds)
+    def wait_settled(self, seconds: float = START_SECONDS, *, workers: int = 1) -> bool:
+        """Until the app started (in `workers` workers) and its port accepts connections
+        (True), or the process exited without starting (False)."""
+        deadline = time.monotonic() + seconds
+        if not self.wait_line(STARTED, seconds, count=workers):
+            return False
+        return self._wait_accepting(max(deadline - time.monotonic(), 1.0))
 
     @property
     def started(self) -> bool:
@@ -189,6 +198,19 @@ class BridgeProcess:
                 )
             return seen()
 
+    def _wait_accepting(self, seconds: float) -> bool:
+        """Until a TCP connection to the port is accepted (True) or the process exited
+        (False)."""
+
+        def settled() -> bool:
+            return self.returncode is not None or _accepts(self.port)
+
+        try:
+            wait_until(settled, seconds, f"bridge {self.name} accepting on port {self.port}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.output()}") from None
+        return self.returncode is None
+
     def _count_unlocked(self, text: str) -> int:
         return sum(text in line for line in self.lines)
 
@@ -207,6 +229,14 @@ class BridgeProcess:
             self._changed.notify_all()
 
 
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def start_bridges(bridges: Sequence[BridgeProcess]) -> None:
     """Spawn them all, then wait for each: their start-ups overlap."""
     for bridge in bridges:
@@ -215,18 +245,41 @@ def start_bridges(bridges: Sequence[BridgeProcess]) -> None:
         bridge.wait_ready()
 
 
-@pytest.fixture
-def bridge_processes(tmp_path: Path) -> Iterator[Callable[..., BridgeProcess]]:
-    """A factory: `start(**settings)` starts a bridge process and waits until it is ready;
-    all are killed at the end."""
-    started: list[BridgeProcess] = []
+class BridgeProcesses:
+    """Bridge processes of one test, in one working directory, named 0, 1, ... in the order
+    they started; `close()` kills them all."""
 
-    def start(**settings: str) -> BridgeProcess:
-        bridge = BridgeProcess(settings, name=str(len(started)), workdir=tmp_path)
-        started.append(bridge)
-        bridge.spawn().wait_ready()
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self.started: list[BridgeProcess] = []
+
+    def __call__(self, **settings: str) -> BridgeProcess:
+        """A bridge process with `settings`, once ready (fails if it exits first)."""
+        bridge = self._spawn(settings)
+        bridge.wait_ready()
         return bridge
 
-    yield start
-    for bridge in started:
-        bridge.close()
+    def settled(self, **settings: str) -> BridgeProcess:
+        """A bridge process with `settings`, once ready or exited without starting (for a
+        process expected to die at start-up: see its `started` and `wait_exit`)."""
+        bridge = self._spawn(settings)
+        bridge.wait_settled()
+        return bridge
+
+    def close(self) -> None:
+        for bridge in self.started:
+            bridge.close()
+
+    def _spawn(self, settings: Mapping[str, str]) -> BridgeProcess:
+        bridge = BridgeProcess(settings, name=str(len(self.started)), workdir=self._workdir)
+        self.started.append(bridge)
+        return bridge.spawn()
+
+
+@pytest.fixture
+def bridge_processes(tmp_path: Path) -> Iterator[BridgeProcesses]:
+    """A factory: `bridge_processes(**settings)` starts a bridge process and waits until it
+    is ready (`.settled(**settings)`: or exited); all are killed at the end."""
+    processes = BridgeProcesses(tmp_path)
+    yield processes
+    processes.close()

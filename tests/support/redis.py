@@ -17,8 +17,9 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import redis
@@ -220,6 +221,24 @@ class RedisClusterServers:
             node.close()
 
 
+class _Servers(Protocol):
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Servers)
+
+
+@contextmanager
+def running(servers: _S) -> Iterator[_S]:
+    """`servers` started, and closed at the end (also when they failed to start)."""
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.close()
+
+
 def _cluster_ready(client: redis.Redis, masters: int) -> bool:
     fields = client.cluster("INFO")  # redis-py parses the reply into a dict
     return fields.get("cluster_state") == "ok" and fields.get("cluster_known_nodes") == str(masters)
@@ -228,12 +247,8 @@ def _cluster_ready(client: redis.Redis, masters: int) -> bool:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the whole session (tests use key prefixes of their own)."""
-    server = RedisServer(require_redis_server())
-    try:
-        server.start()
+    with running(RedisServer(require_redis_server())) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
@@ -246,12 +261,8 @@ async def admin(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterServers]:
-    cluster = RedisClusterServers(require_redis_server())
-    try:
-        cluster.start()
+    with running(RedisClusterServers(require_redis_server())) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 async def age_keys(url: str, prefix: str, seconds: float) -> None:
