@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -24,7 +23,7 @@ import pytest
 from bench.workload import run_chat
 from bridge.observe.memory import AfterLoad, can_trim
 from tests.support.bridge_process import BridgeProcess
-from tests.support.ports import free_port
+from tests.support.ports import accepts_connections, free_port
 from tests.support.redis import RedisServer, redis_server  # noqa: F401
 from tests.support.waiting import wait_until
 
@@ -66,19 +65,11 @@ def upstream() -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(lambda: _answers(port), 30, "the fake upstream answering")
+        wait_until(lambda: accepts_connections(port), 30, "the fake upstream answering")
         yield port
     finally:
         process.terminate()
         process.wait(10)
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _chats(port: int, prefix: str, count: int) -> list[str]:
@@ -107,8 +98,7 @@ def test_memory_after_load_returns_to_baseline(
         }
     ).spawn()
     try:
-        bridge.wait_ready()
-        wait_until(lambda: _answers(bridge.port), 30, "the bridge listening")
+        bridge.wait_ready()  # until its port accepts connections
         # Warmed up: every path of the load taken once (imports, pools, scripts).
         assert _chats(bridge.port, "warm", 5) == []
         baseline = _rss(bridge.pid)

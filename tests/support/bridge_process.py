@@ -15,7 +15,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_port
+from tests.support.ports import accepts_connections, free_port
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,7 +202,7 @@ class BridgeProcess:
         (False)."""
 
         def settled() -> bool:
-            return self.returncode is not None or _accepts(self.port)
+            return self.returncode is not None or accepts_connections(self.port)
 
         try:
             wait_until(settled, seconds, f"bridge {self.name} accepting on port {self.port}")
@@ -227,14 +226,6 @@ class BridgeProcess:
         with self._changed:
             self._ended = True
             self._changed.notify_all()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def start_bridges(bridges: Sequence[BridgeProcess]) -> None:

@@ -13,6 +13,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def accepts_connections(port: int) -> bool:
+    """Whether a server on 127.0.0.1 accepts a TCP connection on `port` now."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
