@@ -56,6 +56,7 @@ BUILD_INPUTS = (
     "next.config.ts",
     "tsconfig.json",
     "instrumentation.ts",
+    "proxy.ts",
     "app",
     "components",
     "lib",
@@ -273,13 +274,14 @@ class BridgeProcess:
     env: dict[str, str]
     server: Server
 
-    def kill_and_restart(self) -> None:
-        """SIGKILL mid-whatever, then a new process on the same SQLite file: it takes the
-        running answers over."""
+    def kill_and_restart(self, **settings: str) -> None:
+        """SIGKILL mid-whatever, then a new process on the same SQLite file (it takes the
+        running answers over), with these settings added to the session's."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.server.proc.pid, signal.SIGKILL)
         self.server.proc.wait(timeout=15)
-        self.server = _start("bridge-restarted", self.cmd, cwd=self.cwd, env=self.env)
+        env = {**self.env, **settings}
+        self.server = _start("bridge-restarted", self.cmd, cwd=self.cwd, env=env)
         _wait_http(self.server, f"{self.url}/api/models")
 
 
@@ -570,3 +572,32 @@ def test_recovering_answer_shows_recovering(
     (LOGS / "scenario-recovering.json").write_text(json.dumps(verdict, indent=2))
     assert verdict["ok"], verdict
     assert verdict["recoveryPhases"][:2] == ["recovering", "resumed"]
+
+
+def test_demo_with_auth_on_signs_in_and_keeps_chats_per_user(
+    demo_build: Path, bridge_process: BridgeProcess, chromium: str, node_env: dict[str, str]
+) -> None:
+    """The README's JWT set-up: the bridge with BRIDGE_JWT_SECRET, the demo with the same
+    value as DEMO_JWT_SECRET. Pages need a sign-in; each user sees only their own chats."""
+    secret = "demo-test-jwt-secret-0123456789abcdef"
+    bridge_process.kill_and_restart(BRIDGE_JWT_SECRET=secret)
+    port = free_port()
+    env = {
+        **node_env,
+        "BRIDGE_URL": bridge_process.url,
+        "NEXT_DIST_DIR": DIST_DIR,
+        "DEMO_JWT_SECRET": secret,
+    }
+    cmd = ["node_modules/.bin/next", "start", "--port", str(port), "--hostname", "127.0.0.1"]
+    site = _start("next-auth", cmd, cwd=DEMO, env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(site, f"{base_url}/login")
+        result = run_scenario("auth", base_url, chromium, node_env)
+        # The bridge itself refuses a caller with no token: the demo's sign-in is what opens it.
+        assert httpx.get(f"{bridge_process.url}/api/chats", timeout=30).status_code == 401
+    finally:
+        site.stop()
+        bridge_process.kill_and_restart()  # anonymous again, for the other tests
+    assert result["aliceChats"] == [result["chatId"]]
+    assert result["bobSeesAlicesText"] is False

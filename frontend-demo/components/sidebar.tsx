@@ -3,6 +3,7 @@
 import Link from 'next/link';
 import { useRouter } from 'next/navigation';
 import { useEffect, useState } from 'react';
+import { signOut } from '@/app/actions';
 import { useChatList } from '@/lib/chat-list';
 import { newChatId } from '@/lib/ids';
 import type { ChatSummary } from '@/lib/types';
@@ -24,9 +25,14 @@ function ago(value: ChatSummary['updatedAt']): string {
   return date.toLocaleDateString('en-US', { month: 'short', day: 'numeric' });
 }
 
-type Props = { initialChats: ChatSummary[]; activeId: string };
+type Props = {
+  initialChats: ChatSummary[];
+  activeId: string;
+  /** Signed in with the bridge's auth on; null in anonymous mode. */
+  user: string | null;
+};
 
-export function Sidebar({ initialChats, activeId }: Props) {
+export function Sidebar({ initialChats, activeId, user }: Props) {
   const router = useRouter();
   const chats = useChatList(initialChats);
   const [open, setOpen] = useState(false);
@@ -88,6 +94,16 @@ export function Sidebar({ initialChats, activeId }: Props) {
         ))}
       </nav>
       <div className="sidebar-foot">
+        {user ? (
+          <form action={signOut} className="signed-in" data-testid="signed-in">
+            <span>
+              Signed in as <strong data-testid="user-name">{user}</strong>
+            </span>
+            <button type="submit" className="link-button" data-testid="sign-out">
+              Sign out
+            </button>
+          </form>
+        ) : null}
         Stop, reload, or open this chat on another device: the bridge keeps every chunk.
       </div>
     </aside>

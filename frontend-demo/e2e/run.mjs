@@ -534,6 +534,51 @@ const scenarios = {
     run.check('the banner goes once the answer goes on', true);
   },
 
+  /** The bridge's auth on (a JWT set-up): sign in, chat, each user sees their own chats. */
+  async auth({ browser, baseUrl, run, consoleLog }) {
+    const alice = await newPage(browser, consoleLog);
+    await alice.goto(`${baseUrl}/`, { waitUntil: 'domcontentloaded' });
+    await alice.waitForURL(/\/login/);
+    run.check('a page asks to sign in first', await alice.getByTestId('login-form').isVisible());
+    const anonymous = await fetch(`${baseUrl}/api/chats`);
+    run.check('the API refuses a caller with no session (401)', anonymous.status === 401, anonymous.status);
+    await alice.getByTestId('login-name').fill('alice');
+    await alice.getByTestId('login-submit').click();
+    await alice.waitForURL(/\/chat\/[^/?]+$/);
+    await waitForHydration(alice);
+    const chatId = decodeURIComponent(new URL(alice.url()).pathname.split('/').pop());
+    run.note('chatId', chatId);
+    run.check('the sidebar names the user', (await alice.getByTestId('user-name').innerText()) === 'alice');
+    await sendText(alice, 'Hello as alice');
+    await alice.locator('[data-testid="message"][data-role="assistant"] [data-testid="usage"]').waitFor({ timeout: 60_000 });
+    await alice.waitForSelector('[data-testid="chat"][data-status="ready"]');
+    const answer = (await renderedAssistantTexts(alice))[0] ?? '';
+    run.check('the answer came through the signed-in session', answer.includes('Hello as alice'), answer.slice(0, 200));
+    // The chat list is alice's, from the page's own session (the cookie goes along).
+    const chats = await alice.evaluate(async () => (await (await fetch('/api/chats')).json()).chats.map((c) => c.id));
+    run.note('aliceChats', chats);
+    await alice.reload({ waitUntil: 'domcontentloaded' });
+    run.check('after a reload the history is rendered on the server for her',
+      (await alice.locator('[data-testid="message"][data-role="user"]').innerText()).includes('Hello as alice'));
+
+    const bob = await newPage(browser, consoleLog);
+    await bob.goto(`${baseUrl}/login`, { waitUntil: 'domcontentloaded' });
+    await bob.getByTestId('login-name').fill('bob');
+    await bob.getByTestId('login-submit').click();
+    await bob.waitForURL(/\/chat\//);
+    await bob.goto(`${baseUrl}/chat/${encodeURIComponent(chatId)}`, { waitUntil: 'domcontentloaded' });
+    await waitForHydration(bob);
+    const bobText = await bob.locator('body').innerText();
+    run.note('bobSeesAlicesText', bobText.includes('Hello as alice'));
+    run.check('another user cannot read her chat', !bobText.includes('Hello as alice'));
+    const bobChats = await bob.evaluate(async () => (await (await fetch('/api/chats')).json()).chats.map((c) => c.id));
+    run.check('nor find it in his list', !bobChats.includes(chatId), bobChats);
+
+    await alice.getByTestId('sign-out').click();
+    await alice.waitForURL(/\/login/);
+    run.check('signing out goes back to the sign-in page', await alice.getByTestId('login-form').isVisible());
+  },
+
   /** Copy, regenerate, edit and resend. */
   async actions({ browser, baseUrl, run, consoleLog }) {
     const page = await newPage(browser, consoleLog);

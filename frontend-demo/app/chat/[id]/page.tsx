@@ -2,7 +2,7 @@ import type { Metadata } from 'next';
 import { notFound } from 'next/navigation';
 import { Chat } from '@/components/chat';
 import { Sidebar } from '@/components/sidebar';
-import { loadChat, loadChats, loadModels } from '@/lib/bridge';
+import { loadChat, loadChats, loadModels, signedInUser } from '@/lib/bridge';
 import { CHAT_ID_PATTERN } from '@/lib/ids';
 import { parseTransportChoice } from '@/lib/transport-choice';
 
@@ -20,12 +20,17 @@ export default async function ChatPage({ params, searchParams }: Props) {
   const { transport } = await searchParams;
   if (!CHAT_ID_PATTERN.test(id)) notFound();
 
-  const [chat, chats, models] = await Promise.all([loadChat(id), loadChats(), loadModels()]);
+  const [chat, chats, models, user] = await Promise.all([
+    loadChat(id),
+    loadChats(),
+    loadModels(),
+    signedInUser(),
+  ]);
   const title = chats.data.find((c) => c.id === id)?.title ?? null;
 
   return (
     <div className="app">
-      <Sidebar initialChats={chats.data} activeId={id} />
+      <Sidebar initialChats={chats.data} activeId={id} user={user} />
       <Chat
         key={id}
         id={id}
