@@ -46,6 +46,7 @@ from bridge.providers import base as ev
 from protocol.messages import (
     DynamicToolUIPart,
     ReasoningUIPart,
+    SteeringMessageUIPart,
     TextUIPart,
     ToolUIPart,
     UIMessage,
@@ -197,41 +198,70 @@ _SETTLED = frozenset({"output-available", "output-error"})
 
 def to_agent_messages(messages: Sequence[UIMessage]) -> tuple[list[ModelMessage], str]:
     """The conversation as pydantic-ai messages, and the last user turn's text as the prompt
-    of this run (its history is everything before it)."""
+    of this run (its history is everything else). A steering message delivered into an
+    answer (a `steering-message` part) is a user turn right where it was delivered: the
+    run after it has it as its prompt."""
     history: list[ModelMessage] = []
-    prompt = ""
-    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
-    for position, message in enumerate(messages):
-        text = "".join(p.text for p in message.parts if isinstance(p, TextUIPart))
+    for message in messages:
         if message.role == "user":
-            if position == last_user:
-                prompt = text
-            else:
-                history.append(ModelRequest(parts=[UserPromptPart(content=text)]))
-            continue
-        if message.role != "assistant":
-            continue
-        # A model response ends at its tool calls; their returns come back in a request.
-        response_parts: list[Any] = []
-        returns: list[Any] = []
-        for part in message.parts:
-            if isinstance(part, TextUIPart | ReasoningUIPart) and part.text:
-                if returns:
-                    history += [ModelResponse(parts=response_parts), ModelRequest(parts=returns)]
-                    response_parts, returns = [], []
-                kind = TextPart if isinstance(part, TextUIPart) else ThinkingPart
-                response_parts.append(kind(content=part.text))
-            elif isinstance(part, ToolUIPart | DynamicToolUIPart) and part.state in _SETTLED:
-                call_id, name = part.tool_call_id, part.tool_name
-                response_parts.append(
-                    ToolCallPart(tool_name=name, args=part.input, tool_call_id=call_id)
-                )
-                content = part.output if part.state == "output-available" else part.error_text
-                returns.append(
-                    ToolReturnPart(tool_name=name, content=content, tool_call_id=call_id)
-                )
-        if response_parts:
-            history.append(ModelResponse(parts=response_parts))
-        if returns:
-            history.append(ModelRequest(parts=returns))
+            history.append(_user_turn(message.parts))
+        elif message.role == "assistant":
+            history += _responses(message)
+    # The prompt: the newest user turn (the old order kept for a conversation that ends
+    # with an answer, such as a step taken over).
+    prompt = ""
+    for index in range(len(history) - 1, -1, -1):
+        if _prompt_of(history[index]) is not None:
+            prompt = _prompt_of(history.pop(index)) or ""
+            break
     return history, prompt
+
+
+def _user_turn(parts: Sequence[Any]) -> ModelRequest:
+    text = "".join(p.text for p in parts if isinstance(p, TextUIPart))
+    return ModelRequest(parts=[UserPromptPart(content=text)])
+
+
+def _prompt_of(message: ModelMessage) -> str | None:
+    """The text of a user turn (a request holding one user prompt), else None."""
+    if not isinstance(message, ModelRequest) or len(message.parts) != 1:
+        return None
+    part = message.parts[0]
+    if not isinstance(part, UserPromptPart) or not isinstance(part.content, str):
+        return None
+    return part.content
+
+
+def _responses(message: UIMessage) -> list[ModelMessage]:
+    """An assistant message as model responses: each ends at its tool calls, whose returns
+    come back in a request; a steering message delivered in it is a user turn there."""
+    out: list[ModelMessage] = []
+    response_parts: list[Any] = []
+    returns: list[Any] = []
+
+    def flush() -> None:
+        nonlocal response_parts, returns
+        if response_parts:
+            out.append(ModelResponse(parts=response_parts))
+        if returns:
+            out.append(ModelRequest(parts=returns))
+        response_parts, returns = [], []
+
+    for part in message.parts:
+        if isinstance(part, SteeringMessageUIPart):
+            flush()
+            out.append(_user_turn(part.parts))
+        elif isinstance(part, TextUIPart | ReasoningUIPart) and part.text:
+            if returns:
+                flush()
+            kind = TextPart if isinstance(part, TextUIPart) else ThinkingPart
+            response_parts.append(kind(content=part.text))
+        elif isinstance(part, ToolUIPart | DynamicToolUIPart) and part.state in _SETTLED:
+            call_id, name = part.tool_call_id, part.tool_name
+            response_parts.append(
+                ToolCallPart(tool_name=name, args=part.input, tool_call_id=call_id)
+            )
+            content = part.output if part.state == "output-available" else part.error_text
+            returns.append(ToolReturnPart(tool_name=name, content=content, tool_call_id=call_id))
+    flush()
+    return out
