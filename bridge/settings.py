@@ -35,6 +35,10 @@ class ModelOptionsSetting(BaseModel):
     thinking_budget: int | None = Field(default=None, ge=1024)
     provider_tools: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
     """Tools the provider runs itself, each in its API's own shape (README, Providers)."""
+    background: bool = False
+    """OpenAI Responses: background mode (the API stores the response and keeps generating
+    without the client), so a takeover reads the rest of the same response instead of
+    asking again (README, Surviving restarts)."""
 
     @field_validator("provider_tools")
     @classmethod

@@ -47,6 +47,7 @@ from bridge.errors import (
 )
 from bridge.generation.plan import TOOL_RUN_DATA_TYPE, GenerationPlan, Resumption, Turn
 from bridge.generation.prefill import open_text_tail
+from bridge.generation.reattach import RESPONSE_CHUNK_TYPE, Reattached
 from bridge.generation.resumed import RECOVERING_CHUNK_TYPE, recovering_chunk
 from bridge.log.closing import close_claimed
 from bridge.services import Services
@@ -73,7 +74,7 @@ _T = TypeVar("_T")
 _TOOL_RESULTS = (ToolOutputAvailableChunk, ToolOutputErrorChunk, ToolOutputDeniedChunk)
 # What a takeover or a step boundary writes: not the answer's progress.
 _NOT_PROGRESS = (StartStepChunk, FinishStepChunk, ResetStepChunk)
-_NOT_PROGRESS_DATA = frozenset({RECOVERING_CHUNK_TYPE, TOOL_RUN_DATA_TYPE})
+_NOT_PROGRESS_DATA = frozenset({RECOVERING_CHUNK_TYPE, TOOL_RUN_DATA_TYPE, RESPONSE_CHUNK_TYPE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,8 @@ class LogState:
     open_text: str | None = None
     """The chunk id of the open step's text part when it is all the step produced and
     still open: the step may be continued rather than re-run."""
+    reattached: Reattached | None = None
+    """The open step's response id and the chunks of its model call the log holds."""
 
 
 async def read_log_state(services: Services, chat_id: str, generation_id: str) -> LogState:
@@ -114,6 +117,8 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
     step_open = tools_begun = False
     started: set[str] = set()
     open_text: set[str] = set()  # text parts of the open step without their text-end
+    response_id: str | None = None  # the open step's response (`data-provider-response`)
+    logged = 0  # chunks of the open step's model call (not the bridge's own markers)
     recovery = RecoveryState()
     after = -1
     while True:
@@ -138,15 +143,19 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
                 isinstance(chunk, DataChunk) and chunk.type in _NOT_PROGRESS_DATA
             ):
                 recovery = dataclasses.replace(recovery, progressed=True)
+            if isinstance(chunk, StartStepChunk | FinishStepChunk | ResetStepChunk):
+                open_text.clear()
+                response_id, logged = None, 0
+            elif isinstance(chunk, DataChunk) and chunk.type == RESPONSE_CHUNK_TYPE:
+                response_id = str(chunk.id)
+            elif not (isinstance(chunk, DataChunk) and chunk.type in _NOT_PROGRESS_DATA):
+                logged += 1
             if isinstance(chunk, StartStepChunk):
                 step_open, tools_begun = True, False
-                open_text.clear()
             elif isinstance(chunk, FinishStepChunk):
                 step_open, tools_begun = False, False
-                open_text.clear()
             elif isinstance(chunk, ResetStepChunk):
                 tools_begun = False
-                open_text.clear()
             elif isinstance(chunk, TextStartChunk):
                 open_text.add(chunk.id)
             elif isinstance(chunk, TextEndChunk):
@@ -159,6 +168,8 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
         if read.ended or not read.entries:
             break
     state = LogState(assembler, after + 1, step_open, tools_begun, frozenset(started), recovery)
+    if step_open and not tools_begun and response_id is not None:
+        state.reattached = Reattached(response_id, logged)
     if (
         step_open
         and not tools_begun
@@ -244,7 +255,15 @@ async def recover(services: Services, chat_id: str, generation_id: str) -> None:
         started_tools=state.started_tools,
         first_step=first_step,
         open_text=state.open_text,
-        assembler=state.assembler if state.open_text is not None else None,
+        reattached=state.reattached if state.assembler.error_text is None else None,
+        # The log's assembler knows the open parts (only without an error: after one, it
+        # ignores chunks, as the client does).
+        assembler=(
+            state.assembler
+            if state.assembler.error_text is None
+            and (state.open_text is not None or state.reattached is not None)
+            else None
+        ),
     )
     runner.resume(plan, resumption)
 

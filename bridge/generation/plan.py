@@ -13,6 +13,7 @@ import anyio
 import orjson
 
 from bridge.generation.inbox import SteeringInbox
+from bridge.generation.reattach import Reattached
 from bridge.observe import tracing
 from bridge.providers.base import Provider
 from bridge.store.base import GenerationInfo
@@ -145,5 +146,9 @@ class Resumption:
     """The chunk id of the open step's text part when that part, still streaming, is all the
     step produced: the step can be continued from its text (an assistant prefill) where
     the provider accepts one, instead of re-run (bridge/generation/prefill.py)."""
+    reattached: Reattached | None = None
+    """The open step's response, when the provider can read it again by id: the step goes
+    on from it instead of being re-run (bridge/generation/reattach.py)."""
     assembler: MessageAssembler | None = None
-    """The assembler that folded the log, set with `open_text`: it knows the open part."""
+    """The assembler that folded the log, set with `open_text` or `reattached`: it knows the
+    open parts."""

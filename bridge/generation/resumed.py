@@ -1,7 +1,8 @@
-"""Continuing a taken-over generation: the interrupted step is continued from its partial
-text where the provider accepts an assistant prefill (bridge/generation/prefill.py), else
-re-run (after `reset-step`), or, when it got as far as its tools, its tools are finished;
-then the steps go on."""
+"""Continuing a taken-over generation: the interrupted step's response is read again where
+the provider kept it (bridge/generation/reattach.py), or the step is continued from its
+partial text where the provider accepts an assistant prefill (bridge/generation/prefill.py),
+else re-run (after `reset-step`); or, when it got as far as its tools, its tools are
+finished; then the steps go on."""
 
 from __future__ import annotations
 
@@ -48,17 +49,27 @@ async def produce_resumed(
         message = resumption.message
         steps = sum(isinstance(p, StepStartUIPart) for p in message.parts)
         if resumption.step_open and not resumption.tools_begun:
-            continued = resumption.open_text
+            reattached = resumption.reattached
+            if reattached is not None and not loop.reattaches(generation, assembler):
+                reattached = None
+            continued = None if reattached is not None else resumption.open_text
             if continued is not None and not (
                 continued.startswith(f"s{steps - 1}-")  # a part of this step's model call
                 and loop.accepts_prefill(generation, assembler)
             ):
                 continued = None
-            if continued is None:
+            if continued is None and reattached is None:
                 # Readers drop the unfinished attempt, like the stored message.
                 emit(ResetStepChunk())
             finish_reason, proceed = await loop.step(
-                generation, emit, assembler, steps - 1, totals, restart=True, continued=continued
+                generation,
+                emit,
+                assembler,
+                steps - 1,
+                totals,
+                restart=True,
+                continued=continued,
+                reattached=reattached,
             )
             if not proceed:
                 return finish(plan, emit, totals, finish_reason)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import anyio
 
@@ -15,13 +16,14 @@ from bridge.generation.emitter import Emitter, Totals, message_metadata
 from bridge.generation.inbox import waits_for_client
 from bridge.generation.plan import Generation, GenerationPlan
 from bridge.generation.prefill import PrefillTransformer, open_text_tail
+from bridge.generation.reattach import Reattached, ReattachedTransformer, response_chunk
 from bridge.generation.tool_phase import ToolPhase, input_check
 from bridge.generation.transform import StepTransformer
 from bridge.log.closing import closing_chunks
 from bridge.observe import tracing
 from bridge.observe.metrics import Metrics
 from bridge.providers import base as ev
-from bridge.providers.base import ModelRequest, accepts_prefill
+from bridge.providers.base import ModelRequest, accepts_prefill, reattaches
 from bridge.settings import Settings
 from bridge.store.base import Outcome
 from protocol.assembler import MessageAssembler
@@ -155,11 +157,23 @@ class StepLoop:
         *,
         restart: bool = False,
         continued: str | None = None,
+        reattached: Reattached | None = None,
     ) -> tuple[ev.FinishReason, bool]:
         with tracing.step_span(step):
             return await self._step_body(
-                generation, emit, assembler, step, totals, restart=restart, continued=continued
+                generation,
+                emit,
+                assembler,
+                step,
+                totals,
+                restart=restart,
+                continued=continued,
+                reattached=reattached,
             )
+
+    def reattaches(self, generation: Generation, assembler: MessageAssembler) -> bool:
+        """Whether the provider can read this step's response again by its id."""
+        return reattaches(generation.plan.provider, self._request(generation, assembler))
 
     def accepts_prefill(self, generation: Generation, assembler: MessageAssembler) -> bool:
         """Whether the model would continue the message's partial text (an assistant
@@ -176,12 +190,14 @@ class StepLoop:
         *,
         restart: bool = False,
         continued: str | None = None,
+        reattached: Reattached | None = None,
     ) -> tuple[ev.FinishReason, bool]:
         """One model call and the tools it asked for. Returns the finish reason and whether
         the loop goes on (tool results for the model to read). `restart`: the step was
         opened (and reset) already, by the producer this generation was taken over from.
         `continued`: the step was opened and not reset: the model continues its open text
-        part of this chunk id (bridge/generation/prefill.py)."""
+        part of this chunk id (bridge/generation/prefill.py). `reattached`: the step was
+        opened and not reset: its response is read again (bridge/generation/reattach.py)."""
         plan = generation.plan
         if not restart:
             emit(StartStepChunk())
@@ -189,17 +205,24 @@ class StepLoop:
         tail = open_text_tail(assembler.message) if continued is not None else None
         while True:
             transformer: StepTransformer
-            if continued is not None and tail is not None:
+            response_id: str | None = None
+            if reattached is not None:
+                response_id = reattached.response_id
+                transformer = ReattachedTransformer(step, input_check(plan), reattached.logged)
+                reattached = None  # a retry (after `reset-step`) starts the step anew
+            elif continued is not None and tail is not None:
                 transformer = PrefillTransformer(step, input_check(plan), continued, tail)
                 continued = None  # a retry (after `reset-step`) starts the step anew
             else:
                 transformer = StepTransformer(step, input_check(plan))
             try:
                 if generation.steering is None:
-                    await self._call_model(generation, assembler, transformer, emit)
+                    await self._call_model(generation, assembler, transformer, emit, response_id)
                 else:  # steering hook: an `interrupt` message cancels this call
                     with generation.steering.interruptible():
-                        await self._call_model(generation, assembler, transformer, emit)
+                        await self._call_model(
+                            generation, assembler, transformer, emit, response_id
+                        )
                 break
             except ProviderUnavailable:
                 if retries <= 0 or not generation.opened.done():
@@ -231,14 +254,29 @@ class StepLoop:
         assembler: MessageAssembler,
         transformer: StepTransformer,
         emit: Emitter,
+        response_id: str | None = None,
     ) -> None:
+        """The model call; `response_id`: read that response again instead."""
         plan = generation.plan
         settings = self._settings
         request = self._request(generation, assembler)
+        provider = plan.provider
+        events: AsyncIterator[ev.ProviderEvent]
+        if response_id is not None:
+            events = getattr(provider, "reattach")(request, response_id)  # noqa: B009
+            mark = False  # the log names the response already
+        else:
+            events = provider.stream(request)
+            mark = reattaches(provider, request)
         with tracing.provider_span(plan.model_id) as span:
             try:
                 await _stream_model(
-                    generation, request, transformer, emit, settings.bridge_provider_idle_seconds
+                    generation,
+                    events,
+                    transformer,
+                    emit,
+                    settings.bridge_provider_idle_seconds,
+                    mark,
                 )
             except ProviderError as exc:
                 tracing.mark_error(span, exc.code)
@@ -287,16 +325,16 @@ def has_content(message: UIMessage) -> bool:
 
 async def _stream_model(
     generation: Generation,
-    request: ModelRequest,
+    events: AsyncIterator[ev.ProviderEvent],
     transformer: StepTransformer,
     emit: Emitter,
     idle_seconds: float,
+    mark: bool,
 ) -> None:
     """The model call's events into chunks. A watchdog cuts a call that receives nothing
     for `idle_seconds` (a stalled upstream: bytes stop, the connection stays open) and
     raises ProviderUnavailable, so the step is retried or the answer ends; one timer per
     call, not per event."""
-    events = generation.plan.provider.stream(request)
     count = 0
     loop = asyncio.get_running_loop()
     last_event = loop.time()
@@ -319,8 +357,12 @@ async def _stream_model(
         with scope:
             async for event in events:
                 last_event = loop.time()
-                if isinstance(event, ev.StreamOpened) and not generation.opened.done():
-                    generation.opened.set_result(None)
+                if isinstance(event, ev.StreamOpened):
+                    if not generation.opened.done():
+                        generation.opened.set_result(None)
+                    if mark and event.response_id:
+                        # Durable before the step's content: a takeover reads it again.
+                        emit(response_chunk(event.response_id))
                 for chunk in transformer.transform(event):
                     emit(chunk)
                 count += 1

@@ -68,6 +68,9 @@ class ModelOptions:
     provider API's own shape (e.g. `{"type": "web_search"}` for OpenAI Responses,
     `{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}` for Anthropic).
     Their calls come back as provider-executed tool calls with their results."""
+    background: bool = False
+    """OpenAI Responses background mode: the response is stored and generated without the
+    client, and a taken-over step reads it again by id (`reattach`) instead of asking anew."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +262,16 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release the HTTP client."""
         ...
+
+
+def reattaches(provider: Provider, request: ModelRequest) -> bool:
+    """Whether the provider can read a response it started for `request` again by its id
+    (`StreamOpened.response_id`), from its first event, after the reader went away: a
+    provider says so with `reattaches(request) -> bool` and serves it with
+    `reattach(request, response_id) -> AsyncIterator[ProviderEvent]` (the same events as
+    `stream`). A taken-over step is then read again, not generated again."""
+    check = getattr(provider, "reattaches", None)
+    return callable(check) and check(request) is True
 
 
 def accepts_prefill(provider: Provider, request: ModelRequest) -> bool:

@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 from bridge.errors import ModelNotAllowed
 from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
@@ -32,6 +32,7 @@ from bridge.providers.base import (
     Provider,
     ProviderEvent,
     accepts_prefill,
+    reattaches,
 )
 from bridge.providers.demo import DemoProvider
 from bridge.settings import Endpoint, Settings
@@ -100,6 +101,16 @@ class _WithOptions:
 
     def accepts_prefill(self, request: ModelRequest) -> bool:
         return accepts_prefill(self._provider, replace(request, options=self._options))
+
+    def reattaches(self, request: ModelRequest) -> bool:
+        return reattaches(self._provider, replace(request, options=self._options))
+
+    def reattach(self, request: ModelRequest, response_id: str) -> AsyncIterator[ProviderEvent]:
+        reattach: Any = getattr(self._provider, "reattach")  # noqa: B009 (reattaches said so)
+        events: AsyncIterator[ProviderEvent] = reattach(
+            replace(request, options=self._options), response_id
+        )
+        return events
 
     async def aclose(self) -> None:
         """The wrapped provider belongs to the registry, which closes it."""

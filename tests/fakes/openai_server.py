@@ -14,6 +14,11 @@ Both speak the real wire format (checked against the `openai` SDK's types in
   when `stream_options.include_usage`, then `data: [DONE]`; an error inside the stream is
   `data: {"error": {...}}` (what vLLM and others send).
 
+Background mode (Responses): a request with `background: true` is stored, rendered whole
+at once (`background_streams`), and `GET /v1/responses/{id}?stream=true[&starting_after=n]`
+streams the same events again (those after sequence number n), paced as the first time:
+the same response, no new generation (`retrievals` counts them).
+
 Use: `base_url=fake.url + "/v1"` (see `OpenAIFake.base_url`).
 """
 
@@ -23,6 +28,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -47,6 +53,7 @@ from tests.fakes.server import (
     ToolCall,
     Turn,
     Usage,
+    _SSEStream,
     json_error,
     sse,
 )
@@ -78,10 +85,28 @@ _DEFAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {
 }
 
 
+def _sequence_of(output: Output) -> int:
+    """The `sequence_number` of a rendered event (a pause goes with the events after it)."""
+    if not isinstance(output, bytes):
+        return 1 << 62
+    for line in output.split(b"\n"):
+        if line.startswith(b"data: "):
+            number = orjson.loads(line[6:]).get("sequence_number")
+            return number if isinstance(number, int) else 1 << 62
+    return 1 << 62
+
+
 class OpenAIFake(ScriptedFake):
     chat_reasoning_field = "reasoning_content"
     """Where Chat Completions reasoning deltas go: "reasoning_content" (vLLM, DeepSeek) or
     "reasoning" (Ollama)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.background_streams: dict[str, list[Output]] = {}
+        """Background responses by id: every event rendered."""
+        self.retrievals = 0
+        """Background response streams read again (GET)."""
+        super().__init__(**kwargs)
 
     @property
     def base_url(self) -> str:
@@ -90,6 +115,7 @@ class OpenAIFake(ScriptedFake):
     def routes(self) -> list[Route]:
         return [
             Route("/v1/responses", self._responses, methods=["POST"]),
+            Route("/v1/responses/{response_id}", self._retrieve, methods=["GET"]),
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             # Azure OpenAI: the deployment in the path, the key in `api-key`.
             Route(
@@ -132,7 +158,24 @@ class OpenAIFake(ScriptedFake):
         return json_error(error.status, body, headers)
 
     def _render_responses(self, turn: Turn, body: Any) -> Iterator[Output]:
-        return _ResponsesRenderer(self, turn, body).render()
+        renderer = _ResponsesRenderer(self, turn, body)
+        if not (isinstance(body, dict) and body.get("background")):
+            return renderer.render()
+        output = list(renderer.render())  # the API goes on without the client: all of it
+        self.background_streams[renderer.id] = output
+        return iter(output)
+
+    async def _retrieve(self, request: Request) -> Response:
+        """GET a background response's event stream again, after `starting_after`."""
+        await self._record(request)
+        output = self.background_streams.get(request.path_params["response_id"])
+        if output is None:
+            return self.error_response(HttpError(404, "No response found with that id."))
+        if request.query_params.get("stream") != "true":
+            return self.error_response(HttpError(400, "this fake only streams (stream=true)"))
+        after = int(request.query_params.get("starting_after", "-1"))
+        self.retrievals += 1
+        return _SSEStream(self, iter([o for o in output if _sequence_of(o) > after]))
 
     def _render_chat(self, turn: Turn, body: Any) -> Iterator[Output]:
         return _ChatRenderer(self, turn, body).render()

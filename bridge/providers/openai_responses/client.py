@@ -27,7 +27,13 @@ from bridge.providers._deadline import Deadline
 from bridge.providers._errors import error_for_status, stream_error
 from bridge.providers._sdk_http import ProviderHTTP, sdk_http_client, sdk_timeout
 from bridge.providers._sse import DEFAULT_MAX_EVENT_BYTES
-from bridge.providers._stream import MALFORMED, read_sse, timed_out, unreadable_event_text
+from bridge.providers._stream import (
+    MALFORMED,
+    RawBody,
+    read_sse,
+    timed_out,
+    unreadable_event_text,
+)
 from bridge.providers.base import (
     EventError,
     ModelRequest,
@@ -153,52 +159,81 @@ class OpenAIResponsesProvider:
                         reasoning=_reasoning(
                             reasoning, self._reasoning_summary, request.options.reasoning_effort
                         ),
+                        background=True if request.options.background else omit,
                         stream=True,
                     )
                 )
             except openai.OpenAIError as exc:
                 raise openai_error(exc, provider=self.name, secrets=self._secrets) from exc
+            async for event in self._read(stack, response.http_response, request, deadline):
+                yield event
 
-            state = _StreamState(frozenset(tool.name for tool in request.tools))
-            opened = False
-            # After the final event the loop reads on to the end of the body, which lets
-            # the connection go back to the pool rather than be closed.
-            # Closed by the stack (before the response) however the loop is left.
-            stream = await stack.enter_async_context(
-                aclosing(
-                    read_sse(
-                        response.http_response,
-                        deadline,
-                        provider=self.name,
-                        label=LABEL,
-                        max_event_bytes=self._max_event_bytes,
+    def reattaches(self, request: ModelRequest) -> bool:
+        """Background mode (BRIDGE_MODEL_OPTIONS `background`): the API keeps the response
+        and goes on generating it without the client."""
+        return request.options.background
+
+    async def reattach(
+        self, request: ModelRequest, response_id: str
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        """A background response's events again, from its first (GET
+        /v1/responses/{id}?stream=true): the same response, nothing generated anew. Read
+        from the start, the events rebuild the step's state as the first reader had it."""
+        deadline = Deadline(self._timeout)
+        async with AsyncExitStack() as stack:
+            try:
+                response = await stack.enter_async_context(
+                    self._client.responses.with_streaming_response.retrieve(
+                        response_id, stream=True
                     )
                 )
+            except openai.OpenAIError as exc:
+                raise openai_error(exc, provider=self.name, secrets=self._secrets) from exc
+            async for event in self._read(stack, response.http_response, request, deadline):
+                yield event
+
+    async def _read(
+        self, stack: AsyncExitStack, body: RawBody, request: ModelRequest, deadline: Deadline
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        """The response's event stream as provider events."""
+        state = _StreamState(frozenset(tool.name for tool in request.tools))
+        opened = False
+        # After the final event the loop reads on to the end of the body, which lets
+        # the connection go back to the pool rather than be closed.
+        # Closed by the stack (before the response) however the loop is left.
+        stream = await stack.enter_async_context(
+            aclosing(
+                read_sse(
+                    body,
+                    deadline,
+                    provider=self.name,
+                    label=LABEL,
+                    max_event_bytes=self._max_event_bytes,
+                )
             )
-            async for events in stream:
-                for _, data in events:
-                    if state.finished or data.startswith(b"[DONE]"):
-                        continue
-                    event = _read_event(data)
-                    if not opened:
-                        opened = True
-                        created = event.get("response") if event is not None else None
-                        response_id = created.get("id") if isinstance(created, dict) else None
-                        yield StreamOpened(
-                            response_id=_str(response_id) or None, model=request.model
-                        )
-                    produced = None
-                    if event is not None:
-                        try:
-                            produced = state.handle(event)
-                        except MALFORMED:
-                            produced = None
-                    if produced is None:
-                        # As the AI SDK does: the event is reported, the step goes on.
-                        yield EventError(unreadable_event_text(data, label=LABEL))
-                        continue
-                    for out in produced:
-                        yield out
+        )
+        async for events in stream:
+            for _, data in events:
+                if state.finished or data.startswith(b"[DONE]"):
+                    continue
+                event = _read_event(data)
+                if not opened:
+                    opened = True
+                    created = event.get("response") if event is not None else None
+                    response_id = created.get("id") if isinstance(created, dict) else None
+                    yield StreamOpened(response_id=_str(response_id) or None, model=request.model)
+                produced = None
+                if event is not None:
+                    try:
+                        produced = state.handle(event)
+                    except MALFORMED:
+                        produced = None
+                if produced is None:
+                    # As the AI SDK does: the event is reported, the step goes on.
+                    yield EventError(unreadable_event_text(data, label=LABEL))
+                    continue
+                for out in produced:
+                    yield out
         if state.finished:
             return
         raise error_for_status(
