@@ -4,7 +4,6 @@ flows. The level comes from BRIDGE_CLIENT_LEVEL, `?client=` or `x-ai-sdk-level`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,11 +14,12 @@ from bridge.access.client_level import LEVEL_HEADER
 from bridge.app import create_app
 from protocol.chunks import UIMessageChunk, encode_chunk
 from protocol.compat import ClientLevel, ClientLevelError, adapt_chunk, known_chunk_types
-from tests.bridge_server import BridgeFactory, chat_body, make_settings
+from tests.bridge_server import BridgeFactory, chat_body, make_settings, openai_settings
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import LiveServer, Reasoning, StreamError, Text, ToolCall
 from tests.node_harness import CLIENTS, NodeHarness
 from tests.test_protocol_chunks import FULL, MINIMAL
+from tests.test_resume import assert_one_complete_answer
 
 pytestmark = pytest.mark.node
 
@@ -122,23 +122,10 @@ def test_bridge_configured_for_ai5_with_approval_tools_refuses_to_start() -> Non
 # --- the Chat class of each version --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[OpenAIFake]:
-    server = OpenAIFake(api_key="test-key")
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def bridge(bridge_factory: BridgeFactory, fake: OpenAIFake) -> LiveServer:
-    fake.reset()
-    return bridge_factory(
-        openai_api_key="test-key",
-        openai_base_url=fake.base_url,
-        bridge_model="openai:gpt-test",
-        bridge_allow_client_tools=True,
-    )
+    """A bridge answering with `fake` (the fake OpenAI server of tests/bridge_server.py)."""
+    return bridge_factory(**openai_settings(fake, bridge_allow_client_tools=True))
 
 
 def scenario(bridge: LiveServer, chat_id: str, client: int, **extra: Any) -> dict[str, Any]:
@@ -233,13 +220,7 @@ def test_chat_class_resumes_after_a_page_reload(
             ],
         )
     )
-    assert result["status"] == "ready", result.get("error")
-    messages = result["messages"]
-    assert [m["role"] for m in messages] == ["user", "assistant"], messages
-    saved = stored(bridge, chat_id)
-    assert messages[1]["id"] == saved[1]["id"]
-    assert messages[1]["parts"] == saved[1]["parts"]
-    assert text_of(messages[1]) == ANSWER
+    assert_one_complete_answer(result, bridge, chat_id, ANSWER)
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -260,11 +241,7 @@ def test_chat_class_recovers_a_dropped_connection_in_the_same_chat(
             ],
         )
     )
-    assert result["status"] == "ready", result.get("error")
-    messages = result["messages"]
-    assert [m["role"] for m in messages] == ["user", "assistant"], messages
-    assert messages[1]["parts"] == stored(bridge, chat_id)[1]["parts"]
-    assert text_of(messages[1]) == ANSWER
+    assert_one_complete_answer(result, bridge, chat_id, ANSWER)
 
 
 @pytest.mark.parametrize("client", [6, 7])

@@ -6,7 +6,6 @@ Property-based over k with a fast Python reader, and with the real `Chat` class 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from protocol.assembler import MessageAssembler
 from protocol.chunks import parse_chunk
-from tests.bridge_server import BridgeFactory, chat_body
+from tests.bridge_server import BridgeFactory, chat_body, openai_settings
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import LiveServer, Reasoning, Text, ToolCall
 from tests.node_harness import NodeHarness
@@ -30,23 +29,10 @@ SCRIPT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[OpenAIFake]:
-    server = OpenAIFake(api_key="test-key")
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def bridge(bridge_factory: BridgeFactory, fake: OpenAIFake) -> LiveServer:
-    fake.reset()
-    return bridge_factory(
-        openai_api_key="test-key",
-        openai_base_url=fake.base_url,
-        bridge_model="openai:gpt-test",
-        bridge_tools="bridge.tools.examples",
-    )
+    """A bridge answering with `fake` (the fake OpenAI server of tests/bridge_server.py)."""
+    return bridge_factory(**openai_settings(fake, bridge_tools="bridge.tools.examples"))
 
 
 def fold(chunks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -140,7 +126,11 @@ def test_chat_class_resumes_after_a_page_reload(
     assert_one_complete_answer(result, bridge, f"reload-{k}")
 
 
-def assert_one_complete_answer(result: dict[str, Any], bridge: LiveServer, chat_id: str) -> None:
+def assert_one_complete_answer(
+    result: dict[str, Any], bridge: LiveServer, chat_id: str, answer: str = ANSWER
+) -> None:
+    """A Node `Chat` run ended ready with one user message and one assistant message, whose
+    text is `answer` and which is the message the bridge stored."""
     assert result["status"] == "ready", result.get("error")
     messages = result["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"], messages
@@ -148,4 +138,4 @@ def assert_one_complete_answer(result: dict[str, Any], bridge: LiveServer, chat_
     assert messages[1]["id"] == stored[1]["id"]
     assert messages[1]["parts"] == stored[1]["parts"]
     text = "".join(p.get("text", "") for p in messages[1]["parts"] if p["type"] == "text")
-    assert text == ANSWER
+    assert text == answer
