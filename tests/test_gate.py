@@ -31,7 +31,7 @@ def _walk(routes: list[Any]) -> Iterator[Any]:
             yield route
 
 
-def _route_entries() -> dict[str, Entry | None]:
+def route_entries() -> dict[str, Entry | None]:
     """Every route of the app, by the entry name it should have, with the entry its
     handler depends on (None: none)."""
     app = create_app(make_settings())
@@ -62,7 +62,7 @@ def _names(entry: Entry, route: str) -> bool:
     return path == entry_path
 
 
-def _frame_types() -> set[str]:
+def frame_types() -> set[str]:
     union = typing.get_args(typing.get_args(ClientFrame)[0])
     kinds = {
         typing.get_args(typing.get_args(member)[0].model_fields["type"].annotation)[0]
@@ -72,7 +72,7 @@ def _frame_types() -> set[str]:
 
 
 def test_gate_every_route_depends_on_its_entry() -> None:
-    routes = _route_entries()
+    routes = route_entries()
     missing = [name for name, entry in routes.items() if entry is None]
     assert missing == []
     wrong = [
@@ -86,7 +86,7 @@ def test_gate_every_route_depends_on_its_entry() -> None:
 
 
 def test_gate_every_frame_type_has_an_entry() -> None:
-    assert set(FRAMES) == _frame_types()
+    assert set(FRAMES) == frame_types()
     assert all(entry.name == f"frame {kind}" for kind, entry in FRAMES.items())
 
 
@@ -108,7 +108,7 @@ def _readme_table() -> dict[str, list[str]]:
 
 
 def _all_entries() -> list[Entry]:
-    _route_entries()  # the app imports every route module: every entry is declared
+    route_entries()  # the app imports every route module: every entry is declared
     return entries()
 
 
