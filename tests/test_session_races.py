@@ -10,17 +10,22 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import orjson
 import pytest
 
+from bridge.store.memory import MemoryStore
 from protocol.sse import SSEParser
+from tests.bridge_server import BridgeFactory, openai_settings
 from tests.fakes.openai_server import OpenAIFake
-from tests.fakes.server import Hang, Text, ToolCall
+from tests.fakes.server import Hang, LiveServer, Text, ToolCall
+from tests.faulty_store import FaultyStore
 from tests.support.bridge_process import BridgeProcess, BridgeProcesses
 from tests.support.waiting import wait_until
 
 AUTH = {"authorization": "Bearer races-token", "x-ai-sdk-level": "7"}
+Served = BridgeProcess | LiveServer
 
 
 @pytest.fixture
@@ -44,18 +49,20 @@ def user(text: str, message_id: str) -> dict[str, Any]:
 class Streaming(threading.Thread):
     """POST /api/chat read to its end in the background; `chunks` as they arrive."""
 
-    def __init__(self, bridge: BridgeProcess, body: dict[str, Any]) -> None:
+    def __init__(self, bridge: Served, body: dict[str, Any]) -> None:
         super().__init__(daemon=True)
         self.url = f"{bridge.url}/api/chat"
         self.body = body
         self.chunks: list[dict[str, Any]] = []
         self.done = False
         self.status = 0
+        self.generation_id = ""
 
     def run(self) -> None:
         parser = SSEParser()
         with httpx.stream("POST", self.url, json=self.body, headers=AUTH, timeout=60) as response:
             self.status = response.status_code
+            self.generation_id = response.headers.get("x-bridge-generation-id", "")
             for piece in response.iter_bytes():
                 for event in parser.feed(piece):
                     if event.data == "[DONE]":
@@ -70,7 +77,7 @@ class Streaming(threading.Thread):
         return self.chunks
 
 
-def messages_of(bridge: BridgeProcess, chat_id: str) -> dict[str, Any]:
+def messages_of(bridge: Served, chat_id: str) -> dict[str, Any]:
     response = httpx.get(f"{bridge.url}/api/chat/{chat_id}/messages", headers=AUTH)
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
@@ -81,11 +88,26 @@ def running_generations(bridge: BridgeProcess) -> int:
     return int(httpx.get(f"{bridge.url}/healthz").json()["runningGenerations"])
 
 
-def stop(bridge: BridgeProcess, chat_id: str) -> dict[str, Any]:
+def stop(bridge: Served, chat_id: str) -> dict[str, Any]:
     response = httpx.post(f"{bridge.url}/api/chat/{chat_id}/stop", headers=AUTH, timeout=30)
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
     return body
+
+
+class Stopping(threading.Thread):
+    def __init__(self, bridge: Served, chat_id: str) -> None:
+        super().__init__(daemon=True)
+        self.args = (bridge, chat_id)
+        self.result: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        self.result = stop(*self.args)
+
+    def finish(self) -> dict[str, Any]:
+        self.join(30)
+        assert self.result is not None, "the stop did not answer"
+        return self.result
 
 
 def test_race_stop_during_start_stops_the_generation_and_keeps_history_consistent(
@@ -244,3 +266,45 @@ def test_race_approval_pending_is_applied_once_from_any_device(
     assert late.json()["error"]["code"] == "approval_already_answered"
     assert len(fake.requests) == calls
     assert messages_of(bridge, chat_id)["messages"] == stored
+
+
+def test_race_stop_while_the_answer_begins_stops_what_it_begins(
+    bridge_factory: BridgeFactory, openai_fake: OpenAIFake
+) -> None:
+    """The narrowest case: the stop reads the chat while the POST has not begun its
+    generation yet (held inside the store's begin; a pause only a wrapped store can place
+    exactly, so this one runs in the test's process): the stop waits for that start and
+    stops what it began, instead of answering that nothing ran and letting it run."""
+    store = FaultyStore(MemoryStore())
+    settings = openai_settings(openai_fake, bridge_auth_tokens=["races-token:alice"])
+    server = bridge_factory(store=store, **settings)
+    openai_fake.enqueue([Text("Should never be read to the end"), Hang()])
+    beginning, release = threading.Event(), threading.Event()
+    reads_while_held: list[str] = []
+
+    async def hold() -> None:
+        beginning.set()
+        await anyio.to_thread.run_sync(release.wait, 30.0)
+
+    def observe(method: str, args: tuple[Any, ...]) -> None:
+        if method == "get_chat" and beginning.is_set() and not release.is_set():
+            reads_while_held.append(method)
+
+    store.before("begin_generation", hold)
+    store.observer = observe
+    posting = Streaming(server, {"id": "race-begin", "message": user("Hello", "u1")})
+    posting.start()
+    assert beginning.wait(10)
+    stopping = Stopping(server, "race-begin")
+    stopping.start()
+    # The stop's gate and the stop itself read the chat: nothing is active yet.
+    wait_until(lambda: len(reads_while_held) >= 2, 10, "the stop read the chat")
+    release.set()
+    stopped = stopping.finish()
+    assert stopped["stopped"] is True and stopped["outcome"] == "aborted"
+    chunks = posting.finish()
+    assert chunks[-1]["type"] == "abort"
+    assert stopped["generationId"] == posting.generation_id
+    state = messages_of(server, "race-begin")
+    assert state["activeGenerationId"] is None
+    assert [(m["role"], m["id"]) for m in state["messages"]][:1] == [("user", "u1")]

@@ -34,7 +34,9 @@ async def stop_chat(
             await services.store.read(chat_id, generation, -1, limit=1)
         except GenerationNotFound:
             return JSONResponse(NOTHING_STOPPED)
-    generation_id, outcome = await stop_generation(services, chat_id, generation)
+    generation_id, outcome = await stop_generation(
+        services, chat_id, generation, user=admitted.user
+    )
     if generation_id is None:
         return JSONResponse(NOTHING_STOPPED)
     return JSONResponse(

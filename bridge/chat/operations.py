@@ -90,8 +90,21 @@ async def start_generation(
     generation runs and is served, never answered as if it had not started."""
     if not services.runner.accepting:
         raise Draining("this server is shutting down; retry the request")
-    async with _start_gate(services.runner):
-        generation = await _begin(services, chat_request, user, started)
+    # Known while it begins, so a stop that arrives now stops what it begins (the chat has
+    # no active generation yet to stop).
+    starting = _starting(services.runner).setdefault(chat_request.id, {})
+    began: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+    starting[began] = user
+    try:
+        async with _start_gate(services.runner):
+            generation = await _begin(services, chat_request, user, started)
+        began.set_result(generation.generation_id)
+    finally:
+        if not began.done():
+            began.set_result(None)
+        starting.pop(began, None)
+        if not starting:
+            _starting(services.runner).pop(chat_request.id, None)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(
             asyncio.shield(generation.opened), timeout=services.settings.bridge_heartbeat_seconds
@@ -108,6 +121,17 @@ does; in turns the first ones stream while the later ones start. The provider's 
 awaited outside the turn: a slow provider never holds it."""
 
 _gates: weakref.WeakKeyDictionary[object, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+_Starts = dict[str, dict[asyncio.Future[str | None], str]]
+_starts: weakref.WeakKeyDictionary[object, _Starts] = weakref.WeakKeyDictionary()
+
+
+def _starting(runner: object) -> _Starts:
+    """The starts of one runner under way, by chat, with the user each is for: each resolves
+    to the generation it began (None when it failed)."""
+    starts = _starts.get(runner)
+    if starts is None:
+        starts = _starts[runner] = {}
+    return starts
 
 
 def _start_gate(runner: object) -> asyncio.Semaphore:
@@ -322,18 +346,33 @@ async def _without(
 
 
 async def stop_generation(
-    services: Services, chat_id: str, generation_id: str | None
+    services: Services, chat_id: str, generation_id: str | None, *, user: str | None = None
 ) -> tuple[str | None, str | None]:
     """Ask the generation (the active one when None) to stop, wherever it runs, and wait for
-    its end. Returns (generation id, outcome); (None, None) when nothing was running."""
+    its end. Returns (generation id, outcome); (None, None) when nothing was running. With
+    `user` and no active generation, a start of that user's in this process that is still
+    beginning is waited for and stopped."""
     store = services.store
     if generation_id is None:
+        # Taken before the chat is read: a start that began after the read is in it.
+        starts = _starting(services.runner).get(chat_id, {})
+        starting = [start for start, by in starts.items() if user is not None and by == user]
         chat = await store.get_chat(chat_id)
         generation_id = chat.active_generation_id if chat else None
+        if generation_id is None and starting:
+            generation_id = await _begun(services, starting)
     if generation_id is None:
         return None, None
     await store.request_stop(chat_id, generation_id)
     return generation_id, await _wait_for_end(services, chat_id, generation_id)
+
+
+async def _begun(services: Services, starting: list[asyncio.Future[str | None]]) -> str | None:
+    """The generation a start of this process under way begins (a stop that arrived while
+    the answer was still starting stops it), waiting at most a heartbeat interval."""
+    done, _ = await asyncio.wait(starting, timeout=services.settings.bridge_heartbeat_seconds)
+    begun = [f.result() for f in done if not f.cancelled() and f.result() is not None]
+    return begun[-1] if begun else None
 
 
 async def _wait_for_end(
