@@ -457,6 +457,9 @@ const scenarios = {
     run.check('it is marked delivered, at the step that read it',
       (await outcome.getAttribute('data-outcome')) === 'delivered' && /step \d+/.test(await outcome.innerText()));
     run.check('nothing is left pending', (await page.getByTestId('pending-message').count()) === 0);
+    const chunks = await page.evaluate(() => window.__steeringOutcomeChunks ?? []);
+    run.check('the outcome came in the answer (a data-steering-outcome chunk)',
+      chunks.includes(clientLast.parts[at]?.id), chunks);
   },
 
   /** A steering message the answer never read (it was stopped first): "not delivered". */

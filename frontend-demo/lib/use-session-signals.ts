@@ -19,6 +19,8 @@ declare global {
   interface Window {
     /** Every `data-recovering` phase this page was told, for the browser tests. */
     __recoveryPhases?: string[];
+    /** The ids of the `data-steering-outcome` chunks this page was given by useChat. */
+    __steeringOutcomeChunks?: string[];
   }
 }
 
@@ -88,6 +90,7 @@ export function useSessionSignals(chatId: string, notify: (text: string) => void
   const onData = useCallback(
     (part: DataPart) => {
       if (part.type === 'data-steering-outcome' && part.id) {
+        (window.__steeringOutcomeChunks ??= []).push(part.id);
         decided(part.id, part.data as SteeringOutcome);
       } else if (part.type === 'data-recovering') {
         const next = part.data as Recovery;
