@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.bridge_process import BridgeProcess, start_bridges
 from tests.support.proxy import TcpProxy
-from tests.support.redis import RedisServer, require_redis_server
+from tests.support.redis import RedisServer, require_redis_server, running
 
 LEASE_SECONDS = 2
 HEARTBEAT_SECONDS = 1
@@ -47,12 +47,8 @@ def redis_process(tmp_path: Path) -> Iterator[RedisServer]:
     binary = require_redis_server()
     workdir = tmp_path / "redis"
     workdir.mkdir()
-    server = RedisServer(binary, workdir)
-    server.start()
-    try:
+    with running(RedisServer(binary, workdir)) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

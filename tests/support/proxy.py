@@ -67,9 +67,11 @@ class _ServerThread:
             loop.run_forever()
         finally:
             server.close()
-            for task in asyncio.all_tasks(loop):
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
                 task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
+            # Until every connection's task has finished cancelling (closing its sockets).
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.close()
 
 
