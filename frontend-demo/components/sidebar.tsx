@@ -7,6 +7,7 @@ import { signOut } from '@/app/actions';
 import { useChatList } from '@/lib/chat-list';
 import { newChatId } from '@/lib/ids';
 import type { ChatSummary } from '@/lib/types';
+import { Brand } from './brand';
 
 function toDate(value: string | number | null | undefined): Date | null {
   if (value === null || value === undefined) return null;
@@ -46,14 +47,7 @@ export function Sidebar({ initialChats, activeId, user }: Props) {
   return (
     <aside className={`sidebar${open ? ' is-open' : ''}`} data-testid="sidebar">
       <div className="sidebar-top">
-        <div className="brand">
-          <span className="brand-mark" aria-hidden="true">
-            ◆
-          </span>
-          <span>
-            aisdk-bridge <span className="brand-sub">demo</span>
-          </span>
-        </div>
+        <Brand />
         <button
           type="button"
           className="sidebar-toggle"

@@ -266,6 +266,17 @@ async function referenceRun(browser, baseUrl, consoleLog) {
   return { chatId, text: textOf(assistants(stored.messages)[0]), rendered: rendered[0] };
 }
 
+/** A new chat answering the long prompt; once it streams, `text` is typed and `button` pressed. */
+async function typeWhileAnswering(browser, baseUrl, consoleLog, text, button) {
+  const page = await newPage(browser, consoleLog);
+  const chatId = await openNewChat(page, baseUrl);
+  await sendText(page, LONG_PROMPT);
+  await waitForStreamedText(page, 200);
+  await page.getByTestId('composer-input').fill(text);
+  await page.getByTestId(button).click();
+  return { page, chatId };
+}
+
 /** Record the page's calls of the stop endpoint (it must never be called on unload). */
 function watchStopCalls(page) {
   const calls = [];
@@ -430,12 +441,7 @@ const scenarios = {
 
   /** Steer: text typed while the answer runs goes into it, where the model reads it. */
   async steer({ browser, baseUrl, run, consoleLog }) {
-    const page = await newPage(browser, consoleLog);
-    const chatId = await openNewChat(page, baseUrl);
-    await sendText(page, LONG_PROMPT);
-    await waitForStreamedText(page, 200);
-    await page.getByTestId('composer-input').fill('Now say it in one line');
-    await page.getByTestId('steer-button').click();
+    const { page, chatId } = await typeWhileAnswering(browser, baseUrl, consoleLog, 'Now say it in one line', 'steer-button');
     const { stored, client } = await waitForSettled(page, baseUrl, chatId);
     const kinds = (message) => (message?.parts ?? []).map((part) => part.type);
     const clientLast = client.messages.at(-1);
@@ -464,12 +470,7 @@ const scenarios = {
 
   /** A steering message the answer never read (it was stopped first): "not delivered". */
   async 'steer-stopped'({ browser, baseUrl, run, consoleLog }) {
-    const page = await newPage(browser, consoleLog);
-    await openNewChat(page, baseUrl);
-    await sendText(page, LONG_PROMPT);
-    await waitForStreamedText(page, 100);
-    await page.getByTestId('composer-input').fill('Never read');
-    await page.getByTestId('steer-button').click();
+    const { page } = await typeWhileAnswering(browser, baseUrl, consoleLog, 'Never read', 'steer-button');
     const pending = page.locator('[data-testid="pending-message"][data-kind="steer"]');
     await pending.waitFor({ timeout: 10_000 });
     run.check('the steer shows as queued first', (await pending.getAttribute('data-state')) === 'queued');
@@ -483,12 +484,7 @@ const scenarios = {
 
   /** A message sent while an answer runs, queued as the next turn: shown queued, then run. */
   async queue({ browser, baseUrl, run, consoleLog }) {
-    const page = await newPage(browser, consoleLog);
-    const chatId = await openNewChat(page, baseUrl);
-    await sendText(page, LONG_PROMPT);
-    await waitForStreamedText(page, 100);
-    await page.getByTestId('composer-input').fill('And then this one');
-    await page.getByTestId('queue-button').click();
+    const { page, chatId } = await typeWhileAnswering(browser, baseUrl, consoleLog, 'And then this one', 'queue-button');
     const queued = page.locator('[data-testid="pending-message"][data-kind="queue"]');
     await queued.waitFor({ timeout: 10_000 });
     run.check('the message shows as queued while the answer runs',

@@ -1,4 +1,5 @@
 import type { Metadata } from 'next';
+import { Brand } from '@/components/brand';
 import { cookies } from 'next/headers';
 import { redirect } from 'next/navigation';
 import { SESSION_COOKIE, SESSION_SECONDS, USER_NAME_PATTERN, sessionSecret, signSession } from '@/lib/session';
@@ -30,14 +31,7 @@ export default async function Login({ searchParams }: Props) {
   return (
     <main className="login">
       <form action={signIn} className="login-card" data-testid="login-form">
-        <div className="brand">
-          <span className="brand-mark" aria-hidden="true">
-            ◆
-          </span>
-          <span>
-            aisdk-bridge <span className="brand-sub">demo</span>
-          </span>
-        </div>
+        <Brand />
         <h1>Sign in</h1>
         <p>
           The bridge has auth on: your chats are kept under your name, and only you can read or
