@@ -241,7 +241,11 @@ def test_durable_reads_check_the_owner_and_refuse_writes(
     assert httpx.get(url, headers=alice).status_code == 200
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers=bob).status_code == 404
-    assert httpx.get(ds_url(server, "ds-owned"), headers=bob).status_code == 404
+    # Someone else's chat stream reads as an unused id's: empty, no oracle.
+    theirs = httpx.get(ds_url(server, "ds-owned"), headers=bob)
+    unused = httpx.get(ds_url(server, "ds-never-used"), headers=bob)
+    assert (theirs.status_code, theirs.content) == (unused.status_code, unused.content)
+    assert (theirs.status_code, theirs.content) == (200, b"[]")
     assert httpx.head(url, headers=bob).status_code == 404
     for method in ("PUT", "POST", "DELETE"):
         refused = httpx.request(method, url, headers=alice)

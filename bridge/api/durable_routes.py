@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from bridge.access.limits import POLL_COST
 from bridge.api.gate import Admitted, Entry
 from bridge.chat.durable import Page, chat_page, generation_page
-from bridge.errors import NotFound, RequestError
+from bridge.errors import RequestError
 from bridge.services import Services, services_of
 
 router = APIRouter()
@@ -146,11 +146,10 @@ async def _sse(
             return
 
 
-def _reader(request: Request, chat_id: str, admitted: Admitted) -> Services:
-    """A chat that is not the caller's has no streams (as an unused id)."""
-    if not admitted.visible:
-        raise NotFound(f"chat {chat_id} has no such stream")
-    return services_of(request)
+def _reader(request: Request, admitted: Admitted) -> tuple[Services, str]:
+    """The services and the chat id to read: a chat that is not the caller's reads as an
+    unused id (`Admitted.read_as`), so every answer is an unused id's."""
+    return services_of(request), admitted.read_as
 
 
 Offset = Annotated[str | None, Query(max_length=40)]
@@ -167,11 +166,11 @@ async def read_generation(
     live: LiveMode | None = None,
     cursor: Cursor = None,
 ) -> Response:
-    services = _reader(request, chat_id, admitted)
+    services, read_as = _reader(request, admitted)
     _check_generation_id(generation_id)
 
     async def page_of(at: str | None, wait: float) -> Page:
-        return await generation_page(services, chat_id, generation_id, at, wait)
+        return await generation_page(services, read_as, generation_id, at, wait)
 
     return await _answer(request, services, generation_id, page_of, offset, live, cursor)
 
@@ -183,9 +182,9 @@ async def head_generation(
     generation_id: str,
     admitted: Annotated[Admitted, Depends(DS_HEAD_GENERATION)],
 ) -> Response:
-    services = _reader(request, chat_id, admitted)
+    services, read_as = _reader(request, admitted)
     _check_generation_id(generation_id)
-    page = await generation_page(services, chat_id, generation_id, "now", 0.0)
+    page = await generation_page(services, read_as, generation_id, "now", 0.0)
     return Response(
         status_code=200, media_type="application/json", headers=_headers(page, cursor=None)
     )
@@ -200,10 +199,10 @@ async def read_chat(
     live: LiveMode | None = None,
     cursor: Cursor = None,
 ) -> Response:
-    services = _reader(request, chat_id, admitted)
+    services, read_as = _reader(request, admitted)
 
     async def page_of(at: str | None, wait: float) -> Page:
-        return await chat_page(services, chat_id, at, wait)
+        return await chat_page(services, read_as, at, wait)
 
     return await _answer(request, services, f"chat-{chat_id}", page_of, offset, live, cursor)
 
@@ -212,8 +211,8 @@ async def read_chat(
 async def head_chat(
     request: Request, chat_id: str, admitted: Annotated[Admitted, Depends(DS_HEAD_LIVE)]
 ) -> Response:
-    services = _reader(request, chat_id, admitted)
-    page = await chat_page(services, chat_id, "now", 0.0)
+    services, read_as = _reader(request, admitted)
+    page = await chat_page(services, read_as, "now", 0.0)
     return Response(
         status_code=200, media_type="application/json", headers=_headers(page, cursor=None)
     )

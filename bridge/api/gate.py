@@ -14,8 +14,9 @@ or frame type without one); `admit` applies the entry's checks, always in this o
 4. the body: size, nesting depth, JSON;
 5. the chat: the caller's own, a new one, or not theirs (someone else's, or one whose owner
    record is lost while its history is there: nobody's, it fails closed). A chat that is
-   not the caller's answers like an unused id (`Admitted.visible` is False) on every entry
-   that only reads or controls; an entry that starts a turn answers 404;
+   not the caller's answers like an unused id (`Admitted.visible` is False; a route that
+   reads reads `Admitted.read_as`, an id no chat has) on every entry that only reads or
+   controls; an entry that starts a turn answers 404;
 6. concurrency: readers (streams, tails, polls) per user.
 
 The chat id is claimed (its owner recorded) only by the turn's start, after all of this
@@ -115,8 +116,20 @@ class Admitted:
     body: Any = None
     _held: ExitStack = field(default_factory=ExitStack)
 
+    @property
+    def read_as(self) -> str:
+        """The chat id whose data the request reads: the chat's own when it is the caller's
+        (or new), an id no client can send otherwise, so someone else's chat reads exactly
+        as an unused id does, whatever the route reads (no existence oracle)."""
+        assert self.chat_id is not None, "an entry without a chat reads none"
+        return self.chat_id if self.visible else UNUSED_CHAT_ID
+
     def release(self) -> None:
         self._held.close()
+
+
+UNUSED_CHAT_ID = "#unused"
+"""Outside the chat id rule (`#`), so no chat is ever stored under it."""
 
 
 # --- the entries ---------------------------------------------------------------------------
