@@ -32,6 +32,14 @@ from tests.test_gate import frame_types, route_entries
 from tests.ws_client import ws_url
 
 EXAMPLES = 30
+FUZZED = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
+"""Every fuzzer's settings: repeatable (derandomized, no example database), no deadline."""
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +104,7 @@ def test_every_route_answers_hostile_input_without_a_5xx(
         operation.as_strategy(GenerationMode.NEGATIVE),
     )
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        derandomize=True,
-        database=None,
-    )
+    @FUZZED
     @given(case=cases)
     def answer_without_a_5xx(case: Any) -> None:
         response = case.call(base_url=fuzzed_bridge.url, timeout=15)
@@ -165,13 +167,7 @@ def _status_of(url: str, method: str, params: Any, headers: Any) -> int:
         return response.status_code
 
 
-@settings(
-    max_examples=3 * EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-    database=None,
-)
+@settings(FUZZED, max_examples=3 * EXAMPLES)
 @given(which=st.integers(min_value=0), params=_queries, headers=_headers)
 def test_log_readers_of_a_real_chat_answer_hostile_parameters_without_a_5xx(
     fuzzed_bridge: LiveServer, real_generation: str, which: int, params: Any, headers: Any
@@ -182,13 +178,7 @@ def test_log_readers_of_a_real_chat_answer_hostile_parameters_without_a_5xx(
     assert status < 500, (method, path, params, headers, status)
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-    database=None,
-)
+@FUZZED
 @given(
     route=st.sampled_from(sorted(SCHEMALESS)),
     chat_id=st.one_of(st.just(REAL_CHAT), st.text(max_size=30)),
@@ -252,13 +242,7 @@ async def _throw(url: str, frame: str | bytes) -> int | None:
     return None
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-    database=None,
-)
+@FUZZED
 @given(frame=_frames)
 def test_hostile_websocket_frames_never_crash_the_server(
     fuzzed_bridge: LiveServer, frame: str | bytes
