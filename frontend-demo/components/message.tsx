@@ -6,6 +6,7 @@ import { messageText } from '@/lib/attachments';
 import type { ChatMessage, SteeringOutcomes } from '@/lib/types';
 import { Markdown } from './markdown';
 import { MessageActions } from './message-actions';
+import { isProviderToolPart, ProviderToolCard } from './provider-tool-card';
 import { Reasoning } from './reasoning';
 import { Sources } from './sources';
 import { ToolPart } from './tool-part';
@@ -134,6 +135,9 @@ export const Message = memo(function Message({
           }
           if (part.type === 'reasoning') {
             return <Reasoning key={index} text={part.text} streaming={part.state === 'streaming'} />;
+          }
+          if (isProviderToolPart(part)) {
+            return <ProviderToolCard key={part.toolCallId} part={part} sources={sources} />;
           }
           if (isToolUIPart(part)) {
             return <ToolPart key={part.toolCallId} part={part} onApproval={onApproval} />;
