@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,29 +308,14 @@ class SQLiteStore(MemoryLiveMixin):
         start = max(after + 1, 0)
         if wait <= 0:
             return await self._read_once(key, start, limit)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        signal = self._log_signals.setdefault(key, _Signal())
-        signal.waiters += 1
-        try:
-            while True:
-                # Taken before reading: a commit after our read fires this very event.
-                changed = signal.event
-                result = await self._read_once(key, start, limit)
-                remaining = deadline - loop.time()
-                if result.entries or result.ended or remaining <= 0 or self._closed:
-                    return result
-                try:
-                    async with asyncio.timeout(remaining):
-                        await changed.wait()
-                except TimeoutError:
-                    return LogRead([], False)
-                if self._closed:
-                    return LogRead([], False)
-        finally:
-            signal.waiters -= 1
-            if signal.waiters == 0 and self._log_signals.get(key) is signal:
-                del self._log_signals[key]
+        return await self._until(
+            self._log_signals,
+            key,
+            wait,
+            lambda: self._read_once(key, start, limit),
+            lambda result: bool(result.entries or result.ended),
+            LogRead([], False),
+        )
 
     async def producer_alive(self, chat_id: str, generation_id: str) -> bool:
         return await self._read(self._db_reader.lease_alive, chat_id, generation_id, self._clock())
@@ -425,26 +410,15 @@ class SQLiteStore(MemoryLiveMixin):
         key = (chat_id, generation_id)
         if wait <= 0:
             return await self._read_steering_once(key, after)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        signal = self._steer_signals.setdefault(key, _Signal())
-        signal.waiters += 1
-        try:
-            while True:
-                changed = signal.event  # taken before reading: a later push fires it
-                items = await self._read_steering_once(key, after)
-                remaining = deadline - loop.time()
-                if items or remaining <= 0 or self._closed:
-                    return items
-                try:
-                    async with asyncio.timeout(remaining):
-                        await changed.wait()
-                except TimeoutError:
-                    return []
-        finally:
-            signal.waiters -= 1
-            if signal.waiters == 0 and self._steer_signals.get(key) is signal:
-                del self._steer_signals[key]
+        empty: list[tuple[int, bytes]] = []
+        return await self._until(
+            self._steer_signals,
+            key,
+            wait,
+            lambda: self._read_steering_once(key, after),
+            bool,
+            empty,
+        )
 
     async def close_steering(self, chat_id: str, generation_id: str) -> None:
         conn = self._db_writer.conn
@@ -476,6 +450,41 @@ class SQLiteStore(MemoryLiveMixin):
         return await self._read(steering.read, conn, *key, after, self._clock())
 
     # --- internals -----------------------------------------------------------------------
+
+    async def _until(
+        self,
+        signals: dict[_Key, _Signal],
+        key: _Key,
+        wait: float,
+        attempt: Callable[[], Awaitable[_T]],
+        ready: Callable[[_T], bool],
+        empty: _T,
+    ) -> _T:
+        """`attempt()` until `ready` (or `wait` seconds passed: `empty`), woken by the key's
+        signal after each commit that changed it; never a polling loop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        signal = signals.setdefault(key, _Signal())
+        signal.waiters += 1
+        try:
+            while True:
+                # Taken before reading: a commit after our read fires this very event.
+                changed = signal.event
+                result = await attempt()
+                remaining = deadline - loop.time()
+                if ready(result) or remaining <= 0 or self._closed:
+                    return result
+                try:
+                    async with asyncio.timeout(remaining):
+                        await changed.wait()
+                except TimeoutError:
+                    return empty
+                if self._closed:
+                    return empty
+        finally:
+            signal.waiters -= 1
+            if signal.waiters == 0 and signals.get(key) is signal:
+                del signals[key]
 
     @property
     def _db_writer(self) -> Writer:
