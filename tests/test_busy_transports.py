@@ -263,3 +263,23 @@ def test_busy_several_queued_messages_become_one_next_turn_in_order(
     for steering_id in ("u2", "u3", "u4"):
         record = httpx.get(f"{bridge.url}/api/chat/busy-many/steer/{steering_id}").json()
         assert record["nextTurn"] == turn_page["generationId"]
+
+
+def test_busy_poll_queued_message_dropped_by_a_stop_ends_its_polls(
+    bridge: LiveServer, openai_fake: OpenAIFake
+) -> None:
+    openai_fake.enqueue([Text("A long answer that"), Hang()])
+    posting = Posting(bridge, "poll-drop", "first")
+    posting.start()
+    assert posting.texted.wait(10)
+    page = post_poll(bridge, {"id": "poll-drop", "message": user("later", "u2")}, "queue")
+    assert page.status_code == 200 and page.json()["done"] is False
+    wait_queued(posting)
+    assert httpx.post(f"{bridge.url}/api/chat/poll-drop/stop").status_code == 200
+    posting.finish()
+    dropped = poll(bridge, "poll-drop", steering="u2", wait=10)
+    assert dropped["generationId"] is None and dropped["done"] is True
+    assert [item["chunk"]["data"] for item in dropped["chunks"]] == [
+        {"policy": "queue", "state": "dropped", "reason": "aborted"}
+    ]
+    assert [m["role"] for m in stored(bridge, "poll-drop")] == ["user", "assistant"]
