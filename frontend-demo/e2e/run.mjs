@@ -889,6 +889,48 @@ const scenarios = {
     await checkTransport(page, run, baseUrl);
   },
 
+  /**
+   * A bridge whose model has the provider's web search (tests/test_browser_provider_tools.py):
+   * the answer shows a search card with its query and sources, and after a reload the card
+   * comes back from the stored chat. Notes what the cards showed (`cardsLive`, `cardsAfterReload`).
+   */
+  async 'provider-tools'({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const chatId = await openNewChat(page, baseUrl);
+    await sendText(page, 'What is the weather in Paris today?');
+    const { stored } = await waitForSettled(page, baseUrl, chatId);
+    const searchParts = assistants(stored.messages)
+      .flatMap((message) => message.parts)
+      .filter((part) => part.type === 'tool-web_search');
+    run.note('storedSearchParts', searchParts);
+    run.check('the stored answer has a provider-executed web search, done',
+      searchParts.length === 1 && searchParts[0].providerExecuted === true && searchParts[0].state === 'output-available',
+      searchParts);
+    const cards = () =>
+      page.$$eval('[data-testid="search-card"]', (nodes) =>
+        nodes.map((node) => ({
+          state: node.getAttribute('data-state'),
+          query: node.querySelector('[data-testid="search-query"]')?.textContent ?? null,
+          links: [...node.querySelectorAll('a[data-testid="search-source"]')].map((a) => ({
+            href: a.getAttribute('href'),
+            text: a.innerText.split('\n').map((line) => line.trim()).filter(Boolean),
+          })),
+        })),
+      );
+    const live = await cards();
+    run.note('cardsLive', live);
+    run.check('one search card is shown', live.length === 1, live);
+    run.check('the search is not shown as an ordinary tool part',
+      (await page.locator('[data-testid="tool-part"][data-tool-name="web_search"]').count()) === 0);
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await waitForHydration(page);
+    await page.waitForSelector('[data-testid="search-card"]', { timeout: 30_000 });
+    const reloaded = await cards();
+    run.note('cardsAfterReload', reloaded);
+    run.check('the search card is the same after a reload', JSON.stringify(reloaded) === JSON.stringify(live),
+      { live, reloaded });
+  },
+
   /** A chat with reasoning, sources, a tool approval and usage, saved as a screenshot. */
   async screenshot({ browser, baseUrl, run, consoleLog, args }) {
     const path = args.screenshot;
