@@ -18,21 +18,7 @@ from bridge.providers.registry import (
     ProviderRegistry,
     default_model,
 )
-from bridge.settings import Settings
-
-
-def make_settings(**overrides: Any) -> Settings:
-    """Settings isolated from the environment and any .env file."""
-    values: dict[str, Any] = {
-        "openai_api_key": None,
-        "openai_base_url": None,
-        "anthropic_api_key": None,
-        "anthropic_base_url": None,
-        "bridge_model": None,
-        "bridge_models": [],
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+from tests.bridge_server import make_settings
 
 
 @pytest.fixture
