@@ -5,7 +5,6 @@ same directory is refused."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,14 @@ import pytest
 
 from protocol.sse import SSEParser
 from tests.bridge_server import chat_body, sse_events
-from tests.support.bridge_process import BridgeProcess
+from tests.support.bridge_process import BridgeProcess, BridgeProcesses
 
 TOKEN_DELAY_MS = "20"
 
 
 @pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Any]:
-    """Start `python -m bridge` processes on one data directory; all are killed at the end."""
-    processes: list[BridgeProcess] = []
+def launch(tmp_path: Path, bridge_processes: BridgeProcesses) -> Any:
+    """Start `python -m bridge` processes on one data directory (killed at the end)."""
     settings = {
         "BRIDGE_DATA_DIR": str(tmp_path / "data"),
         # One user across both processes (anonymous identities are per browser).
@@ -32,16 +30,12 @@ def launch(tmp_path: Path) -> Iterator[Any]:
     }
 
     def start(*, expect_start: bool = True) -> BridgeProcess:
-        bridge = BridgeProcess(settings, name=str(len(processes)), workdir=tmp_path)
-        processes.append(bridge)
-        started = bridge.spawn().wait_settled()
+        bridge = bridge_processes.settled(**settings)
         if expect_start:
-            assert started, bridge.output()
+            assert bridge.started, bridge.output()
         return bridge
 
-    yield start
-    for bridge in processes:
-        bridge.close()
+    return start
 
 
 AUTH = {"authorization": "Bearer restart-token"}
