@@ -52,6 +52,16 @@ function hostOf(url: string): string {
   }
 }
 
+/** An untitled page's name: its host and path (the host alone says too little). */
+function pageOf(url: string): string {
+  try {
+    const { pathname } = new URL(url);
+    return `${hostOf(url)}${pathname === '/' ? '' : pathname.replace(/\/+$/, '')}`;
+  } catch {
+    return url;
+  }
+}
+
 /** The search's query: in its input (Anthropic) or in the action it reports (OpenAI). */
 function queryOf(part: Part): string | undefined {
   const input = record(part.input);
@@ -125,7 +135,7 @@ function WebSearchCard({ part, sources }: { part: Part; sources: SourceUrlUIPart
           {links.map((link) => (
             <li key={link.url}>
               <a href={link.url} target="_blank" rel="noopener noreferrer" data-testid="search-source">
-                <span className="ptool-link-title">{link.title ?? hostOf(link.url)}</span>
+                <span className="ptool-link-title">{link.title ?? pageOf(link.url)}</span>
                 <span className="ptool-link-host">{hostOf(link.url)}</span>
               </a>
             </li>

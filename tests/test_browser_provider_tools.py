@@ -1,0 +1,130 @@
+"""Provider-defined tools in the demo, end to end: the bridge of tests/test_browser_demo.py
+started again with the provider's web search offered to its model (`provider_tools` in
+BRIDGE_MODEL_OPTIONS) and the provider's API replaced by a replay server answering with a
+recorded web-search stream (tests/recordings/*/web-search.sse). The demo page sends a
+message; its answer shows a search card with the query and the pages read, and the card
+comes back the same after a reload (from the stored chat).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.replay import ReplayServer
+from tests.test_browser_demo import (  # noqa: F401 (fixtures, found by name)
+    BridgeProcess,
+    bridge,
+    bridge_process,
+    bridge_url,
+    chromium,
+    demo,
+    demo_build,
+    demo_port,
+    node_env,
+    run_scenario,
+)
+
+pytestmark = pytest.mark.browser
+
+RECORDINGS = Path(__file__).parent / "recordings"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One provider's web search: how the bridge reaches it, what the card must show."""
+
+    recording: str
+    model: str
+    tool: dict[str, Any]
+    env: dict[str, str]
+    path: str
+    query: str
+    # Each page read: its href and the card's lines for it (title, domain).
+    links: list[dict[str, Any]]
+
+
+OPENAI = Case(
+    recording="openai/web-search.sse",
+    model="openai:gpt-5-mini",
+    tool={
+        "type": "web_search",
+        "user_location": {"type": "approximate", "country": "FR", "city": "Paris"},
+    },
+    env={"OPENAI_API_KEY": "test-key"},
+    path="/v1/responses",
+    query="weather paris today",
+    # The Responses API lists the page untitled: named by its host and path.
+    links=[
+        {
+            "href": "https://weather.example.com/paris",
+            "text": ["weather.example.com/paris", "weather.example.com"],
+        }
+    ],
+)
+ANTHROPIC = Case(
+    recording="anthropic/web-search.sse",
+    model="anthropic:claude-sonnet-4-5",
+    tool={"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+    env={"ANTHROPIC_API_KEY": "test-key"},
+    path="/v1/messages",
+    query="weather paris",
+    links=[
+        {
+            "href": "https://weather.example.com/paris",
+            "text": ["Paris weather", "weather.example.com"],
+        },
+        {"href": "https://meteo.example.fr/paris", "text": ["Météo Paris", "meteo.example.fr"]},
+    ],
+)
+
+
+@pytest.fixture(params=[OPENAI, ANTHROPIC], ids=["openai", "anthropic"])
+def web_search_bridge(
+    request: pytest.FixtureRequest,
+    bridge_process: BridgeProcess,  # noqa: F811
+) -> Iterator[tuple[Case, ReplayServer]]:
+    """The session's bridge on the replay server, its model offered web search; the
+    scripted demo bridge again afterwards, for the other browser tests."""
+    case: Case = request.param
+    with ReplayServer() as replay:
+        base_url = replay.url + "/v1" if case.model.startswith("openai:") else replay.url
+        provider = case.model.split(":", 1)[0].upper()
+        bridge_process.kill_and_restart(
+            **case.env,
+            **{f"{provider}_BASE_URL": base_url},
+            BRIDGE_MODEL=case.model,
+            BRIDGE_MODEL_OPTIONS=json.dumps({case.model: {"provider_tools": [case.tool]}}),
+        )
+        try:
+            yield case, replay
+        finally:
+            bridge_process.kill_and_restart()
+
+
+def test_provider_web_search_shows_a_search_card_that_survives_a_reload(
+    web_search_bridge: tuple[Case, ReplayServer],
+    demo: str,  # noqa: F811
+    chromium: str,  # noqa: F811
+    node_env: dict[str, str],  # noqa: F811
+) -> None:
+    case, replay = web_search_bridge
+    replay.serve((RECORDINGS / case.recording).read_bytes())
+    result: dict[str, Any] = run_scenario("provider-tools", demo, chromium, node_env)
+
+    # The page's turn reached the provider with the configured tool.
+    (request,) = replay.requests
+    assert request["path"] == case.path
+    assert request["body"]["model"] == case.model.split(":", 1)[1]
+    assert case.tool in request["body"]["tools"]
+
+    (card,) = result["cardsLive"]
+    assert card["state"] == "output-available"
+    assert card["query"] == case.query
+    assert card["links"] == case.links
+    assert result["cardsAfterReload"] == result["cardsLive"]
