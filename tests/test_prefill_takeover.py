@@ -39,18 +39,14 @@ def claude() -> Iterator[AnthropicFake]:
         yield server  # type: ignore[misc]
 
 
-@pytest.fixture
-def launch(tmp_path: Path, claude: AnthropicFake) -> Iterator[Any]:
-    """Bridge processes on one data directory, one after the other."""
+def sqlite_processes(tmp_path: Path, settings: dict[str, str]) -> Iterator[Any]:
+    """A fixture's body: bridge processes on one data directory, one after the other
+    (`start(**extra)`), closed at the end."""
     processes: list[BridgeProcess] = []
     settings = {
         "BRIDGE_DATA_DIR": str(tmp_path / "data"),
         "BRIDGE_AUTH_TOKENS": "prefill-token:alice",
-        "ANTHROPIC_API_KEY": "test-key",
-        "ANTHROPIC_BASE_URL": claude.url,
-        "OPENAI_API_KEY": "",
-        "BRIDGE_MODEL": "anthropic:claude-test",
-        "BRIDGE_DRAIN_SECONDS": "0",
+        **settings,
     }
 
     def start(**extra: str) -> BridgeProcess:
@@ -63,6 +59,20 @@ def launch(tmp_path: Path, claude: AnthropicFake) -> Iterator[Any]:
     yield start
     for process in processes:
         process.close()
+
+
+@pytest.fixture
+def launch(tmp_path: Path, claude: AnthropicFake) -> Iterator[Any]:
+    yield from sqlite_processes(
+        tmp_path,
+        {
+            "ANTHROPIC_API_KEY": "test-key",
+            "ANTHROPIC_BASE_URL": claude.url,
+            "OPENAI_API_KEY": "",
+            "BRIDGE_MODEL": "anthropic:claude-test",
+            "BRIDGE_DRAIN_SECONDS": "0",
+        },
+    )
 
 
 def _read_until_deltas(process: BridgeProcess, chat_id: str, count: int) -> list[Any]:

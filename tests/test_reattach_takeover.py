@@ -19,34 +19,29 @@ import pytest
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Text
 from tests.support.bridge_process import BridgeProcess
-from tests.test_prefill_takeover import ANSWER, WORDS, _folded, _read_until_deltas, _resume
+from tests.test_prefill_takeover import (
+    ANSWER,
+    WORDS,
+    _folded,
+    _read_until_deltas,
+    _resume,
+    sqlite_processes,
+)
 
 MODEL = "openai:gpt-test"
 
 
 @pytest.fixture
 def launch(tmp_path: Path, fake: OpenAIFake) -> Iterator[Any]:
-    """Bridge processes on one data directory, one after the other."""
-    processes: list[BridgeProcess] = []
-    settings = {
-        "BRIDGE_DATA_DIR": str(tmp_path / "data"),
-        "BRIDGE_AUTH_TOKENS": "prefill-token:alice",
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": fake.base_url,
-        "ANTHROPIC_API_KEY": "",
-        "BRIDGE_MODEL": MODEL,
-    }
-
-    def start(**extra: str) -> BridgeProcess:
-        process = BridgeProcess({**settings, **extra}, name=str(len(processes)), workdir=tmp_path)
-        processes.append(process)
-        process.spawn().wait_settled()
-        assert process.started, process.output()
-        return process
-
-    yield start
-    for process in processes:
-        process.close()
+    yield from sqlite_processes(
+        tmp_path,
+        {
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_BASE_URL": fake.base_url,
+            "ANTHROPIC_API_KEY": "",
+            "BRIDGE_MODEL": MODEL,
+        },
+    )
 
 
 def _kill_mid_answer(launch: Any, chat_id: str, **settings: str) -> tuple[list[Any], Any]:
