@@ -60,6 +60,7 @@ from protocol.chunks import (
     StartStepChunk,
     TextEndChunk,
     TextStartChunk,
+    ToolApprovalRequestChunk,
     ToolOutputAvailableChunk,
     ToolOutputDeniedChunk,
     ToolOutputErrorChunk,
@@ -148,6 +149,9 @@ async def read_log_state(services: Services, chat_id: str, generation_id: str) -
                 response_id, logged = None, 0
             elif isinstance(chunk, DataChunk) and chunk.type == RESPONSE_CHUNK_TYPE:
                 response_id = str(chunk.id)
+            elif isinstance(chunk, ToolApprovalRequestChunk):
+                # The tool phase wrote here: more than the model call's chunks; re-run.
+                response_id = None
             elif not (isinstance(chunk, DataChunk) and chunk.type in _NOT_PROGRESS_DATA):
                 logged += 1
             if isinstance(chunk, StartStepChunk):
