@@ -3,7 +3,8 @@ BRIDGE_MODEL_OPTIONS `background`), against real `python -m bridge` processes on
 file and the OpenAI fake: the first producer is killed mid-answer, the next process takes it
 over at start-up and streams the same response again by its id (GET
 /v1/responses/{id}?stream=true); the client gets the rest with no `reset-step`, the text
-exact, and the fake was asked for one generation only. Without the option the step is
+exact (a reasoning part before the text included), and the fake was asked for one
+generation only. Without the option the step is
 re-run, as before."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import orjson
 import pytest
 
 from tests.fakes.openai_server import OpenAIFake
-from tests.fakes.server import Text
+from tests.fakes.server import Reasoning, Text
 from tests.support.bridge_process import BridgeProcess
 from tests.test_prefill_takeover import (
     ANSWER,
@@ -100,3 +101,25 @@ def test_reattach_takeover_without_background_reruns_the_step(
     assert text == ANSWER
     assert [r.method for r in fake.requests] == ["POST", "POST"]
     assert "background" not in fake.requests[0].body
+
+
+def test_reattach_takeover_keeps_a_step_with_reasoning_whole(launch: Any, fake: OpenAIFake) -> None:
+    # A step a prefill could not continue (a reasoning summary before the text): read
+    # again all the same, each part once.
+    fake.enqueue(
+        [Reasoning("Thinking it over.", encrypted_content="enc-1"), Text(WORDS)],
+        token_delay=0.01,
+    )
+    background = {"BRIDGE_MODEL_OPTIONS": orjson.dumps({MODEL: {"background": True}}).decode()}
+    events, chat = _kill_mid_answer(launch, "reasoned", **background)
+    chunks, text = _folded(events)
+
+    types = [c["type"] for c in chunks]
+    assert chunks[-1]["type"] == "finish" and "reset-step" not in types
+    assert types.count("reasoning-start") == 1 and types.count("reasoning-end") == 1
+    assert types.count("text-start") == 1
+    assert text == ANSWER
+    parts = chat["messages"][-1]["parts"]
+    assert [p["type"] for p in parts] == ["step-start", "reasoning", "text"]
+    assert parts[1]["text"] == "Thinking it over." and parts[2]["text"] == ANSWER
+    assert [r.method for r in fake.requests] == ["POST", "GET"]
