@@ -4,8 +4,7 @@ file and the OpenAI fake: the first producer is killed mid-answer, the next proc
 over at start-up and streams the same response again by its id (GET
 /v1/responses/{id}?stream=true); the client gets the rest with no `reset-step`, the text
 exact (a reasoning part before the text included), and the fake was asked for one
-generation only. Without the option the step is
-re-run, as before."""
+generation only. Without the option the step is re-run, as before."""
 
 from __future__ import annotations
 
