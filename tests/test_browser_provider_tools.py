@@ -1,16 +1,17 @@
 """Provider-defined tools in the demo, end to end: the bridge of tests/test_browser_demo.py
-started again with the provider's web search offered to its model (`provider_tools` in
+started again with a provider tool offered to its model (`provider_tools` in
 BRIDGE_MODEL_OPTIONS) and the provider's API replaced by a replay server answering with a
-recorded web-search stream (tests/recordings/*/web-search.sse). The demo page sends a
-message; its answer shows a search card with the query and the pages read, and the card
-comes back the same after a reload (from the stored chat).
+recorded stream (tests/recordings/). The demo page sends a message; a web search shows a
+search card with the query and the pages read, another provider tool a card collapsed by
+default with its input and output, and the cards come back the same after a reload (from
+the stored chat).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,19 @@ RECORDINGS = Path(__file__).parent / "recordings"
 
 @dataclass(frozen=True)
 class Case:
-    """One provider's web search: how the bridge reaches it, what the card must show."""
+    """One provider tool: how the bridge reaches it, what the cards must show."""
 
     recording: str
     model: str
     tool: dict[str, Any]
     env: dict[str, str]
     path: str
-    query: str
-    # Each page read: its href and the card's lines for it (title, domain).
-    links: list[dict[str, Any]]
+    # The search cards: state, query, and each page read (href, the lines: title, domain).
+    search: list[dict[str, Any]]
+    # The other provider tools' cards (name, state, open), collapsed at first.
+    other: list[dict[str, Any]] = field(default_factory=list)
+    # What each of those shows once opened (a piece of its input, of its output).
+    opened: list[tuple[str, str]] = field(default_factory=list)
 
 
 OPENAI = Case(
@@ -58,12 +62,17 @@ OPENAI = Case(
     },
     env={"OPENAI_API_KEY": "test-key"},
     path="/v1/responses",
-    query="weather paris today",
     # The Responses API lists the page untitled: named by its host and path.
-    links=[
+    search=[
         {
-            "href": "https://weather.example.com/paris",
-            "text": ["weather.example.com/paris", "weather.example.com"],
+            "state": "output-available",
+            "query": "weather paris today",
+            "links": [
+                {
+                    "href": "https://weather.example.com/paris",
+                    "text": ["weather.example.com/paris", "weather.example.com"],
+                }
+            ],
         }
     ],
 )
@@ -73,23 +82,44 @@ ANTHROPIC = Case(
     tool={"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
     env={"ANTHROPIC_API_KEY": "test-key"},
     path="/v1/messages",
-    query="weather paris",
-    links=[
+    search=[
         {
-            "href": "https://weather.example.com/paris",
-            "text": ["Paris weather", "weather.example.com"],
-        },
-        {"href": "https://meteo.example.fr/paris", "text": ["Météo Paris", "meteo.example.fr"]},
+            "state": "output-available",
+            "query": "weather paris",
+            "links": [
+                {
+                    "href": "https://weather.example.com/paris",
+                    "text": ["Paris weather", "weather.example.com"],
+                },
+                {
+                    "href": "https://meteo.example.fr/paris",
+                    "text": ["Météo Paris", "meteo.example.fr"],
+                },
+            ],
+        }
     ],
+)
+CODE_INTERPRETER = Case(
+    recording="openai/code-interpreter.sse",
+    model="openai:gpt-5-mini",
+    tool={"type": "code_interpreter", "container": {"type": "auto"}},
+    env={"OPENAI_API_KEY": "test-key"},
+    path="/v1/responses",
+    search=[],
+    other=[{"name": "code_interpreter", "state": "output-available", "open": False}],
+    opened=[('"code": "print(2 ** 10)"', "1024")],
 )
 
 
-@pytest.fixture(params=[OPENAI, ANTHROPIC], ids=["openai", "anthropic"])
+@pytest.fixture(
+    params=[OPENAI, ANTHROPIC, CODE_INTERPRETER],
+    ids=["openai-web-search", "anthropic-web-search", "openai-code-interpreter"],
+)
 def web_search_bridge(
     request: pytest.FixtureRequest,
     bridge_process: BridgeProcess,  # noqa: F811
 ) -> Iterator[tuple[Case, ReplayServer]]:
-    """The session's bridge on the replay server, its model offered web search; the
+    """The session's bridge on the replay server, its model offered the case's tool; the
     scripted demo bridge again afterwards, for the other browser tests."""
     case: Case = request.param
     with ReplayServer() as replay:
@@ -107,7 +137,7 @@ def web_search_bridge(
             bridge_process.kill_and_restart()
 
 
-def test_provider_web_search_shows_a_search_card_that_survives_a_reload(
+def test_provider_tools_show_their_cards_that_survive_a_reload(
     web_search_bridge: tuple[Case, ReplayServer],
     demo: str,  # noqa: F811
     chromium: str,  # noqa: F811
@@ -123,8 +153,10 @@ def test_provider_web_search_shows_a_search_card_that_survives_a_reload(
     assert request["body"]["model"] == case.model.split(":", 1)[1]
     assert case.tool in request["body"]["tools"]
 
-    (card,) = result["cardsLive"]
-    assert card["state"] == "output-available"
-    assert card["query"] == case.query
-    assert card["links"] == case.links
+    assert result["cardsLive"] == {"search": case.search, "other": case.other}
+    opened = result["openedCards"]
+    assert [card["open"] for card in opened] == [True] * len(case.opened)
+    for card, (input_piece, output_piece) in zip(opened, case.opened, strict=True):
+        assert input_piece in card["input"]
+        assert output_piece in card["output"]
     assert result["cardsAfterReload"] == result["cardsLive"]

@@ -890,25 +890,25 @@ const scenarios = {
   },
 
   /**
-   * A bridge whose model has the provider's web search (tests/test_browser_provider_tools.py):
-   * the answer shows a search card with its query and sources, and after a reload the card
-   * comes back from the stored chat. Notes what the cards showed (`cardsLive`, `cardsAfterReload`).
+   * A bridge whose model has provider tools (tests/test_browser_provider_tools.py): the
+   * answer shows a search card (query, sources) or a collapsed card per other provider tool,
+   * never an ordinary tool part, and after a reload the same cards come back from the stored
+   * chat. Notes what they showed (`cardsLive`, `cardsAfterReload`, `openedCards`).
    */
   async 'provider-tools'({ browser, baseUrl, run, consoleLog }) {
     const page = await newPage(browser, consoleLog);
     const chatId = await openNewChat(page, baseUrl);
     await sendText(page, 'What is the weather in Paris today?');
     const { stored } = await waitForSettled(page, baseUrl, chatId);
-    const searchParts = assistants(stored.messages)
+    const providerParts = assistants(stored.messages)
       .flatMap((message) => message.parts)
-      .filter((part) => part.type === 'tool-web_search');
-    run.note('storedSearchParts', searchParts);
-    run.check('the stored answer has a provider-executed web search, done',
-      searchParts.length === 1 && searchParts[0].providerExecuted === true && searchParts[0].state === 'output-available',
-      searchParts);
+      .filter((part) => part.type.startsWith('tool-') && part.providerExecuted === true);
+    run.note('storedProviderParts', providerParts);
+    run.check('the stored answer has provider-executed tool parts, all done',
+      providerParts.length > 0 && providerParts.every((part) => part.state === 'output-available'), providerParts);
     const cards = () =>
-      page.$$eval('[data-testid="search-card"]', (nodes) =>
-        nodes.map((node) => ({
+      page.evaluate(() => ({
+        search: [...document.querySelectorAll('[data-testid="search-card"]')].map((node) => ({
           state: node.getAttribute('data-state'),
           query: node.querySelector('[data-testid="search-query"]')?.textContent ?? null,
           links: [...node.querySelectorAll('a[data-testid="search-source"]')].map((a) => ({
@@ -916,18 +916,32 @@ const scenarios = {
             text: a.innerText.split('\n').map((line) => line.trim()).filter(Boolean),
           })),
         })),
-      );
+        other: [...document.querySelectorAll('details[data-testid="provider-tool"]')].map((node) => ({
+          name: node.getAttribute('data-tool-name'),
+          state: node.getAttribute('data-state'),
+          open: node.open,
+        })),
+      }));
     const live = await cards();
     run.note('cardsLive', live);
-    run.check('one search card is shown', live.length === 1, live);
-    run.check('the search is not shown as an ordinary tool part',
-      (await page.locator('[data-testid="tool-part"][data-tool-name="web_search"]').count()) === 0);
+    run.check('one card per provider tool part', live.search.length + live.other.length === providerParts.length, live);
+    run.check('no provider tool is shown as an ordinary tool part',
+      (await page.locator('[data-testid="tool-part"]').count()) === 0);
+    // Open the collapsed cards: their input and output are there.
+    const summaries = page.locator('details[data-testid="provider-tool"] > summary');
+    for (let index = 0; index < (await summaries.count()); index += 1) await summaries.nth(index).click();
+    run.note('openedCards', await page.$$eval('details[data-testid="provider-tool"]', (nodes) =>
+      nodes.map((node) => ({
+        open: node.open,
+        input: node.querySelector('[data-testid="provider-tool-input"]')?.innerText ?? null,
+        output: node.querySelector('[data-testid="provider-tool-output"]')?.innerText ?? null,
+      }))));
     await page.reload({ waitUntil: 'domcontentloaded' });
     await waitForHydration(page);
-    await page.waitForSelector('[data-testid="search-card"]', { timeout: 30_000 });
+    await page.waitForSelector('[data-testid="search-card"], [data-testid="provider-tool"]', { timeout: 30_000 });
     const reloaded = await cards();
     run.note('cardsAfterReload', reloaded);
-    run.check('the search card is the same after a reload', JSON.stringify(reloaded) === JSON.stringify(live),
+    run.check('the cards are the same after a reload', JSON.stringify(reloaded) === JSON.stringify(live),
       { live, reloaded });
   },
 
