@@ -19,6 +19,7 @@ import pytest
 
 from tests.fakes.replay import ReplayServer
 from tests.test_browser_demo import (  # noqa: F401 (fixtures, found by name)
+    ARTIFACTS,
     BridgeProcess,
     bridge,
     bridge_process,
@@ -145,7 +146,13 @@ def test_provider_tools_show_their_cards_that_survive_a_reload(
 ) -> None:
     case, replay = web_search_bridge
     replay.serve((RECORDINGS / case.recording).read_bytes())
-    result: dict[str, Any] = run_scenario("provider-tools", demo, chromium, node_env)
+    # The reloaded page, for a look at the cards (test-artifacts/).
+    screenshot = ARTIFACTS / f"demo-provider-tools-{case.recording.replace('/', '-')}.png"
+    screenshot.unlink(missing_ok=True)
+    result: dict[str, Any] = run_scenario(
+        "provider-tools", demo, chromium, node_env, "--screenshot", str(screenshot)
+    )
+    assert screenshot.stat().st_size > 10_000
 
     # The page's turn reached the provider with the configured tool.
     (request,) = replay.requests

@@ -893,9 +893,10 @@ const scenarios = {
    * A bridge whose model has provider tools (tests/test_browser_provider_tools.py): the
    * answer shows a search card (query, sources) or a collapsed card per other provider tool,
    * never an ordinary tool part, and after a reload the same cards come back from the stored
-   * chat. Notes what they showed (`cardsLive`, `cardsAfterReload`, `openedCards`).
+   * chat. Notes what they showed (`cardsLive`, `cardsAfterReload`, `openedCards`); saves the
+   * reloaded page with --screenshot.
    */
-  async 'provider-tools'({ browser, baseUrl, run, consoleLog }) {
+  async 'provider-tools'({ browser, baseUrl, run, consoleLog, args }) {
     const page = await newPage(browser, consoleLog);
     const chatId = await openNewChat(page, baseUrl);
     await sendText(page, 'What is the weather in Paris today?');
@@ -943,6 +944,10 @@ const scenarios = {
     run.note('cardsAfterReload', reloaded);
     run.check('the cards are the same after a reload', JSON.stringify(reloaded) === JSON.stringify(live),
       { live, reloaded });
+    if (args.screenshot) {
+      mkdirSync(dirname(args.screenshot), { recursive: true });
+      await page.screenshot({ path: args.screenshot, fullPage: false, animations: 'disabled' });
+    }
   },
 
   /** A chat with reasoning, sources, a tool approval and usage, saved as a screenshot. */
