@@ -38,7 +38,9 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "frontend-demo"
-DIST_DIR = ".next-e2e"
+# DEMO_TEST_DIST_DIR: another build directory (e.g. `.next-e2e-2`), for a second test run at
+# the same time that must not serve from a build the first one replaces.
+DIST_DIR = os.environ.get("DEMO_TEST_DIST_DIR", ".next-e2e")
 ARTIFACTS = REPO / "test-artifacts"
 LOGS = ARTIFACTS / "browser"
 SCREENSHOT = ARTIFACTS / "demo-chat.png"
