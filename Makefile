@@ -53,9 +53,10 @@ lock: ## Re-resolve pyproject.toml to the newest releases and pin them all in re
 	rm -rf $(VENV)-lock
 	@echo "requirements.lock updated: run 'make test', then commit it"
 
-tools: $(STAMP) ## Install what the tests need: redis-server, Node >= 22 + the ai package, Chromium
+tools: $(STAMP) ## Install what the tests need: redis-server, Node >= 22 + the ai package, Node 20, Chromium
 	@bash scripts/ensure-redis.sh >/dev/null
 	@bash scripts/ensure-node.sh >/dev/null
+	@bash scripts/ensure-node.sh 20 >/dev/null
 	@bash scripts/ensure-node-deps.sh >/dev/null
 	@bash scripts/ensure-chromium.sh >/dev/null
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Print (on stdout, and nothing else) the absolute path of a `node` binary whose major
-# version is >= 22, as needed by `ai@7` (engines.node >= 22) in tests/node.
+# version is >= 22, as needed by `ai@7` (engines.node >= 22) in tests/node; with the
+# argument 20, of a Node 20 (the README's minimum, for the examples' tests).
 #
 # Order of preference:
 #   1. $AISDK_NODE, if set (must be >= 22, else this fails);
@@ -15,14 +16,22 @@
 # All progress goes to stderr. Exits non-zero with a message when no Node >= 22 can be had.
 set -euo pipefail
 
-NODE_VERSION="22.23.3"   # pinned; the npm registry's `node` package version
-MIN_MAJOR=22
+# `ensure-node.sh 20`: a Node 20 instead (the README's minimum Node, for the examples'
+# tests): $AISDK_NODE20, the `node` on PATH when it is 20, else the pinned 20 below in
+# <repo>/.tools/node20.
+WANT="${1:-22}"
+case "$WANT" in
+    22) NODE_VERSION="22.23.3"; MIN_MAJOR=22; MAX_MAJOR=999; OVERRIDE_NAME=AISDK_NODE; TOOL=node ;;
+    20) NODE_VERSION="20.20.2"; MIN_MAJOR=20; MAX_MAJOR=20; OVERRIDE_NAME=AISDK_NODE20; TOOL=node20 ;;
+    *) printf 'ensure-node: ERROR: usage: ensure-node.sh [22|20]\n' >&2; exit 2 ;;
+esac
+OVERRIDE="${!OVERRIDE_NAME:-}"
 
 log() { printf 'ensure-node: %s\n' "$*" >&2; }
 die() { printf 'ensure-node: ERROR: %s\n' "$*" >&2; exit 1; }
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-TOOLS_DIR="$REPO_ROOT/.tools/node"
+TOOLS_DIR="$REPO_ROOT/.tools/$TOOL"
 LINK="$TOOLS_DIR/bin/node"
 
 # major_of BIN -> prints the major version, or nothing if BIN does not run.
@@ -40,20 +49,25 @@ abs_path() {
     esac
 }
 
+# fits MAJOR -> whether a Node of that major version is what is wanted.
+fits() {
+    [[ -n "$1" && "$1" -ge "$MIN_MAJOR" && "$1" -le "$MAX_MAJOR" ]]
+}
+
 # 1. explicit override
-if [[ -n "${AISDK_NODE:-}" ]]; then
-    [[ -x "$AISDK_NODE" ]] || die "AISDK_NODE=$AISDK_NODE is not an executable file"
-    major="$(major_of "$AISDK_NODE")"
-    [[ -n "$major" && "$major" -ge "$MIN_MAJOR" ]] \
-        || die "AISDK_NODE=$AISDK_NODE is Node '${major:-?}', need >= $MIN_MAJOR"
-    abs_path "$AISDK_NODE"; echo
+if [[ -n "$OVERRIDE" ]]; then
+    [[ -x "$OVERRIDE" ]] || die "$OVERRIDE_NAME=$OVERRIDE is not an executable file"
+    major="$(major_of "$OVERRIDE")"
+    fits "$major" \
+        || die "$OVERRIDE_NAME=$OVERRIDE is Node '${major:-?}', need $MIN_MAJOR..$MAX_MAJOR"
+    abs_path "$OVERRIDE"; echo
     exit 0
 fi
 
-# 2. the system node, if new enough
+# 2. the system node, if it fits
 if sys_node="$(command -v node 2>/dev/null)"; then
     major="$(major_of "$sys_node")"
-    if [[ -n "$major" && "$major" -ge "$MIN_MAJOR" ]]; then
+    if fits "$major"; then
         abs_path "$sys_node"; echo
         exit 0
     fi
@@ -66,10 +80,10 @@ if [[ -x "$LINK" && "$(version_of "$LINK")" == "$NODE_VERSION" ]]; then
 fi
 
 command -v npm >/dev/null 2>&1 \
-    || die "no Node >= $MIN_MAJOR on PATH and no npm to install one with (install Debian's 'nodejs' and 'npm' packages, or set AISDK_NODE)"
+    || die "no Node $MIN_MAJOR..$MAX_MAJOR on PATH and no npm to install one with (install Debian's 'nodejs' and 'npm' packages, or set AISDK_NODE)"
 
 mkdir -p "$REPO_ROOT/.tools"
-exec 9>"$REPO_ROOT/.tools/node.lock"
+exec 9>"$REPO_ROOT/.tools/$TOOL.lock"
 if command -v flock >/dev/null 2>&1; then
     flock 9
 fi
@@ -98,7 +112,7 @@ arch_pkg="$pkg_prefix-$platform-$arch"
 
 start=$(date +%s)
 log "installing Node $NODE_VERSION (npm package node@$NODE_VERSION) into $TOOLS_DIR ..."
-staging="$(mktemp -d "$REPO_ROOT/.tools/node.staging.XXXXXX")"
+staging="$(mktemp -d "$REPO_ROOT/.tools/$TOOL.staging.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 chmod 755 "$staging"
 printf '{\n  "name": "aisdk-bridge-node-tool",\n  "private": true\n}\n' >"$staging/package.json"

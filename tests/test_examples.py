@@ -124,13 +124,12 @@ class NextjsBuild:
 
 
 def node20_binary() -> str:
-    """A Node 20: $AISDK_NODE20, else the `node` on PATH when it is 20 (it fails, never skips)."""
-    candidate = os.environ.get("AISDK_NODE20") or shutil.which("node")
-    version = run_ok([candidate, "--version"]).stdout.strip() if candidate else ""
-    assert version.startswith("v20."), (
-        f"the README's minimum Node (20) is needed: set AISDK_NODE20 (found {candidate} {version})"
-    )
-    return str(candidate)
+    """A Node 20 (scripts/ensure-node.sh 20: $AISDK_NODE20, the `node` on PATH when it is 20,
+    else a pinned Node 20 installed into .tools/node20); it fails, never skips."""
+    node = run_ok(["bash", str(ROOT / "scripts" / "ensure-node.sh"), "20"]).stdout.strip()
+    version = run_ok([node, "--version"]).stdout.strip()
+    assert version.startswith("v20."), f"{node} is {version}, not the README's minimum Node 20"
+    return node
 
 
 def ai6_modules(node: str) -> Path:
