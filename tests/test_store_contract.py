@@ -1037,3 +1037,98 @@ async def test_list_chats_orders_by_update_and_keeps_owners_apart(store: Session
     assert [c.chat_id for c in await store.list_chats("alice", limit=2)] == ["a", "c"]
     assert [c.chat_id for c in await store.list_chats("bob")] == ["z"]
     assert await store.list_chats("nobody") == []
+
+
+# --- deleting a chat -----------------------------------------------------------------------
+
+
+async def _chat_with_everything(store: SessionStore, chat_id: str) -> list[GenerationInfo]:
+    """A chat with an owner, a list entry, a history, an ended and a running generation,
+    a stop, steering and a feed: every kind of item a chat has."""
+    await store.claim_chat(chat_id, "alice")
+    await store.record_chat("alice", chat_id, "title", 1000.0)
+    ended = await begin(store, chat_id, messages=[{"id": "m1"}])
+    await append_range(store, ended, 1, 2)
+    await store.end_generation(chat_id, ended.generation_id, 3, Outcome.FINISHED, None, epoch=1)
+    running = await begin(store, chat_id, messages=[{"id": "m2"}])
+    await append_range(store, running, 1, 1)
+    await store.request_stop(chat_id, running.generation_id)
+    await store.push_steering(chat_id, running.generation_id, b'{"steer":1}')
+    await store.put_steering_record(chat_id, "steer-1", b'{"state":"queued"}')
+    await store.announce_generation(chat_id, running.generation_id, b'{"generation":1}')
+    return [ended, running]
+
+
+async def _assert_unused(store: SessionStore, chat_id: str, infos: list[GenerationInfo]) -> None:
+    assert await store.get_chat(chat_id) is None
+    assert await store.load_messages(chat_id) == []
+    assert await store.history_size(chat_id) == 0
+    assert chat_id not in [c.chat_id for c in await store.list_chats("alice")]
+    assert await store.read_generations(chat_id, 0) == []
+    assert await store.steering_record(chat_id, "steer-1") is None
+    for info in infos:
+        with pytest.raises(GenerationNotFound):
+            await store.read(chat_id, info.generation_id, -1)
+        assert not await store.producer_alive(chat_id, info.generation_id)
+        assert not await store.stop_requested(chat_id, info.generation_id)
+        assert await store.read_steering(chat_id, info.generation_id, 0) == []
+        assert await store.claim_generation(chat_id, info.generation_id) is None
+
+
+async def test_delete_chat_removes_everything_of_the_chat(store: SessionStore) -> None:
+    infos = await _chat_with_everything(store, "doomed")
+    await _chat_with_everything(store, "kept")
+
+    await store.delete_chat("doomed")
+
+    await _assert_unused(store, "doomed", infos)
+    assert "doomed" not in [g for _, g in await store.orphaned_generations()]
+    # Another chat of the same owner keeps all of its items.
+    assert [c.chat_id for c in await store.list_chats("alice")] == ["kept"]
+    kept = await store.get_chat("kept")
+    assert kept is not None and kept.active_generation_id is not None
+    assert await store.load_messages("kept") == [{"id": "m2"}]
+    assert await store.steering_record("kept", "steer-1") == b'{"state":"queued"}'
+    assert len(await store.read_generations("kept", 0)) == 1
+
+
+async def test_delete_chat_is_idempotent_and_the_id_is_new_again(store: SessionStore) -> None:
+    await store.delete_chat("never-used")  # nothing to delete: no error
+    infos = await _chat_with_everything(store, "again")
+    await store.delete_chat("again")
+    await store.delete_chat("again")
+    await _assert_unused(store, "again", infos)
+
+    # The id starts over as a new chat: the next claim makes a new owner.
+    assert await store.claim_chat("again", "bob") == "bob"
+    info = await begin(store, "again")
+    assert await read_to_end(store, info) == LogRead(expected(0), False, None)
+
+
+async def test_delete_chat_fences_the_running_producer(store: SessionStore) -> None:
+    info = await begin(store, "fenced")
+    await store.delete_chat("fenced")
+    with pytest.raises((GenerationNotFound, Fenced)):
+        await store.append("fenced", info.generation_id, 1, [chunk(1)], epoch=1)
+    with pytest.raises((GenerationNotFound, Fenced)):
+        await store.end_generation(
+            "fenced", info.generation_id, 1, Outcome.ABORTED, [{"id": "x"}], epoch=1
+        )
+    assert await store.get_chat("fenced") is None
+    assert await store.load_messages("fenced") == []
+
+
+@pytest.mark.parametrize("chat_id", HOSTILE_CHAT_IDS[:11])
+async def test_delete_chat_of_hostile_ids_touches_no_other_chat(
+    store: SessionStore, chat_id: str
+) -> None:
+    # Ids whose key patterns could match another's (braces, `%`, glob-like text).
+    others = [c for c in ["{", "%", "%7B", "a", "*", "[a]"] if c != chat_id]
+    for other in others:
+        await store.claim_chat(other, "alice")
+        await store.save_messages(other, [{"id": other}])
+    infos = await _chat_with_everything(store, chat_id)
+    await store.delete_chat(chat_id)
+    await _assert_unused(store, chat_id, infos)
+    for other in others:
+        assert await store.load_messages(other) == [{"id": other}]

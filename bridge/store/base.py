@@ -192,6 +192,15 @@ class SessionStore(Protocol):
         """The stored history's size in bytes, its JSON as stored (0 when none), read
         without loading it: a history past the limits is refused before it is parsed."""
 
+    async def delete_chat(self, chat_id: str) -> None:
+        """Remove the chat and everything kept for it: its record, its history, every log of
+        its generations (with their leases, epochs, plans and stop marks), its steering
+        queues and records, its generation feed and its entry in its owner's chat list.
+        Afterwards every method answers for the chat as for an id never used. Idempotent
+        (an unknown id: nothing to do). The caller stops a running generation first: a
+        producer still writing finds its log gone (GenerationNotFound) or its lease gone
+        (Fenced) and ends."""
+
     # --- generations -------------------------------------------------------------------
 
     async def begin_generation(

@@ -180,6 +180,22 @@ class MemoryStore(MemoryLiveMixin):
         self._maybe_sweep()
         self._save_history(chat_id, messages)
 
+    async def delete_chat(self, chat_id: str) -> None:
+        chat = self._chats.pop(chat_id, None)
+        if chat is not None and chat.owner is not None:
+            self._owned.get(chat.owner, {}).pop(chat_id, None)
+        self._histories.pop(chat_id, None)
+        for key in [k for k in self._logs if k[0] == chat_id]:
+            log = self._logs.pop(key)
+            log.notify()  # a waiting reader wakes and finds the log gone
+        for key in [k for k in self._leases if k[0] == chat_id]:
+            del self._leases[key]
+        for key in [k for k in self._lease_epochs if k[0] == chat_id]:
+            del self._lease_epochs[key]
+        for key in [k for k in self._stops if k[0] == chat_id]:
+            self._stops.pop(key).event.set()  # a producer waiting for a stop ends
+        self._drop_live(chat_id)
+
     # --- generations -------------------------------------------------------------------
 
     async def begin_generation(

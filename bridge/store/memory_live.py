@@ -97,6 +97,13 @@ class MemoryLiveMixin:
             except TimeoutError:
                 return []
 
+    def _drop_live(self, chat_id: str) -> None:
+        """Forget the chat's steering queues and records and its feed (a deleted chat);
+        readers waiting on them are woken and find nothing."""
+        sequences = self._live_sequences()
+        for key in [k for k in sequences if k[1] == chat_id]:
+            sequences.pop(key).changed.set()
+
     async def push_steering(self, chat_id: str, generation_id: str, message: bytes) -> int | None:
         sequence = self._live_sequence(("steer", chat_id, generation_id), self._log_ttl)
         if sequence.closed:

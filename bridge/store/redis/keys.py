@@ -62,6 +62,12 @@ class Keys:
         """The SCAN pattern matching every chat's hash."""
         return f"{self.prefix}:{{*}}:chat"
 
+    def keys_of_chat_pattern(self, chat_id: str) -> str:
+        """The SCAN pattern matching every key of one chat (its tag has no glob character;
+        the prefix's are escaped)."""
+        prefix = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
+        return f"{prefix}:{{{chat_tag(chat_id)}}}:*"
+
     def chat_of(self, chat_key: str) -> tuple[str, str]:
         """The chat id and its tag, from a key matched by `chat_pattern()`."""
         tag = chat_key[len(self.prefix) + 2 : -len("}:chat")]

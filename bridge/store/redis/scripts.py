@@ -212,6 +212,14 @@ return n
 """
 
 
+# Deletes a chat's keys (all in the chat's slot) at once: KEYS are the chat's hash, its
+# history, its feed and every other key of the chat found by SCAN.
+_DELETE_CHAT_LUA = """
+for i = 1, #KEYS do redis.call('UNLINK', KEYS[i]) end
+return #KEYS
+"""
+
+
 class Script:
     """A Lua script called by SHA."""
 
@@ -231,6 +239,7 @@ STOP = Script(_STOP_LUA)
 CLAIM = Script(_CLAIM_LUA)
 RELEASE = Script(_RELEASE_LUA)
 PUSH = Script(_PUSH_LUA)
+DELETE_CHAT = Script(_DELETE_CHAT_LUA)
 LOADED_AT_START = (BEGIN, APPEND, END, RENEW, STOP, CLAIM, RELEASE)
 """Loaded when the store starts; the others are loaded on their first NOSCRIPT."""
 

@@ -184,6 +184,24 @@ class RedisStore:
         async with self._call():
             await self._redis.set(self.key(chat_id, "messages"), data, px=self._history_ttl_ms)
 
+    async def delete_chat(self, chat_id: str) -> None:
+        # Logs, leases, plans, steering keys are named by generation or steering id: SCAN
+        # finds them by the chat's key pattern (a scan of the keyspace, as the takeover
+        # sweep does), then one script removes them and the chat's fixed keys at once.
+        fixed = [self.key(chat_id, kind) for kind in ("chat", "messages", "generations")]
+        async with self._call():
+            owner = cast("bytes | None", await self._redis.hget(fixed[0], "owner"))
+            found: set[str] = set()
+            async for key in self._redis.scan_iter(
+                match=self.keys.keys_of_chat_pattern(chat_id), count=1000
+            ):
+                found.add(key.decode() if isinstance(key, bytes) else str(key))
+            await scripts.run(
+                self._redis, scripts.DELETE_CHAT, [*fixed, *sorted(found - set(fixed))], []
+            )
+            if owner is not None:
+                await self._redis.zrem(self.keys.owner_index(owner.decode()), chat_id)
+
     # --- generations -------------------------------------------------------------------
 
     async def begin_generation(

@@ -395,6 +395,38 @@ class Writer:
                 (chat_id, generation_id, now + self.log_ttl),
             )
 
+    def delete_chat(self, chat_id: str) -> list[str]:
+        """Remove every row of the chat (the steering tables' too) in one transaction;
+        returns the generation ids whose logs were removed."""
+        conn = self.conn
+        with _transaction(conn):
+            generations = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT generation_id FROM logs WHERE chat_id = ?", (chat_id,)
+                )
+            ]
+            conn.execute(
+                "DELETE FROM entries WHERE log_id IN (SELECT log_id FROM logs WHERE chat_id = ?)",
+                (chat_id,),
+            )
+            conn.execute(
+                "DELETE FROM owned_chats WHERE chat_id = ? AND owner ="
+                " (SELECT owner FROM chats WHERE chat_id = ?)",
+                (chat_id, chat_id),
+            )
+            for table in (
+                "logs",
+                "chats",
+                "histories",
+                "stops",
+                "steering",
+                "steering_closed",
+                "steering_records",
+            ):
+                conn.execute(f"DELETE FROM {table} WHERE chat_id = ?", (chat_id,))
+        return generations
+
     # --- start-up and retention ----------------------------------------------------------
 
     def drop_foreign_leases(self) -> int:

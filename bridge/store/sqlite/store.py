@@ -194,6 +194,17 @@ class SQLiteStore(MemoryLiveMixin):
         history = orjson.dumps(list(messages))
         await self._write(self._db_writer.save_messages, chat_id, history, self._clock())
 
+    async def delete_chat(self, chat_id: str) -> None:
+        writer = self._db_writer
+
+        def write() -> None:
+            for generation_id in writer.delete_chat(chat_id):
+                self._after_commit(self._deleted, (chat_id, generation_id))
+
+        await self._write(write)
+        self._tails.drop_chat(chat_id)
+        self._drop_live(chat_id)  # the feed is kept in memory
+
     # --- generations -------------------------------------------------------------------
 
     async def begin_generation(
@@ -528,6 +539,13 @@ class SQLiteStore(MemoryLiveMixin):
         self._tails.ended(key)
         _fire(self._log_signals, key)
         self._tell_listeners(key, end_offset)
+
+    def _deleted(self, key: _Key) -> None:
+        """A log removed with its chat: cached tails go, waiting readers and stops wake."""
+        self._tails.drop_chat(key[0])
+        _fire(self._log_signals, key)
+        _fire(self._stop_signals, key)
+        _fire(self._steer_signals, key)
 
     def _tell_listeners(self, key: _Key, offset: int) -> None:
         for listener in list(self._listeners):

@@ -79,5 +79,9 @@ class TailCache:
         for key in [k for k, tail in self._tails.items() if tail.expires_at <= now]:
             del self._tails[key]
 
+    def drop_chat(self, chat_id: str) -> None:
+        for key in [k for k in self._tails if k[0] == chat_id]:
+            del self._tails[key]
+
     def clear(self) -> None:
         self._tails.clear()
