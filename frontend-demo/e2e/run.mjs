@@ -890,7 +890,8 @@ const scenarios = {
   },
 
   /**
-   * A bridge whose model has provider tools (tests/test_browser_provider_tools.py): the
+   * A bridge whose model has provider tools (the provider-tools tests of
+   * tests/test_browser_demo.py): the
    * answer shows a search card (query, sources) or a collapsed card per other provider tool,
    * never an ordinary tool part, and after a reload the same cards come back from the stored
    * chat. Notes what they showed (`cardsLive`, `cardsAfterReload`, `openedCards`); saves the
