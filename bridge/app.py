@@ -310,7 +310,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.bridge_cors_origins,
-            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
             # Credentials (cookies, auth headers a browser adds itself) only for origins
             # listed one by one: with "*" any site could act as the user.

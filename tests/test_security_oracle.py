@@ -35,6 +35,7 @@ HTTP: dict[str, tuple[str, str, dict[str, Any]]] = {
         {"headers": {"x-requested-with": "t"}},
     ),
     "POST /api/chat/{chat_id}/steer": ("POST", "/api/chat/{chat}/steer", {"json": STEER}),
+    "DELETE /api/chat/{chat_id}": ("DELETE", "/api/chat/{chat}", {}),
     "GET /api/chat/{chat_id}/messages": ("GET", "/api/chat/{chat}/messages", {}),
     "GET /api/chat/{chat_id}/live": ("GET", "/api/chat/{chat}/live", {}),
     "GET /api/chat/{chat_id}/poll": ("GET", "/api/chat/{chat}/poll", {}),

@@ -1,15 +1,16 @@
-"""The chat's JSON endpoints: stop a generation, read the history, list the caller's chats."""
+"""The chat's JSON endpoints: stop a generation, read the history, list the caller's chats,
+delete a chat."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from bridge.api.gate import CHAT_LIST, MESSAGES, STOP, Admitted
-from bridge.api.schemas import ERRORS, ChatList, StopResult, StoredChat, answers
-from bridge.chat.operations import stop_generation
+from bridge.api.gate import CHAT_LIST, DELETE_CHAT, MESSAGES, STOP, Admitted
+from bridge.api.schemas import ERRORS, ChatList, StopResult, StoredChat, answers, error_answers
+from bridge.chat.operations import delete_chat, stop_generation
 from bridge.errors import GenerationNotFound
 from bridge.services import services_of
 
@@ -42,6 +43,23 @@ async def stop_chat(
     return JSONResponse(
         {"stopped": outcome == "aborted", "generationId": generation_id, "outcome": outcome}
     )
+
+
+@router.delete(
+    "/api/chat/{chat_id}",
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "Deleted, or nothing to delete"}, **error_answers(*ERRORS)},
+)
+async def delete_chat_route(
+    request: Request, chat_id: str, admitted: Annotated[Admitted, Depends(DELETE_CHAT)]
+) -> Response:
+    """Stop the chat's running answer, then remove the chat and everything kept for it.
+    204 whether or not there was anything: an unused id and someone else's chat (left as
+    it is) answer alike, so a delete is idempotent and tells nothing of other users."""
+    if admitted.visible:
+        await delete_chat(services_of(request), chat_id, user=admitted.user)
+    return Response(status_code=204)
 
 
 @router.get("/api/chat/{chat_id}/messages", responses=answers(StoredChat, *ERRORS))

@@ -6,8 +6,9 @@ route without one has no `Admitted` to work with, and tests/test_gate.py fails o
 or frame type without one); `admit` applies the entry's checks, always in this order:
 
 1. the request's form: a POST with a body must say `application/json`; a body-less POST
-   must carry a header a cross-site form cannot send (`Content-Type: application/json` or
-   `Authorization`/`X-*`), so a browser never sends it cross-site without a preflight (CSRF);
+   (or a DELETE) must carry a header a cross-site form cannot send (`Content-Type:
+   application/json` or `Authorization`/`X-*`), so a browser never sends it cross-site
+   without a preflight (CSRF);
 2. identity (`Auth.user_for`; on an open socket again for every frame, so an expired
    token stops working), user ids that look anonymous refused outside anonymous mode;
 3. the request rate (a frame is counted as it arrives, before it is parsed);
@@ -138,6 +139,9 @@ POST_CHAT = Entry("POST /api/chat", chat="body", body="json", reader=True, start
 RESUME = Entry("GET /api/chat/{chat_id}/stream", chat="path", reader=True)
 STOP = Entry("POST /api/chat/{chat_id}/stop", chat="path", body="none")
 STEER = Entry("POST /api/chat/{chat_id}/steer", chat="path", body="json")
+DELETE_CHAT = Entry("DELETE /api/chat/{chat_id}", chat="path", body="none")
+"""A browser preflights every cross-site DELETE and a form cannot send one; it still gets
+the body-less POST's check, so one marked cross-site needs what a form cannot send."""
 MESSAGES = Entry("GET /api/chat/{chat_id}/messages", chat="path")
 CHAT_LIST = Entry("GET /api/chats")
 LIVE_TAIL = Entry("GET /api/chat/{chat_id}/live", chat="path", reader=True)
@@ -174,7 +178,7 @@ _CROSS_SITE_FETCH = ("cross-site", "same-site")
 
 
 def check_bodyless_post(connection: HTTPConnection, services: Services) -> None:
-    """A POST without a body (stop) is a state change a cross-site form could send. It
+    """A POST without a body (stop), or a DELETE, is a state change a cross-site form could send. It
     passes with what a form cannot send (a JSON content type, `Authorization`, an `X-*`
     header: a browser asks the server first), or when nothing marks it as cross-site: a
     browser names a page's origin in `Origin` and `Sec-Fetch-Site` on every such POST, so
@@ -197,8 +201,9 @@ def check_bodyless_post(connection: HTTPConnection, services: Services) -> None:
         cross_site = verdict != "same" and verdict != "listed"
     if cross_site:
         raise RequestError(
-            "a cross-site POST without a body needs `Content-Type: application/json` or an "
-            "`X-Requested-With` header (a form cannot send either)"
+            "a cross-site POST without a body (or a DELETE) needs "
+            "`Content-Type: application/json` or an `X-Requested-With` header "
+            "(a form cannot send either)"
         )
 
 

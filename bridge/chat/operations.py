@@ -1,5 +1,5 @@
 """Chat operations, the same for every transport (SSE, WebSocket, long-poll): start a
-generation, find the generation to resume, stop one, follow a log."""
+generation, find the generation to resume, stop one, follow a log, delete a chat."""
 
 from __future__ import annotations
 
@@ -365,6 +365,16 @@ async def stop_generation(
         return None, None
     await store.request_stop(chat_id, generation_id)
     return generation_id, await _wait_for_end(services, chat_id, generation_id)
+
+
+async def delete_chat(services: Services, chat_id: str, *, user: str) -> None:
+    """Delete the caller's chat: its running generation is stopped first (the stop path,
+    wherever it runs, waiting for its end), then the store removes the chat and everything
+    kept for it (`SessionStore.delete_chat`). Afterwards the id is an unused one. A producer
+    that did not end within the stop's wait finds its log gone on its next write and ends."""
+    await stop_generation(services, chat_id, None, user=user)
+    await services.store.delete_chat(chat_id)
+    logger.info("chat %s deleted", chat_id)
 
 
 async def _begun(services: Services, starting: list[asyncio.Future[str | None]]) -> str | None:
