@@ -4,7 +4,7 @@ import Link from 'next/link';
 import { useRouter } from 'next/navigation';
 import { useEffect, useState } from 'react';
 import { signOut } from '@/app/actions';
-import { useChatList } from '@/lib/chat-list';
+import { deleteChat, useChatList } from '@/lib/chat-list';
 import { newChatId } from '@/lib/ids';
 import type { ChatSummary } from '@/lib/types';
 import { Brand } from './brand';
@@ -40,9 +40,19 @@ export function Sidebar({ initialChats, activeId, user }: Props) {
 
   useEffect(() => setOpen(false), [activeId]);
 
-  const listed = chats.some((chat) => chat.id === activeId)
-    ? chats
-    : [{ id: activeId, title: null, updatedAt: null }, ...chats];
+  const [deleted, setDeleted] = useState<ReadonlySet<string>>(new Set());
+
+  async function remove(chat: ChatSummary) {
+    if (!window.confirm(`Delete "${chat.title || 'New chat'}"? This cannot be undone.`)) return;
+    if (!(await deleteChat(chat.id))) return;
+    setDeleted((gone) => new Set(gone).add(chat.id));
+    if (chat.id === activeId) router.push(`/chat/${newChatId()}`);
+  }
+
+  const kept = chats.filter((chat) => !deleted.has(chat.id));
+  const listed = kept.some((chat) => chat.id === activeId)
+    ? kept
+    : [{ id: activeId, title: null, updatedAt: null }, ...kept];
 
   return (
     <aside className={`sidebar${open ? ' is-open' : ''}`} data-testid="sidebar">
@@ -71,20 +81,41 @@ export function Sidebar({ initialChats, activeId, user }: Props) {
       </button>
       <nav className="chat-list" data-testid="chat-list" aria-label="Chats">
         {listed.map((chat) => (
-          <Link
-            key={chat.id}
-            href={`/chat/${encodeURIComponent(chat.id)}`}
-            className={`chat-item${chat.id === activeId ? ' is-active' : ''}`}
-            data-testid="chat-item"
-            data-chat-id={chat.id}
-            aria-current={chat.id === activeId ? 'page' : undefined}
-            prefetch={false}
-          >
-            <span className="chat-item-title">{chat.title || 'New chat'}</span>
-            <span className="chat-item-time" suppressHydrationWarning>
-              {ago(chat.updatedAt)}
-            </span>
-          </Link>
+          <div key={chat.id} className="chat-row">
+            <Link
+              href={`/chat/${encodeURIComponent(chat.id)}`}
+              className={`chat-item${chat.id === activeId ? ' is-active' : ''}`}
+              data-testid="chat-item"
+              data-chat-id={chat.id}
+              aria-current={chat.id === activeId ? 'page' : undefined}
+              prefetch={false}
+            >
+              <span className="chat-item-title">{chat.title || 'New chat'}</span>
+              <span className="chat-item-time" suppressHydrationWarning>
+                {ago(chat.updatedAt)}
+              </span>
+            </Link>
+            {kept.some((stored) => stored.id === chat.id) ? (
+              <button
+                type="button"
+                className="chat-delete"
+                data-testid="chat-delete"
+                data-chat-id={chat.id}
+                aria-label={`Delete chat "${chat.title || 'New chat'}"`}
+                title="Delete chat"
+                onClick={() => void remove(chat)}
+              >
+                <svg className="icon" viewBox="0 0 16 16" aria-hidden="true">
+                  <path
+                    d="M4 4l8 8M12 4l-8 8"
+                    stroke="currentColor"
+                    strokeWidth="1.6"
+                    strokeLinecap="round"
+                  />
+                </svg>
+              </button>
+            ) : null}
+          </div>
         ))}
       </nav>
       <div className="sidebar-foot">

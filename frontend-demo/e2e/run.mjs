@@ -978,6 +978,55 @@ const scenarios = {
     run.note('screenshot', path);
     run.check('screenshot written', true);
   },
+
+  /** Delete from the sidebar: another chat, then the open one while it answers. */
+  async delete({ browser, baseUrl, run, consoleLog }) {
+    const page = await newPage(browser, consoleLog);
+    const dialogs = [];
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.accept();
+    });
+    const deletes = [];
+    page.on('request', (request) => {
+      if (request.method() === 'DELETE') deletes.push(new URL(request.url()).pathname);
+    });
+    const first = await openNewChat(page, baseUrl);
+    await sendText(page, 'The first chat');
+    await waitForSettled(page, baseUrl, first);
+    const second = await openNewChat(page, baseUrl);
+    await sendText(page, 'The second chat');
+    await waitForSettled(page, baseUrl, second);
+    const firstItem = page.locator(`[data-testid="chat-item"][data-chat-id="${first}"]`);
+    await firstItem.waitFor({ timeout: 15_000 });
+
+    await page.locator(`[data-testid="chat-delete"][data-chat-id="${first}"]`).click();
+    await firstItem.waitFor({ state: 'detached', timeout: 15_000 });
+    run.check('the delete asked for a confirmation first', dialogs.length === 1, dialogs);
+    const gone = await storedChat(baseUrl, first);
+    run.check('the other chat is gone from the bridge',
+      gone.messages.length === 0 && gone.activeGenerationId === null, gone);
+    run.check('the open chat stays open', page.url().includes(`/chat/${encodeURIComponent(second)}`), page.url());
+    const kept = await storedChat(baseUrl, second);
+    run.check('the open chat keeps its messages', kept.messages.length === 2, kept.messages.length);
+
+    await sendText(page, LONG_PROMPT);
+    await waitForStreamedText(page, 200);
+    await page.locator(`[data-testid="chat-delete"][data-chat-id="${second}"]`).click();
+    await page.waitForURL((url) => !url.pathname.endsWith(`/chat/${encodeURIComponent(second)}`), { timeout: 15_000 });
+    const deleted = await storedChat(baseUrl, second);
+    run.check('the open chat, deleted mid-answer, is gone from the bridge',
+      deleted.messages.length === 0 && deleted.activeGenerationId === null, deleted);
+    const resume = await resumeProbe(baseUrl, second);
+    run.check('nothing of it is left to resume', resume.status === 204, resume);
+    const listed = await page.evaluate(async () =>
+      (await (await fetch('/api/chats', { cache: 'no-store' })).json()).chats.map((chat) => chat.id));
+    run.check('neither chat is listed', !listed.includes(first) && !listed.includes(second), listed);
+    run.check('the sidebar lists neither',
+      (await page.locator(`[data-testid="chat-item"][data-chat-id="${first}"], [data-testid="chat-item"][data-chat-id="${second}"]`).count()) === 0);
+    run.check('one DELETE per chat, through the demo\'s /api path',
+      deletes.length === 2 && deletes[0] === `/api/chat/${encodeURIComponent(first)}`, deletes);
+  },
 };
 
 // ------------------------------------------------------------------------- main

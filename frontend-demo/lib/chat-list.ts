@@ -32,6 +32,25 @@ export function notifyChatsChanged(delayMs = 300) {
   timer = setTimeout(refresh, delayMs);
 }
 
+/**
+ * Delete a chat on the bridge (DELETE /api/chat/{id}: a running answer is stopped first),
+ * then drop it from the list at once and refresh the list. False when the bridge refused.
+ */
+export async function deleteChat(id: string): Promise<boolean> {
+  const response = await fetch(`/api/chat/${encodeURIComponent(id)}`, {
+    method: 'DELETE',
+    // A header a cross-site form cannot send: the bridge's CSRF rule for a DELETE.
+    headers: { 'x-requested-with': 'aisdk-bridge-demo' },
+  });
+  if (response.status !== 204) return false;
+  if (chats) {
+    chats = chats.filter((chat) => chat.id !== id);
+    emit();
+  }
+  notifyChatsChanged(0);
+  return true;
+}
+
 function subscribe(listener: () => void) {
   listeners.add(listener);
   return () => listeners.delete(listener);
