@@ -5,6 +5,7 @@ POST's: one a browser marks cross-site needs what a form cannot send)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 
 from tests.bridge_server import BridgeFactory, chat_body
 from tests.fakes.server import LiveServer
+from tests.support.redis import RedisServer
 from tests.support.waiting import until
 
 TOKENS = ["ta:alice", "tb:bob"]
@@ -110,6 +112,50 @@ async def test_chat_delete_during_a_running_answer_stops_it_first(
         assert gone.status_code == 410  # no log left
         chats = (await client.get("/api/chats", headers=ALICE)).json()["chats"]
         assert chats == []
+
+
+async def test_chat_delete_on_another_process_stops_the_answer_and_leaves_no_key(
+    bridge_factory: BridgeFactory, redis_server: RedisServer
+) -> None:
+    prefix = f"del{uuid.uuid4().hex[:8]}"
+    shared = {
+        "redis_url": redis_server.url,
+        "bridge_key_prefix": prefix,
+        "bridge_auth_tokens": TOKENS,
+        "bridge_heartbeat_seconds": 0.2,
+    }
+    producing = bridge_factory(bridge_demo_token_delay_ms=50, **shared)
+    other = bridge_factory(bridge_demo_token_delay_ms=0, **shared)
+    async with httpx.AsyncClient(timeout=30) as client:
+        kept = await client.post(
+            f"{other.url}/api/chat", json=chat_body("kept", "hello"), headers=ALICE
+        )
+        assert kept.status_code == 200
+        body = chat_body("elsewhere", "write something long")
+        async with client.stream(
+            "POST", f"{producing.url}/api/chat", json=body, headers=ALICE
+        ) as answer:
+            assert answer.status_code == 200
+            lines = answer.aiter_lines()
+            async for line in lines:
+                if '"text-delta"' in line:
+                    break
+            # The delete reaches the other process: it stops the answer where it runs.
+            response = await client.delete(f"{other.url}/api/chat/elsewhere", headers=ALICE)
+            assert response.status_code == 204
+            rest = [line async for line in lines]
+        assert any('"abort"' in line for line in rest), rest[-5:]
+
+        async def stopped() -> bool:
+            health = (await client.get(f"{producing.url}/healthz")).json()
+            return health["runningGenerations"] == 0
+
+        await until(stopped, 10, "no generation running")
+        chats = (await client.get(f"{producing.url}/api/chats", headers=ALICE)).json()["chats"]
+        assert [chat["id"] for chat in chats] == ["kept"]
+    keys = [key.decode() for key in redis_server.client().keys(f"{prefix}:*")]
+    assert keys, "the kept chat's keys are there"
+    assert [key for key in keys if "{elsewhere}" in key] == []
 
 
 def test_chat_delete_of_someone_elses_chat_changes_nothing(server: LiveServer) -> None:
