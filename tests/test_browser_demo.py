@@ -502,6 +502,15 @@ def test_transport_switch_is_kept_in_the_url_and_in_storage(scenario: Any) -> No
     scenario("switch")
 
 
+def test_sidebar_delete_removes_another_chat_and_the_open_one_mid_answer(scenario: Any) -> None:
+    # Another chat from its row, then the open one while it answers: both gone from the
+    # bridge (no messages, nothing to resume, not listed), one DELETE each, and the page
+    # moves on to a new chat.
+    result = scenario("delete")
+    names = [check["name"] for check in result["checks"]]
+    assert "the open chat, deleted mid-answer, is gone from the bridge" in names
+
+
 def test_sidebar_first_paint_lists_the_browsers_own_chats(demo: str) -> None:
     """The page is rendered on the server with the browser's cookie: the chat list in its
     first paint (before any script runs) is that browser's, not a stranger's empty one."""
