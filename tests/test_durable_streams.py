@@ -262,6 +262,13 @@ def test_durable_bad_offsets_and_unknown_logs(bridge: LiveServer, openai_fake: O
         assert response.status_code == 400, bad
         assert response.json()["error"]["code"] == "bad_request"
     assert httpx.get(url, params={"live": "long-poll"}).status_code == 400
+    # In SSE mode too, and for the chat's stream: an answer, not a stream cut after its
+    # headers (the offset was once read only by the stream's body).
+    for stream in (url, ds_url(bridge, "ds-bad")):
+        for bad in ("abc", "-2"):
+            response = httpx.get(stream, params={"offset": bad, "live": "sse"}, timeout=10)
+            assert response.status_code == 400, (stream, bad)
+            assert response.json()["error"]["code"] == "bad_request"
     assert httpx.get(ds_url(bridge, "ds-bad", "gen_unknown")).status_code == 404
     # An offset into a log that is gone: 410 (past retention).
     gone = httpx.get(ds_url(bridge, "ds-bad", "gen_unknown"), params={"offset": f"{5:016d}"})

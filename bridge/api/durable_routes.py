@@ -97,8 +97,11 @@ async def _answer(
     cursor: str | None,
 ) -> Response:
     if live == "sse":
+        # The first page is read before the response starts: a bad offset or a log past
+        # retention is a 4xx answer, not a stream cut after its headers.
+        first = await page_of(offset, 0.0)
         return StreamingResponse(
-            _sse(page_of, offset, services.settings.bridge_max_poll_wait_seconds, cursor),
+            _sse(page_of, first, services.settings.bridge_max_poll_wait_seconds, cursor),
             media_type="text/event-stream",
             headers=_BASE_HEADERS,
         )
@@ -122,16 +125,22 @@ async def _answer(
 
 
 async def _sse(
-    page_of: PageOf, offset: str | None, wait: float, cursor: str | None
+    page_of: PageOf, first: Page, wait: float, cursor: str | None
 ) -> AsyncIterator[bytes]:
-    """`event: data` (a JSON array) then `event: control` for every page, until the stream
-    closes or SSE_SECONDS have passed."""
+    """`event: data` (a JSON array) then `event: control` for every page, from `first` on,
+    until the stream closes or SSE_SECONDS have passed."""
     ends_at = time.monotonic() + SSE_SECONDS
-    first = True
+    page: Page | None = first
+    offset = first.next_offset
     while True:
-        remaining = ends_at - time.monotonic()
-        page = await page_of(offset, 0.0 if first else max(0.0, min(wait, remaining)))
-        first = False
+        if page is None:
+            remaining = ends_at - time.monotonic()
+            try:
+                page = await page_of(offset, max(0.0, min(wait, remaining)))
+            except RequestError:
+                # Past retention while followed (410 on a fresh read): the stream ends
+                # cleanly; the client's next read gets the answer with its status.
+                return
         if page.items:
             yield b"event: data\ndata: " + page.body() + b"\n\n"
         cursor = next_cursor(cursor)
@@ -144,6 +153,7 @@ async def _sse(
         offset = page.next_offset
         if page.closed or time.monotonic() >= ends_at:
             return
+        page = None
 
 
 def _reader(request: Request, admitted: Admitted) -> tuple[Services, str]:
