@@ -89,8 +89,12 @@ class RedisServer:
         """Start on a free port (a few tries: the port may be taken between probing and
         binding), or, once started before, on the same port again."""
         errors: list[str] = []
+        # A cluster node's bus port is 10,000 above its own (so its own is at most 55535).
+        cluster = extra.get("cluster-enabled") == "yes"
         for _ in range(1 if self.port else 3):
-            port = self.port or free_port()
+            port = self.port or (
+                free_port(highest=55535, also_free=10000) if cluster else free_port()
+            )
             error = self._start_on(port, extra)
             if error is None:
                 self.port = port
