@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -23,6 +24,7 @@ import pytest
 from bridge.app import create_app
 from bridge.settings import Settings
 from tests.bridge_server import chat_body, make_settings, sse_events
+from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.server import Cut, LiveServer, Text
 from tests.node_harness import ensure_node_deps, node_binary
@@ -324,3 +326,89 @@ def wait_until_up(server: subprocess.Popen[str], site: str) -> None:
             return
         except httpx.TransportError:
             time.sleep(0.2)
+
+
+# --- the provider-by-environment recipes ---------------------------------------------------
+
+RECIPES = ROOT / "examples" / "providers"
+RECIPE_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "GEMINI_API_KEY")
+"""Keys the recipes' models need (what a user sets beside a recipe)."""
+
+
+def readme_blocks(section: str, language: str) -> list[str]:
+    """Every ```language block of README's `## section` (its subsections included)."""
+    start = README.index(f"\n## {section}\n")
+    end = README.find("\n## ", start + 1)
+    return re.findall(rf"```{language}\n(.*?)```", README[start:end], re.DOTALL)
+
+
+def recipe_variables(recipe: Path) -> dict[str, str]:
+    """The recipe's variables as a shell reads them (quotes removed, lines joined)."""
+    pairs = (word.split("=", 1) for word in shlex.split(recipe.read_text()))
+    return dict(pairs)
+
+
+def test_examples_provider_recipes_are_the_readme_blocks() -> None:
+    recipes = sorted(RECIPES.glob("*.sh"))
+    assert [recipe.name for recipe in recipes] == [
+        "endpoints.sh",
+        "gemini.sh",
+        "provider-tools.sh",
+    ]
+    assert sorted(recipe.read_text() for recipe in recipes) == sorted(
+        readme_blocks("Providers", "bash")
+    )
+
+
+@pytest.mark.parametrize("recipe", ["endpoints.sh", "gemini.sh", "provider-tools.sh"])
+def test_examples_provider_recipes_serve_every_model_they_list(
+    recipe: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each recipe, read from the environment as written, starts a bridge that answers with
+    every model it lists (their servers replaced by the fakes: the recipe's hosts are real
+    ones), each request going to its server with its model and provider tools."""
+    for name in list(os.environ):
+        if name.startswith(("BRIDGE_", "OPENAI_", "ANTHROPIC_", "AZURE_")) or name == "REDIS_URL":
+            monkeypatch.delenv(name)
+    for name in RECIPE_KEYS:
+        monkeypatch.setenv(name, "test-key")
+    for name, value in recipe_variables(RECIPES / recipe).items():
+        monkeypatch.setenv(name, value)
+    read = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert read.bridge_models, "a recipe lists the models it serves"
+    # A local server (the recipe's Ollama) takes any key: so do the fakes.
+    with OpenAIFake() as openai_fake, AnthropicFake() as claude:
+        # The same settings with every server replaced by a fake.
+        endpoints = {
+            name: endpoint.model_copy(update={"base_url": openai_fake.base_url})
+            for name, endpoint in read.bridge_endpoints.items()
+        }
+        settings = read.model_copy(
+            update={
+                "bridge_endpoints": endpoints,
+                "openai_base_url": openai_fake.base_url,
+                "anthropic_base_url": claude.url,
+                "bridge_store": "memory",
+            }
+        )
+        server = LiveServer(create_app(settings))
+        server.start()
+        try:
+            listed = httpx.get(f"{server.url}/api/models", timeout=10).json()
+            assert [model["id"] for model in listed["models"]] == read.bridge_models
+            for index, model in enumerate(read.bridge_models):
+                fake = claude if model.startswith("anthropic:") else openai_fake
+                fake.enqueue([Text(f"Answer from {model}.")])
+                body = chat_body(f"recipe-{index}", "hi", model=model)
+                answer = httpx.post(f"{server.url}/api/chat", json=body, timeout=30)
+                assert answer.status_code == 200, answer.text
+                chunks = [orjson.loads(data) for _, data in sse_events(answer) if data != "[DONE]"]
+                text = "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
+                assert text == f"Answer from {model}.", chunks
+                sent = fake.requests[-1].json
+                assert sent["model"] == model.split(":", 1)[1]
+                options = read.bridge_model_options.get(model)
+                if options is not None and options.provider_tools:
+                    assert all(tool in sent["tools"] for tool in options.provider_tools)
+        finally:
+            server.stop()
