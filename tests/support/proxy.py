@@ -71,8 +71,13 @@ class _ServerThread:
             for task in tasks:
                 task.cancel()
             # Until every connection's task has finished cancelling (closing its sockets).
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            # The gather is made inside the loop: this thread has no current event loop.
+            loop.run_until_complete(_finished(tasks))
             loop.close()
+
+
+async def _finished(tasks: set[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # --- HTTP ------------------------------------------------------------------------------------
